@@ -1,0 +1,44 @@
+"""Regenerate the README's results sections from benchmarks/results/*.json (never typed by hand).
+
+Each section sits between `<!-- name:begin -->` and `<!-- name:end -->` markers in README.md; a
+section whose results file does not exist yet says so instead of showing numbers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, load_cell  # noqa: E402
+
+README = HERE.parent / "README.md"
+# section -> (results file, module with table(results) -> markdown)
+SECTIONS = {"pretrain": ("pretrain.json", "pretrain"), "finetune": ("finetune.json", "finetune"),
+            "privacy": ("privacy.json", "privacy")}
+
+
+def render(name: str) -> str:
+    fname, module = SECTIONS[name]
+    results = load_cell(RESULTS / fname)
+    if results is None:
+        return f"_No recorded results yet: run `python benchmarks/{module}.py` (or `--quick`)._"
+    return importlib.import_module(module).table(results)
+
+
+def main() -> int:
+    text = README.read_text()
+    for name in SECTIONS:
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda m, n=name: m.group(1) + render(n) + m.group(2), text)
+    README.write_text(text)
+    print(f"updated {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

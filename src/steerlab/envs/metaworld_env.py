@@ -1,0 +1,131 @@
+"""Meta-World v3 task factory: seeded, fixed horizon, success-at-any-step, dense or sparse reward.
+
+Initial states. An MT1 environment built the usual way cycles through 50 fixed object/goal setups.
+We instead draw a fresh object/goal configuration from the env's own seeded generator at every
+reset (`_freeze_rand_vec=False`, `seeded_rand_vec=True`). `reset(seed=s)` reseeds that generator, so an
+episode is a pure function of its seed. Demonstrations, RL training and evaluation use disjoint seed
+ranges (see `episode_seeds`) so a policy is never evaluated on the exact setups it was trained on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+# Eight tasks of the benchmark; push-v3 / reach-v3 serve as sanity checks of the imitation stack.
+BENCHMARK_TASKS = [
+    "push-wall-v3", "box-close-v3", "assembly-v3", "peg-insert-side-v3",
+    "pick-place-v3", "hammer-v3", "disassemble-v3", "shelf-place-v3",
+]
+SANITY_TASKS = ["push-v3", "reach-v3"]
+DEFAULT_MAX_STEPS = 200
+OBS_DIM, ACT_DIM = 39, 4
+
+# Seed ranges: disjoint so train/eval setups never coincide.
+SEED_OFFSETS = {"demo": 0, "train": 1_000_000, "eval": 2_000_000}
+
+
+def episode_seeds(split: str, seed: int, n: int) -> list[int]:
+    """`n` episode seeds for `split` ('demo' | 'train' | 'eval') of run seed `seed`."""
+    if split not in SEED_OFFSETS:
+        raise ValueError(f"unknown seed split {split!r}; expected one of {sorted(SEED_OFFSETS)}")
+    base = SEED_OFFSETS[split] + 10_000 * seed
+    return [base + i for i in range(n)]
+
+
+def available_tasks() -> list[str]:
+    import metaworld
+
+    return sorted(metaworld.ALL_V3_ENVIRONMENTS)
+
+
+def check_task(task: str) -> str:
+    tasks = available_tasks()
+    if task not in tasks:
+        raise ValueError(f"unknown Meta-World task {task!r}; valid tasks: {', '.join(tasks)}")
+    return task
+
+
+class MetaWorldTask(gym.Wrapper):
+    """Fixed-horizon wrapper around one Meta-World v3 environment.
+
+    * `terminated` is True only on success when `terminate_on_success` is set; reaching the horizon is
+      `truncated` (so RL bootstraps through it).
+    * `info["success"]` is success at this step, `info["is_success"]` success at any step so far.
+    * `info["hand_pos"]` is the end-effector position (for smoothness metrics).
+    * reward: 'dense' is Meta-World's shaped reward / 10 (in [0, 1]); 'sparse' is 1 on success else 0.
+    """
+
+    def __init__(self, env: gym.Env, task: str, max_steps: int, terminate_on_success: bool, reward: str):
+        super().__init__(env)
+        if reward not in ("dense", "sparse"):
+            raise ValueError(f"reward must be 'dense' or 'sparse', got {reward!r}")
+        self.task = task
+        self.max_steps = int(max_steps)
+        self.terminate_on_success = terminate_on_success
+        self.reward_type = reward
+        self._t = 0
+        self._ever_success = False
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.env.unwrapped.seed(int(seed))
+        obs, info = self.env.reset()
+        self._t = 0
+        self._ever_success = False
+        info = dict(info, success=False, is_success=False, hand_pos=np.asarray(obs[:3], np.float32))
+        return obs.astype(np.float32), info
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        if action.shape != (ACT_DIM,):
+            raise ValueError(f"{self.task}: action must have shape ({ACT_DIM},), got {action.shape}")
+        obs, reward, _, _, info = self.env.step(action)
+        self._t += 1
+        success = bool(info.get("success", 0.0) > 0.5)
+        self._ever_success |= success
+        r = float(success) if self.reward_type == "sparse" else float(reward) / 10.0
+        terminated = success and self.terminate_on_success
+        truncated = self._t >= self.max_steps and not terminated
+        info = dict(info, success=success, is_success=self._ever_success,
+                    hand_pos=np.asarray(obs[:3], np.float32))
+        return obs.astype(np.float32), r, terminated, truncated, info
+
+
+def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, terminate_on_success: bool = False,
+             reward: str = "dense", render_mode: str | None = None, camera_name: str = "corner2") -> MetaWorldTask:
+    """Build one seeded Meta-World v3 task with freshly randomized object/goal positions per reset."""
+    check_task(task)
+    if render_mode is not None:
+        os.environ.setdefault("MUJOCO_GL", "osmesa")
+    import metaworld
+
+    cls = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{task}-goal-observable"]
+    env = cls(seed=seed, render_mode=render_mode)
+    raw = env.unwrapped
+    raw._freeze_rand_vec = False
+    raw.seeded_rand_vec = True
+    raw.max_path_length = max_steps + 1  # our wrapper owns the horizon; never hit Meta-World's assert
+    if render_mode is not None:
+        raw.camera_name = camera_name
+        raw.width = raw.height = 240
+        try:
+            raw.mujoco_renderer.camera_name = camera_name
+        except AttributeError:
+            pass
+    raw.seed(seed)
+    return MetaWorldTask(env, task, max_steps, terminate_on_success, reward)
+
+
+def expert_policy(task: str):
+    """Meta-World's scripted expert for `task` (callable obs -> action)."""
+    check_task(task)
+    from metaworld.policies import ENV_POLICY_MAP
+
+    policy = ENV_POLICY_MAP[task]()
+    return policy.get_action

@@ -1,0 +1,50 @@
+"""Evaluation statistics: success with a Wilson interval, end-effector smoothness."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion (well behaved at 0 and 1, unlike Wald)."""
+    if n <= 0:
+        raise ValueError("wilson_interval needs n > 0")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # at k = 0 or k = n the bound is exactly 0 or 1; say so rather than return 0.9999999
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
+
+
+def smoothness(hand_positions: np.ndarray, dt: float = 1.0) -> dict[str, float]:
+    """Mean |velocity|, |acceleration|, |jerk| of an end-effector path (T, 3) by finite differences.
+
+    Units are per control step by default (dt = 1); only ratios between methods matter.
+    """
+    x = np.asarray(hand_positions, dtype=np.float64)
+    out = {}
+    for order, name in ((1, "velocity"), (2, "acceleration"), (3, "jerk")):
+        if len(x) <= order:
+            out[name] = float("nan")
+            continue
+        d = np.diff(x, n=order, axis=0) / dt**order
+        out[name] = float(np.linalg.norm(d, axis=-1).mean())
+    return out
+
+
+def summarize_episodes(episodes: list[dict]) -> dict:
+    """Aggregate per-episode records ({'success', 'length', 'smoothness': {...}})."""
+    n = len(episodes)
+    k = sum(bool(e["success"]) for e in episodes)
+    lo, hi = wilson_interval(k, n)
+    lengths = np.array([e["length"] for e in episodes])
+    smooth = {name: float(np.nanmean([e["smoothness"][name] for e in episodes]))
+              for name in ("velocity", "acceleration", "jerk")}
+    return {"success": k / n, "ci95": [lo, hi], "episodes": n, "successes": k,
+            "length_mean": float(lengths.mean()), "length_std": float(lengths.std()),
+            "smoothness": smooth}

@@ -1,0 +1,42 @@
+"""MP4 rollout videos with offscreen MuJoCo (`MUJOCO_GL=osmesa` works without a GPU, ~4 frames/s)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from steerlab.envs.metaworld_env import episode_seeds, make_env
+
+
+def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: int = 0, max_steps: int = 200,
+                 fps: int = 30) -> Path:
+    """Roll out `episodes` evaluation episodes (the same seeds `evaluate` uses first) into one MP4."""
+    os.environ.setdefault("MUJOCO_GL", "osmesa")
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True, render_mode="rgb_array")
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    writer = imageio.get_writer(tmp, fps=fps, macro_block_size=16)
+    try:
+        for ep_seed in episode_seeds("eval", seed, episodes):
+            obs, _ = env.reset(seed=ep_seed)
+            gen = torch.Generator().manual_seed(ep_seed)
+            queue: list[np.ndarray] = []
+            for _ in range(max_steps):
+                if not queue:
+                    noise = torch.randn((1, *policy.chunk_shape), generator=gen)
+                    queue = list(policy.predict_chunk(obs[None], noise=noise)[0, : policy.n_action_steps])
+                obs, _, term, trunc, _ = env.step(queue.pop(0))
+                writer.append_data(np.asarray(env.render())[::-1].copy())
+                if term or trunc:
+                    break
+    finally:
+        writer.close()
+        env.close()
+    os.replace(tmp, path)
+    return path

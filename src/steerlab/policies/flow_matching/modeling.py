@@ -1,0 +1,218 @@
+"""Chunked flow-matching policy over state observations, with an optional plug-in VIB.
+
+obs ─norm─► encoder ─► e ─┬──────────────────────────────► condition (plain imitation policy)
+                          └─► VIB: μ(+λΔz) ─► dec ─► ê ──► condition (deployed base / ZPRL)
+condition + noise ε ─► Euler-integrated velocity field ─► normalized action chunk ─► unnormalize
+
+Steering hooks (used by the online-RL adapters, never by the policy itself):
+`noise=` (DSRL picks ε), `latent_residual=` (ZPRL shifts z), `embedding_residual=` (ablation shifts e).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from steerlab.data.normalize import Normalizer
+from steerlab.policies.backbones import mlp
+from steerlab.policies.flow_matching.configuration import FlowPolicyConfig
+from steerlab.policies.flow_matching.sampler import euler_sample
+from steerlab.policies.vib import VIB, gaussian_kl
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=t.dtype, device=t.device) / half)
+    ang = 100.0 * t[:, None] * freqs[None]
+    return torch.cat([ang.sin(), ang.cos()], dim=-1)
+
+
+class VelocityNet(nn.Module):
+    """MLP velocity field v(x_t, t | c) over a flattened action chunk."""
+
+    def __init__(self, cfg: FlowPolicyConfig):
+        super().__init__()
+        self.cfg = cfg
+        x_dim = cfg.horizon * cfg.action_dim
+        cond_dim = cfg.embed_dim + cfg.time_embed_dim
+        self.film = cfg.conditioning == "film"
+        self.inp = nn.Linear(x_dim if self.film else x_dim + cond_dim, cfg.hidden)
+        self.layers = nn.ModuleList(nn.Linear(cfg.hidden, cfg.hidden) for _ in range(cfg.velocity_depth))
+        if self.film:
+            self.film_proj = nn.Sequential(nn.Linear(cond_dim, cfg.hidden), nn.GELU(),
+                                           nn.Linear(cfg.hidden, 2 * cfg.hidden * cfg.velocity_depth))
+            nn.init.zeros_(self.film_proj[-1].weight)  # start as an unmodulated MLP
+            nn.init.zeros_(self.film_proj[-1].bias)
+        self.out = nn.Linear(cfg.hidden, x_dim)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(shape[0], -1)
+        c = torch.cat([cond, timestep_embedding(t, self.cfg.time_embed_dim)], dim=-1)
+        if self.film:
+            h = self.act(self.inp(x))
+            gb = self.film_proj(c).chunk(2 * len(self.layers), dim=-1)
+            for i, layer in enumerate(self.layers):
+                h = self.act(layer(h)) * (1.0 + gb[2 * i]) + gb[2 * i + 1]
+        else:
+            h = self.act(self.inp(torch.cat([x, c], dim=-1)))
+            for layer in self.layers:
+                h = self.act(layer(h))
+        return self.out(h).reshape(shape)
+
+
+class FlowMatchingPolicy(nn.Module):
+    policy_type = "flow_matching"
+
+    def __init__(self, cfg: FlowPolicyConfig):
+        super().__init__()
+        self.config = cfg
+        self.obs_norm = Normalizer(cfg.obs_dim)
+        self.action_norm = Normalizer(cfg.action_dim)
+        self.encoder = mlp(cfg.obs_dim, cfg.hidden, cfg.embed_dim, depth=cfg.encoder_depth)
+        self.velocity = VelocityNet(cfg)
+        self.vib = VIB(cfg.embed_dim, cfg.latent_dim, cfg.vib_hidden, cfg.vib_depth,
+                       cfg.vib_stochastic) if cfg.use_vib else None
+        self._queue: list[np.ndarray] = []
+
+    @property
+    def n_action_steps(self) -> int:
+        return self.config.n_action_steps
+
+    @property
+    def chunk_shape(self) -> tuple[int, int]:
+        return (self.config.horizon, self.config.action_dim)
+
+    # ----------------------------------------------------------------- parameters by role
+    def imitation_parameters(self) -> list[nn.Parameter]:
+        """Encoder + generator: what behaviour cloning trains and the VIB must never touch."""
+        return list(self.encoder.parameters()) + list(self.velocity.parameters())
+
+    def vib_parameters(self) -> list[nn.Parameter]:
+        return list(self.vib.parameters()) if self.vib is not None else []
+
+    # ----------------------------------------------------------------- inputs
+    def _as_obs_tensor(self, obs) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32) if not torch.is_tensor(obs) else obs,
+                            dtype=torch.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.config.obs_dim:
+            raise ValueError(f"observation must have shape (obs_dim={self.config.obs_dim},) or "
+                             f"(batch, {self.config.obs_dim}); got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("observation contains NaN or inf")
+        return x
+
+    # ----------------------------------------------------------------- building blocks
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalized observation -> embedding e (obs already a float tensor of shape (B, obs_dim))."""
+        return self.encoder(self.obs_norm.normalize(obs))
+
+    def latent(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of the bottleneck latent for embedding e."""
+        if self.vib is None:
+            raise ValueError("this policy has no VIB (use_vib=False); train one with `pretrain --vib-only`")
+        return self.vib.posterior(e)
+
+    def condition(self, e: torch.Tensor, latent_residual: torch.Tensor | None = None,
+                  embedding_residual: torch.Tensor | None = None) -> torch.Tensor:
+        """What the generator is conditioned on: dec(μ + residual) through the VIB, else e (+ residual)."""
+        if self.vib is not None and self.config.act_through_vib:
+            if embedding_residual is not None:
+                raise ValueError("embedding_residual needs act_through_vib=False (it bypasses the bottleneck)")
+            z, _ = self.latent(e)
+            if latent_residual is not None:
+                z = z + latent_residual
+            return self.vib.decode(z)
+        if latent_residual is not None:
+            raise ValueError("latent_residual needs a trained VIB with act_through_vib=True")
+        return e if embedding_residual is None else e + embedding_residual
+
+    def generate(self, cond: torch.Tensor, noise: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Integrate the flow from noise to a *normalized* chunk (B, horizon, action_dim)."""
+        cfg = self.config
+        shape = (cond.shape[0], cfg.horizon, cfg.action_dim)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, dtype=cond.dtype, device=cond.device)
+        else:
+            noise = torch.as_tensor(noise, dtype=cond.dtype).reshape(shape)
+        return euler_sample(lambda x, t: self.velocity(x, t, cond), noise, cfg.num_inference_steps)
+
+    def unnormalize_actions(self, chunk: torch.Tensor) -> torch.Tensor:
+        return self.action_norm.unnormalize(chunk).clamp(-1.0, 1.0)
+
+    # ----------------------------------------------------------------- acting
+    @torch.no_grad()
+    def predict_chunk(self, obs, *, noise=None, latent_residual=None, embedding_residual=None,
+                      generator: torch.Generator | None = None) -> np.ndarray:
+        """Action chunk(s) in environment units, shape (B, horizon, action_dim)."""
+        x = self._as_obs_tensor(obs)
+        cond = self.condition(self.embed(x), latent_residual, embedding_residual)
+        return self.unnormalize_actions(self.generate(cond, noise, generator)).numpy()
+
+    @torch.no_grad()
+    def select_action(self, obs, *, noise=None, latent_residual=None, key=None,
+                      generator: torch.Generator | None = None) -> np.ndarray:
+        """One action for one observation; re-plans every `n_action_steps` calls (call `reset()`
+        between episodes). `noise` / `latent_residual` steer the chunk generated at a re-plan."""
+        if key is not None:
+            raise ValueError("this policy is not keyed; personalize it with `steerlab personalize`")
+        if not self._queue:
+            chunk = self.predict_chunk(obs, noise=noise, latent_residual=latent_residual, generator=generator)[0]
+            self._queue = list(chunk[: self.config.n_action_steps])
+        return self._queue.pop(0)
+
+    def reset(self) -> None:
+        self._queue = []
+
+    # ----------------------------------------------------------------- training losses
+    def flow_loss(self, cond: torch.Tensor, chunk: torch.Tensor, generator: torch.Generator | None = None,
+                  velocity: nn.Module | None = None) -> torch.Tensor:
+        """Rectified-flow loss: x_t = (1−t)a + tε, regress v(x_t, t | c) onto ε − a."""
+        eps = torch.randn(chunk.shape, generator=generator)
+        t = torch.rand(chunk.shape[0], generator=generator)
+        x_t = (1 - t)[:, None, None] * chunk + t[:, None, None] * eps
+        v = (velocity or self.velocity)(x_t, t, cond)
+        return (v - (eps - chunk)).pow(2).mean()
+
+    def _detached_velocity(self):
+        params = {k: v.detach() for k, v in self.velocity.named_parameters()}
+        return lambda x, t, c: functional_call(self.velocity, params, (x, t, c))
+
+    def vib_loss(self, e: torch.Tensor, chunk: torch.Tensor, generator: torch.Generator | None = None):
+        """β·KL + w·‖dec(z) − e‖² + flow loss of the *detached* generator conditioned on dec(z)."""
+        e = e.detach()
+        mu, logvar = self.vib.posterior(e)
+        z = self.vib.sample(mu, logvar, generator)
+        e_hat = self.vib.decode(z)
+        kl = gaussian_kl(mu, logvar).mean()
+        recon = (e_hat - e).pow(2).sum(-1).mean()
+        fm = self.flow_loss(e_hat, chunk, generator, velocity=self._detached_velocity())
+        cfg = self.config
+        return fm + cfg.vib_beta * kl + cfg.vib_recon_weight * recon, {"vib_flow": fm, "kl": kl, "recon": recon}
+
+    def compute_loss(self, obs: torch.Tensor, chunk: torch.Tensor, train_policy: bool = True,
+                     train_vib: bool = True, generator: torch.Generator | None = None):
+        """Loss for a batch of raw observations (B, obs_dim) and raw action chunks (B, H, A)."""
+        chunk = self.action_norm.normalize(chunk)
+        with torch.set_grad_enabled(train_policy):
+            e = self.embed(obs)
+        logs: dict[str, torch.Tensor] = {}
+        total = torch.zeros(())
+        if train_policy:
+            fm = self.flow_loss(e, chunk, generator)
+            total = total + fm
+            logs["flow"] = fm
+        if train_vib and self.vib is not None:
+            v, vlogs = self.vib_loss(e, chunk, generator)
+            total = total + v
+            logs.update(vlogs)
+        logs["loss"] = total
+        return total, {k: float(v.detach()) for k, v in logs.items()}

@@ -1,0 +1,58 @@
+"""`steerlab pretrain` and `steerlab finetune`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from steerlab.train.pretrain import PretrainConfig, pretrain
+
+    overrides = json.loads(args.policy_json) if args.policy_json else {}
+    for name in ("horizon", "n_action_steps", "latent_dim", "vib_beta", "conditioning", "num_inference_steps"):
+        val = getattr(args, name)
+        if val is not None:
+            overrides[name] = val
+    if args.no_vib:
+        overrides["use_vib"] = False
+    if args.deterministic_vib:
+        overrides["vib_stochastic"] = False
+    out = pretrain(PretrainConfig(dataset=args.dataset or "", out=args.out, steps=args.steps,
+                                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, vib_only=args.vib_only,
+                                  from_ckpt=args.from_ckpt, policy=overrides))
+    print(f"saved policy to {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="behaviour-clone a flow-matching policy (+ plug-in VIB)",
+                       description="Examples: steerlab pretrain --dataset runs/datasets/push-wall-v3__mixed__n50__seed0 "
+                                   "--out runs/pretrain/push-wall-v3 ;  steerlab pretrain --vib-only --from "
+                                   "runs/pretrain/push-wall-v3 --dataset ... --out runs/pretrain/push-wall-v3-vib")
+    p.add_argument("--dataset", help="dataset folder from `steerlab collect`")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vib-only", action="store_true", help="train only the VIB on a frozen policy (--from)")
+    p.add_argument("--from", dest="from_ckpt", default=None, help="policy checkpoint for --vib-only")
+    p.add_argument("--no-vib", action="store_true", help="plain imitation policy without the bottleneck")
+    p.add_argument("--deterministic-vib", action="store_true", help="autoencoder instead of VIB (ablation)")
+    p.add_argument("--horizon", type=int, default=None)
+    p.add_argument("--n-action-steps", type=int, default=None)
+    p.add_argument("--latent-dim", type=int, default=None)
+    p.add_argument("--vib-beta", type=float, default=None)
+    p.add_argument("--conditioning", choices=["film", "concat"], default=None)
+    p.add_argument("--num-inference-steps", type=int, default=None)
+    p.add_argument("--policy-json", default=None, help="JSON dict of further FlowPolicyConfig overrides")
+    p.set_defaults(func=run_pretrain)
+
+    try:
+        from steerlab.train.finetune import register_finetune
+    except ModuleNotFoundError as err:
+        if err.name != "steerlab.train.finetune":
+            raise
+    else:
+        register_finetune(sub)

@@ -1,0 +1,124 @@
+"""Behaviour cloning of the flow-matching policy, with the plug-in VIB trained jointly or post hoc."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from steerlab.data.dataset import Dataset, read_dataset
+from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
+from steerlab.policies.flow_matching.checkpointing import save_flow_policy
+from steerlab.train.checkpoint import CheckpointError, load_policy
+from steerlab.train.logger import RunLogger
+
+
+@dataclass
+class PretrainConfig:
+    dataset: str = ""
+    """LeRobotDataset v3 folder written by `steerlab collect`."""
+    out: str = "runs/pretrain/policy"
+    """Checkpoint folder to write."""
+    steps: int = 2000
+    """Gradient steps. Few on purpose: a mildly under-trained base leaves room for online RL."""
+    batch_size: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 1e-6
+    seed: int = 0
+    vib_only: bool = False
+    """Train only the VIB on the frozen policy loaded from `from_ckpt` (plug-in, post hoc)."""
+    from_ckpt: str | None = None
+    log_every: int = 100
+    num_threads: int = 1
+    """torch threads; one run per core is the efficient layout on small machines."""
+    policy: dict = field(default_factory=dict)
+    """Overrides of FlowPolicyConfig fields (horizon, n_action_steps, latent_dim, vib_beta, ...)."""
+
+
+def chunk_indices(ds: Dataset, horizon: int) -> np.ndarray:
+    """(N, horizon) frame indices of the action chunk starting at each frame; chunks running past the
+    end of their episode repeat its last action (the robot holds its final command)."""
+    idx = np.empty((len(ds.actions), horizon), np.int64)
+    for sl in ds.episode_slices():
+        frames = np.arange(sl.start, sl.stop)
+        idx[sl] = np.minimum(frames[:, None] + np.arange(horizon)[None], sl.stop - 1)
+    return idx
+
+
+@torch.no_grad()
+def latent_stats(policy: FlowMatchingPolicy, observations: np.ndarray) -> dict:
+    """RMS of the base latent μ over the dataset: sets ZPRL's residual scale λ (zprl.md rule of thumb)."""
+    if policy.vib is None:
+        return {}
+    mu, logvar = policy.latent(policy.embed(torch.as_tensor(observations)))
+    return {"mu_rms": float(mu.pow(2).mean().sqrt()), "mu_std": mu.std(0).tolist(),
+            "posterior_std_mean": float((0.5 * logvar).exp().mean())}
+
+
+def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
+    torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ds = read_dataset(cfg.dataset)
+    task = ds.info.get("steerlab", {}).get("task")
+
+    if cfg.vib_only:
+        if not cfg.from_ckpt:
+            raise ValueError("--vib-only needs --from <checkpoint of a trained policy>")
+        base = load_policy(cfg.from_ckpt)
+        if not isinstance(base, FlowMatchingPolicy):
+            raise CheckpointError(f"{cfg.from_ckpt} is not a flow-matching policy")
+        pcfg = FlowPolicyConfig.from_dict({**base.config.to_dict(), "use_vib": True, **cfg.policy})
+        policy = FlowMatchingPolicy(pcfg)
+        # copy everything but the (new) VIB from the frozen policy
+        missing, unexpected = policy.load_state_dict(base.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("vib.") for k in missing):
+            raise CheckpointError(f"{cfg.from_ckpt}: weights do not fit the policy (missing {missing[:3]})")
+        for p in policy.imitation_parameters():
+            p.requires_grad_(False)
+        params = policy.vib_parameters()
+    else:
+        pcfg = FlowPolicyConfig.from_dict({
+            "obs_dim": ds.observations.shape[1], "action_dim": ds.actions.shape[1],
+            "env": {"suite": ds.info.get("steerlab", {}).get("env", "metaworld"), "task": task,
+                    "max_steps": ds.info.get("steerlab", {}).get("max_steps", 200)},
+            **cfg.policy})
+        policy = FlowMatchingPolicy(pcfg)
+        policy.obs_norm.fit(ds.stats["observation.state"]["mean"], ds.stats["observation.state"]["std"])
+        policy.action_norm.fit(ds.stats["action"]["mean"], ds.stats["action"]["std"])
+        params = list(policy.parameters())
+
+    obs = torch.as_tensor(ds.observations)
+    actions = torch.as_tensor(ds.actions)
+    cidx = torch.as_tensor(chunk_indices(ds, pcfg.horizon))
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    out = Path(cfg.out)
+    logger = RunLogger(out, tensorboard=False)
+    t0 = time.perf_counter()
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"pretrain {task}{' (vib only)' if cfg.vib_only else ''}",
+               disable=not progress, unit="step")
+    policy.train()
+    for step in bar:
+        b = torch.randint(0, len(obs), (cfg.batch_size,), generator=gen)
+        loss, logs = policy.compute_loss(obs[b], actions[cidx[b]], train_policy=not cfg.vib_only,
+                                         train_vib=True, generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            logger.log(step, **logs)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}")
+    seconds = time.perf_counter() - t0
+    logger.close()
+    policy.eval()
+    policy.config.act_through_vib = policy.vib is not None
+    save_flow_policy(policy, out, extra={
+        "pretrain": {**asdict(cfg), "seconds": seconds, "dataset_episodes": ds.num_episodes,
+                     "dataset_frames": int(len(obs)), "dataset_info": ds.info.get("steerlab", {})},
+        "latent_stats": latent_stats(policy, ds.observations),
+    })
+    return out

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+import torch
+
+from steerlab.data.dataset import Episode, write_dataset
+
+
+def make_episodes(n=4, length=12, obs_dim=39, act_dim=4, seed=0):
+    rng = np.random.default_rng(seed)
+    eps = []
+    for i in range(n):
+        obs = rng.standard_normal((length + i, obs_dim)).astype(np.float32)
+        act = np.tanh(obs[:, :act_dim] * 0.5).astype(np.float32)  # a learnable obs -> action map
+        eps.append(Episode(obs, act, rng.random(length + i).astype(np.float32), bool(i % 2),
+                           meta={"noise_std": 0.1 * i}))
+    return eps
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    return write_dataset(tmp_path / "ds", make_episodes(), "push-wall-v3",
+                         extra_info={"env": "metaworld", "max_steps": 30})
+
+
+TINY_POLICY = {"hidden": 32, "embed_dim": 16, "vib_hidden": 32, "latent_dim": 4, "encoder_depth": 1,
+               "velocity_depth": 2, "vib_depth": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)

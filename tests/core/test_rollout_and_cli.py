@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+
+from conftest import TINY_POLICY
+from steerlab.cli import main
+from steerlab.eval.metrics import smoothness, summarize_episodes, wilson_interval
+from steerlab.eval.rollout import rollout_episodes
+from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(5, 10)
+    assert abs(lo - 0.2366) < 1e-3 and abs(hi - 0.7634) < 1e-3
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 1.0
+
+
+def test_smoothness_of_known_paths():
+    t = np.arange(10, dtype=float)[:, None]
+    line = np.hstack([t, 0 * t, 0 * t])
+    s = smoothness(line)
+    assert s["velocity"] == 1.0 and s["acceleration"] == 0.0 and s["jerk"] == 0.0
+    s = smoothness(np.hstack([t**3, 0 * t, 0 * t]))
+    assert np.isclose(s["jerk"], 6.0)
+
+
+def test_summary_counts():
+    eps = [{"success": i < 3, "length": 10 + i, "smoothness": {"velocity": 1, "acceleration": 2, "jerk": 3}}
+           for i in range(4)]
+    s = summarize_episodes(eps)
+    assert s["success"] == 0.75 and s["episodes"] == 4 and s["smoothness"]["jerk"] == 3
+
+
+def test_rollout_is_independent_of_parallelism():
+    policy = FlowMatchingPolicy(FlowPolicyConfig(**TINY_POLICY, conditioning="concat")).eval()
+    a = rollout_episodes(policy, "reach-v3", 3, seed=0, n_envs=1, max_steps=12, asynchronous=False, progress=False)
+    b = rollout_episodes(policy, "reach-v3", 3, seed=0, n_envs=3, max_steps=12, asynchronous=False, progress=False)
+    assert [e["seed"] for e in a] == [e["seed"] for e in b]
+    np.testing.assert_allclose([e["smoothness"]["jerk"] for e in a], [e["smoothness"]["jerk"] for e in b], rtol=1e-4)
+    assert all(e["length"] == 12 for e in a)
+
+
+def test_cli_collect_pretrain_evaluate(tmp_path, capsys):
+    ds, ck = tmp_path / "ds", tmp_path / "ck"
+    assert main(["collect", "--task", "reach-v3", "--episodes", "2", "--quality", "mixed", "--max-steps", "30",
+                 "--out", str(ds)]) == 0
+    assert main(["pretrain", "--dataset", str(ds), "--out", str(ck), "--steps", "5", "--batch-size", "8",
+                 "--policy-json", json.dumps(TINY_POLICY)]) == 0
+    assert main(["evaluate", str(ck), "--episodes", "2", "--n-envs", "1", "--max-steps", "10"]) == 0
+    res = json.loads((ck / "eval_reach-v3_seed0.json").read_text())
+    assert res["episodes"] == 2 and 0 <= res["ci95"][0] <= res["success"] <= res["ci95"][1] <= 1
+    assert "success" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["collect", "--task", "push-wal-v3", "--episodes", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown Meta-World task" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
