@@ -25,3 +25,39 @@ def plot_pretrain(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+METHOD_COLORS = {"zprl": "tab:red", "action-residual": "tab:blue", "dsrl": "tab:green",
+                 "embedding-residual": "tab:purple", "base": "black"}
+
+
+def plot_finetune(results: dict, path: Path) -> None:
+    """Success vs env steps per task (mean ± stderr over seeds), base as a dashed line."""
+    import numpy as np
+
+    tasks = list(results["curves"])
+    if not tasks:
+        return
+    cols = min(4, len(tasks))
+    rows = (len(tasks) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for method, runs in results["curves"][task].items():
+            n = min(len(r["success"]) for r in runs)
+            steps = np.array(runs[0]["steps"][:n])
+            ys = np.array([r["success"][:n] for r in runs])
+            mean = ys.mean(0)
+            err = ys.std(0) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros_like(mean)
+            c = METHOD_COLORS.get(method)
+            ax.plot(steps / 1000, mean, color=c, label=f"{method} ({len(runs)})")
+            ax.fill_between(steps / 1000, mean - err, mean + err, color=c, alpha=0.2)
+        base = results["tasks"][task].get("base", {}).get("final_success")
+        if base is not None:
+            ax.axhline(base, ls="--", color="black", lw=1, label="base")
+        ax.set(title=task, xlabel="env steps (k)", ylabel="success", ylim=(-0.02, 1.02))
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

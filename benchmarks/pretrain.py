@@ -32,6 +32,10 @@ from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
 CELLS = RESULTS / "pretrain_runs"
 
 
+def base_checkpoint_path(task: str, quality: str = "mixed", seed: int = 0) -> Path:
+    return RUNS / "pretrain" / f"{task}__{quality}__seed{seed}"
+
+
 def base_checkpoint(task: str, quality: str = "mixed", episodes: int = 50, steps: int = 2000, seed: int = 0,
                     progress: bool = True) -> Path:
     """Collect + pretrain (or reuse) the benchmark base policy for `task`; returns its folder."""
@@ -39,7 +43,7 @@ def base_checkpoint(task: str, quality: str = "mixed", episodes: int = 50, steps
     from steerlab.data.dataset import write_dataset
     from steerlab.train.pretrain import PretrainConfig, pretrain
 
-    ckpt = RUNS / "pretrain" / f"{task}__{quality}__seed{seed}"
+    ckpt = base_checkpoint_path(task, quality, seed)
     if (ckpt / "config.json").is_file() and (ckpt / "model.safetensors").is_file():
         return ckpt
     ds = RUNS / "datasets" / f"{task}__{quality}__n{episodes}__seed{seed}"
@@ -125,7 +129,7 @@ def main() -> int:
         print(f"[{i + 1}/{len(cells)}] {task} ({quality}): success {cell['success']:.2f} "
               f"[{cell['ci95'][0]:.2f}, {cell['ci95'][1]:.2f}] in {cell['cell_seconds']:.0f} s", flush=True)
     results = collect_results()
-    results["decisions_per_s"] = decisions_per_second(RUNS / "pretrain" / f"{tasks[0]}__mixed__seed{args.seed}")
+    results["decisions_per_s"] = decisions_per_second(base_checkpoint(tasks[0], seed=args.seed, progress=False))
     results["eval_protocol"] = ("50 mixed demos per task, 2000 pretraining steps, seed "
                                 f"{args.seed}; evaluation on held-out seeds, horizon 200, success at any step")
     atomic_write_json(RESULTS / "pretrain.json", results)

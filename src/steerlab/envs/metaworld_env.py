@@ -112,12 +112,13 @@ def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, termi
     raw.seeded_rand_vec = True
     raw.max_path_length = max_steps + 1  # our wrapper owns the horizon; never hit Meta-World's assert
     if render_mode is not None:
-        raw.camera_name = camera_name
-        raw.width = raw.height = 240
-        try:
-            raw.mujoco_renderer.camera_name = camera_name
-        except AttributeError:
-            pass
+        import mujoco
+
+        cam = mujoco.mj_name2id(raw.model, mujoco.mjtObj.mjOBJ_CAMERA, camera_name)
+        if cam < 0:
+            cams = [raw.model.camera(i).name for i in range(raw.model.ncam)]
+            raise ValueError(f"unknown camera {camera_name!r}; cameras: {', '.join(cams)}")
+        raw.mujoco_renderer.camera_id = cam
     raw.seed(seed)
     return MetaWorldTask(env, task, max_steps, terminate_on_success, reward)
 

@@ -32,6 +32,7 @@ def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: i
                     noise = torch.randn((1, *policy.chunk_shape), generator=gen)
                     queue = list(policy.predict_chunk(obs[None], noise=noise)[0, : policy.n_action_steps])
                 obs, _, term, trunc, _ = env.step(queue.pop(0))
+                # MuJoCo reads the offscreen buffer bottom-up
                 writer.append_data(np.asarray(env.render())[::-1].copy())
                 if term or trunc:
                     break

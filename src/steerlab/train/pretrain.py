@@ -51,12 +51,15 @@ def chunk_indices(ds: Dataset, horizon: int) -> np.ndarray:
 
 @torch.no_grad()
 def latent_stats(policy: FlowMatchingPolicy, observations: np.ndarray) -> dict:
-    """RMS of the base latent μ over the dataset: sets ZPRL's residual scale λ (zprl.md rule of thumb)."""
-    if policy.vib is None:
-        return {}
-    mu, logvar = policy.latent(policy.embed(torch.as_tensor(observations)))
-    return {"mu_rms": float(mu.pow(2).mean().sqrt()), "mu_std": mu.std(0).tolist(),
-            "posterior_std_mean": float((0.5 * logvar).exp().mean())}
+    """RMS of the embedding e and of the base latent μ over the dataset: they set the residual scales
+    of ZPRL (λ) and of the embedding-residual ablation."""
+    e = policy.embed(torch.as_tensor(observations))
+    stats = {"e_rms": float(e.pow(2).mean().sqrt())}
+    if policy.vib is not None:
+        mu, logvar = policy.latent(e)
+        stats.update(mu_rms=float(mu.pow(2).mean().sqrt()), mu_std=mu.std(0).tolist(),
+                     posterior_std_mean=float((0.5 * logvar).exp().mean()))
+    return stats
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
@@ -74,8 +77,9 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
             raise CheckpointError(f"{cfg.from_ckpt} is not a flow-matching policy")
         pcfg = FlowPolicyConfig.from_dict({**base.config.to_dict(), "use_vib": True, **cfg.policy})
         policy = FlowMatchingPolicy(pcfg)
-        # copy everything but the (new) VIB from the frozen policy
-        missing, unexpected = policy.load_state_dict(base.state_dict(), strict=False)
+        # copy everything but the VIB from the frozen policy: the VIB is always trained afresh here
+        frozen = {k: v for k, v in base.state_dict().items() if not k.startswith("vib.")}
+        missing, unexpected = policy.load_state_dict(frozen, strict=False)
         if unexpected or any(not k.startswith("vib.") for k in missing):
             raise CheckpointError(f"{cfg.from_ckpt}: weights do not fit the policy (missing {missing[:3]})")
         for p in policy.imitation_parameters():

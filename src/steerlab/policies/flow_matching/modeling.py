@@ -121,9 +121,14 @@ class FlowMatchingPolicy(nn.Module):
         return self.vib.posterior(e)
 
     def condition(self, e: torch.Tensor, latent_residual: torch.Tensor | None = None,
-                  embedding_residual: torch.Tensor | None = None) -> torch.Tensor:
-        """What the generator is conditioned on: dec(μ + residual) through the VIB, else e (+ residual)."""
-        if self.vib is not None and self.config.act_through_vib:
+                  embedding_residual: torch.Tensor | None = None, through_vib: bool | None = None) -> torch.Tensor:
+        """What the generator is conditioned on: dec(μ + residual) through the VIB, else e (+ residual).
+
+        `through_vib=None` follows the config (`act_through_vib`); False forces the raw-embedding path.
+        """
+        if through_vib is None:
+            through_vib = self.vib is not None and self.config.act_through_vib
+        if through_vib:
             if embedding_residual is not None:
                 raise ValueError("embedding_residual needs act_through_vib=False (it bypasses the bottleneck)")
             z, _ = self.latent(e)

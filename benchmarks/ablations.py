@@ -1,0 +1,138 @@
+"""ZPRL ablations on two tasks: λ, latent size, β, stochastic VIB vs autoencoder, bottleneck vs raw embedding.
+
+    python benchmarks/ablations.py --quick     # push-wall-v3 only, 10k env steps, 1 seed
+    python benchmarks/ablations.py             # push-wall-v3 + box-close-v3, 30k env steps, 2 seeds
+    python benchmarks/ablations.py --table
+
+Latent size, β and the autoencoder variant need a different VIB: each is fitted post hoc
+(`pretrain --vib-only`) on the *same* frozen imitation policy, so only the bottleneck differs. λ is
+given as a ratio to the RMS of the base latent μ (λ / RMS(μ) ∈ {0.05, 0.1, 0.2, 0.5}), because the
+absolute scale of z depends on β and on training; the ratio is what transfers between VIBs.
+Runs land in benchmarks/runs/ablations/ and are skipped once recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, RUNS, load_cell, markdown_table  # noqa: E402
+from finetune import finetune_cell, is_done  # noqa: E402
+
+from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
+
+ROOT = RUNS / "ablations"
+# variant name -> (VIB refit overrides or None for the benchmark base, steering overrides, method)
+VARIANTS = {
+    **{f"lambda={r}": (None, {"latent_rms_ratio": r}, "zprl") for r in (0.05, 0.1, 0.2, 0.5)},
+    **{f"latent_dim={d}": ({"latent_dim": d}, {}, "zprl") for d in (4, 8, 16)},
+    **{f"beta={b:g}": ({"vib_beta": b}, {}, "zprl") for b in (1e-3, 1e-4, 1e-5)},
+    "autoencoder": ({"vib_stochastic": False}, {}, "zprl"),
+    "embedding-residual": (None, {}, "embedding-residual"),
+}
+
+
+def vib_variant(task: str, overrides: dict | None) -> Path:
+    """The benchmark base, or the same frozen policy with a VIB refitted post hoc with `overrides`."""
+    from pretrain import base_checkpoint
+
+    from steerlab.train.pretrain import PretrainConfig, pretrain
+
+    base = base_checkpoint(task, progress=False)
+    if overrides is None:
+        return base
+    out = vib_path(task, overrides)
+    if not (out / "config.json").is_file():
+        ds = RUNS / "datasets" / f"{task}__mixed__n50__seed0"
+        pretrain(PretrainConfig(dataset=str(ds), out=str(out), steps=2000, vib_only=True, from_ckpt=str(base),
+                                policy=dict(overrides)), progress=False)
+    return out
+
+
+def build_policy(cell: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    return {"ckpt": str(vib_variant(cell["task"], cell["vib"]))}
+
+
+def policy_done(cell: dict) -> bool:
+    from pretrain import base_checkpoint_path
+
+    path = base_checkpoint_path(cell["task"]) if cell["vib"] is None else vib_path(cell["task"], cell["vib"])
+    return (path / "config.json").is_file()
+
+
+def vib_path(task: str, overrides: dict) -> Path:
+    name = "_".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    return RUNS / "pretrain" / f"{task}__mixed__seed0__vib_{name}"
+
+
+def ablation_cell(cell: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    cell = dict(cell, base=str(vib_variant(cell["task"], VARIANTS[cell["name"]][0])))
+    return finetune_cell(cell)
+
+
+def aggregate() -> dict:
+    runs = [r for r in (load_cell(p) for p in sorted(ROOT.glob("*/result.json"))) if r]
+    out: dict = {}
+    for r in runs:
+        out.setdefault(r["task"], {}).setdefault(r["name"], []).append(r)
+    return {task: {name: {"auc": float(np.mean([r["auc"] for r in rs])),
+                          "final_success": float(np.mean([r["final_eval_success"] for r in rs])),
+                          "explore_jerk": float(np.mean([r["explore_jerk"] for r in rs])),
+                          "seeds": len(rs), "env_steps": rs[0]["env_steps"]}
+                   for name, rs in by.items()} for task, by in out.items()}
+
+
+def table(results: dict) -> str:
+    rows = [[task, name, str(m["seeds"]), f"{m['auc']:.2f}", f"{m['final_success']:.2f}",
+             f"{1e3 * m['explore_jerk']:.2f}"]
+            for task, by in results.items() for name, m in by.items()]
+    return markdown_table(["task", "variant", "seeds", "AUC", "final success", "explore |jerk| ×1e3"], rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tasks", nargs="+", default=None)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--address", default=None)
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args()
+    if args.table:
+        print(table(load_cell(RESULTS / "ablations.json")))
+        return 0
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
+    from steerlab.sweep import run_grid
+
+    tasks = args.tasks or (["push-wall-v3"] if args.quick else ["push-wall-v3", "box-close-v3"])
+    seeds, env_steps = (1, 10_000) if args.quick else (2, 30_000)
+    # build every policy first (one Ray task each) so concurrent runs never race to create the same one
+    refits = [{"task": t, "vib": VARIANTS[v][0]} for t in tasks for v in args.variants]
+    unique = list({(c["task"], str(c["vib"])): c for c in refits}.values())
+    run_grid(unique, build_policy, policy_done, use_ray=not args.no_ray, address=args.address, desc="policies")
+    cells = [{"task": t, "name": v, "method": VARIANTS[v][2], "seed": s, "env_steps": env_steps,
+              "eval_every": 2_500, "eval_episodes": 20, "final_episodes": 50, "warmup": 1_000,
+              "root": str(ROOT), "steering": VARIANTS[v][1]}
+             for s in range(seeds) for t in tasks for v in args.variants]
+    run_grid(cells, ablation_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="ablations")
+    results = aggregate()
+    atomic_write_json(RESULTS / "ablations.json", results)
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""ZPRL vs action-residual vs DSRL on the eight Meta-World tasks (methods × tasks × seeds, on Ray).
+
+    python benchmarks/finetune.py --quick          # 2 tasks × 3 methods × 1 seed × 15k env steps (< 40 min, 2 cores)
+    python benchmarks/finetune.py                  # 8 tasks × 3 methods × 3 seeds × 50k env steps (hours; resumes)
+    python benchmarks/finetune.py --address ray://head:10001   # use an existing Ray cluster
+    python benchmarks/finetune.py --table          # print the README table from benchmarks/results/finetune.json
+
+Every run writes benchmarks/runs/finetune/<task>__<method>__seed<k>/ (config.json, metrics.jsonl and a
+result.json once finished; these small files are committed). Finished runs are skipped, so an
+interrupted sweep resumes, and the tables are rebuilt from whatever runs are recorded, saying how many
+seeds each cell has. Reward: dense (Meta-World shaped / 10 + success bonus), see steerlab.train.finetune.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, RUNS, load_cell, markdown_table  # noqa: E402
+
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
+from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
+
+METHODS = ["zprl", "action-residual", "dsrl"]
+RUN_ROOT = RUNS / "finetune"
+
+
+def run_dir(cell: dict, root: Path = RUN_ROOT) -> Path:
+    return root / f"{cell['task']}__{cell['name']}__seed{cell['seed']}"
+
+
+def is_done(cell: dict) -> bool:
+    res = load_cell(run_dir(cell, Path(cell["root"])) / "result.json")
+    return res is not None and res.get("env_steps", 0) >= cell["env_steps"]
+
+
+def build_base(cell: dict) -> dict:
+    import torch
+    from pretrain import base_checkpoint
+
+    torch.set_num_threads(1)
+    return {"task": cell["task"], "ckpt": str(base_checkpoint(cell["task"], progress=False))}
+
+
+def base_done(cell: dict) -> bool:
+    from pretrain import base_checkpoint_path
+
+    p = base_checkpoint_path(cell["task"])
+    return (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+
+
+def summarize_run(rows: list[dict], env_steps: int, base_success: float) -> dict:
+    """AUC = area under the success-vs-env-steps curve / env_steps (trapezoid; in [0, 1])."""
+    steps = np.array([r["step"] for r in rows if "eval_success" in r], float)
+    succ = np.array([r["eval_success"] for r in rows if "eval_success" in r], float)
+    auc = float(np.trapezoid(succ, steps) / max(steps[-1], 1)) if len(steps) > 1 else float(succ[0])
+    reach = [s for s, v in zip(steps, succ) if v >= base_success + 0.2 and s > 0]
+    explore = [r["explore_jerk"] for r in rows if np.isfinite(r.get("explore_jerk", np.nan))]
+    return {"auc": auc, "final_success": float(succ[-1]), "curve_steps": steps.tolist(), "curve": succ.tolist(),
+            "steps_to_base_plus_20": float(reach[0]) if reach else None,
+            "explore_jerk": float(np.mean(explore)) if explore else float("nan")}
+
+
+def finetune_cell(cell: dict) -> dict:
+    """One run (a Ray task): finetune, then a final evaluation on more episodes, then result.json."""
+    import torch
+    from steerlab.rl.sac import SACConfig
+
+    from steerlab.eval.rollout import evaluate
+    from steerlab.rl.steering import SteeringConfig
+    from steerlab.train.checkpoint import load_policy
+    from steerlab.train.finetune import FinetuneConfig, finetune
+    from steerlab.train.logger import read_metrics
+
+    torch.set_num_threads(1)
+    out = run_dir(cell, Path(cell["root"]))
+    cfg = FinetuneConfig(base=cell["base"], method=cell["method"], task=cell["task"], env_steps=cell["env_steps"],
+                         seed=cell["seed"], out=str(out), eval_every=cell["eval_every"],
+                         eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
+                         checkpoint_every=cell["eval_every"] * 2, tensorboard=False,
+                         sac=SACConfig(**cell.get("sac", {})), steering=SteeringConfig.from_dict(cell.get("steering", {})))
+    t0 = time.perf_counter()
+    finetune(cfg, progress=False)
+    wall = time.perf_counter() - t0
+    rows = read_metrics(out)
+    final = evaluate(load_policy(out / "policy"), cell["task"], cell["final_episodes"], seed=cell["seed"],
+                     n_envs=1, asynchronous=False, progress=False)
+    result = {"task": cell["task"], "method": cell["method"], "name": cell["name"], "seed": cell["seed"],
+              "env_steps": cell["env_steps"], "wall_seconds": wall, "train_env_steps_per_s": cell["env_steps"] / wall,
+              **summarize_run(rows, cell["env_steps"], rows[0]["eval_success"]),
+              "base_success_step0": rows[0]["eval_success"], "final_eval_success": final["success"],
+              "final_eval_ci95": final["ci95"], "final_eval_episodes": final["episodes"],
+              "eval_jerk": final["smoothness"]["jerk"]}
+    atomic_write_json(out / "result.json", result)
+    return result
+
+
+def sim_steps_per_s(task: str, steps: int = 2000) -> float:
+    from steerlab.envs.metaworld_env import make_env
+
+    env = make_env(task, seed=0, max_steps=200)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+        if term or trunc:
+            env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
+def aggregate(root: Path = RUN_ROOT) -> dict:
+    """finetune.json from every recorded run (mean over the seeds each cell has)."""
+    pre = load_cell(RESULTS / "pretrain.json") or {"tasks": {}}
+    runs = [r for r in (load_cell(p) for p in sorted(root.glob("*/result.json"))) if r]
+    tasks: dict[str, dict] = {}
+    curves: dict[str, dict] = {}
+    for r in runs:
+        tasks.setdefault(r["task"], {}).setdefault(r["method"], []).append(r)
+    out_tasks = {}
+    for task, by_method in tasks.items():
+        out_tasks[task] = {}
+        base_s = pre["tasks"].get(task, {}).get("success",
+                                                float(np.mean([r["base_success_step0"] for rs in by_method.values() for r in rs])))
+        base_jerk = pre["tasks"].get(task, {}).get("eval_jerk", float("nan"))
+        out_tasks[task]["base"] = {"auc": base_s, "final_success": base_s, "explore_jerk": base_jerk,
+                                   "eval_jerk": base_jerk, "seeds": 0}
+        for method, rs in by_method.items():
+            reach = [r["steps_to_base_plus_20"] for r in rs]
+            out_tasks[task][method] = {
+                "auc": float(np.mean([r["auc"] for r in rs])),
+                "auc_stderr": float(np.std([r["auc"] for r in rs]) / np.sqrt(len(rs))),
+                "final_success": float(np.mean([r["final_eval_success"] for r in rs])),
+                "final_stderr": float(np.std([r["final_eval_success"] for r in rs]) / np.sqrt(len(rs))),
+                "explore_jerk": float(np.mean([r["explore_jerk"] for r in rs])),
+                "eval_jerk": float(np.mean([r["eval_jerk"] for r in rs])),
+                "steps_to_base_plus_20": (float(np.mean(reach)) if all(x is not None for x in reach) else None),
+                "reached_base_plus_20": sum(x is not None for x in reach),
+                "seeds": len(rs), "env_steps": rs[0]["env_steps"],
+                "train_env_steps_per_s": float(np.mean([r["train_env_steps_per_s"] for r in rs])),
+            }
+            curves.setdefault(task, {})[method] = [{"steps": r["curve_steps"], "success": r["curve"]} for r in rs]
+    env_steps = max((r["env_steps"] for r in runs), default=0)
+    seeds = max((len({r["seed"] for r in rs}) for t in tasks.values() for rs in t.values()), default=0)
+    return {"env_steps": env_steps, "seeds": seeds, "tasks": out_tasks, "curves": curves,
+            "throughput": {"train_env_steps_per_s": float(np.mean([r["train_env_steps_per_s"] for r in runs])) if runs else None}}
+
+
+def table(results: dict) -> str:
+    header = ["task", "method", "seeds", "AUC", "final success", "steps to base+0.2", "explore |jerk| ×1e3",
+              "eval |jerk| ×1e3"]
+    rows = []
+    for task, by_method in results["tasks"].items():
+        for method in ["base", *METHODS, "embedding-residual"]:
+            if method not in by_method:
+                continue
+            m = by_method[method]
+            auc = f"{m['auc']:.2f}" + (f" ± {m['auc_stderr']:.2f}" if m.get("seeds", 0) > 1 else "")
+            fin = f"{m['final_success']:.2f}" + (f" ± {m['final_stderr']:.2f}" if m.get("seeds", 0) > 1 else "")
+            reach = m.get("steps_to_base_plus_20")
+            reach_s = "—" if method == "base" else (f"{reach / 1000:.0f}k" if reach else
+                                                    f"not reached ({m.get('reached_base_plus_20', 0)}/{m['seeds']} seeds did)")
+            rows.append([task, method, str(m.get("seeds", "")) if method != "base" else "—", auc, fin, reach_s,
+                         f"{1e3 * m['explore_jerk']:.2f}", f"{1e3 * m['eval_jerk']:.2f}"])
+    out = markdown_table(header, rows)
+    t = results.get("throughput", {})
+    if t.get("sim_steps_per_s") and t.get("train_env_steps_per_s"):
+        out += (f"\n\nThroughput (one core per run): full training loop {t['train_env_steps_per_s']:.0f} env steps/s "
+                f"vs bare simulator {t['sim_steps_per_s']:.0f} steps/s (ratio {t['train_env_steps_per_s'] / t['sim_steps_per_s']:.2f}).")
+    out += (f"\n\nBudget: {results['env_steps']} env steps per run, up to {results['seeds']} seeds per cell; "
+            "'base' is the pretrained policy (50 evaluation episodes). AUC is the mean evaluation success "
+            "over the run (area under the success-vs-steps curve / steps); final success uses 50 fresh episodes.")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tasks", nargs="+", default=None)
+    ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--env-steps", type=int, default=None)
+    ap.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    ap.add_argument("--num-cpus", type=int, default=None, help="local Ray CPUs (default: all cores)")
+    ap.add_argument("--no-ray", action="store_true", help="run cells one by one in this process")
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args()
+    if args.table:
+        print(table(load_cell(RESULTS / "finetune.json")))
+        return 0
+    tasks = args.tasks or (BENCHMARK_TASKS[:2] if args.quick else BENCHMARK_TASKS)
+    seeds = args.seeds or (1 if args.quick else 3)
+    env_steps = args.env_steps or (15_000 if args.quick else 50_000)
+    eval_every = 2_500 if args.quick else 5_000
+    from pretrain import base_checkpoint_path
+
+    from steerlab.sweep import run_grid
+
+    run_grid([{"task": t} for t in tasks], build_base, base_done, use_ray=not args.no_ray, address=args.address,
+             num_cpus=args.num_cpus, desc="base policies")
+    cells = [{"task": t, "method": m, "name": m, "seed": s, "env_steps": env_steps, "eval_every": eval_every,
+              "eval_episodes": 20, "final_episodes": 50, "warmup": 1_000 if args.quick else 2_000,
+              "root": str(RUN_ROOT), "base": str(base_checkpoint_path(t))}
+             for s in range(seeds) for t in tasks for m in args.methods]
+    run_grid(cells, finetune_cell, is_done, use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus,
+             desc="finetune runs")
+    results = aggregate()
+    results["throughput"]["sim_steps_per_s"] = float(np.mean([sim_steps_per_s(t) for t in tasks]))
+    atomic_write_json(RESULTS / "finetune.json", results)
+    from plots import plot_finetune
+
+    plot_finetune(results, RESULTS / "finetune_curves.png")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

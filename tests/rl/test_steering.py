@@ -1,0 +1,141 @@
+"""Steering adapters and the online-RL loop on a tiny base policy (seconds)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_POLICY
+from steerlab.rl.sac import SAC, SACConfig
+from steerlab.rl.steering import METHODS, SteeringConfig, make_adapter
+from steerlab.train.checkpoint import load_policy
+from steerlab.train.finetune import FinetuneConfig, Finetuner, finetune
+from steerlab.train.pretrain import PretrainConfig, pretrain
+
+TINY_SAC = {"hidden": 32, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def base_ckpt(tmp_path_factory):
+    from conftest import make_episodes
+    from steerlab.data.dataset import write_dataset
+
+    root = tmp_path_factory.mktemp("base")
+    ds = write_dataset(root / "ds", make_episodes(), "reach-v3", extra_info={"env": "metaworld", "max_steps": 20})
+    return pretrain(PretrainConfig(dataset=str(ds), out=str(root / "ckpt"), steps=30, batch_size=16,
+                                   policy=dict(TINY_POLICY)), progress=False)
+
+
+def _adapter(base_ckpt, method, **kw):
+    meta = json.loads((base_ckpt / "config.json").read_text())
+    return make_adapter(load_policy(base_ckpt), SteeringConfig(method=method, **kw), meta["latent_stats"])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_adapter_shapes_and_bounds(base_ckpt, method):
+    ad = _adapter(base_ckpt, method)
+    obs = torch.randn(5, 39)
+    noise = torch.randn(5, 8, 4)
+    feats = ad.features(obs, train=True, gen=torch.Generator().manual_seed(0), noise=noise)
+    assert feats.shape == (5, ad.obs_dim)
+    for a in (torch.ones(5, ad.act_dim), -torch.ones(5, ad.act_dim), torch.zeros(5, ad.act_dim)):
+        chunk = ad.chunk(feats, a, noise)
+        assert chunk.shape == (5, 8, 4) and chunk.abs().max() <= 1.0
+    assert ad.critic_action(feats, torch.zeros(5, ad.act_dim)).shape[0] == 5
+
+
+def test_zprl_residual_is_bounded_by_lambda(base_ckpt):
+    ad = _adapter(base_ckpt, "zprl", latent_scale=0.25)
+    feats = ad.features(torch.randn(4, 39), train=False)
+    z = feats[:, ad.embed_dim:]
+    applied = ad.applied_latent(feats, torch.ones(4, ad.act_dim))
+    torch.testing.assert_close(applied - z, torch.full_like(z, 0.25))
+    meta = json.loads((base_ckpt / "config.json").read_text())
+    default = _adapter(base_ckpt, "zprl")
+    assert default.scale == pytest.approx(0.3 * meta["latent_stats"]["mu_rms"])
+
+
+def test_action_residual_bounded_by_scale(base_ckpt):
+    ad = _adapter(base_ckpt, "action-residual", residual_scale=0.05)
+    obs, noise = torch.randn(3, 39), torch.randn(3, 8, 4)
+    feats = ad.features(obs, train=False, noise=noise)
+    zero = ad.chunk(feats, torch.zeros(3, ad.act_dim), noise)[:, :2]
+    full = ad.chunk(feats, torch.ones(3, ad.act_dim), noise)[:, :2]
+    assert (full - zero).abs().max() <= 0.05 + 1e-6
+
+
+def test_zero_residual_reproduces_the_base_policy(base_ckpt):
+    base = load_policy(base_ckpt)
+    obs, noise = torch.randn(3, 39), torch.randn(3, 8, 4)
+    expected = torch.as_tensor(base.predict_chunk(obs, noise=noise))
+    for method in ("zprl", "action-residual"):
+        ad = _adapter(base_ckpt, method)
+        feats = ad.features(obs, train=False, noise=noise)
+        got = ad.chunk(feats, torch.zeros(3, ad.act_dim), noise)[:, : base.config.n_action_steps]
+        torch.testing.assert_close(got, expected[:, : base.config.n_action_steps])
+    ad = _adapter(base_ckpt, "dsrl")
+    warm = torch.as_tensor(ad.warmup_action(3, noise * 0.5))  # inside the magnitude: exact
+    torch.testing.assert_close(ad.chunk(ad.features(obs, False), warm, noise), expected.new_tensor(
+        base.predict_chunk(obs, noise=noise * 0.5)))
+
+
+def test_unknown_method_and_missing_vib(base_ckpt, tmp_path):
+    with pytest.raises(ValueError, match="unknown steering method"):
+        SteeringConfig(method="ppo-residual")
+    base = load_policy(base_ckpt)
+    base.vib = None
+    with pytest.raises(ValueError, match="VIB"):
+        make_adapter(base, SteeringConfig(method="zprl"), {"mu_rms": 1.0})
+
+
+def _cfg(base_ckpt, tmp_path, method, steps=80, **kw):
+    return FinetuneConfig(base=str(base_ckpt), method=method, task="reach-v3", env_steps=steps, seed=0,
+                          out=str(tmp_path / method), max_steps=20, warmup_decisions=10, eval_every=40,
+                          eval_episodes=2, checkpoint_every=40, buffer_size=1000, tensorboard=False,
+                          sac=SACConfig(**TINY_SAC), **kw)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_short_run_end_to_end_keeps_base_frozen(base_ckpt, tmp_path, method):
+    before = {k: v.clone() for k, v in load_policy(base_ckpt).state_dict().items()}
+    tuner = Finetuner(_cfg(base_ckpt, tmp_path, method), progress=False)
+    out = tuner.run()
+    for k, v in tuner.base.state_dict().items():
+        assert torch.equal(v, before[k]), f"base parameter {k} changed"
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 0 and rows[-1]["step"] >= 80 and "eval_success" in rows[-1]
+    steered = load_policy(out / "policy")  # the final steered policy is a normal checkpoint
+    obs, noise = np.zeros((2, 39), np.float32), torch.randn(2, 8, 4)
+    np.testing.assert_array_equal(steered.predict_chunk(obs, noise=noise),
+                                  load_policy(out / "policy").predict_chunk(obs, noise=noise))
+    assert steered.env_spec["task"] == "reach-v3"
+
+
+def test_resume_continues_exactly(base_ckpt, tmp_path):
+    full = Finetuner(_cfg(base_ckpt, tmp_path / "full", "zprl", steps=120), progress=False)
+    full.run()
+    # interrupted run: stop after the first training-state checkpoint (40+ steps, at an episode end)
+    part = Finetuner(_cfg(base_ckpt, tmp_path / "part", "zprl", steps=120), progress=False)
+    part.cfg.env_steps = 60
+    part.run()
+    saved_steps = part.env_steps
+    resumed = Finetuner(_cfg(base_ckpt, tmp_path / "part", "zprl", steps=120), progress=False)
+    assert resumed.load_state() and resumed.env_steps == saved_steps
+    np.testing.assert_array_equal(resumed.replay.obs[: len(resumed.replay)], part.replay.obs[: len(part.replay)])
+    resumed.run()
+    assert resumed.env_steps == full.env_steps
+    full_t, full_meta = full.sac.state_dict()
+    res_t, res_meta = resumed.sac.state_dict()
+    assert full_t.keys() == res_t.keys() and full_meta["updates"] == res_meta["updates"]
+    for k, v in full_t.items():
+        assert torch.equal(v, res_t[k]), k
+    np.testing.assert_array_equal(full.replay.obs, resumed.replay.obs)
+
+
+def test_same_seed_same_run(base_ckpt, tmp_path):
+    a = finetune(_cfg(base_ckpt, tmp_path / "a", "dsrl", steps=60), progress=False)
+    b = finetune(_cfg(base_ckpt, tmp_path / "b", "dsrl", steps=60), progress=False)
+    ma = [{k: v for k, v in json.loads(x).items() if k != "steps_per_s"} for x in (a / "metrics.jsonl").read_text().splitlines()]
+    mb = [{k: v for k, v in json.loads(x).items() if k != "steps_per_s"} for x in (b / "metrics.jsonl").read_text().splitlines()]
+    assert ma == mb
