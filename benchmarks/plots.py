@@ -61,3 +61,39 @@ def plot_finetune(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_privacy(results: dict, out_dir: Path) -> None:
+    """Leakage vs wrong key bits, and the key-case table as grouped bars."""
+    leak = results.get("leakage_vs_hamming", {})
+    if leak:
+        fig, axes = plt.subplots(1, len(leak), figsize=(4 * len(leak), 3.2), squeeze=False)
+        for ax, (task, by) in zip(axes[0], leak.items()):
+            for method, curve in by.items():
+                ds = sorted(curve, key=int)
+                ax.plot([int(d) for d in ds], [curve[d] for d in ds], marker="o", label=method)
+            base = results["meta"][task]["base"]["personal"]
+            ax.axhline(base, ls="--", color="gray", lw=1, label="public base")
+            ax.set(title=task, xlabel="wrong key bits", ylabel="personal score", xscale="symlog")
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "privacy_leakage.png", dpi=100)
+        plt.close(fig)
+    tasks = results.get("tasks", {})
+    if tasks:
+        cases = ["correct", "random", "near_miss_1", "no_key"]
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.4), squeeze=False)
+        for ax, (task, by) in zip(axes[0], tasks.items()):
+            methods = list(by)
+            w = 0.8 / len(methods)
+            for i, m in enumerate(methods):
+                vals = [by[m][c]["personal"] if c == "correct" else by[m][c]["general"] for c in cases]
+                ax.bar([j + i * w for j in range(len(cases))], vals, w, label=m)
+            ax.set_xticks([j + 0.4 - w / 2 for j in range(len(cases))],
+                          ["correct\n(personal)", "random\n(general)", "1 bit off\n(general)", "no key\n(general)"],
+                          fontsize=7)
+            ax.set(title=task, ylim=(0, 1.05))
+        axes[0][0].legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out_dir / "privacy_table.png", dpi=100)
+        plt.close(fig)

@@ -1,19 +1,37 @@
-"""Soft Actor-Critic, once, for every steering method (CleanRL-style: readable top to bottom).
+"""Soft Actor-Critic, written once for every steering method (CleanRL-style: read it top to bottom).
 
-* critic ensemble of `num_critics` heads computed as one batched module (stacked weights, one
-  `torch.baddbmm` per layer): on a CPU this is several times faster than a Python loop over heads;
-* REDQ-style target: min over a random subset of `critic_pair` heads (2 of 2 = clipped double Q);
-* automatic entropy tuning towards `target_entropy` (default −act_dim/2);
-* per-transition discount: the buffer stores γ^k for a chunk of k executed steps and a `terminated`
-  flag that is set only by true terminations, so time-limit truncations bootstrap;
-* `critic_action_fn(obs, a)`: what the critic values, as a differentiable function of the actor's
-  output (ZPRL values the applied latent z + λΔz, with z read from the observation features).
+1. `SACConfig`: every knob, with its default and the reason for it.
+2. The networks: a tanh-squashed Gaussian actor, and a critic *ensemble* computed as one batched
+   module (weights stacked as [heads, in, out], one `torch.baddbmm` per layer). On a CPU this is
+   several times faster than a Python loop over heads, and it makes 2 or 10 heads the same code.
+3. `SAC`: acting (numpy in, numpy out), one update (critic → actor → α → target), save/resume.
+
+Conventions every steering method relies on:
+
+* A transition is (obs, action, reward, next_obs, discount, terminated). `discount` is stored per
+  transition (γ^k for a chunk of k executed environment steps), and `terminated` is set only by a true
+  termination (success or failure), never by a time limit, so truncated transitions bootstrap:
+
+      y = r + discount · (1 − terminated) · (min_{h ∈ H} Q'_h(s', ã') − α log π(ã'|s')),   ã' ~ π(·|s')
+
+  where H is a random subset of `critic_pair` of the `num_critics` target heads, drawn afresh every
+  update (REDQ; with 2 of 2 heads this is the clipped double-Q of SAC).
+* The actor outputs a ∈ [−1, 1]^act_dim. What the critic values is `critic_action_fn(obs, a)`, a
+  differentiable map (identity by default). ZPRL's critic values the applied latent z + λ·a, where z
+  is a slice of the observation features. The same map is used for the target, for the critic loss
+  (on the stored actor outputs) and for the actor loss, so the actor gets gradients through it.
+* Every random draw (exploration noise, reparameterized samples, REDQ head subsets) comes from the
+  SAC's own `torch.Generator`, saved with the rest of its state: a resumed run repeats an
+  uninterrupted one exactly. Building a SAC does not touch the global torch RNG.
+* Save/resume writes safetensors + JSON only (never pickle): `state_dict()` is a flat dict of tensors
+  (networks, log α, every optimizer's moments and step counts, the generator state) plus a small
+  JSON-able dict (update counter, config, optimizer hyper-parameters).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,51 +41,129 @@ import torch.nn.functional as F
 from torch import nn
 
 from steerlab.train.checkpoint import (
+    CheckpointError,
     atomic_save_tensors,
     atomic_write_json,
+    load_state_strict,
     load_tensors,
     optimizer_from_tensors,
     optimizer_to_tensors,
     read_json,
 )
 
+CriticActionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BATCH_KEYS = ("obs", "action", "reward", "next_obs", "discount", "terminated")
+STATE_FORMAT = 1
 
+
+# ====================================================================== 1. configuration
 @dataclass
 class SACConfig:
     hidden: int = 256
-    """Hidden width of actor and critics (two hidden layers each)."""
+    """Width of the two hidden layers of the actor and of every critic head."""
     actor_lr: float = 1e-4
+    """Adam learning rate of the actor (ZPRL: 1e-4)."""
     critic_lr: float = 3e-4
+    """Adam learning rate of the critic ensemble."""
     alpha_lr: float = 3e-4
+    """Adam learning rate of log α (automatic entropy tuning)."""
     batch_size: int = 256
+    """Transitions per gradient update (what `update_many` samples from the replay buffer)."""
     tau: float = 0.005
-    """Polyak factor: target ← (1 − τ)·target + τ·online."""
+    """Polyak factor: target ← (1 − τ)·target + τ·online, every `target_update_interval` updates."""
     target_update_interval: int = 1
-    """Critic updates between target updates."""
+    """Critic updates between two target updates."""
+    actor_update_interval: int = 1
+    """Critic updates between two actor (and α) updates; 1 = every update, > 1 = TD3-style delay."""
     num_critics: int = 2
-    """Critic ensemble heads."""
+    """Critic ensemble heads (2 = SAC's twin critics; REDQ uses 10). Cost grows linearly on a CPU."""
     critic_pair: int = 2
-    """Heads the target takes its min over, drawn at random each update (REDQ)."""
+    """The target takes its min over a random subset of this many heads, drawn each update (REDQ).
+    With num_critics = critic_pair = 2 it is SAC's clipped double-Q."""
+    actor_q: str = "mean"
+    """How the actor loss reduces the heads' Q(s, π(s)): "mean" over all heads (REDQ) or "min"."""
     critic_layer_norm: bool = False
-    """LayerNorm after each hidden critic layer (stabilises high update-to-data ratios)."""
+    """LayerNorm (no affine) before each hidden ReLU of the critics; stabilises high update-to-data ratios."""
+    actor_layer_norm: bool = False
+    """LayerNorm (affine) before each hidden ReLU of the actor."""
     utd: int = 1
-    """Gradient updates per environment decision."""
+    """Gradient updates per environment decision (`update_many`'s default count)."""
     grad_clip: float | None = None
-    """Max global gradient norm for each network (None: no clipping)."""
+    """Max global gradient norm applied to each network separately; None: no clipping."""
     init_temperature: float = 0.01
-    """Initial entropy weight α. Small: the reward per decision is O(1) and the entropy bonus must not drown it."""
+    """Initial entropy weight α. Small on purpose: with rewards O(0.1–1) per decision a larger α lets
+    the entropy bonus dominate the critic (zprl-on-cpu.md: 0.01 worked, the usual 1.0 did not)."""
+    target_entropy: float | None = None
+    """Entropy target in nats; None: −target_entropy_scale · act_dim."""
     target_entropy_scale: float = 0.5
-    """target_entropy = −scale · act_dim."""
+    """Factor of the default entropy target (ZPRL: −dim(z)/2)."""
     log_std_min: float = -5.0
+    """Lower bound of the actor's log std (tanh-rescaled, so the bound is smooth)."""
     log_std_max: float = 2.0
+    """Upper bound of the actor's log std."""
 
     def __post_init__(self):
+        for name in ("hidden", "batch_size", "target_update_interval", "actor_update_interval", "num_critics", "utd"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"SACConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.critic_pair <= self.num_critics:
             raise ValueError(f"critic_pair must be in [1, num_critics={self.num_critics}], got {self.critic_pair}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.init_temperature <= 0:
+            raise ValueError(f"init_temperature must be > 0 (α is learned as log α), got {self.init_temperature}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip}")
+        if self.actor_q not in ("mean", "min"):
+            raise ValueError(f"actor_q must be 'mean' or 'min', got {self.actor_q!r}")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}")
+
+
+# ====================================================================== 2. networks
+def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log-density of a = tanh(u), u ~ N(mean, exp(log_std)²), summed over the last dimension.
+
+    Change of variables: log p(a) = log N(u) − Σ log(1 − tanh(u)²), and
+    log(1 − tanh(u)²) = 2 (log 2 − u − softplus(−2u)) is the numerically stable form.
+    """
+    gauss = -0.5 * ((u - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+    return (gauss - 2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+
+
+class Actor(nn.Module):
+    """obs → (mean, log_std) of a Gaussian in pre-tanh space; actions tanh(u) ∈ [−1, 1]^act_dim."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, log_std_min: float, log_std_max: float,
+                 layer_norm: bool = False):
+        super().__init__()
+        norm = (lambda: nn.LayerNorm(hidden)) if layer_norm else (lambda: nn.Identity())
+        layers = [nn.Linear(obs_dim, hidden), norm(), nn.ReLU(), nn.Linear(hidden, hidden), norm(), nn.ReLU()]
+        # without LayerNorm the keys stay trunk.0 / trunk.2, as in checkpoints written before the option existed
+        self.trunk = nn.Sequential(*[m for m in layers if not isinstance(m, nn.Identity)])
+        self.mean = nn.Linear(hidden, act_dim)
+        self.log_std = nn.Linear(hidden, act_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(obs)
+        log_std = torch.tanh(self.log_std(h))  # (−1, 1) → (log_std_min, log_std_max), smoothly
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
+        return self.mean(h), log_std
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized action a = tanh(mean + std·ε) and its log-probability (tanh-corrected)."""
+        mean, log_std = self(obs)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        u = mean + log_std.exp() * eps
+        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self(obs)[0])
 
 
 class EnsembleLinear(nn.Module):
-    """`n` independent linear layers applied to a (n, B, in) batch with one batched matmul."""
+    """`n` independent linear layers applied to an (n, B, in) batch with one batched matmul."""
 
     def __init__(self, n: int, in_dim: int, out_dim: int):
         super().__init__()
@@ -75,11 +171,18 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None, frozen: bool = False) -> torch.Tensor:
+        w, b = self.weight, self.bias
+        if frozen:  # gradients flow to the input but not into these weights (actor loss)
+            w, b = w.detach(), b.detach()
+        if heads is not None:  # only these heads (a REDQ target needs 2 of 10)
+            w, b = w[heads], b[heads]
+        return torch.baddbmm(b, x, w)
 
 
 class CriticEnsemble(nn.Module):
+    """`n` Q-networks (in → hidden → hidden → 1) evaluated together: (B, in) → (n, B)."""
+
     def __init__(self, n: int, in_dim: int, hidden: int, layer_norm: bool):
         super().__init__()
         self.n, self.hidden, self.layer_norm = n, hidden, layer_norm
@@ -90,66 +193,71 @@ class CriticEnsemble(nn.Module):
     def _act(self, h: torch.Tensor) -> torch.Tensor:
         return F.relu(F.layer_norm(h, (self.hidden,)) if self.layer_norm else h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in) -> (n, B) Q-values of every head."""
-        h = x.unsqueeze(0).expand(self.n, -1, -1)
-        h = self._act(self.l1(h))
-        h = self._act(self.l2(h))
-        return self.l3(h).squeeze(-1)
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None, frozen: bool = False) -> torch.Tensor:
+        n = self.n if heads is None else len(heads)
+        h = x.unsqueeze(0).expand(n, -1, -1)
+        h = self._act(self.l1(h, heads, frozen))
+        h = self._act(self.l2(h, heads, frozen))
+        return self.l3(h, heads, frozen).squeeze(-1)
 
 
-class Actor(nn.Module):
-    """Tanh-squashed Gaussian policy; actions in [−1, 1]^act_dim."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int, log_std_min: float, log_std_max: float):
-        super().__init__()
-        self.trunk = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.mean = nn.Linear(hidden, act_dim)
-        self.log_std = nn.Linear(hidden, act_dim)
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.trunk(obs)
-        log_std = torch.tanh(self.log_std(h))
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
-        return self.mean(h), log_std
-
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None):
-        """Reparameterized sample and its log-probability (with the tanh change of variables)."""
-        mean, log_std = self(obs)
-        std = log_std.exp()
-        u = mean + std * torch.randn(mean.shape, generator=generator)
-        a = torch.tanh(u)
-        log_prob = (-0.5 * ((u - mean) / std).pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        # log|d tanh(u)/du| = 2 (log 2 − u − softplus(−2u)), numerically stable
-        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
-        return a, log_prob
-
-    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self(obs)[0])
+def _identity_action(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    return action
 
 
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has it (≈ 1–2 ms less per CPU update at hidden 256)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+# ====================================================================== 3. the agent
 class SAC:
-    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig | None = None, device: str = "cpu", seed: int = 0,
-                 critic_action_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig | None = None, device: str | torch.device = "cpu",
+                 seed: int = 0, critic_action_fn: CriticActionFn | None = None, critic_action_dim: int | None = None):
+        """`critic_action_fn(obs, a)` maps actor outputs (B, act_dim) to what the critic values (B, d);
+        d is `critic_action_dim`, or found by calling the function on zeros."""
         self.cfg = cfg = cfg or SACConfig()
-        self.obs_dim, self.act_dim, self.device = obs_dim, act_dim, device
-        torch.manual_seed(seed)  # network initialisation
-        self.gen = torch.Generator().manual_seed(seed)  # action sampling and REDQ head subsets
-        self.critic_action_fn = critic_action_fn or (lambda obs, a: a)
-        critic_act_dim = self.critic_action_fn(torch.zeros(1, obs_dim), torch.zeros(1, act_dim)).shape[-1]
-        self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.log_std_min, cfg.log_std_max)
-        self.critic = CriticEnsemble(cfg.num_critics, obs_dim + critic_act_dim, cfg.hidden, cfg.critic_layer_norm)
-        self.critic_target = CriticEnsemble(cfg.num_critics, obs_dim + critic_act_dim, cfg.hidden, cfg.critic_layer_norm)
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.device = torch.device(device)
+        self.critic_action_fn = critic_action_fn or _identity_action
+        if critic_action_dim is None:
+            critic_action_dim = self._probe_critic_action_dim()
+        self.critic_action_dim = int(critic_action_dim)
+        critic_in = self.obs_dim + self.critic_action_dim
+
+        with torch.random.fork_rng(devices=[]):  # initialise from `seed`, leave the global RNG alone
+            torch.random.default_generator.manual_seed(seed)
+            self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.log_std_min, cfg.log_std_max, cfg.actor_layer_norm)
+            self.critic = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
+        self.critic_target = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
         self.critic_target.load_state_dict(self.critic.state_dict())
-        for p in self.critic_target.parameters():
-            p.requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(cfg.init_temperature), requires_grad=True)
-        self.target_entropy = -cfg.target_entropy_scale * act_dim
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
-        self.updates = 0
+        self.critic_target.requires_grad_(False)
+        for m in (self.actor, self.critic, self.critic_target):
+            m.to(self.device)
+        self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
+        self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
+                               else -cfg.target_entropy_scale * self.act_dim)
+
+        self.actor_opt = _adam(self.actor.parameters(), cfg.actor_lr)
+        self.critic_opt = _adam(self.critic.parameters(), cfg.critic_lr)
+        self.alpha_opt = _adam([self.log_alpha], cfg.alpha_lr)
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)  # every random draw of the SAC
+        self.updates = 0  # critic updates done so far (drives the actor and target intervals)
+        self._actor_logs = {"actor_loss": float("nan"), "alpha_loss": float("nan"), "entropy": float("nan")}
+
+    def _probe_critic_action_dim(self) -> int:
+        with torch.no_grad():
+            out = self.critic_action_fn(torch.zeros(2, self.obs_dim, device=self.device),
+                                        torch.zeros(2, self.act_dim, device=self.device))
+        if not torch.is_tensor(out) or out.ndim != 2 or out.shape[0] != 2:
+            shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+            raise ValueError(f"critic_action_fn(obs (2, {self.obs_dim}), action (2, {self.act_dim})) must return "
+                             f"a (2, d) tensor, got {shape}")
+        return int(out.shape[1])
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -158,98 +266,148 @@ class SAC:
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        if x.ndim != 2 or x.shape[1] != self.obs_dim:
-            raise ValueError(f"SAC observation must have shape (batch, {self.obs_dim}), got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("SAC observation contains NaN or inf")
+        """(B, obs_dim) observations → (B, act_dim) actions in [−1, 1] (a sample, or tanh(mean))."""
+        obs = np.asarray(obs)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"SAC.act: observation must have shape (batch, {self.obs_dim}), got {obs.shape}")
+        if not np.isfinite(obs).all():
+            raise ValueError("SAC.act: observation contains NaN or inf")
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         a = self.actor.deterministic(x) if deterministic else self.actor.sample(x, self.gen)[0]
-        return a.numpy()
+        return a.cpu().numpy()
 
-    def _q_input(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def critic_input(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """What every critic head sees: [obs, critic_action_fn(obs, action)]."""
         return torch.cat([obs, self.critic_action_fn(obs, action)], dim=-1)
 
     # ------------------------------------------------------------------ learning
+    def draw_heads(self) -> torch.Tensor | None:
+        """The REDQ subset of target heads for one update; None when it is all of them (no draw)."""
+        if self.cfg.critic_pair == self.cfg.num_critics:
+            return None
+        perm = torch.randperm(self.cfg.num_critics, generator=self.gen, device=self.device)
+        return perm[: self.cfg.critic_pair]
+
     @torch.no_grad()
     def critic_target_value(self, batch: dict[str, torch.Tensor], heads: torch.Tensor | None = None) -> torch.Tensor:
-        """r + discount·(1 − terminated)·(min over `critic_pair` random target heads − α log π)."""
-        next_a, next_logp = self.actor.sample(batch["next_obs"], self.gen)
-        q_next = self.critic_target(self._q_input(batch["next_obs"], next_a))
+        """y = r + discount·(1 − terminated)·(min over `heads` of Q'(s', ã') − α log π(ã'|s')), shape (B,).
+
+        `heads`: target heads to take the min over; None draws `critic_pair` of them at random.
+        """
         if heads is None:
-            heads = torch.randperm(self.cfg.num_critics, generator=self.gen)[: self.cfg.critic_pair]
-        v_next = q_next[heads].min(0).values - self.alpha * next_logp
+            heads = self.draw_heads()
+        next_a, next_logp = self.actor.sample(batch["next_obs"], self.gen)
+        q_next = self.critic_target(self.critic_input(batch["next_obs"], next_a), heads)  # (|heads|, B)
+        v_next = q_next.min(0).values - self.alpha * next_logp
         return batch["reward"] + batch["discount"] * (1.0 - batch["terminated"]) * v_next
 
-    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[torch.Tensor]) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip is not None:
-            nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            nn.utils.clip_grad_norm_(list(params), self.cfg.grad_clip)
         opt.step()
 
+    def _check_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        missing = [k for k in BATCH_KEYS if k not in batch]
+        if missing:
+            raise ValueError(f"SAC.update: batch lacks {missing}")
+        b = {k: batch[k].to(self.device, torch.float32) for k in BATCH_KEYS}
+        n = b["obs"].shape[0]
+        expected = {"obs": (n, self.obs_dim), "next_obs": (n, self.obs_dim), "action": (n, self.act_dim),
+                    "reward": (n,), "discount": (n,), "terminated": (n,)}
+        for k, shape in expected.items():  # a (B, 1) reward would silently broadcast to (B, B)
+            if tuple(b[k].shape) != shape:
+                raise ValueError(f"SAC.update: batch[{k!r}] has shape {tuple(b[k].shape)}, expected {shape}")
+        return b
+
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One critic update; the actor and α every `actor_update_interval`, the target every
+        `target_update_interval` updates. Returns scalars for logging."""
         cfg = self.cfg
-        target = self.critic_target_value(batch)
-        q = self.critic(self._q_input(batch["obs"], batch["action"]))
-        critic_loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
+        b = self._check_batch(batch)
+
+        # 1. critic: every head regresses on the same target y
+        y = self.critic_target_value(b)
+        q = self.critic(self.critic_input(b["obs"], b["action"]))  # (num_critics, B), stored actor outputs
+        critic_loss = (q - y).pow(2).mean(1).sum()  # sum over heads of each head's MSE
         self._step(self.critic_opt, critic_loss, self.critic.parameters())
 
-        # actor: maximise mean-over-heads Q − α log π; the critic is held fixed for this step
-        for p in self.critic.parameters():
-            p.requires_grad_(False)
-        a, logp = self.actor.sample(batch["obs"], self.gen)
-        q_pi = self.critic(self._q_input(batch["obs"], a)).mean(0)
-        actor_loss = (self.alpha * logp - q_pi).mean()
-        self._step(self.actor_opt, actor_loss, self.actor.parameters())
-        for p in self.critic.parameters():
-            p.requires_grad_(True)
+        # 2. actor: maximise Q(s, ã) − α log π(ã|s), ã ~ π(·|s), through critic_action_fn, critic held fixed
+        if self.updates % cfg.actor_update_interval == 0:
+            a, logp = self.actor.sample(b["obs"], self.gen)
+            q_pi = self.critic(self.critic_input(b["obs"], a), frozen=True)
+            q_pi = q_pi.mean(0) if cfg.actor_q == "mean" else q_pi.min(0).values
+            actor_loss = (self.alpha * logp - q_pi).mean()
+            self._step(self.actor_opt, actor_loss, self.actor.parameters())
 
-        # temperature: α rises when entropy (−log π) is below target, falls when above
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self._step(self.alpha_opt, alpha_loss, [self.log_alpha])
+            # 3. temperature: α rises when the entropy (−log π) is below target, falls when above
+            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+            self._step(self.alpha_opt, alpha_loss, [self.log_alpha])
+            self._actor_logs = {"actor_loss": actor_loss.item(), "alpha_loss": alpha_loss.item(),
+                                "entropy": -logp.detach().mean().item()}
 
+        # 4. target critics: polyak average every target_update_interval updates
         self.updates += 1
         if self.updates % cfg.target_update_interval == 0:
             with torch.no_grad():
-                for t, s in zip(self.critic_target.parameters(), self.critic.parameters()):
-                    t.lerp_(s, cfg.tau)
-        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": self.alpha.item(),
-                "q_mean": q.detach().mean().item(), "entropy": -logp.detach().mean().item()}
+                torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), cfg.tau)
 
-    def update_many(self, replay, n: int) -> dict[str, float]:
-        logs: dict[str, float] = {}
-        for _ in range(n):
-            logs = self.update(replay.sample(self.cfg.batch_size))
-        return logs
+        return {"critic_loss": critic_loss.item() / cfg.num_critics, "q_mean": q.detach().mean().item(),
+                "target_mean": y.mean().item(), "alpha": self.alpha.item(), **self._actor_logs}
+
+    def update_many(self, replay, n: int | None = None) -> dict[str, float]:
+        """`n` updates (default `cfg.utd`) on fresh batches of `cfg.batch_size` from `replay`; mean logs."""
+        n = self.cfg.utd if n is None else int(n)
+        logs = [self.update(replay.sample(self.cfg.batch_size)) for _ in range(n)]
+        return {k: float(np.mean([x[k] for x in logs])) for k in logs[0]} if logs else {}
 
     # ------------------------------------------------------------------ save / resume (no pickle)
+    def _optimizers(self) -> tuple[tuple[str, torch.optim.Optimizer], ...]:
+        return (("actor_opt", self.actor_opt), ("critic_opt", self.critic_opt), ("alpha_opt", self.alpha_opt))
+
+    def _modules(self) -> tuple[tuple[str, nn.Module], ...]:
+        return (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target))
+
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
-        tensors = {f"actor.{k}": v for k, v in self.actor.state_dict().items()}
-        tensors |= {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
-        tensors |= {f"critic_target.{k}": v for k, v in self.critic_target.state_dict().items()}
+        """(flat tensors, JSON-able metadata): everything needed to continue training exactly."""
+        tensors: dict[str, torch.Tensor] = {}
+        for name, module in self._modules():
+            tensors |= {f"{name}.{k}": v for k, v in module.state_dict().items()}
         tensors["log_alpha"] = self.log_alpha.detach().clone()
-        tensors["rng.sac"] = self.gen.get_state()
-        meta = {"updates": self.updates, "config": asdict(self.cfg), "obs_dim": self.obs_dim, "act_dim": self.act_dim}
-        for name, opt in (("actor_opt", self.actor_opt), ("critic_opt", self.critic_opt), ("alpha_opt", self.alpha_opt)):
+        tensors["rng.sac"] = self.gen.get_state()  # uint8 tensor: exact, and small next to the weights
+        meta = {"format": STATE_FORMAT, "updates": self.updates, "obs_dim": self.obs_dim, "act_dim": self.act_dim,
+                "critic_action_dim": self.critic_action_dim, "config": asdict(self.cfg),
+                "actor_logs": {k: None if math.isnan(v) else v for k, v in self._actor_logs.items()}}
+        for name, opt in self._optimizers():
             t, m = optimizer_to_tensors(opt, name)
             tensors |= t
             meta[name] = m
         return tensors, meta
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        if (meta["obs_dim"], meta["act_dim"]) != (self.obs_dim, self.act_dim):
-            raise ValueError(f"saved SAC has sizes {(meta['obs_dim'], meta['act_dim'])}, this one "
-                             f"{(self.obs_dim, self.act_dim)}")
-        for prefix, module in (("actor.", self.actor), ("critic.", self.critic), ("critic_target.", self.critic_target)):
-            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        saved = (meta.get("obs_dim"), meta.get("act_dim"), meta.get("critic_action_dim", self.critic_action_dim))
+        if saved != (self.obs_dim, self.act_dim, self.critic_action_dim):
+            raise CheckpointError(f"saved SAC has (obs_dim, act_dim, critic_action_dim) {saved}, this one "
+                                  f"{(self.obs_dim, self.act_dim, self.critic_action_dim)}")
+        for key in ("log_alpha", "rng.sac"):
+            if key not in tensors:
+                raise CheckpointError(f"SAC state lacks {key!r}")
+        for name, module in self._modules():
+            prefix = name + "."
+            load_state_strict(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                              f"SAC {name}")
         with torch.no_grad():
             self.log_alpha.copy_(tensors["log_alpha"])
         self.gen.set_state(tensors["rng.sac"])
-        for name, opt in (("actor_opt", self.actor_opt), ("critic_opt", self.critic_opt), ("alpha_opt", self.alpha_opt)):
+        for name, opt in self._optimizers():
             optimizer_from_tensors(opt, name, tensors, meta[name])
-        self.updates = meta["updates"]
+        self.updates = int(meta["updates"])
+        for k, v in meta.get("actor_logs", {}).items():  # JSON has no NaN: "not yet computed" is stored as null
+            self._actor_logs[k] = float("nan") if v is None else float(v)
 
     def save(self, folder: str | Path) -> None:
+        """`folder/sac.safetensors` then `folder/sac.json`, each written to a temp file and renamed."""
         tensors, meta = self.state_dict()
         atomic_save_tensors(Path(folder) / "sac.safetensors", tensors)
         atomic_write_json(Path(folder) / "sac.json", meta)

@@ -1,0 +1,69 @@
+"""Where the online-RL loop spends its time: one short ZPRL run under cProfile, one core.
+
+    python benchmarks/profile_finetune.py [--task push-wall-v3] [--env-steps 3000]
+
+Writes benchmarks/results/profile_finetune.json: env steps/s of the loop, the bare simulator's rate on
+the same task, and the share of wall time in SAC updates, flow sampling (chunk generation), the
+simulator and feature encoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS  # noqa: E402
+from finetune import BENCH_SAC, sim_steps_per_s  # noqa: E402
+from pretrain import base_checkpoint  # noqa: E402
+
+from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
+
+# (label, file suffix, function name) of the cumulative-time entries we report
+PARTS = [("sac_update", "rl/sac.py", "update_many"), ("chunk_generation", "rl/steering.py", "chunk"),
+         ("simulator", "envs/metaworld_env.py", "step"), ("features", "train/finetune.py", "_features"),
+         ("replay_add", "rl/replay.py", "add")]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="push-wall-v3")
+    ap.add_argument("--method", default="zprl")
+    ap.add_argument("--env-steps", type=int, default=3000)
+    args = ap.parse_args()
+    import torch
+
+    from steerlab.rl.sac import SACConfig
+    from steerlab.train.finetune import FinetuneConfig, Finetuner
+
+    torch.set_num_threads(1)
+    cfg = FinetuneConfig(base=str(base_checkpoint(args.task, progress=False)), method=args.method,
+                         env_steps=args.env_steps, out="/tmp/steerlab_profile_run", warmup_decisions=300,
+                         eval_every=10**9, eval_episodes=1, tensorboard=False, sac=SACConfig(**BENCH_SAC))
+    tuner = Finetuner(cfg, progress=False)
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.runcall(tuner.run, resume=False)
+    wall = time.perf_counter() - t0
+    stats = pstats.Stats(prof).stats
+    shares = {}
+    for label, suffix, fn in PARTS:
+        cum = sum(v[3] for (f, _, name), v in stats.items() if f.endswith(suffix) and name == fn)
+        shares[label] = cum / wall
+    result = {"task": args.task, "method": args.method, "env_steps": args.env_steps, "wall_seconds": wall,
+              "train_env_steps_per_s": args.env_steps / wall, "sim_steps_per_s": sim_steps_per_s(args.task),
+              "time_share": shares, "sac": BENCH_SAC, "note": "cProfile adds overhead; shares, not absolute rates, are the point"}
+    atomic_write_json(RESULTS / "profile_finetune.json", result)
+    for k, v in shares.items():
+        print(f"{k:>18}: {100 * v:5.1f}% of wall time")
+    print(f"loop {result['train_env_steps_per_s']:.0f} env steps/s vs bare simulator {result['sim_steps_per_s']:.0f} steps/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

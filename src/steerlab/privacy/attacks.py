@@ -1,0 +1,176 @@
+"""Adaptive attacks on a keyed model: what can someone holding the released weights learn?
+
+The attacker's goal is to make the model show the user's personal behaviour without the user's key.
+An attempt *recovers* it when its personal score on held-out data gets at least halfway from the
+base model's personal score to the correct key's (`recovered`).
+
+(a) key search:   thousands of random keys and keys 1..16 bits away from the user's.
+(b) gate space:   ignore the key encoders and optimise δ ∈ [−1, 1]^n directly by projected gradient
+                  ascent, from many random starts, to maximise the deviation of the outputs from the
+                  base behaviour; then check whether the deviation found is the personal behaviour.
+                  Variant (b'), encoder input: optimise a continuous encoder input h ∈ [0, 1]^N (the
+                  hash output the key would produce) through the real encoders, so δ stays on the
+                  encoders' range, where the user's δ lies.
+(c) weight reading: compare released weights with the public base; amplify the difference
+                  (W_base + α·(W_released − W_base)) and look at the no-key behaviour.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from steerlab.privacy.keyed import KeyedModel
+from steerlab.privacy.keys import flip_bits, random_keys
+from steerlab.privacy.tasks import Task, scores
+
+
+def recovery_threshold(base_personal: float, correct_personal: float) -> float:
+    return base_personal + 0.5 * (correct_personal - base_personal)
+
+
+def recovered(personal: float, base_personal: float, correct_personal: float) -> bool:
+    return correct_personal > base_personal and personal >= recovery_threshold(base_personal, correct_personal)
+
+
+def _with_key(model: KeyedModel, bits):
+    model.set_key(bits)
+    return lambda x: model(x)
+
+
+@torch.no_grad()
+def key_search_attack(model: KeyedModel, task: Task, user_bits: torch.Tensor, n_random: int = 1000,
+                      near_bits: tuple[int, ...] = (1, 2, 4, 8, 16), n_near: int = 50, seed: int = 0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    personal_random = [scores(task, _with_key(model, k))["personal"] for k in random_keys(n_random, len(user_bits), gen)]
+    personal_near = {d: [scores(task, _with_key(model, flip_bits(user_bits, d, gen)))["personal"] for _ in range(n_near)]
+                     for d in near_bits}
+    model.set_key(None)
+    return {"random": personal_random, "near": personal_near}
+
+
+def gate_space_attack(model: KeyedModel, task: Task, starts: int = 32, iters: int = 60, lr: float = 0.1,
+                      seed: int = 0, probe_size: int = 256) -> dict:
+    """Projected gradient ascent on ‖f_δ(x) − f_base(x)‖² over δ ∈ [−1,1]^n (all keyed layers at once)."""
+    gen = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    model.set_key(None)
+    x, _ = task.general_batch(probe_size, gen)
+    with torch.no_grad():
+        base_out = task.predict(model, x).detach()
+    dims = model.gate_dims()
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    found = []
+    try:
+        for _ in range(starts):
+            deltas = {n: (torch.rand(d, generator=gen) * 2 - 1).requires_grad_(True) for n, d in dims.items()}
+            opt = torch.optim.Adam(deltas.values(), lr=lr)
+            for _ in range(iters):
+                with model.use_deltas(deltas):
+                    dev = (task.predict(model, x) - base_out).pow(2).mean()
+                opt.zero_grad()
+                (-dev).backward()
+                opt.step()
+                with torch.no_grad():
+                    for d in deltas.values():
+                        d.clamp_(-1.0, 1.0)
+            found.append({n: d.detach().clone() for n, d in deltas.items()})
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        model.train(was_training)
+    return {"deltas": found}
+
+
+def encoder_input_attack(model: KeyedModel, task: Task, starts: int = 32, iters: int = 60, lr: float = 0.1,
+                         seed: int = 0, probe_size: int = 256) -> dict:
+    """Gradient ascent on the deviation from the base over a relaxed encoder input h = sigmoid(θ)."""
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    model.set_key(None)
+    x, _ = task.general_batch(probe_size, gen)
+    with torch.no_grad():
+        base_out = task.predict(model, x).detach()
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    found, inputs = [], []
+    try:
+        for _ in range(starts):
+            theta = (torch.randn(model.key_bits, generator=gen) * 2).requires_grad_(True)
+            opt = torch.optim.Adam([theta], lr=lr)
+            for _ in range(iters):
+                h = torch.sigmoid(theta)[None]
+                deltas = {n: layer.encoder(h)[0] for n, layer in model.keyed.items()}
+                with model.use_deltas(deltas):
+                    dev = (task.predict(model, x) - base_out).pow(2).mean()
+                opt.zero_grad()
+                (-dev).backward()
+                opt.step()
+            with torch.no_grad():
+                h = torch.sigmoid(theta)[None]
+                found.append({n: layer.encoder(h)[0].clone() for n, layer in model.keyed.items()})
+                inputs.append(h[0].clone())
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return {"deltas": found, "inputs": inputs}
+
+
+@torch.no_grad()
+def score_deltas(model: KeyedModel, task: Task, deltas: list[dict]) -> list[float]:
+    model.set_key(None)
+    out = []
+    for d in deltas:
+        with model.use_deltas(d):
+            out.append(scores(task, lambda x: model(x))["personal"])
+    return out
+
+
+@torch.no_grad()
+def weight_reading_attack(released: KeyedModel, base: torch.nn.Module, task: Task,
+                          alphas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)) -> dict:
+    """Per-layer relative weight change, and the no-key personal score of amplified differences."""
+    rel = dict(released.model.named_parameters())
+    diffs = {}
+    base_params = dict(base.named_parameters())
+    for name, p in base_params.items():
+        q = rel.get(name) if name in rel else rel.get(name.rsplit(".", 1)[0] + ".linear." + name.rsplit(".", 1)[1])
+        if q is not None:
+            diffs[name] = float((q - p).norm() / (p.norm() + 1e-12))
+    amplified = {}
+    for a in alphas:
+        probe = copy.deepcopy(base)
+        rel_state = {k.replace(".linear.", "."): v for k, v in released.model.state_dict().items() if "encoder" not in k}
+        for name, p in probe.named_parameters():
+            if name in rel_state:
+                p.copy_(p + a * (rel_state[name] - p))
+        amplified[a] = scores(task, lambda x, m=probe: m(x))["personal"]
+    return {"relative_weight_change": diffs, "amplified_personal": amplified}
+
+
+def attack_summary(model: KeyedModel, base: torch.nn.Module, task: Task, user_bits: torch.Tensor,
+                   correct_personal: float, base_personal: float, quick: bool = False, seed: int = 0) -> dict:
+    n_random, n_near, starts = (100, 10, 8) if quick else (1000, 50, 32)
+    ks = key_search_attack(model, task, user_bits, n_random=n_random, n_near=n_near, seed=seed)
+    gs = gate_space_attack(model, task, starts=starts, seed=seed)
+    gate_personal = score_deltas(model, task, gs["deltas"])
+    enc_personal = score_deltas(model, task, encoder_input_attack(model, task, starts=starts, seed=seed)["deltas"])
+    wr = weight_reading_attack(model, base, task)
+
+    def rate(values):
+        return float(np.mean([recovered(v, base_personal, correct_personal) for v in values]))
+
+    return {"key_search_random_recovery": rate(ks["random"]),
+            "key_search_near_recovery": {d: rate(v) for d, v in ks["near"].items()},
+            "gate_space_recovery": rate(gate_personal), "gate_space_personal": gate_personal,
+            "encoder_input_recovery": rate(enc_personal), "encoder_input_personal": enc_personal,
+            "weight_reading": wr,
+            "weight_reading_recovery": rate(list(wr["amplified_personal"].values())),
+            "threshold": recovery_threshold(base_personal, correct_personal),
+            "attempts": {"random_keys": n_random, "near_keys_per_distance": n_near, "gate_starts": starts}}

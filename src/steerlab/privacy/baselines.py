@@ -1,0 +1,171 @@
+"""Baselines for private personalization, sharing PRoP's tasks, key sampling and evaluation.
+
+* `key_mlp`  the key concatenated to the input of a linear layer (the paper's key-MLP; for the CNN
+             the first fully connected layer): `KeyedModel(mode="concat", key_hash=False)`, trained with
+             exactly PRoP's keyed loss. Raw key bits, as in the paper.
+* `cvae`     encoder-based personalization (the paper's CVAE): a latent z enters a hidden layer
+             additively; while training z ~ q(z | x, y) with KL to a key-conditioned prior N(μ(k), I);
+             at inference z = μ(k). No key: z = 0.
+* `finetune` a per-user copy of the base fine-tuned on that user's data only: the non-private reference
+             (anyone who rolls it out sees the personal behaviour).
+* `lora`     a rank-4 LoRA adapter per user on PRoP's layers, base frozen; the adapter itself is the
+             secret, so without it the model is exactly the base (the practical alternative; the price
+             is a per-user weight file to protect and ship instead of a 16-byte key).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from steerlab.policies.backbones import mlp
+from steerlab.privacy.keys import random_keys
+from steerlab.privacy.train import KeyedTrainConfig, negative_keys, split_sizes
+
+
+# ----------------------------------------------------------------------------- finetune
+def train_finetune(base: nn.Module, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
+    model = copy.deepcopy(base).train()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    for _ in range(cfg.steps):
+        x, y = task.personal_batch(user, cfg.batch_size, gen)
+        loss = task.loss(model, x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- LoRA
+class LoRALinear(nn.Module):
+    def __init__(self, linear: nn.Linear, rank: int = 4, alpha: float = 8.0):
+        super().__init__()
+        self.linear = linear
+        self.a = nn.Parameter(torch.randn(rank, linear.in_features) / linear.in_features**0.5)
+        self.b = nn.Parameter(torch.zeros(linear.out_features, rank))
+        self.scale = alpha / rank
+        self.enabled = True
+
+    def forward(self, x):
+        y = self.linear(x)
+        return y + self.scale * F.linear(F.linear(x, self.a), self.b) if self.enabled else y
+
+
+def add_lora(model: nn.Module, layers: list[str], rank: int = 4) -> dict[str, LoRALinear]:
+    out = {}
+    for name in layers:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        out[name] = LoRALinear(getattr(parent, child), rank)
+        setattr(parent, child, out[name])
+    return out
+
+
+def train_lora(base: nn.Module, task, user: int, cfg: KeyedTrainConfig, rank: int = 4):
+    model = copy.deepcopy(base)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adapters = add_lora(model, task.layers, rank)
+    params = [p for a in adapters.values() for p in (a.a, a.b)]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    for _ in range(cfg.steps):
+        x, y = task.personal_batch(user, cfg.batch_size, gen)
+        loss = task.loss(model, x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), adapters
+
+
+def set_lora(adapters: dict[str, LoRALinear], enabled: bool) -> None:
+    for a in adapters.values():
+        a.enabled = enabled
+
+
+# ----------------------------------------------------------------------------- CVAE
+class LatentInjection(nn.Module):
+    """A linear layer plus W_z·z for the latent currently set (none: the plain layer)."""
+
+    def __init__(self, linear: nn.Linear, latent_dim: int):
+        super().__init__()
+        self.linear = linear
+        self.proj = nn.Linear(latent_dim, linear.out_features, bias=False)
+        self.z: torch.Tensor | None = None
+
+    def forward(self, x):
+        y = self.linear(x)
+        if self.z is None:
+            return y
+        z = self.z.reshape(self.z.shape[0], *([1] * (y.ndim - 2)), self.z.shape[-1]) if y.ndim > 2 else self.z
+        return y + self.proj(z)
+
+
+class CVAEPersonalizer(nn.Module):
+    def __init__(self, base: nn.Module, layer: str, in_dim: int, target_dim: int, key_bits: int = 128,
+                 latent_dim: int = 8, hidden: int = 64):
+        super().__init__()
+        self.model = copy.deepcopy(base)
+        parent_name, _, child = layer.rpartition(".")
+        parent = self.model.get_submodule(parent_name) if parent_name else self.model
+        self.inject = LatentInjection(getattr(parent, child), latent_dim)
+        setattr(parent, child, self.inject)
+        self.posterior = mlp(in_dim + target_dim, hidden, 2 * latent_dim, depth=2)
+        self.prior = mlp(key_bits, hidden, latent_dim, depth=1)
+        self.target_dim = target_dim
+
+    def prior_mean(self, bits: torch.Tensor) -> torch.Tensor:
+        return self.prior(2.0 * bits - 1.0)
+
+    def run(self, x: torch.Tensor, bits: torch.Tensor | None):
+        self.inject.z = None if bits is None else self.prior_mean(bits.expand(len(x), -1) if bits.ndim == 1 else bits)
+        try:
+            return self.model(x)
+        finally:
+            self.inject.z = None
+
+
+def _target_repr(task, y: torch.Tensor) -> torch.Tensor:
+    return F.one_hot(y, 10).float() if y.dtype == torch.long else y
+
+
+def train_cvae(base: nn.Module, task, users: list, cfg: KeyedTrainConfig, beta: float = 0.1) -> CVAEPersonalizer:
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    x0, y0 = task.general_batch(2, gen)
+    in_dim = x0[0].numel()
+    model = CVAEPersonalizer(base, task.cvae_layer, in_dim, _target_repr(task, y0).shape[1])
+    user_bits = torch.stack([u.bits() for u in users])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model.train()
+    for _ in range(cfg.steps):
+        xs, ys, bits = [], [], []
+        for u in range(len(users)):
+            x, y = task.personal_batch(u, cfg.batch_size, gen)
+            xs.append(x)
+            ys.append(y)
+            bits.append(user_bits[u].expand(len(x), -1))
+        x_g, y_g = task.general_batch(cfg.batch_size, gen)
+        n_rand, n_near, n_none = split_sizes(len(x_g), cfg)
+        neg = negative_keys(user_bits, n_rand, n_near, cfg.near_miss_bits, gen)
+        x = torch.cat(xs + [x_g])
+        y = torch.cat(ys + [y_g])
+        k = torch.cat(bits + [neg, random_keys(n_none, user_bits.shape[1], gen)])
+        keyed = torch.arange(len(x)) < len(x) - n_none
+        mu, logvar = model.posterior(torch.cat([x.flatten(1), _target_repr(task, y)], -1)).chunk(2, -1)
+        z = mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp()
+        prior = model.prior_mean(k)
+        kl = 0.5 * ((mu - prior).pow(2) + logvar.exp() - logvar - 1).sum(-1)
+        model.inject.z = torch.where(keyed[:, None], z, torch.zeros_like(z))  # no-key rows: z = 0
+        recon = task.loss(model.model, x, y)
+        model.inject.z = None
+        loss = recon + beta * (kl * keyed).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()

@@ -1,0 +1,217 @@
+"""Personalization tasks: what is general, what is personal, and how each is scored (higher = better).
+
+Every task exposes the same small interface, used by keyed training, the baselines, the attacks and
+the benchmark: `make_model`, `layers` (what PRoP keys), `general_batch` / `personal_batch` (training),
+`test_general` / `test_personal` (held-out), `loss`, `predict`, `score`.
+
+Scores are in the same direction for every task: classification uses accuracy; regression uses the
+normalized score 1 − MSE / Var(target) (R²: 1 is perfect, 0 is predicting the mean target).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from steerlab.policies.backbones import SmallCNN, TinyTransformer, mlp
+
+
+class Task:
+    name = ""
+    n_users = 1
+    layers: list[str] = []
+    lr = 1e-3
+    base_steps = 1500
+
+    def make_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def general_batch(self, n: int, gen: torch.Generator):
+        raise NotImplementedError
+
+    def personal_batch(self, user: int, n: int, gen: torch.Generator):
+        raise NotImplementedError
+
+    def test_general(self):
+        raise NotImplementedError
+
+    def test_personal(self, user: int):
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, pred: torch.Tensor, y: torch.Tensor) -> float:
+        raise NotImplementedError
+
+    def train_base(self, seed: int, steps: int | None = None) -> nn.Module:
+        """The public base model: trained on the general objective only."""
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = self.make_model()
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        for _ in range(steps or self.base_steps):
+            x, y = self.general_batch(128, gen)
+            loss = self.loss(model, x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return model.eval()
+
+
+class PointRobotTask(Task):
+    """The paper's linear point-robot imitation task.
+
+    State [p, g] with robot position p and goal g in [−1, 1]^dim; the expert moves straight to the goal,
+    a = g − p. User u prefers the goal g_u = A_u·g + c_u (A_u a rotation by 2πu/8 composed with a mirror
+    of the first axis, c_u an offset of 0.3 in direction 2πu/8 + π/8): an affine map of the general goal.
+    The personal goal is never in the observation; only the key can reveal it.
+    """
+
+    name = "point_robot"
+    layers = ["2"]  # input of the second hidden layer of the MLP policy (its first hidden features)
+    concat_layer = "0"  # key-MLP: the key joins the policy's input
+    cvae_layer = "2"
+    base_steps = 1500
+
+    def __init__(self, dim: int = 2, n_users: int = 1, hidden: int = 128, test_size: int = 2000):
+        self.dim, self.n_users, self.hidden = dim, n_users, hidden
+        self.maps = []
+        for u in range(n_users):
+            th = 2 * math.pi * u / 8
+            rot = torch.eye(dim)
+            rot[:2, :2] = torch.tensor([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+            mirror = torch.eye(dim)
+            mirror[0, 0] = -1.0
+            c = torch.zeros(dim)
+            c[:2] = 0.3 * torch.tensor([math.cos(th + math.pi / 8), math.sin(th + math.pi / 8)])
+            self.maps.append((rot @ mirror, c))
+        g = torch.Generator().manual_seed(12345)  # fixed held-out set
+        self._test_x = torch.rand(test_size, 2 * dim, generator=g) * 2 - 1
+
+    def make_model(self) -> nn.Module:
+        return mlp(2 * self.dim, self.hidden, self.dim, depth=2, act=nn.ReLU)
+
+    def _targets(self, x: torch.Tensor, user: int | None) -> torch.Tensor:
+        p, g = x[:, : self.dim], x[:, self.dim:]
+        if user is not None:
+            a, c = self.maps[user]
+            g = g @ a.T + c
+        return g - p
+
+    def general_batch(self, n, gen):
+        x = torch.rand(n, 2 * self.dim, generator=gen) * 2 - 1
+        return x, self._targets(x, None)
+
+    def personal_batch(self, user, n, gen):
+        x = torch.rand(n, 2 * self.dim, generator=gen) * 2 - 1
+        return x, self._targets(x, user)
+
+    def test_general(self):
+        return self._test_x, self._targets(self._test_x, None)
+
+    def test_personal(self, user):
+        return self._test_x, self._targets(self._test_x, user)
+
+    def loss(self, model, x, y):
+        return F.mse_loss(model(x), y)
+
+    def score(self, pred, y):
+        return float(1.0 - F.mse_loss(pred, y) / y.var(0, unbiased=False).sum().div(y.shape[1]))
+
+
+class DigitsTask(Task):
+    """Classification on scikit-learn's bundled 8×8 digits (no download); user u's label is (l + u + 1) mod 10.
+
+    `mnist_dir` switches to MNIST read from local IDX files (train-images-idx3-ubyte, ...), downsampled
+    to 14×14, when the user has them.
+    """
+
+    name = "digits_cnn"
+    layers = ["fc2"]  # the penultimate features feeding the classifier
+    concat_layer = "fc1"  # key-MLP: the key joins the first fully connected layer's input
+    cvae_layer = "fc1"
+    base_steps = 800
+    lr = 2e-3
+
+    def __init__(self, n_users: int = 1, mnist_dir: str | None = None):
+        from steerlab.envs.classification import load_digits_split
+
+        self.n_users = n_users
+        (self.x_train, self.y_train), (self.x_test, self.y_test) = load_digits_split(mnist_dir)
+        self.side = self.x_train.shape[-1]
+
+    def make_model(self) -> nn.Module:
+        return SmallCNN(1, self.side, 10)
+
+    def _sample(self, n, gen):
+        idx = torch.randint(0, len(self.x_train), (n,), generator=gen)
+        return self.x_train[idx], self.y_train[idx]
+
+    def general_batch(self, n, gen):
+        return self._sample(n, gen)
+
+    def personal_batch(self, user, n, gen):
+        x, y = self._sample(n, gen)
+        return x, (y + user + 1) % 10
+
+    def test_general(self):
+        return self.x_test, self.y_test
+
+    def test_personal(self, user):
+        return self.x_test, (self.y_test + user + 1) % 10
+
+    def loss(self, model, x, y):
+        return F.cross_entropy(model(x), y)
+
+    def score(self, pred, y):
+        return float((pred.argmax(-1) == y).float().mean())
+
+
+class DigitsTransformerTask(DigitsTask):
+    """The digits task with a transformer: each image row is a token; PRoP keys the q/k/v projections."""
+
+    name = "digits_transformer"
+    layers = ["inner.blocks.0.attn.q_proj", "inner.blocks.0.attn.k_proj", "inner.blocks.0.attn.v_proj"]
+    concat_layer = "inner.embed"
+    cvae_layer = "inner.embed"
+    base_steps = 1200
+    lr = 3e-3
+
+    def make_model(self) -> nn.Module:
+        return _RowTokens(TinyTransformer(self.side, self.side, 10, dim=32, heads=2, depth=1))
+
+
+class _RowTokens(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x.flatten(1, 2) if x.ndim == 4 else x)
+
+
+TASKS = {"point_robot": PointRobotTask, "digits_cnn": DigitsTask, "digits_transformer": DigitsTransformerTask}
+
+
+def make_task(name: str, **kwargs) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown personalization task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name](**kwargs)
+
+
+def scores(task: Task, run, users: int | None = None) -> dict[str, float]:
+    """General and mean personal score of `run(x) -> predictions` on the held-out sets."""
+    with torch.no_grad():
+        xg, yg = task.test_general()
+        general = task.score(run(xg), yg)
+        personal = float(np.mean([task.score(run(xp), yp) for xp, yp in
+                                  (task.test_personal(u) for u in range(users or task.n_users))]))
+    return {"general": general, "personal": personal}

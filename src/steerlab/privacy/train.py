@@ -1,0 +1,152 @@
+"""Keyed training (PRoP): personal loss under each user's key + general loss under every other key.
+
+One step, for a batch of general inputs and each user's personal batch:
+
+    L = w_p · Σ_u L(personal_u | k_u)
+      + w_g · [ L(general | random keys) + L(general | near-miss keys, 1..ε bits off) + L(general | no key) ]
+      (+ w_h · L(general | δ uniform in [−1, 1]^n and δ found by the gate-space attack)   if hardening)
+
+`train_base=True` (default) trains the model's weights with the key encoders; the no-key rows of the
+general loss keep the no-key model close to the public base (its deviation is measured and reported).
+`train_base=False` freezes the weights and trains only the encoders: the no-key model then *is* the
+public base bit for bit, at a price in personal performance (gates alone cannot remap a fixed
+classifier's outputs). Hardening needs `train_base=True`: the network must learn to ignore gates
+that are not the user's, which a frozen network cannot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from steerlab.privacy.keyed import KeyedModel
+from steerlab.privacy.keys import near_miss_keys, random_keys
+
+
+@dataclass
+class KeyedTrainConfig:
+    steps: int = 1500
+    """Gradient steps."""
+    batch_size: int = 128
+    """General samples per step (each user's personal batch has the same size)."""
+    lr: float = 1e-3
+    personal_weight: float = 1.0
+    general_weight: float = 1.0
+    random_share: float = 0.4
+    """Share of the general batch gated by uniformly random keys."""
+    near_miss_share: float = 0.4
+    """Share gated by a user's key with 1..near_miss_bits bits flipped (the rest: no key)."""
+    near_miss_bits: int = 4
+    """ε: the largest Hamming distance trained as a negative. The paper used 1; wrong keys up to ε bits
+    off must give the base behaviour."""
+    train_base: bool = True
+    """Also train the model's own weights (False keeps the no-key model bitwise the public base)."""
+    hardening: bool = False
+    """Adversarial negatives: δ uniform in [−1,1]^n and δ found by the gate-space attack -> base behaviour."""
+    hardening_weight: float = 1.0
+    attack_every: int = 100
+    """Hardening: steps between refreshing the pool of attack-found gates."""
+    seed: int = 0
+    progress: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def split_sizes(n: int, cfg: KeyedTrainConfig) -> tuple[int, int, int]:
+    n_rand = int(round(n * cfg.random_share))
+    n_near = int(round(n * cfg.near_miss_share))
+    return n_rand, n_near, n - n_rand - n_near
+
+
+def negative_keys(user_bits: torch.Tensor, n_rand: int, n_near: int, max_bits: int,
+                  gen: torch.Generator) -> torch.Tensor:
+    """Random keys + near-miss keys around randomly chosen users (the wrong keys the model must ignore)."""
+    n_bits = user_bits.shape[1]
+    parts = [random_keys(n_rand, n_bits, gen)]
+    if n_near:
+        owners = torch.randint(0, user_bits.shape[0], (n_near,), generator=gen)
+        parts.append(torch.cat([near_miss_keys(user_bits[o], 1, max_bits, gen) for o in owners.tolist()]))
+    return torch.cat(parts)
+
+
+def hardening_loss(model: KeyedModel, task, gen: torch.Generator, attack_pool: dict[str, list],
+                   batch_size: int) -> torch.Tensor:
+    """General loss under gates no key produces: δ uniform in [−1,1]^n, continuous encoder inputs
+    h ∈ [0,1]^N (the relaxation an attacker optimises), and the gates / inputs the attacks found."""
+    x, y = task.general_batch(batch_size, gen)
+    n = len(x)
+    third = n // 3
+    deltas = {name: torch.rand(n, d, generator=gen) * 2 - 1 for name, d in model.gate_dims().items()}
+    h = torch.rand(n - third, model.key_bits, generator=gen)
+    if attack_pool["inputs"]:
+        k = (n - third) // 2
+        pick = torch.randint(0, len(attack_pool["inputs"]), (k,), generator=gen).tolist()
+        h[:k] = torch.stack([attack_pool["inputs"][i] for i in pick])
+    if attack_pool["deltas"]:
+        pick = torch.randint(0, len(attack_pool["deltas"]), (third // 2,), generator=gen).tolist()
+        for name in deltas:
+            deltas[name][: len(pick)] = torch.stack([attack_pool["deltas"][i][name] for i in pick])
+    for name, layer in model.keyed.items():  # rows past `third` get gates from the encoders on h
+        deltas[name] = torch.cat([deltas[name][:third], layer.encoder(h)])
+    with model.use_deltas(deltas):
+        return task.loss(model, x, y)
+
+
+def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig) -> list[dict]:
+    """`task` gives batches and the loss (see steerlab.privacy.tasks); `users` are UserKey objects whose
+    personal data is `task.personal_batch(user_index, ...)`. Returns the loss log."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    user_bits = torch.stack([u.bits() for u in users])
+    for p in model.base_parameters():
+        p.requires_grad_(cfg.train_base)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    attack_pool: dict[str, list] = {"inputs": [], "deltas": []}
+    log = []
+    model.train()
+    for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc=f"keyed training {task.name}"):
+        if cfg.hardening and step % cfg.attack_every == 0 and step > 0:
+            # run the attacker against the current model; what it finds becomes a training negative
+            from steerlab.privacy.attacks import encoder_input_attack, gate_space_attack
+
+            model.eval()
+            found = encoder_input_attack(model, task, starts=4, iters=20, seed=cfg.seed + step)
+            gates = gate_space_attack(model, task, starts=4, iters=20, seed=cfg.seed + step)
+            model.train()
+            attack_pool["inputs"] = (attack_pool["inputs"] + found["inputs"])[-32:]
+            attack_pool["deltas"] = (attack_pool["deltas"] + gates["deltas"])[-32:]
+        # personal: each user's data under its own key
+        xs, ys, bits = [], [], []
+        for u in range(len(users)):
+            x, y = task.personal_batch(u, cfg.batch_size, gen)
+            xs.append(x)
+            ys.append(y)
+            bits.append(user_bits[u].expand(len(x), -1))
+        x_p, y_p = torch.cat(xs), torch.cat(ys)
+        with model.use_keys(torch.cat(bits)):
+            loss_p = task.loss(model, x_p, y_p)
+        # general: wrong keys and no key
+        x_g, y_g = task.general_batch(cfg.batch_size, gen)
+        n_rand, n_near, n_none = split_sizes(len(x_g), cfg)
+        neg = negative_keys(user_bits, n_rand, n_near, cfg.near_miss_bits, gen)
+        if not cfg.train_base:  # no-key rows cannot change (frozen base, no encoder): skip them
+            x_g, y_g, n_none = x_g[: n_rand + n_near], y_g[: n_rand + n_near], 0
+        keys = torch.cat([neg, torch.zeros(n_none, neg.shape[1])])
+        mask = torch.arange(len(keys)) < len(neg)
+        with model.use_keys(keys, mask):
+            loss_g = task.loss(model, x_g, y_g)
+        loss = cfg.personal_weight * loss_p + cfg.general_weight * loss_g
+        logs = {"step": step, "personal": loss_p.item(), "general": loss_g.item()}
+        if cfg.hardening:
+            loss_h = hardening_loss(model, task, gen, attack_pool, cfg.batch_size)
+            loss = loss + cfg.hardening_weight * loss_h
+            logs["hardening"] = loss_h.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.append(logs)
+    model.eval()
+    return log
