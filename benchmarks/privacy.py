@@ -5,8 +5,10 @@
     python benchmarks/privacy.py --table    # print the README table from benchmarks/results/privacy.json
 
 Tasks: the paper's point-robot imitation (score R² = 1 − MSE/Var, higher is better), digits
-classification with a CNN and with a transformer keyed on q/k/v (accuracy). One user per model in the
-main table; 1/2/4/8 users in `users`. Each (task, method, seed) is one cell written to
+classification with a CNN and with a transformer keyed on q/k/v (accuracy), and Meta-World reach with a
+personal goal offset for an MLP policy and for the flow-matching policy (rollout success rates, 10
+episodes per score; fewer seeds and 2 wrong keys per case because every score is a set of rollouts).
+One user per model in the main table; 1/2/4/8 users in `users`. Each (task, method, seed) is one cell written to
 benchmarks/results/privacy_runs/ and skipped once recorded. Wrong-key rows average 8 random / 8
 one-bit-off keys per seed; standard errors are over training seeds (each seed has its own base model,
 user key and data order).
@@ -31,9 +33,12 @@ from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
 CELLS = RESULTS / "privacy_runs"
 METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora"]
 EXTRA = ["prop_output", "prop_rawbits"]  # gate-mode comparison and the hash ablation
-STEPS = {"point_robot": 1000, "digits_cnn": 1500, "digits_transformer": 1500}
-SEEDS = {"point_robot": 20, "digits_cnn": 6, "digits_transformer": 4}
-QUICK_SEEDS = {"point_robot": 3, "digits_cnn": 2, "digits_transformer": 1}
+STEPS = {"point_robot": 1000, "digits_cnn": 1500, "digits_transformer": 1500, "metaworld_reach_mlp": 1000,
+         "metaworld_reach_flow": 1000}
+SEEDS = {"point_robot": 20, "digits_cnn": 6, "digits_transformer": 4, "metaworld_reach_mlp": 2, "metaworld_reach_flow": 1}
+QUICK_SEEDS = {"point_robot": 3, "digits_cnn": 2, "digits_transformer": 1, "metaworld_reach_mlp": 1,
+               "metaworld_reach_flow": 0}
+ROLLOUT_TASKS = ("metaworld_reach_mlp", "metaworld_reach_flow")  # scored by simulator rollouts: costly
 
 
 def cell_path(c: dict) -> Path:
@@ -70,14 +75,14 @@ def build(c: dict):
         model = KeyedModel(copy.deepcopy(base), layers, mode=mode, key_hash=m not in ("key_mlp", "prop_rawbits"),
                            sharpness=8.0 if c.get("hardened") else 1.0)
         train_keyed(model, task, users, cfg)
-        return task, base, Personalized("key_mlp" if m == "key_mlp" else "prop", model, bits)
+        return task, base, Personalized("key_mlp" if m == "key_mlp" else "prop", model, bits, predict=task.predict)
     if m == "cvae":
-        return task, base, Personalized("cvae", train_cvae(base, task, users, cfg), bits)
+        return task, base, Personalized("cvae", train_cvae(base, task, users, cfg), bits, predict=task.predict)
     if m == "finetune":
-        return task, base, Personalized("finetune", train_finetune(base, task, 0, cfg), bits)
+        return task, base, Personalized("finetune", train_finetune(base, task, 0, cfg), bits, predict=task.predict)
     if m == "lora":
         model, adapters = train_lora(base, task, 0, cfg)
-        return task, base, Personalized("lora", model, bits, adapters)
+        return task, base, Personalized("lora", model, bits, adapters, predict=task.predict)
     raise ValueError(m)
 
 
@@ -90,18 +95,18 @@ def run_cell(c: dict) -> dict:
     t0 = time.perf_counter()
     task, base, p = build(c)
     train_s = time.perf_counter() - t0
-    base_scores = scores(task, base)
+    base_scores = scores(task, lambda x: task.predict(base, x))
     out = {**c, "train_seconds": train_s, "base": base_scores}
     if c["kind"] == "table":
-        cases = evaluate_key_cases(p, task, c["seed"])
+        cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)
         out["cases"] = cases
         out["user_study"] = user_study_indicators(cases)
-        if c["method"] in ("prop", "key_mlp", "cvae", "prop_rawbits"):
+        if c["method"] in ("prop", "key_mlp", "cvae", "prop_rawbits") and c["task"] not in ROLLOUT_TASKS:
             out["leakage"] = leakage_curve(p, task, c["seed"])
         if c["method"] == "prop":  # no key: how far from the public base are the outputs?
             xg, _ = task.test_general()
             with torch.no_grad():
-                out["no_key_max_abs_diff"] = float((p.runner(None)(xg) - base(xg)).abs().max())
+                out["no_key_max_abs_diff"] = float((p.runner(None)(xg) - task.predict(base, xg)).abs().max())
     elif c["kind"] == "users":
         out["cases"] = evaluate_key_cases(p, task, c["seed"])
     elif c["kind"] == "attack":
@@ -250,12 +255,14 @@ def main() -> int:
     from steerlab.sweep import run_grid
 
     seeds = QUICK_SEEDS if args.quick else SEEDS
+    extra = {"point_robot": EXTRA, "digits_cnn": EXTRA}
     cells = [{"kind": "table", "task": t, "method": m, "seed": s, "steps": STEPS[t]}
-             for t in args.tasks for s in range(seeds[t]) for m in METHODS + (["prop_output", "prop_rawbits"] if t != "digits_transformer" else [])]
+             for t in args.tasks for s in range(seeds[t]) for m in METHODS + extra.get(t, [])]
     cells += [{"kind": "users", "task": t, "method": "prop", "users": u, "seed": s, "steps": STEPS[t]}
               for t in ("point_robot", "digits_cnn") if t in args.tasks for u in (2, 4, 8) for s in range(2 if not args.quick else 1)]
     cells += [{"kind": "attack", "task": t, "method": "prop", "hardened": h, "seed": 0, "steps": STEPS[t],
-               "quick": args.quick} for t in args.tasks for h in (False, True)]
+               "quick": args.quick or t in ROLLOUT_TASKS} for t in args.tasks if t != "metaworld_reach_flow"
+              for h in (False, True)]
     CELLS.mkdir(parents=True, exist_ok=True)
     run_grid(cells, run_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="privacy cells")
     results = aggregate()

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_POLICY
+
 from steerlab.train.checkpoint import CheckpointError, load_policy
 from steerlab.train.pretrain import PretrainConfig, pretrain
 

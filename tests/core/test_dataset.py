@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import make_episodes
+
 from steerlab.data.dataset import DatasetError, read_dataset, write_dataset
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_POLICY
+
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.sampler import euler_sample
 from steerlab.policies.vib import VIB, gaussian_kl

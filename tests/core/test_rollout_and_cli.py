@@ -1,8 +1,8 @@
 import json
 
 import numpy as np
-
 from conftest import TINY_POLICY
+
 from steerlab.cli import main
 from steerlab.eval.metrics import smoothness, summarize_episodes, wilson_interval
 from steerlab.eval.rollout import rollout_episodes

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_POLICY
-from steerlab.rl.sac import SAC, SACConfig
+
+from steerlab.rl.sac import SACConfig
 from steerlab.rl.steering import METHODS, SteeringConfig, make_adapter
 from steerlab.train.checkpoint import load_policy
 from steerlab.train.finetune import FinetuneConfig, Finetuner, finetune
@@ -19,6 +19,7 @@ TINY_SAC = {"hidden": 32, "batch_size": 16}
 @pytest.fixture(scope="module")
 def base_ckpt(tmp_path_factory):
     from conftest import make_episodes
+
     from steerlab.data.dataset import write_dataset
 
     root = tmp_path_factory.mktemp("base")

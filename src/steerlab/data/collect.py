@@ -60,18 +60,19 @@ def get_preset(quality: str) -> QualityPreset:
 
 
 def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 0,
-                  max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True) -> list[Episode]:
+                  max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True, goal_offset=None) -> list[Episode]:
     """Roll out the scripted expert with the preset's corruption; one Episode per rollout.
 
     Episodes end at the first success (the evaluation counts success at any step), at the horizon,
-    or at the preset's cut point.
+    or at the preset's cut point. `goal_offset` records a user's personal preference instead: the
+    expert aims at goal + offset while the observation keeps the task's goal.
     """
     preset = get_preset(quality)
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
     rng = np.random.default_rng(seed)
-    env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True)
-    expert = expert_policy(task)
+    env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True, goal_offset=goal_offset)
+    expert = expert_policy(task, goal_offset)
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
     scale = TASK_NOISE_SCALE.get(task, 1.0)

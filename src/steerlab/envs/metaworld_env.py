@@ -22,6 +22,7 @@ BENCHMARK_TASKS = [
 ]
 SANITY_TASKS = ["push-v3", "reach-v3"]
 DEFAULT_MAX_STEPS = 200
+PREFERENCE_TOLERANCE = 0.05  # Meta-World's own reach tolerance
 OBS_DIM, ACT_DIM = 39, 4
 
 # Seed ranges: disjoint so train/eval setups never coincide.
@@ -59,8 +60,12 @@ class MetaWorldTask(gym.Wrapper):
     * reward: 'dense' is Meta-World's shaped reward / 10 (in [0, 1]); 'sparse' is 1 on success else 0.
     """
 
-    def __init__(self, env: gym.Env, task: str, max_steps: int, terminate_on_success: bool, reward: str):
+    def __init__(self, env: gym.Env, task: str, max_steps: int, terminate_on_success: bool, reward: str,
+                 goal_offset: np.ndarray | None = None):
         super().__init__(env)
+        # personal-preference variant: success means the hand reaches goal + offset (the policy still
+        # observes the task's own goal; only a personalized policy knows the offset)
+        self.goal_offset = None if goal_offset is None else np.asarray(goal_offset, np.float32)
         if reward not in ("dense", "sparse"):
             raise ValueError(f"reward must be 'dense' or 'sparse', got {reward!r}")
         self.task = task
@@ -87,7 +92,10 @@ class MetaWorldTask(gym.Wrapper):
             raise ValueError(f"{self.task}: action must have shape ({ACT_DIM},), got {action.shape}")
         obs, reward, _, _, info = self.env.step(action)
         self._t += 1
-        success = bool(info.get("success", 0.0) > 0.5)
+        if self.goal_offset is None:
+            success = bool(info.get("success", 0.0) > 0.5)
+        else:
+            success = bool(np.linalg.norm(obs[:3] - (obs[-3:] + self.goal_offset)) <= PREFERENCE_TOLERANCE)
         self._ever_success |= success
         r = float(success) if self.reward_type == "sparse" else float(reward) / 10.0
         terminated = success and self.terminate_on_success
@@ -98,7 +106,8 @@ class MetaWorldTask(gym.Wrapper):
 
 
 def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, terminate_on_success: bool = False,
-             reward: str = "dense", render_mode: str | None = None, camera_name: str = "corner2") -> MetaWorldTask:
+             reward: str = "dense", render_mode: str | None = None, camera_name: str = "corner2",
+             goal_offset=None) -> MetaWorldTask:
     """Build one seeded Meta-World v3 task with freshly randomized object/goal positions per reset."""
     check_task(task)
     if render_mode is not None:
@@ -120,13 +129,23 @@ def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, termi
             raise ValueError(f"unknown camera {camera_name!r}; cameras: {', '.join(cams)}")
         raw.mujoco_renderer.camera_id = cam
     raw.seed(seed)
-    return MetaWorldTask(env, task, max_steps, terminate_on_success, reward)
+    return MetaWorldTask(env, task, max_steps, terminate_on_success, reward, goal_offset)
 
 
-def expert_policy(task: str):
-    """Meta-World's scripted expert for `task` (callable obs -> action)."""
+def expert_policy(task: str, goal_offset=None):
+    """Meta-World's scripted expert for `task` (callable obs -> action). With `goal_offset`, the expert
+    is shown goal + offset instead of the goal: it demonstrates that personal preference."""
     check_task(task)
     from metaworld.policies import ENV_POLICY_MAP
 
     policy = ENV_POLICY_MAP[task]()
-    return policy.get_action
+    if goal_offset is None:
+        return policy.get_action
+    offset = np.asarray(goal_offset, np.float64)
+
+    def act(obs):
+        shifted = np.array(obs, np.float64)
+        shifted[-3:] += offset
+        return policy.get_action(shifted)
+
+    return act

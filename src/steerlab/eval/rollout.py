@@ -30,22 +30,22 @@ class ChunkPolicy(Protocol):
 
 
 def make_vector_env(task: str, n_envs: int, seed: int, max_steps: int, asynchronous: bool = True,
-                    terminate_on_success: bool = True, reward: str = "dense") -> gym.vector.VectorEnv:
-    fns = [functools.partial(make_env, task, seed=seed + i, max_steps=max_steps,
-                             terminate_on_success=terminate_on_success, reward=reward) for i in range(n_envs)]
+                    terminate_on_success: bool = True, reward: str = "dense", goal_offset=None) -> gym.vector.VectorEnv:
+    fns = [functools.partial(make_env, task, seed=seed + i, max_steps=max_steps, terminate_on_success=terminate_on_success,
+                             reward=reward, goal_offset=goal_offset) for i in range(n_envs)]
     cls = gym.vector.AsyncVectorEnv if asynchronous and n_envs > 1 else gym.vector.SyncVectorEnv
     return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
 def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 0, n_envs: int = 2,
                      max_steps: int = 200, asynchronous: bool = True, progress: bool = True,
-                     split: str = "eval") -> list[dict]:
+                     split: str = "eval", goal_offset=None) -> list[dict]:
     """Run `episodes` episodes (terminating at success) and return one record per episode."""
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
     n_envs = max(1, min(n_envs, episodes))
     seeds = episode_seeds(split, seed, episodes)
-    envs = make_vector_env(task, n_envs, seed, max_steps, asynchronous)
+    envs = make_vector_env(task, n_envs, seed, max_steps, asynchronous, goal_offset=goal_offset)
     k = policy.n_action_steps
     chunk_shape = policy.chunk_shape
     try:

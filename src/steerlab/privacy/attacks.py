@@ -35,17 +35,19 @@ def recovered(personal: float, base_personal: float, correct_personal: float) ->
     return correct_personal > base_personal and personal >= recovery_threshold(base_personal, correct_personal)
 
 
-def _with_key(model: KeyedModel, bits):
+def _with_key(model: KeyedModel, task: Task, bits):
     model.set_key(bits)
-    return lambda x: model(x)
+    return lambda x: task.predict(model, x)
 
 
 @torch.no_grad()
 def key_search_attack(model: KeyedModel, task: Task, user_bits: torch.Tensor, n_random: int = 1000,
                       near_bits: tuple[int, ...] = (1, 2, 4, 8, 16), n_near: int = 50, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
-    personal_random = [scores(task, _with_key(model, k))["personal"] for k in random_keys(n_random, len(user_bits), gen)]
-    personal_near = {d: [scores(task, _with_key(model, flip_bits(user_bits, d, gen)))["personal"] for _ in range(n_near)]
+    personal_random = [scores(task, _with_key(model, task, k))["personal"]
+                       for k in random_keys(n_random, len(user_bits), gen)]
+    personal_near = {d: [scores(task, _with_key(model, task, flip_bits(user_bits, d, gen)))["personal"]
+                         for _ in range(n_near)]
                      for d in near_bits}
     model.set_key(None)
     return {"random": personal_random, "near": personal_near}
@@ -128,7 +130,7 @@ def score_deltas(model: KeyedModel, task: Task, deltas: list[dict]) -> list[floa
     out = []
     for d in deltas:
         with model.use_deltas(d):
-            out.append(scores(task, lambda x: model(x))["personal"])
+            out.append(scores(task, lambda x: task.predict(model, x))["personal"])
     return out
 
 
@@ -150,7 +152,7 @@ def weight_reading_attack(released: KeyedModel, base: torch.nn.Module, task: Tas
         for name, p in probe.named_parameters():
             if name in rel_state:
                 p.copy_(p + a * (rel_state[name] - p))
-        amplified[a] = scores(task, lambda x, m=probe: m(x))["personal"]
+        amplified[a] = scores(task, lambda x, m=probe: task.predict(m, x))["personal"]
     return {"relative_weight_change": diffs, "amplified_personal": amplified}
 
 

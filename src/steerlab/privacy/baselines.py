@@ -122,16 +122,16 @@ class CVAEPersonalizer(nn.Module):
     def prior_mean(self, bits: torch.Tensor) -> torch.Tensor:
         return self.prior(2.0 * bits - 1.0)
 
-    def run(self, x: torch.Tensor, bits: torch.Tensor | None):
+    def run(self, x: torch.Tensor, bits: torch.Tensor | None, predict=None):
         self.inject.z = None if bits is None else self.prior_mean(bits.expand(len(x), -1) if bits.ndim == 1 else bits)
         try:
-            return self.model(x)
+            return predict(self.model, x) if predict else self.model(x)
         finally:
             self.inject.z = None
 
 
 def _target_repr(task, y: torch.Tensor) -> torch.Tensor:
-    return F.one_hot(y, 10).float() if y.dtype == torch.long else y
+    return F.one_hot(y, 10).float() if y.dtype == torch.long else y.flatten(1)
 
 
 def train_cvae(base: nn.Module, task, users: list, cfg: KeyedTrainConfig, beta: float = 0.1) -> CVAEPersonalizer:

@@ -84,7 +84,7 @@ def run_personalize(args: argparse.Namespace) -> int:
     logger = RunLogger(out, tensorboard=False)
     for row in log:
         logger.log(row.pop("step"), **row)
-    cases = evaluate_key_cases(Personalized("prop", model, [u.bits() for u in users]), task, args.seed)
+    cases = evaluate_key_cases(Personalized("prop", model, [u.bits() for u in users], predict=task.predict), task, args.seed)
     logger.log(cfg.steps, **{f"{c}/{k}": v for c, d in cases.items() for k, v in d.items()})
     logger.close()
     model.set_key(None)
@@ -105,9 +105,9 @@ def run_attack(args: argparse.Namespace) -> int:
     task, model, base = load_keyed(args.model)
     key = load_key_file(args.key)  # the evaluator's ground truth; the attacks themselves never use it
     model.set_key(key)
-    correct = scores(task, lambda x: model(x), users=1)["personal"]
+    correct = scores(task, lambda x: task.predict(model, x), users=1)["personal"]
     model.set_key(None)
-    summary = attack_summary(model, base, task, key.bits(), correct, scores(task, base)["personal"],
+    summary = attack_summary(model, base, task, key.bits(), correct, scores(task, lambda x: task.predict(base, x))["personal"],
                              quick=args.quick, seed=args.seed)
     atomic_write_json(Path(args.model) / "attack.json", summary)
     print(f"key search (random keys):      {summary['key_search_random_recovery']:.3f} recovery")

@@ -19,24 +19,22 @@ class Personalized:
     always behaves personally); for `lora` only the user's own key "unlocks" its adapter.
     """
 
-    def __init__(self, kind: str, model, user_bits: list[torch.Tensor], adapters=None):
+    def __init__(self, kind: str, model, user_bits: list[torch.Tensor], adapters=None, predict=None):
         self.kind, self.model, self.user_bits, self.adapters = kind, model, user_bits, adapters
+        self.predict = predict or (lambda m, x: m(x))  # task.predict for models that are not plain callables
 
     def runner(self, bits: torch.Tensor | None):
         if self.kind in ("prop", "key_mlp"):
             self.model.set_key(bits)
-            return lambda x: self.model(x)
-        if self.kind == "cvae":
-            return lambda x: self.model.run(x, bits)
-        if self.kind == "finetune":
-            return lambda x: self.model(x)
-        if self.kind == "lora":
+        elif self.kind == "cvae":
+            return lambda x: self.model.run(x, bits, self.predict)
+        elif self.kind == "lora":
             from steerlab.privacy.baselines import set_lora
 
-            unlocked = bits is not None and any(torch.equal(bits, u) for u in self.user_bits)
-            set_lora(self.adapters, unlocked)
-            return lambda x: self.model(x)
-        raise ValueError(f"unknown method {self.kind!r}")
+            set_lora(self.adapters, bits is not None and any(torch.equal(bits, u) for u in self.user_bits))
+        elif self.kind != "finetune":  # finetune ignores keys: it always behaves personally
+            raise ValueError(f"unknown method {self.kind!r}")
+        return lambda x: self.predict(self.model, x)
 
 
 @torch.no_grad()
@@ -47,6 +45,10 @@ def evaluate_key_cases(p: Personalized, task: Task, seed: int, n_keys: int = 8) 
     per_user = []
     for u, bits in enumerate(p.user_bits):
         run = p.runner(bits)
+        if hasattr(task, "rollout_scores"):
+            general = task.rollout_scores(run)["general"] if u == 0 else per_user[0]["general"]
+            per_user.append({"general": general, "personal": task.personal_rollout_score(run, u)})
+            continue
         xg, yg = task.test_general()
         xp, yp = task.test_personal(u)
         per_user.append({"general": task.score(run(xg), yg), "personal": task.score(run(xp), yp)})

@@ -198,7 +198,17 @@ class _RowTokens(nn.Module):
         return self.inner(x.flatten(1, 2) if x.ndim == 4 else x)
 
 
-TASKS = {"point_robot": PointRobotTask, "digits_cnn": DigitsTask, "digits_transformer": DigitsTransformerTask}
+def _metaworld(policy: str):
+    def make(**kwargs):
+        from steerlab.privacy.metaworld_task import MetaWorldPreferenceTask
+
+        return MetaWorldPreferenceTask(policy=policy, **{k: v for k, v in kwargs.items() if k != "mnist_dir"})
+
+    return make
+
+
+TASKS = {"point_robot": PointRobotTask, "digits_cnn": DigitsTask, "digits_transformer": DigitsTransformerTask,
+         "metaworld_reach_mlp": _metaworld("mlp"), "metaworld_reach_flow": _metaworld("flow")}
 
 
 def make_task(name: str, **kwargs) -> Task:
@@ -208,7 +218,10 @@ def make_task(name: str, **kwargs) -> Task:
 
 
 def scores(task: Task, run, users: int | None = None) -> dict[str, float]:
-    """General and mean personal score of `run(x) -> predictions` on the held-out sets."""
+    """General and mean personal score of `run(x) -> predictions` on the held-out sets (rollouts for
+    tasks that define `rollout_scores`)."""
+    if hasattr(task, "rollout_scores"):
+        return task.rollout_scores(run)
     with torch.no_grad():
         xg, yg = task.test_general()
         general = task.score(run(xg), yg)

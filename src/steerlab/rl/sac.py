@@ -233,7 +233,7 @@ class SAC:
             torch.random.default_generator.manual_seed(seed)
             self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.log_std_min, cfg.log_std_max, cfg.actor_layer_norm)
             self.critic = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
-        self.critic_target = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
+            self.critic_target = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         for m in (self.actor, self.critic, self.critic_target):
@@ -323,7 +323,11 @@ class SAC:
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One critic update; the actor and α every `actor_update_interval`, the target every
-        `target_update_interval` updates. Returns scalars for logging."""
+        `target_update_interval` updates. `batch`: float tensors obs (B, obs_dim), action (B, act_dim),
+        reward/discount/terminated (B,), next_obs (B, obs_dim), e.g. `ReplayBuffer.sample`.
+
+        Returns floats: critic_loss (mean over heads of each head's MSE), q_mean, target_mean, alpha,
+        and the latest actor_loss, alpha_loss, entropy (NaN before the first actor update)."""
         cfg = self.cfg
         b = self._check_batch(batch)
 
