@@ -97,7 +97,7 @@ def table(results: dict) -> str:
     rows = [[task, name, str(m["seeds"]), f"{m['auc']:.2f}", f"{m['final_success']:.2f}",
              f"{1e3 * m['explore_jerk']:.2f}"]
             for task, by in results.items() for name, m in by.items()]
-    return markdown_table(["task", "variant", "seeds", "AUC", "final success", "explore |jerk| ×1e3"], rows)
+    return markdown_table(["task", "variant", "seeds", "AUC", "final success", "explore mean jerk ×1e3"], rows)
 
 
 def main() -> int:

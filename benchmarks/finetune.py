@@ -33,6 +33,7 @@ METHODS = ["zprl", "action-residual", "dsrl"]
 # time; every method gets the same networks.
 BENCH_SAC = {"hidden": 128}
 RUN_ROOT = RUNS / "finetune"
+QUICK_ROOT = RUNS / "finetune_quick"  # --quick runs live apart: a 15k-step run is not a truncated 50k one
 
 
 def run_dir(cell: dict, root: Path = RUN_ROOT) -> Path:
@@ -157,8 +158,8 @@ def aggregate(root: Path = RUN_ROOT) -> dict:
 
 
 def table(results: dict) -> str:
-    header = ["task", "method", "seeds", "AUC", "final success", "steps to base+0.2", "explore |jerk| ×1e3",
-              "eval |jerk| ×1e3"]
+    header = ["task", "method", "seeds", "AUC", "final success", "steps to base+0.2", "explore mean jerk ×1e3",
+              "eval mean jerk ×1e3"]
     rows = []
     for task, by_method in results["tasks"].items():
         for method in ["base", *METHODS, "embedding-residual"]:
@@ -195,8 +196,9 @@ def main() -> int:
     ap.add_argument("--no-ray", action="store_true", help="run cells one by one in this process")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
+    results_file = RESULTS / ("finetune_quick.json" if args.quick else "finetune.json")
     if args.table:
-        print(table(load_cell(RESULTS / "finetune.json")))
+        print(table(load_cell(results_file)))
         return 0
     tasks = args.tasks or (BENCHMARK_TASKS[:2] if args.quick else BENCHMARK_TASKS)
     seeds = args.seeds or (1 if args.quick else 3)
@@ -210,16 +212,16 @@ def main() -> int:
              num_cpus=args.num_cpus, desc="base policies")
     cells = [{"task": t, "method": m, "name": m, "seed": s, "env_steps": env_steps, "eval_every": eval_every,
               "eval_episodes": 20, "final_episodes": 50, "warmup": 1_000 if args.quick else 2_000,
-              "root": str(RUN_ROOT), "base": str(base_checkpoint_path(t))}
+              "root": str(QUICK_ROOT if args.quick else RUN_ROOT), "base": str(base_checkpoint_path(t))}
              for s in range(seeds) for t in tasks for m in args.methods]
     run_grid(cells, finetune_cell, is_done, use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus,
              desc="finetune runs")
-    results = aggregate()
+    results = aggregate(QUICK_ROOT if args.quick else RUN_ROOT)
     results["throughput"]["sim_steps_per_s"] = float(np.mean([sim_steps_per_s(t) for t in tasks]))
-    atomic_write_json(RESULTS / "finetune.json", results)
+    atomic_write_json(results_file, results)
     from plots import plot_finetune
 
-    plot_finetune(results, RESULTS / "finetune_curves.png")
+    plot_finetune(results, RESULTS / ("finetune_quick_curves.png" if args.quick else "finetune_curves.png"))
     print(table(results))
     return 0
 

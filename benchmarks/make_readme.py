@@ -18,6 +18,7 @@ from common import RESULTS, load_cell  # noqa: E402
 README = HERE.parent / "README.md"
 # section -> (results file, module with table(results) -> markdown)
 SECTIONS = {"pretrain": ("pretrain.json", "pretrain"), "finetune": ("finetune.json", "finetune"),
+            "finetune_quick": ("finetune_quick.json", "finetune"), "ablations": ("ablations.json", "ablations"),
             "privacy": ("privacy.json", "privacy")}
 
 
@@ -25,16 +26,17 @@ def render(name: str) -> str:
     fname, module = SECTIONS[name]
     results = load_cell(RESULTS / fname)
     if results is None:
-        return f"_No recorded results yet: run `python benchmarks/{module}.py` (or `--quick`)._"
+        flag = " --quick" if "quick" in fname else ""
+        return f"_No recorded results yet: run `python benchmarks/{module}.py{flag}`._"
     return importlib.import_module(module).table(results)
 
 
 def main() -> int:
     text = README.read_text()
     for name in SECTIONS:
-        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
         if pattern.search(text):
-            text = pattern.sub(lambda m, n=name: m.group(1) + render(n) + m.group(2), text)
+            text = pattern.sub(lambda m, n=name: m.group(1) + render(n) + "\n" + m.group(2), text)
     README.write_text(text)
     print(f"updated {README}")
     return 0

@@ -205,34 +205,47 @@ def aggregate() -> dict:
 
 
 def table(results: dict) -> str:
-    names = {"correct": "correct key", "random": "random key", "near_miss_1": "1 bit off", "no_key": "no key"}
+    """One row per task × method: the personal score with the user's key, then general and personal
+    scores under a random key, a key one bit off, and no key (mean ± stderr over seeds)."""
+    def cell(m, case, obj):
+        return f"{m[case][obj]:.3f} ± {m[case][obj + '_stderr']:.3f}"
+
     rows = []
     for task, by in results["tasks"].items():
         base = results["meta"][task]["base"]
-        rows.append([f"**{task}**", "public base", f"{base['general']:.3f}", f"{base['personal']:.3f}", "", ""])
+        rows.append([task, "public base", "", f"{base['personal']:.3f}", f"{base['general']:.3f}", "", "", "", "", ""])
         for method in METHODS + EXTRA:
             if method not in by:
                 continue
-            for case, label in names.items():
-                m = by[method][case]
-                rows.append([task, method, label,
-                             f"{m['general']:.3f} ± {m['general_stderr']:.3f}",
-                             f"{m['personal']:.3f} ± {m['personal_stderr']:.3f}",
-                             str(results["meta"][task][method]["seeds"])])
-    out = markdown_table(["task", "method", "key", "general ↑", "personal ↑", "seeds"],
-                         [[r[0], r[1], r[2], r[3], r[4], r[5]] if len(r) == 6 and r[1] != "public base"
-                          else [r[0], r[1], "—", r[2], r[3], ""] for r in rows])
+            m = by[method]
+            rows.append([task, method, str(results["meta"][task][method]["seeds"]), cell(m, "correct", "personal"),
+                         cell(m, "random", "general"), cell(m, "random", "personal"),
+                         cell(m, "near_miss_1", "general"), cell(m, "near_miss_1", "personal"),
+                         cell(m, "no_key", "general"), cell(m, "no_key", "personal")])
+    out = markdown_table(["task", "method", "seeds", "correct key: personal ↑", "random: general ↑",
+                          "random: personal ↓", "1 bit off: general ↑", "1 bit off: personal ↓", "no key: general ↑",
+                          "no key: personal ↓"], rows)
+    out += ("\n\nScores: R² = 1 − MSE/Var (point robot), accuracy (digits), rollout success rate (Meta-World). "
+            "'public base' shows the base model's personal score (what no personalization gives) and general score. "
+            "`prop_output` gates layer outputs (research-code variant), `prop_rawbits` feeds raw key bits to the "
+            "encoders (no HKDF expansion), as in the paper.")
     if results.get("attack"):
         arow = [[t, f"{a.get('unhardened_recovery', float('nan')):.3f}", f"{a.get('hardened_recovery', float('nan')):.3f}"]
                 for t, a in results["attack"].items()]
-        out += "\n\nAdaptive attacks (share of attempts that recover the personal behaviour; the attacker's best of " \
-               "key search, gate-space ascent, encoder-input ascent and weight amplification):\n\n"
+        out += ("\n\nAdaptive attacks: share of attempts that recover the personal behaviour, for the attacker's best "
+                "of key search, gate-space ascent, encoder-input ascent and weight amplification (seed 0):\n\n")
         out += markdown_table(["task", "PRoP", "PRoP hardened"], arow)
     if results.get("user_study"):
         srows = [[t, m, f"{v['score']:.2f}", f"{v['leakage']:.2f}"] for t, by in results["user_study"].items()
                  for m, v in by.items()]
         out += "\n\nSimulated user study (3 rollouts: own key, random key, 1-bit-off key; Score best 3, leakage best 0):\n\n"
         out += markdown_table(["task", "method", "Score", "leakage"], srows)
+    if results.get("users"):
+        urows = [[t, n, f"{v['correct']['personal']:.3f}", f"{v['random']['general']:.3f}",
+                  f"{v['near_miss_1']['personal']:.3f}", str(v["seeds"])]
+                 for t, by in results["users"].items() for n, v in sorted(by.items(), key=lambda kv: int(kv[0]))]
+        out += "\n\nSeveral users in one PRoP model (mean over users):\n\n"
+        out += markdown_table(["task", "users", "correct key: personal", "random: general", "1 bit off: personal", "seeds"], urows)
     if "keyed_latency_ratio" in results:
         lat = results["latency"]
         out += (f"\n\nKeyed inference (digits CNN, batch 1, δ folded once per key): {lat['keyed_us']:.0f} µs vs "
