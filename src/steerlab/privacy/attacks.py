@@ -53,9 +53,11 @@ def key_search_attack(model: KeyedModel, task: Task, user_bits: torch.Tensor, n_
     return {"random": personal_random, "near": personal_near}
 
 
-def gate_space_attack(model: KeyedModel, task: Task, starts: int = 32, iters: int = 60, lr: float = 0.1,
-                      seed: int = 0, probe_size: int = 256) -> dict:
-    """Projected gradient ascent on ‖f_δ(x) − f_base(x)‖² over δ ∈ [−1,1]^n (all keyed layers at once)."""
+def _ascend(model: KeyedModel, task: Task, starts: int, iters: int, lr: float, seed: int, probe_size: int,
+            init, to_deltas, project=None) -> list:
+    """Gradient ascent on the deviation ‖f(x) − f_base(x)‖² from `starts` random points of some
+    parameterisation (`init(gen)` -> leaf tensors, `to_deltas(leaves)` -> gates per layer). The
+    model's own parameters are frozen meanwhile. Returns the final leaves of every start."""
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -63,65 +65,54 @@ def gate_space_attack(model: KeyedModel, task: Task, starts: int = 32, iters: in
     x, _ = task.general_batch(probe_size, gen)
     with torch.no_grad():
         base_out = task.predict(model, x).detach()
-    dims = model.gate_dims()
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     found = []
     try:
         for _ in range(starts):
-            deltas = {n: (torch.rand(d, generator=gen) * 2 - 1).requires_grad_(True) for n, d in dims.items()}
-            opt = torch.optim.Adam(deltas.values(), lr=lr)
+            leaves = [t.requires_grad_(True) for t in init(gen)]
+            opt = torch.optim.Adam(leaves, lr=lr)
             for _ in range(iters):
-                with model.use_deltas(deltas):
+                with model.use_deltas(to_deltas(leaves)):
                     dev = (task.predict(model, x) - base_out).pow(2).mean()
                 opt.zero_grad()
                 (-dev).backward()
                 opt.step()
-                with torch.no_grad():
-                    for d in deltas.values():
-                        d.clamp_(-1.0, 1.0)
-            found.append({n: d.detach().clone() for n, d in deltas.items()})
+                if project is not None:
+                    with torch.no_grad():
+                        project(leaves)
+            found.append([t.detach().clone() for t in leaves])
     finally:
         for p in params:
             p.requires_grad_(True)
         model.train(was_training)
-    return {"deltas": found}
+    return found
+
+
+def gate_space_attack(model: KeyedModel, task: Task, starts: int = 32, iters: int = 60, lr: float = 0.1,
+                      seed: int = 0, probe_size: int = 256) -> dict:
+    """Projected gradient ascent over δ ∈ [−1,1]^n directly (all keyed layers at once)."""
+    names, dims = list(model.gate_dims()), list(model.gate_dims().values())
+    found = _ascend(model, task, starts, iters, lr, seed, probe_size,
+                    init=lambda g: [torch.rand(d, generator=g) * 2 - 1 for d in dims],
+                    to_deltas=lambda leaves: dict(zip(names, leaves)),
+                    project=lambda leaves: [t.clamp_(-1.0, 1.0) for t in leaves])
+    return {"deltas": [dict(zip(names, leaves)) for leaves in found]}
 
 
 def encoder_input_attack(model: KeyedModel, task: Task, starts: int = 32, iters: int = 60, lr: float = 0.1,
                          seed: int = 0, probe_size: int = 256) -> dict:
-    """Gradient ascent on the deviation from the base over a relaxed encoder input h = sigmoid(θ)."""
-    gen = torch.Generator().manual_seed(seed)
-    model.eval()
-    model.set_key(None)
-    x, _ = task.general_batch(probe_size, gen)
+    """Gradient ascent over a relaxed encoder input h = sigmoid(θ) pushed through the real encoders."""
+    def to_deltas(leaves):
+        h = torch.sigmoid(leaves[0])[None]
+        return {n: layer.encoder(h)[0] for n, layer in model.keyed.items()}
+
+    found = _ascend(model, task, starts, iters, lr, seed, probe_size,
+                    init=lambda g: [torch.randn(model.key_bits, generator=g) * 2], to_deltas=to_deltas)
     with torch.no_grad():
-        base_out = task.predict(model, x).detach()
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    found, inputs = [], []
-    try:
-        for _ in range(starts):
-            theta = (torch.randn(model.key_bits, generator=gen) * 2).requires_grad_(True)
-            opt = torch.optim.Adam([theta], lr=lr)
-            for _ in range(iters):
-                h = torch.sigmoid(theta)[None]
-                deltas = {n: layer.encoder(h)[0] for n, layer in model.keyed.items()}
-                with model.use_deltas(deltas):
-                    dev = (task.predict(model, x) - base_out).pow(2).mean()
-                opt.zero_grad()
-                (-dev).backward()
-                opt.step()
-            with torch.no_grad():
-                h = torch.sigmoid(theta)[None]
-                found.append({n: layer.encoder(h)[0].clone() for n, layer in model.keyed.items()})
-                inputs.append(h[0].clone())
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-    return {"deltas": found, "inputs": inputs}
+        return {"deltas": [{n: d.clone() for n, d in to_deltas(leaves).items()} for leaves in found],
+                "inputs": [torch.sigmoid(leaves[0]) for leaves in found]}
 
 
 @torch.no_grad()

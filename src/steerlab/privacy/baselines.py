@@ -22,15 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from steerlab.policies.backbones import mlp
+from steerlab.privacy.keyed import replace_module
 from steerlab.privacy.keys import random_keys
-from steerlab.privacy.train import KeyedTrainConfig, negative_keys, split_sizes
+from steerlab.privacy.train import KeyedTrainConfig, negative_keys, personal_batches, split_sizes
 
 
-# ----------------------------------------------------------------------------- finetune
-def train_finetune(base: nn.Module, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
-    model = copy.deepcopy(base).train()
+def fit_personal(model: nn.Module, params, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
+    """Plain supervised training of `params` on one user's personal data (no keys involved)."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    model.train()
     for _ in range(cfg.steps):
         x, y = task.personal_batch(user, cfg.batch_size, gen)
         loss = task.loss(model, x, y)
@@ -38,6 +39,12 @@ def train_finetune(base: nn.Module, task, user: int, cfg: KeyedTrainConfig) -> n
         loss.backward()
         opt.step()
     return model.eval()
+
+
+# ----------------------------------------------------------------------------- finetune
+def train_finetune(base: nn.Module, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
+    model = copy.deepcopy(base)
+    return fit_personal(model, model.parameters(), task, user, cfg)
 
 
 # ----------------------------------------------------------------------------- LoRA
@@ -56,13 +63,7 @@ class LoRALinear(nn.Module):
 
 
 def add_lora(model: nn.Module, layers: list[str], rank: int = 4) -> dict[str, LoRALinear]:
-    out = {}
-    for name in layers:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        out[name] = LoRALinear(getattr(parent, child), rank)
-        setattr(parent, child, out[name])
-    return out
+    return {name: replace_module(model, name, lambda lin: LoRALinear(lin, rank)) for name in layers}
 
 
 def train_lora(base: nn.Module, task, user: int, cfg: KeyedTrainConfig, rank: int = 4):
@@ -70,17 +71,8 @@ def train_lora(base: nn.Module, task, user: int, cfg: KeyedTrainConfig, rank: in
     for p in model.parameters():
         p.requires_grad_(False)
     adapters = add_lora(model, task.layers, rank)
-    params = [p for a in adapters.values() for p in (a.a, a.b)]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model.train()
-    for _ in range(cfg.steps):
-        x, y = task.personal_batch(user, cfg.batch_size, gen)
-        loss = task.loss(model, x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), adapters
+    fit_personal(model, [p for a in adapters.values() for p in (a.a, a.b)], task, user, cfg)
+    return model, adapters
 
 
 def set_lora(adapters: dict[str, LoRALinear], enabled: bool) -> None:
@@ -111,10 +103,7 @@ class CVAEPersonalizer(nn.Module):
                  latent_dim: int = 8, hidden: int = 64):
         super().__init__()
         self.model = copy.deepcopy(base)
-        parent_name, _, child = layer.rpartition(".")
-        parent = self.model.get_submodule(parent_name) if parent_name else self.model
-        self.inject = LatentInjection(getattr(parent, child), latent_dim)
-        setattr(parent, child, self.inject)
+        self.inject = replace_module(self.model, layer, lambda lin: LatentInjection(lin, latent_dim))
         self.posterior = mlp(in_dim + target_dim, hidden, 2 * latent_dim, depth=2)
         self.prior = mlp(key_bits, hidden, latent_dim, depth=1)
         self.target_dim = target_dim
@@ -144,18 +133,13 @@ def train_cvae(base: nn.Module, task, users: list, cfg: KeyedTrainConfig, beta: 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     model.train()
     for _ in range(cfg.steps):
-        xs, ys, bits = [], [], []
-        for u in range(len(users)):
-            x, y = task.personal_batch(u, cfg.batch_size, gen)
-            xs.append(x)
-            ys.append(y)
-            bits.append(user_bits[u].expand(len(x), -1))
+        x_p, y_p, bits_p = personal_batches(task, user_bits, cfg.batch_size, gen)
         x_g, y_g = task.general_batch(cfg.batch_size, gen)
         n_rand, n_near, n_none = split_sizes(len(x_g), cfg)
         neg = negative_keys(user_bits, n_rand, n_near, cfg.near_miss_bits, gen)
-        x = torch.cat(xs + [x_g])
-        y = torch.cat(ys + [y_g])
-        k = torch.cat(bits + [neg, random_keys(n_none, user_bits.shape[1], gen)])
+        x = torch.cat([x_p, x_g])
+        y = torch.cat([y_p, y_g])
+        k = torch.cat([bits_p, neg, random_keys(n_none, user_bits.shape[1], gen)])
         keyed = torch.arange(len(x)) < len(x) - n_none
         mu, logvar = model.posterior(torch.cat([x.flatten(1), _target_repr(task, y)], -1)).chunk(2, -1)
         z = mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp()

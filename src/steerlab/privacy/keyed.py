@@ -50,6 +50,15 @@ def expand_key_bits(bits: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(expanded, dtype=torch.float32).reshape(bits.shape)
 
 
+def replace_module(model: nn.Module, name: str, factory):
+    """Replace submodule `name` (dotted path) by `factory(old)`; returns the new module."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    new = factory(getattr(parent, child))
+    setattr(parent, child, new)
+    return new
+
+
 class KeyEncoder(nn.Module):
     """{0,1}^N -> (−1, 1)^n. Initialised so every key starts near δ = 1 (the base behaviour)."""
 
@@ -134,11 +143,9 @@ class KeyedModel(nn.Module):
                              f"its linear layers are {linear_names}")
         self.model, self.key_bits, self.mode, self.layer_names = model, key_bits, mode, list(layers)
         self.key_hash = key_hash
-        for name in layers:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, KeyedLinear(getattr(parent, child), key_bits, mode, encoder_hidden, sharpness))
-        self.keyed = {name: model.get_submodule(name) for name in layers}
+        self.keyed = {name: replace_module(model, name, lambda lin: KeyedLinear(lin, key_bits, mode, encoder_hidden,
+                                                                                    sharpness))
+                      for name in layers}
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)

@@ -70,6 +70,17 @@ def negative_keys(user_bits: torch.Tensor, n_rand: int, n_near: int, max_bits: i
     return torch.cat(parts)
 
 
+def personal_batches(task, user_bits: torch.Tensor, batch_size: int, gen: torch.Generator):
+    """Each user's personal batch, concatenated, with that user's key bits per row: (x, y, bits)."""
+    xs, ys, bits = [], [], []
+    for u in range(user_bits.shape[0]):
+        x, y = task.personal_batch(u, batch_size, gen)
+        xs.append(x)
+        ys.append(y)
+        bits.append(user_bits[u].expand(len(x), -1))
+    return torch.cat(xs), torch.cat(ys), torch.cat(bits)
+
+
 def hardening_loss(model: KeyedModel, task, gen: torch.Generator, attack_pool: dict[str, list],
                    batch_size: int) -> torch.Tensor:
     """General loss under gates no key produces: δ uniform in [−1,1]^n, continuous encoder inputs
@@ -118,14 +129,8 @@ def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig) -> 
             attack_pool["inputs"] = (attack_pool["inputs"] + found["inputs"])[-32:]
             attack_pool["deltas"] = (attack_pool["deltas"] + gates["deltas"])[-32:]
         # personal: each user's data under its own key
-        xs, ys, bits = [], [], []
-        for u in range(len(users)):
-            x, y = task.personal_batch(u, cfg.batch_size, gen)
-            xs.append(x)
-            ys.append(y)
-            bits.append(user_bits[u].expand(len(x), -1))
-        x_p, y_p = torch.cat(xs), torch.cat(ys)
-        with model.use_keys(torch.cat(bits)):
+        x_p, y_p, bits_p = personal_batches(task, user_bits, cfg.batch_size, gen)
+        with model.use_keys(bits_p):
             loss_p = task.loss(model, x_p, y_p)
         # general: wrong keys and no key
         x_g, y_g = task.general_batch(cfg.batch_size, gen)

@@ -164,7 +164,7 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
         b = {k: torch.stack(v) for k, v in buf.items()}
         adv = _gae(b["rew"], b["val"], b["done"], last_value, cfg.gamma, cfg.gae_lambda)
         ret = adv + b["val"]
-        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in b.items()}
+        flat = {k: v.flatten(0, 1) for k, v in b.items()}
         adv, ret = adv.reshape(-1), ret.reshape(-1)
         ac.train()
         total = len(adv)
