@@ -72,6 +72,29 @@ def summarize_run(rows: list[dict], env_steps: int, base_success: float) -> dict
             "explore_jerk": float(np.mean(explore)) if explore else float("nan")}
 
 
+def claim(out: Path) -> bool:
+    """Claim a run folder for this process, so two sweeps started side by side (e.g. `--no-ray` on
+    each core) never run the same cell. A claim whose process is gone is stale and taken over."""
+    import os
+    import socket
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ".claim"
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        host, _, pid = path.read_text().partition(":")
+        alive = host == socket.gethostname() and pid.isdigit() and Path(f"/proc/{pid}").exists()
+        if alive and pid != str(os.getpid()):
+            return False
+        path.write_text(me)
+        return True
+    with os.fdopen(fd, "w") as f:
+        f.write(me)
+    return True
+
+
 def finetune_cell(cell: dict) -> dict:
     """One run (a Ray task): finetune, then a final evaluation on more episodes, then result.json."""
     import torch
@@ -85,6 +108,8 @@ def finetune_cell(cell: dict) -> dict:
 
     torch.set_num_threads(1)
     out = run_dir(cell, Path(cell["root"]))
+    if is_done(cell) or not claim(out):
+        return {"skipped": str(out)}
     cfg = FinetuneConfig(base=cell["base"], method=cell["method"], task=cell["task"], env_steps=cell["env_steps"],
                          seed=cell["seed"], out=str(out), eval_every=cell["eval_every"],
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],

@@ -63,6 +63,15 @@ def plot_finetune(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+_PRIVACY_METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora", "prop_output", "prop_rawbits", "prop_frozen"]
+
+
+def _method_color(method: str):
+    """One colour per method in every panel (tasks have different method sets: no CVAE for RL)."""
+    i = _PRIVACY_METHODS.index(method) if method in _PRIVACY_METHODS else len(_PRIVACY_METHODS)
+    return plt.get_cmap("tab10")(i % 10)
+
+
 def plot_privacy(results: dict, out_dir: Path) -> None:
     """Leakage vs wrong key bits, and the key-case table as grouped bars."""
     leak = results.get("leakage_vs_hamming", {})
@@ -71,7 +80,8 @@ def plot_privacy(results: dict, out_dir: Path) -> None:
         for ax, (task, by) in zip(axes[0], leak.items()):
             for method, curve in by.items():
                 ds = sorted(curve, key=int)
-                ax.plot([int(d) for d in ds], [curve[d] for d in ds], marker="o", label=method)
+                ax.plot([int(d) for d in ds], [curve[d] for d in ds], marker="o", label=method,
+                        color=_method_color(method))
             base = results["meta"][task]["base"]["personal"]
             ax.axhline(base, ls="--", color="gray", lw=1, label="public base")
             ax.set(title=task, xlabel="wrong key bits", ylabel="personal score", xscale="symlog")
@@ -88,12 +98,13 @@ def plot_privacy(results: dict, out_dir: Path) -> None:
             w = 0.8 / len(methods)
             for i, m in enumerate(methods):
                 vals = [by[m][c]["personal"] if c == "correct" else by[m][c]["general"] for c in cases]
-                ax.bar([j + i * w for j in range(len(cases))], vals, w, label=m)
+                ax.bar([j + i * w for j in range(len(cases))], vals, w, label=m, color=_method_color(m))
             ax.set_xticks([j + 0.4 - w / 2 for j in range(len(cases))],
                           ["correct\n(personal)", "random\n(general)", "1 bit off\n(general)", "no key\n(general)"],
                           fontsize=7)
             ax.set(title=task, ylim=(0, 1.05))
-        axes[0][0].legend(fontsize=6)
+        for ax in axes[0]:
+            ax.legend(fontsize=6)
         fig.tight_layout()
         fig.savefig(out_dir / "privacy_table.png", dpi=100)
         plt.close(fig)

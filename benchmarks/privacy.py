@@ -7,7 +7,10 @@
 Tasks: the paper's point-robot imitation (score R² = 1 − MSE/Var, higher is better), digits
 classification with a CNN and with a transformer keyed on q/k/v (accuracy), and Meta-World reach with a
 personal goal offset for an MLP policy and for the flow-matching policy (rollout success rates, 10
-episodes per score; fewer seeds and 2 wrong keys per case because every score is a set of rollouts).
+episodes per score; fewer seeds and 2 wrong keys per case because every score is a set of rollouts), and
+PPO on panda-gym PandaReach-v3 with the goal mirrored in x and y as the hidden personal goal (normalized
+reward 1 − mean distance / initial distance over 16 deterministic evaluation episodes; 2 PPO training runs,
+no CVAE).
 One user per model in the main table; 1/2/4/8 users in `users`. Each (task, method, seed) is one cell written to
 benchmarks/results/privacy_runs/ and skipped once recorded. Wrong-key rows average 8 random / 8
 one-bit-off keys per seed; standard errors are over training seeds (each seed has its own base model,
@@ -32,17 +35,20 @@ from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
 
 CELLS = RESULTS / "privacy_runs"
 METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora"]
-EXTRA = ["prop_output", "prop_rawbits"]  # gate-mode comparison and the hash ablation
+EXTRA = ["prop_output", "prop_rawbits", "prop_frozen"]  # gate-mode comparison, hash ablation, frozen base
 STEPS = {"point_robot": 1000, "digits_cnn": 1500, "digits_transformer": 1500, "metaworld_reach_mlp": 1000,
-         "metaworld_reach_flow": 1000}
-SEEDS = {"point_robot": 20, "digits_cnn": 6, "digits_transformer": 4, "metaworld_reach_mlp": 2, "metaworld_reach_flow": 1}
-QUICK_SEEDS = {"point_robot": 3, "digits_cnn": 2, "digits_transformer": 1, "metaworld_reach_mlp": 1,
+         "metaworld_reach_flow": 1000, "panda_reach": 50_000}  # panda_reach: PPO environment steps (see build)
+SEEDS = {"point_robot": 20, "digits_cnn": 6, "digits_transformer": 4, "metaworld_reach_mlp": 2, "metaworld_reach_flow": 1,
+         "panda_reach": 2}
+QUICK_SEEDS = {"point_robot": 3, "digits_cnn": 2, "digits_transformer": 1, "metaworld_reach_mlp": 1, "panda_reach": 1,
                "metaworld_reach_flow": 0}
 ROLLOUT_TASKS = ("metaworld_reach_mlp", "metaworld_reach_flow")  # scored by simulator rollouts: costly
+RL_TASKS = ("panda_reach",)  # PPO in PandaReach-v3; no CVAE baseline (a supervised encoder model)
 
 
 def cell_path(c: dict) -> Path:
-    return CELLS / f"{c['kind']}__{c['task']}__{c['method']}__u{c.get('users', 1)}__seed{c['seed']}.json"
+    method = c["method"] + ("_hardened" if c.get("hardened") else "")  # attack cells come in both variants
+    return CELLS / f"{c['kind']}__{c['task']}__{method}__u{c.get('users', 1)}__seed{c['seed']}.json"
 
 
 def is_done(c: dict) -> bool:
@@ -61,16 +67,23 @@ def build(c: dict):
     from steerlab.privacy.train import KeyedTrainConfig, train_keyed
 
     torch.set_num_threads(1)
-    task = make_task(c["task"], n_users=c.get("users", 1))
+    cache = {"cache_dir": str(HERE / "runs" / "privacy_bases")} if c["task"] in RL_TASKS else {}  # PPO bases: costly
+    task = make_task(c["task"], n_users=c.get("users", 1), **cache)
     base = task.train_base(c["seed"])
     # benchmark user keys are derived from the seed so cells are reproducible; real users use `keygen`
     rng = np.random.default_rng(1_000 + c["seed"])
     users = [UserKey(rng.bytes(16)) for _ in range(task.n_users)]
     bits = [u.bits() for u in users]
-    cfg = KeyedTrainConfig(steps=c["steps"], lr=task.lr, seed=c["seed"], hardening=c.get("hardened", False))
     m = c["method"]
+    steps = c["steps"]
+    if c["task"] in RL_TASKS and (m.startswith("prop") or m == "key_mlp"):
+        steps *= 2  # half of keyed PPO's episodes are general: twice the steps = as many personal episodes
+    # prop_frozen trains the key encoders only: the no-key model stays the public base, bit for bit
+    cfg = KeyedTrainConfig(steps=steps, lr=task.lr, seed=c["seed"], hardening=c.get("hardened", False),
+                           train_base=m != "prop_frozen")
     if m.startswith("prop") or m == "key_mlp":
-        mode = {"prop": "input", "prop_output": "output", "prop_rawbits": "input", "key_mlp": "concat"}[m]
+        mode = {"prop": "input", "prop_output": "output", "prop_rawbits": "input", "prop_frozen": "input",
+                "key_mlp": "concat"}[m]
         layers = [task.concat_layer] if m == "key_mlp" else task.layers
         model = KeyedModel(copy.deepcopy(base), layers, mode=mode, key_hash=m not in ("key_mlp", "prop_rawbits"),
                            sharpness=8.0 if c.get("hardened") else 1.0)
@@ -95,6 +108,8 @@ def run_cell(c: dict) -> dict:
     t0 = time.perf_counter()
     task, base, p = build(c)
     train_s = time.perf_counter() - t0
+    if c["kind"] == "attack" and c["task"] in RL_TASKS:
+        task.eval_episodes = 8  # hundreds of keys, each scored by rollouts: half the episodes per score
     base_scores = scores(task, lambda x: task.predict(base, x))
     out = {**c, "train_seconds": train_s, "base": base_scores}
     if c["kind"] == "table":
@@ -103,7 +118,7 @@ def run_cell(c: dict) -> dict:
         out["user_study"] = user_study_indicators(cases)
         if c["method"] in ("prop", "key_mlp", "cvae", "prop_rawbits") and c["task"] not in ROLLOUT_TASKS:
             out["leakage"] = leakage_curve(p, task, c["seed"])
-        if c["method"] == "prop":  # no key: how far from the public base are the outputs?
+        if c["method"] in ("prop", "prop_frozen"):  # no key: how far from the public base are the outputs?
             xg, _ = task.test_general()
             with torch.no_grad():
                 out["no_key_max_abs_diff"] = float((p.runner(None)(xg) - task.predict(base, xg)).abs().max())
@@ -225,10 +240,12 @@ def table(results: dict) -> str:
     out = markdown_table(["task", "method", "seeds", "correct key: personal ↑", "random: general ↑",
                           "random: personal ↓", "1 bit off: general ↑", "1 bit off: personal ↓", "no key: general ↑",
                           "no key: personal ↓"], rows)
-    out += ("\n\nScores: R² = 1 − MSE/Var (point robot), accuracy (digits), rollout success rate (Meta-World). "
+    out += ("\n\nScores: R² = 1 − MSE/Var (point robot), accuracy (digits), rollout success rate (Meta-World), "
+            "normalized reward 1 − mean distance / initial distance (PandaReach PPO). "
             "'public base' shows the base model's personal score (what no personalization gives) and general score. "
             "`prop_output` gates layer outputs (research-code variant), `prop_rawbits` feeds raw key bits to the "
-            "encoders (no HKDF expansion), as in the paper.")
+            "encoders (no HKDF expansion), as in the paper; `prop_frozen` trains the key encoders only, so its "
+            "no-key model is the public base bit for bit.")
     if results.get("attack"):
         arow = [[t, f"{a.get('unhardened_recovery', float('nan')):.3f}", f"{a.get('hardened_recovery', float('nan')):.3f}"]
                 for t, a in results["attack"].items()]
@@ -270,12 +287,13 @@ def main() -> int:
     seeds = QUICK_SEEDS if args.quick else SEEDS
     extra = {"point_robot": EXTRA, "digits_cnn": EXTRA}
     cells = [{"kind": "table", "task": t, "method": m, "seed": s, "steps": STEPS[t]}
-             for t in args.tasks for s in range(seeds[t]) for m in METHODS + extra.get(t, [])]
+             for t in args.tasks for s in range(seeds[t]) for m in METHODS + extra.get(t, [])
+             if not (t in RL_TASKS and m == "cvae")]
     cells += [{"kind": "users", "task": t, "method": "prop", "users": u, "seed": s, "steps": STEPS[t]}
               for t in ("point_robot", "digits_cnn") if t in args.tasks for u in (2, 4, 8) for s in range(2 if not args.quick else 1)]
     cells += [{"kind": "attack", "task": t, "method": "prop", "hardened": h, "seed": 0, "steps": STEPS[t],
-               "quick": args.quick or t in ROLLOUT_TASKS} for t in args.tasks if t != "metaworld_reach_flow"
-              for h in (False, True)]
+               "quick": args.quick or t in ROLLOUT_TASKS + RL_TASKS} for t in args.tasks if t != "metaworld_reach_flow"
+              and not (args.quick and t in RL_TASKS) for h in (False, True)]  # RL attacks: default run only
     CELLS.mkdir(parents=True, exist_ok=True)
     run_grid(cells, run_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="privacy cells")
     results = aggregate()

@@ -75,3 +75,10 @@ def test_unknown_layer_and_wrong_key_size():
     keyed = KeyedModel(mlp(3, 8, 2), ["2"])
     with pytest.raises(ValueError, match="bits"):
         keyed.set_key(torch.zeros(64))
+
+
+def test_non_binary_or_nan_key_bits_are_rejected():
+    keyed = KeyedModel(mlp(3, 8, 2), ["2"])
+    for bad in (torch.full((128,), float("nan")), torch.full((128,), 0.5)):
+        with pytest.raises(ValueError, match="0 or 1"):
+            keyed.set_key(bad)

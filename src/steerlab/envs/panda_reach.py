@@ -48,6 +48,10 @@ class PandaReachVec:
         self.t = np.zeros(n_envs, np.int64)
         self.goal = np.zeros((n_envs, 3), np.float32)
 
+    def seed(self, seed: int) -> None:
+        """Restart the episode-seed stream (the next `reset()` replays the same episodes)."""
+        self.rng = np.random.default_rng(seed)
+
     def _obs(self, i: int) -> np.ndarray:
         o = self.envs[i]._get_obs()
         return np.concatenate([o["observation"], self.goal[i]]).astype(np.float32)
@@ -99,6 +103,8 @@ class PointReachVec:
         self.pos = np.zeros((n_envs, 3), np.float32)
         self.vel = np.zeros((n_envs, 3), np.float32)
         self.goal = np.zeros((n_envs, 3), np.float32)
+
+    seed = PandaReachVec.seed
 
     def _reset_one(self, i: int) -> None:
         self.pos[i] = (0.0, 0.0, 0.15)

@@ -28,7 +28,11 @@ from steerlab.privacy.train import KeyedTrainConfig, negative_keys, personal_bat
 
 
 def fit_personal(model: nn.Module, params, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
-    """Plain supervised training of `params` on one user's personal data (no keys involved)."""
+    """Plain supervised training of `params` on one user's personal data (no keys involved); RL tasks
+    (`task.optimize_personal`, e.g. panda_reach) run PPO on the personal reward instead."""
+    if hasattr(task, "optimize_personal"):
+        task.optimize_personal(model, list(params), user, cfg)
+        return model.eval()
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     model.train()

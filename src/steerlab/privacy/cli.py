@@ -77,7 +77,7 @@ def run_personalize(args: argparse.Namespace) -> int:
     base = task.train_base(args.seed)
     model = KeyedModel(copy.deepcopy(base), args.layers or task.layers, users[0].n_bits, args.mode,
                        sharpness=8.0 if args.harden else 1.0)
-    cfg = KeyedTrainConfig(steps=args.steps, lr=task.lr, seed=args.seed, hardening=args.harden,
+    cfg = KeyedTrainConfig(steps=args.steps or getattr(task, "default_steps", 1500), lr=task.lr, seed=args.seed, hardening=args.harden,
                            near_miss_bits=args.near_miss_bits, train_base=not args.freeze_base, progress=True)
     log = train_keyed(model, task, users, cfg)
     out = Path(args.out)
@@ -131,10 +131,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("personalize", help="keyed training (PRoP) of a recipe for one or more users",
                        description="Example: steerlab personalize --task digits_cnn --keys alice.key bob.key "
                                    "--out runs/personalize/digits")
-    p.add_argument("--task", required=True, help="point_robot | digits_cnn | digits_transformer")
+    p.add_argument("--task", required=True, help="point_robot | digits_cnn | digits_transformer | panda_reach | "
+                                                  "metaworld_reach_mlp | metaworld_reach_flow")
     p.add_argument("--keys", nargs="+", required=True, help="one key file per user (user i gets personal data i)")
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=None,
+                   help="gradient steps (default 1500); environment steps for panda_reach (default 60000)")
     p.add_argument("--mode", choices=["input", "output"], default="input", help="gate W·diag(δ) or the output")
     p.add_argument("--layers", nargs="+", default=None, help="nn.Linear layers to key (default: the task's)")
     p.add_argument("--near-miss-bits", type=int, default=4)

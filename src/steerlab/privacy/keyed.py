@@ -22,6 +22,7 @@ folding. Attacks and hardening can also set δ directly with `use_deltas`, bypas
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -37,6 +38,13 @@ GATE_MODES = ("input", "output", "concat")  # "concat": the key-MLP baseline (ke
 HKDF_INFO = b"steerlab/prop/key-expansion/v1"
 
 
+@functools.lru_cache(maxsize=4096)
+def _hkdf(row: bytes) -> bytes:
+    # cached: training gates each episode's key many times (RL rollouts + PPO epochs); the cache lives in
+    # process memory only, like the folded δ of `set_key`
+    return HKDF(algorithm=hashes.SHA256(), length=len(row), salt=None, info=HKDF_INFO).derive(row)
+
+
 def expand_key_bits(bits: torch.Tensor) -> torch.Tensor:
     """HKDF-SHA256 of each row of 0/1 bits -> the same number of pseudo-random bits (rows independent)."""
     flat = bits.reshape(-1, bits.shape[-1])
@@ -44,8 +52,7 @@ def expand_key_bits(bits: torch.Tensor) -> torch.Tensor:
     packed = np.packbits(flat.detach().cpu().numpy().astype(np.uint8) > 0, axis=1)
     out = np.empty((len(packed), (n + 7) // 8), np.uint8)
     for i, row in enumerate(packed):
-        out[i] = np.frombuffer(HKDF(algorithm=hashes.SHA256(), length=(n + 7) // 8, salt=None,
-                                    info=HKDF_INFO).derive(row.tobytes()), np.uint8)
+        out[i] = np.frombuffer(_hkdf(row.tobytes()), np.uint8)
     expanded = np.unpackbits(out, axis=1)[:, :n]
     return torch.as_tensor(expanded, dtype=torch.float32).reshape(bits.shape)
 
@@ -166,6 +173,8 @@ class KeyedModel(nn.Module):
         if bits.shape[-1] != self.key_bits:
             raise ValueError(f"key has {bits.shape[-1]} bits, this model expects {self.key_bits}")
         bits = bits.float()
+        if not bool(((bits == 0) | (bits == 1)).all()):  # NaN, or not a bit vector (values never echoed)
+            raise ValueError("key bits must all be 0 or 1")
         return expand_key_bits(bits) if self.key_hash else bits
 
     @torch.no_grad()

@@ -10,13 +10,12 @@ normalized score 1 − MSE / Var(target) (R²: 1 is perfect, 0 is predicting the
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from steerlab.envs import point_robot
 from steerlab.policies.backbones import SmallCNN, TinyTransformer, mlp
 
 
@@ -70,9 +69,8 @@ class PointRobotTask(Task):
     """The paper's linear point-robot imitation task.
 
     State [p, g] with robot position p and goal g in [−1, 1]^dim; the expert moves straight to the goal,
-    a = g − p. User u prefers the goal g_u = A_u·g + c_u (A_u a rotation by 2πu/8 composed with a mirror
-    of the first axis, c_u an offset of 0.3 in direction 2πu/8 + π/8): an affine map of the general goal.
-    The personal goal is never in the observation; only the key can reveal it.
+    a = g − p. User u prefers the goal g_u = A_u·g + c_u, an affine map of the general goal
+    (steerlab.envs.point_robot). The personal goal is never in the observation; only the key can reveal it.
     """
 
     name = "point_robot"
@@ -83,35 +81,21 @@ class PointRobotTask(Task):
 
     def __init__(self, dim: int = 2, n_users: int = 1, hidden: int = 128, test_size: int = 2000):
         self.dim, self.n_users, self.hidden = dim, n_users, hidden
-        self.maps = []
-        for u in range(n_users):
-            th = 2 * math.pi * u / 8
-            rot = torch.eye(dim)
-            rot[:2, :2] = torch.tensor([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
-            mirror = torch.eye(dim)
-            mirror[0, 0] = -1.0
-            c = torch.zeros(dim)
-            c[:2] = 0.3 * torch.tensor([math.cos(th + math.pi / 8), math.sin(th + math.pi / 8)])
-            self.maps.append((rot @ mirror, c))
-        g = torch.Generator().manual_seed(12345)  # fixed held-out set
-        self._test_x = torch.rand(test_size, 2 * dim, generator=g) * 2 - 1
+        self.maps = point_robot.user_goal_maps(dim, n_users)
+        self._test_x = point_robot.sample_states(test_size, dim, torch.Generator().manual_seed(12345))  # held out
 
     def make_model(self) -> nn.Module:
         return mlp(2 * self.dim, self.hidden, self.dim, depth=2, act=nn.ReLU)
 
     def _targets(self, x: torch.Tensor, user: int | None) -> torch.Tensor:
-        p, g = x[:, : self.dim], x[:, self.dim:]
-        if user is not None:
-            a, c = self.maps[user]
-            g = g @ a.T + c
-        return g - p
+        return point_robot.expert_actions(x, self.dim, None if user is None else self.maps[user])
 
     def general_batch(self, n, gen):
-        x = torch.rand(n, 2 * self.dim, generator=gen) * 2 - 1
+        x = point_robot.sample_states(n, self.dim, gen)
         return x, self._targets(x, None)
 
     def personal_batch(self, user, n, gen):
-        x = torch.rand(n, 2 * self.dim, generator=gen) * 2 - 1
+        x = point_robot.sample_states(n, self.dim, gen)
         return x, self._targets(x, user)
 
     def test_general(self):
@@ -207,8 +191,15 @@ def _metaworld(policy: str):
     return make
 
 
+def _panda_reach(**kwargs):
+    from steerlab.privacy.rl_task import make_panda_reach
+
+    return make_panda_reach(**kwargs)
+
+
 TASKS = {"point_robot": PointRobotTask, "digits_cnn": DigitsTask, "digits_transformer": DigitsTransformerTask,
-         "metaworld_reach_mlp": _metaworld("mlp"), "metaworld_reach_flow": _metaworld("flow")}
+         "metaworld_reach_mlp": _metaworld("mlp"), "metaworld_reach_flow": _metaworld("flow"),
+         "panda_reach": _panda_reach}
 
 
 def make_task(name: str, **kwargs) -> Task:

@@ -117,9 +117,12 @@ def _gae(rewards, values, dones, last_value, gamma, lam):
     return adv
 
 
-def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=None, desc: str = "ppo") -> list[dict]:
+def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=None, desc: str = "ppo",
+              aux_loss=None) -> list[dict]:
     """Train `ac` in place; `params` limits what is optimised (e.g. LoRA adapters + critic + std).
-    Returns a log of mean episode return per objective, one row per update."""
+    `aux_loss(update) -> scalar tensor`, if given, is added to every minibatch loss (e.g. PRoP's hardening:
+    gates no key produces must give the base actions). Returns a log of mean episode return per objective,
+    one row per update."""
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     conditioner = conditioner or FixedObjective(0)
@@ -181,6 +184,8 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
                 pg = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
                 vf = (ac.value(flat["obs"][i], flat["obj"][i]) - ret[i]).pow(2).mean()
                 loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ac.entropy()
+                if aux_loss is not None:
+                    loss = loss + aux_loss(update)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
