@@ -2,13 +2,15 @@
 
     python benchmarks/ablations.py --quick     # push-wall-v3 only, 10k env steps, 1 seed
     python benchmarks/ablations.py             # push-wall-v3 + box-close-v3, 30k env steps, 2 seeds
+    python benchmarks/ablations.py --tasks push-wall-v3 --seeds 1 --variants lambda=0.05 lambda=0.5
     python benchmarks/ablations.py --table
 
 Latent size, β and the autoencoder variant need a different VIB: each is fitted post hoc
 (`pretrain --vib-only`) on the *same* frozen imitation policy, so only the bottleneck differs. λ is
-given as a ratio to the RMS of the base latent μ (λ / RMS(μ) ∈ {0.05, 0.1, 0.2, 0.5}), because the
+given as a ratio to the RMS of the base latent μ (λ / RMS(μ) ∈ {0.05, 0.1, 0.2, 0.3, 0.5}), because the
 absolute scale of z depends on β and on training; the ratio is what transfers between VIBs.
-Runs land in benchmarks/runs/ablations/ and are skipped once recorded.
+Runs land in benchmarks/runs/ablations/ (--quick: ablations_quick/) and are skipped once recorded; the
+table is rebuilt from every recorded run, with its seed count and budget.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from finetune import finetune_cell, is_done  # noqa: E402
 from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
 
 ROOT = RUNS / "ablations"
+QUICK_ROOT = RUNS / "ablations_quick"  # a 10k-step run is not a truncated 30k one
 # variant name -> (VIB refit overrides or None for the benchmark base, steering overrides, method)
 VARIANTS = {
-    **{f"lambda={r}": (None, {"latent_rms_ratio": r}, "zprl") for r in (0.05, 0.1, 0.2, 0.5)},
+    # 0.3 is the library default (SteeringConfig.latent_rms_ratio), the λ every finetune run uses
+    **{f"lambda={r}": (None, {"latent_rms_ratio": r}, "zprl") for r in (0.05, 0.1, 0.2, 0.3, 0.5)},
     **{f"latent_dim={d}": ({"latent_dim": d}, {}, "zprl") for d in (4, 8, 16)},
     **{f"beta={b:g}": ({"vib_beta": b}, {}, "zprl") for b in (1e-3, 1e-4, 1e-5)},
     "autoencoder": ({"vib_stochastic": False}, {}, "zprl"),
@@ -81,8 +85,8 @@ def ablation_cell(cell: dict) -> dict:
     return finetune_cell(cell)
 
 
-def aggregate() -> dict:
-    runs = [r for r in (load_cell(p) for p in sorted(ROOT.glob("*/result.json"))) if r]
+def aggregate(root: Path = ROOT) -> dict:
+    runs = [r for r in (load_cell(p) for p in sorted(root.glob("*/result.json"))) if r]
     out: dict = {}
     for r in runs:
         out.setdefault(r["task"], {}).setdefault(r["name"], []).append(r)
@@ -94,10 +98,12 @@ def aggregate() -> dict:
 
 
 def table(results: dict) -> str:
-    rows = [[task, name, str(m["seeds"]), f"{m['auc']:.2f}", f"{m['final_success']:.2f}",
+    order = list(VARIANTS)
+    rows = [[task, name, str(m["seeds"]), f"{m['env_steps'] // 1000}k", f"{m['auc']:.2f}", f"{m['final_success']:.2f}",
              f"{1e3 * m['explore_jerk']:.2f}"]
-            for task, by in results.items() for name, m in by.items()]
-    return markdown_table(["task", "variant", "seeds", "AUC", "final success", "explore mean jerk ×1e3"], rows)
+            for task, by in results.items() for name, m in sorted(by.items(), key=lambda kv: order.index(kv[0]))]
+    return markdown_table(["task", "variant", "seeds", "env steps", "AUC", "final success", "explore mean jerk ×1e3"],
+                          rows)
 
 
 def main() -> int:
@@ -105,12 +111,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tasks", nargs="+", default=None)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--seeds", type=int, default=None, help="default: 1 with --quick, else 2")
+    ap.add_argument("--env-steps", type=int, default=None, help="default: 10k with --quick, else 30k")
     ap.add_argument("--address", default=None)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     if args.table:
-        print(table(load_cell(RESULTS / "ablations.json")))
+        print(table(load_cell(RESULTS / ("ablations_quick.json" if args.quick else "ablations.json"))))
         return 0
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
@@ -118,18 +126,20 @@ def main() -> int:
     from steerlab.sweep import run_grid
 
     tasks = args.tasks or (["push-wall-v3"] if args.quick else ["push-wall-v3", "box-close-v3"])
-    seeds, env_steps = (1, 10_000) if args.quick else (2, 30_000)
+    seeds = args.seeds or (1 if args.quick else 2)
+    env_steps = args.env_steps or (10_000 if args.quick else 30_000)
+    root = QUICK_ROOT if args.quick else ROOT
     # build every policy first (one Ray task each) so concurrent runs never race to create the same one
     refits = [{"task": t, "vib": VARIANTS[v][0]} for t in tasks for v in args.variants]
     unique = list({(c["task"], str(c["vib"])): c for c in refits}.values())
     run_grid(unique, build_policy, policy_done, use_ray=not args.no_ray, address=args.address, desc="policies")
     cells = [{"task": t, "name": v, "method": VARIANTS[v][2], "seed": s, "env_steps": env_steps,
               "eval_every": 2_500, "eval_episodes": 20, "final_episodes": 50, "warmup": 1_000,
-              "root": str(ROOT), "steering": VARIANTS[v][1]}
+              "root": str(root), "steering": VARIANTS[v][1]}
              for s in range(seeds) for t in tasks for v in args.variants]
     run_grid(cells, ablation_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="ablations")
-    results = aggregate()
-    atomic_write_json(RESULTS / "ablations.json", results)
+    results = aggregate(root)
+    atomic_write_json(RESULTS / ("ablations_quick.json" if args.quick else "ablations.json"), results)
     print(table(results))
     return 0
 

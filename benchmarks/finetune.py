@@ -119,16 +119,38 @@ def finetune_cell(cell: dict) -> dict:
     finetune(cfg, progress=False)
     wall = time.perf_counter() - t0
     rows = read_metrics(out)
-    final = evaluate(load_policy(out / "policy"), cell["task"], cell["final_episodes"], seed=cell["seed"],
-                     n_envs=1, asynchronous=False, progress=False)
+    policy = load_policy(out / "policy")
+    final = evaluate(policy, cell["task"], cell["final_episodes"], seed=cell["seed"], n_envs=1, asynchronous=False,
+                     progress=False)
     result = {"task": cell["task"], "method": cell["method"], "name": cell["name"], "seed": cell["seed"],
               "env_steps": cell["env_steps"], "wall_seconds": wall, "train_env_steps_per_s": cell["env_steps"] / wall,
               **summarize_run(rows, cell["env_steps"], rows[0]["eval_success"]),
               "base_success_step0": rows[0]["eval_success"], "final_eval_success": final["success"],
               "final_eval_ci95": final["ci95"], "final_eval_episodes": final["episodes"],
-              "eval_jerk": final["smoothness"]["jerk"]}
+              "eval_jerk": final["smoothness"]["jerk"], **zero_noise_final(policy, cell["task"], cell["final_episodes"], cell["seed"])}
     atomic_write_json(out / "result.json", result)
     return result
+
+
+def zero_noise_final(policy, task: str, episodes: int, seed: int) -> dict:
+    """The final steered policy sampled from ε = 0, beside the ε = 0 base row of the pretrain benchmark
+    (for dsrl the actor picks ε, so this equals its ordinary evaluation)."""
+    from steerlab.eval.rollout import evaluate
+
+    res = evaluate(policy, task, episodes, seed=seed, n_envs=1, asynchronous=False, progress=False, noise_scale=0.0)
+    return {"final_zero_noise_success": res["success"], "final_zero_noise_ci95": res["ci95"]}
+
+
+def backfill_zero_noise(root: Path) -> None:
+    """Add the ε = 0 evaluation to finished runs recorded before it existed (while their policy is on disk)."""
+    from steerlab.train.checkpoint import load_policy
+
+    for path in sorted(root.glob("*/result.json")):
+        res = load_cell(path)
+        if res and "final_zero_noise_success" not in res and (path.parent / "policy" / "config.json").is_file():
+            res.update(zero_noise_final(load_policy(path.parent / "policy"), res["task"], res.get("final_eval_episodes", 50),
+                                        res["seed"]))
+            atomic_write_json(path, res)
 
 
 def sim_steps_per_s(task: str, steps: int = 2000) -> float:
@@ -161,6 +183,8 @@ def aggregate(root: Path = RUN_ROOT) -> dict:
         base_jerk = pre["tasks"].get(task, {}).get("eval_jerk", float("nan"))
         out_tasks[task]["base"] = {"auc": base_s, "final_success": base_s, "explore_jerk": base_jerk,
                                    "eval_jerk": base_jerk, "seeds": 0}
+        if "zero_noise_success" in pre["tasks"].get(task, {}):
+            out_tasks[task]["base"]["final_zero_noise_success"] = pre["tasks"][task]["zero_noise_success"]
         for method, rs in by_method.items():
             reach = [r["steps_to_base_plus_20"] for r in rs]
             out_tasks[task][method] = {
@@ -170,6 +194,8 @@ def aggregate(root: Path = RUN_ROOT) -> dict:
                 "final_stderr": float(np.std([r["final_eval_success"] for r in rs]) / np.sqrt(len(rs))),
                 "explore_jerk": float(np.mean([r["explore_jerk"] for r in rs])),
                 "eval_jerk": float(np.mean([r["eval_jerk"] for r in rs])),
+                **({"final_zero_noise_success": float(np.mean([r["final_zero_noise_success"] for r in rs]))}
+                   if all("final_zero_noise_success" in r for r in rs) else {}),
                 "steps_to_base_plus_20": (float(np.mean(reach)) if all(x is not None for x in reach) else None),
                 "reached_base_plus_20": sum(x is not None for x in reach),
                 "seeds": len(rs), "env_steps": rs[0]["env_steps"],
@@ -183,8 +209,8 @@ def aggregate(root: Path = RUN_ROOT) -> dict:
 
 
 def table(results: dict) -> str:
-    header = ["task", "method", "seeds", "AUC", "final success", "steps to base+0.2", "explore mean jerk ×1e3",
-              "eval mean jerk ×1e3"]
+    header = ["task", "method", "seeds", "AUC", "final success", "final success from ε = 0", "steps to base+0.2",
+              "explore mean jerk ×1e3", "eval mean jerk ×1e3"]
     rows = []
     for task, by_method in results["tasks"].items():
         for method in ["base", *METHODS, "embedding-residual"]:
@@ -196,7 +222,8 @@ def table(results: dict) -> str:
             reach = m.get("steps_to_base_plus_20")
             reach_s = "—" if method == "base" else (f"{reach / 1000:.0f}k" if reach else
                                                     f"not reached ({m.get('reached_base_plus_20', 0)}/{m['seeds']} seeds did)")
-            rows.append([task, method, str(m.get("seeds", "")) if method != "base" else "—", auc, fin, reach_s,
+            zero = f"{m['final_zero_noise_success']:.2f}" if "final_zero_noise_success" in m else "—"
+            rows.append([task, method, str(m.get("seeds", "")) if method != "base" else "—", auc, fin, zero, reach_s,
                          f"{1e3 * m['explore_jerk']:.2f}", f"{1e3 * m['eval_jerk']:.2f}"])
     out = markdown_table(header, rows)
     t = results.get("throughput", {})
@@ -205,7 +232,9 @@ def table(results: dict) -> str:
                 f"vs bare simulator {t['sim_steps_per_s']:.0f} steps/s (ratio {t['train_env_steps_per_s'] / t['sim_steps_per_s']:.2f}).")
     out += (f"\n\nBudget: {results['env_steps']} env steps per run, up to {results['seeds']} seeds per cell; "
             "'base' is the pretrained policy (50 evaluation episodes). AUC is the mean evaluation success "
-            "over the run (area under the success-vs-steps curve / steps); final success uses 50 fresh episodes.")
+            "over the run (area under the success-vs-steps curve / steps); final success uses 50 fresh episodes. "
+            "'From ε = 0' samples every chunk from zero initial noise (deterministic) on the same 50 episodes; "
+            "— where a run finished before that column existed and its policy was no longer on disk.")
     return out
 
 
@@ -220,6 +249,8 @@ def main() -> int:
     ap.add_argument("--num-cpus", type=int, default=None, help="local Ray CPUs (default: all cores)")
     ap.add_argument("--no-ray", action="store_true", help="run cells one by one in this process")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--collect", action="store_true",
+                    help="run no new cells: rebuild the results JSON, table and plot from the recorded runs")
     args = ap.parse_args()
     results_file = RESULTS / ("finetune_quick.json" if args.quick else "finetune.json")
     if args.table:
@@ -233,15 +264,19 @@ def main() -> int:
 
     from steerlab.sweep import run_grid
 
-    run_grid([{"task": t} for t in tasks], build_base, base_done, use_ray=not args.no_ray, address=args.address,
-             num_cpus=args.num_cpus, desc="base policies")
-    cells = [{"task": t, "method": m, "name": m, "seed": s, "env_steps": env_steps, "eval_every": eval_every,
-              "eval_episodes": 20, "final_episodes": 50, "warmup": 1_000 if args.quick else 2_000,
-              "root": str(QUICK_ROOT if args.quick else RUN_ROOT), "base": str(base_checkpoint_path(t))}
-             for s in range(seeds) for t in tasks for m in args.methods]
-    run_grid(cells, finetune_cell, is_done, use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus,
-             desc="finetune runs")
-    results = aggregate(QUICK_ROOT if args.quick else RUN_ROOT)
+    root = QUICK_ROOT if args.quick else RUN_ROOT
+    if not args.collect:
+        run_grid([{"task": t} for t in tasks], build_base, base_done, use_ray=not args.no_ray, address=args.address,
+                 num_cpus=args.num_cpus, desc="base policies")
+        cells = [{"task": t, "method": m, "name": m, "seed": s, "env_steps": env_steps, "eval_every": eval_every,
+                  "eval_episodes": 20, "final_episodes": 50, "warmup": 1_000 if args.quick else 2_000,
+                  "root": str(root), "base": str(base_checkpoint_path(t))}
+                 for s in range(seeds) for t in tasks for m in args.methods]
+        run_grid(cells, finetune_cell, is_done, use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus,
+                 desc="finetune runs")
+    backfill_zero_noise(root)
+    results = aggregate(root)
+    tasks = sorted(results["tasks"]) or tasks
     results["throughput"]["sim_steps_per_s"] = float(np.mean([sim_steps_per_s(t) for t in tasks]))
     atomic_write_json(results_file, results)
     from plots import plot_finetune

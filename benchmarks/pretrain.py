@@ -79,13 +79,27 @@ def run_cell(task: str, quality: str, eval_episodes: int, seed: int) -> dict:
     return {"task": task, "quality": quality, "seed": seed, "success": res["success"], "ci95": res["ci95"],
             "episodes": res["episodes"], "length_mean": res["length_mean"], "smoothness": res["smoothness"],
             "pretrain_seconds": meta["pretrain"]["seconds"], "cell_seconds": time.perf_counter() - t0,
-            "latent_mu_rms": meta.get("latent_stats", {}).get("mu_rms")}
+            "latent_mu_rms": meta.get("latent_stats", {}).get("mu_rms"),
+            **(zero_noise_eval(ckpt, task, eval_episodes, seed) if quality == "mixed" else {})}
+
+
+def zero_noise_eval(ckpt: Path, task: str, eval_episodes: int, seed: int) -> dict:
+    """The same policy sampled from ε = 0 (deterministic): how much of the gap to the expert is sampling
+    noise rather than a wrong mean. Same episodes (initial states) as the stochastic evaluation."""
+    from steerlab.eval.rollout import evaluate
+    from steerlab.train.checkpoint import load_policy
+
+    res = evaluate(load_policy(ckpt), task, eval_episodes, seed=seed, n_envs=2, noise_scale=0.0)
+    return {"zero_noise_success": res["success"], "zero_noise_ci95": res["ci95"],
+            "zero_noise_jerk": res["smoothness"]["jerk"]}
 
 
 def collect_results() -> dict:
     cells = {p.stem: load_cell(p) for p in sorted(CELLS.glob("*.json"))}
     tasks = {c["task"]: {"success": c["success"], "ci95": c["ci95"], "episodes": c["episodes"],
-                         "length_mean": c["length_mean"], "eval_jerk": c["smoothness"]["jerk"]}
+                         "length_mean": c["length_mean"], "eval_jerk": c["smoothness"]["jerk"],
+                         **({"zero_noise_success": c["zero_noise_success"], "zero_noise_ci95": c["zero_noise_ci95"]}
+                            if "zero_noise_success" in c else {})}
              for c in cells.values() if c and c["quality"] == "mixed"}
     sanity = {c["task"]: c["success"] for c in cells.values() if c and c["quality"] == "expert"}
     pre = {c["task"]: c["pretrain_seconds"] for c in cells.values() if c and c["quality"] == "mixed"}
@@ -93,11 +107,18 @@ def collect_results() -> dict:
 
 
 def table(results: dict) -> str:
-    rows = [[t, f"{r['success']:.2f}", f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]", str(r["episodes"]),
+    def zero(r: dict) -> str:
+        if "zero_noise_success" not in r:
+            return "—"
+        lo, hi = r["zero_noise_ci95"]
+        return f"{r['zero_noise_success']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+    rows = [[t, f"{r['success']:.2f}", f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]", zero(r), str(r["episodes"]),
              f"{results['pretrain_seconds'].get(t, float('nan')):.0f}"]
             for t, r in results["tasks"].items()]
-    rows += [[f"{t} (clean expert demos, sanity)", f"{s:.2f}", "", "", ""] for t, s in results["sanity"].items()]
-    out = markdown_table(["task (50 mixed demos)", "base success", "95% CI", "eval episodes", "pretrain s"], rows)
+    rows += [[f"{t} (clean expert demos, sanity)", f"{s:.2f}", "", "", "", ""] for t, s in results["sanity"].items()]
+    out = markdown_table(["task (50 mixed demos)", "base success", "95% CI", "success from ε = 0 [95% CI]",
+                          "eval episodes", "pretrain s"], rows)
     if "decisions_per_s" in results:
         out += f"\n\nAction selection (batch 1, one CPU thread): {results['decisions_per_s']:.0f} decisions/s."
     return out
@@ -122,6 +143,9 @@ def main() -> int:
         path = CELLS / f"{task}__{quality}.json"
         done = load_cell(path)
         if done and done["episodes"] >= eval_episodes:
+            if quality == "mixed" and "zero_noise_success" not in done:  # cells recorded before this column
+                done.update(zero_noise_eval(base_checkpoint(task, quality, seed=args.seed), task, eval_episodes, args.seed))
+                atomic_write_json(path, done)
             print(f"[{i + 1}/{len(cells)}] {task} ({quality}): recorded, skipping")
             continue
         cell = run_cell(task, quality, eval_episodes, args.seed)

@@ -57,3 +57,26 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "unknown Meta-World task" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_noise_scale_zero_integrates_every_chunk_from_zero_noise():
+    import pytest
+
+    policy = FlowMatchingPolicy(FlowPolicyConfig(**TINY_POLICY, conditioning="concat")).eval()
+    seen = []
+
+    class Recorder:
+        n_action_steps, chunk_shape = policy.n_action_steps, policy.chunk_shape
+
+        def predict_chunk(self, obs, *, noise=None):
+            seen.append(noise.clone())
+            return policy.predict_chunk(obs, noise=noise)
+
+    rollout_episodes(Recorder(), "reach-v3", 2, seed=0, n_envs=2, max_steps=6, asynchronous=False, progress=False,
+                     noise_scale=0.0)
+    assert seen and all(bool((n == 0).all()) for n in seen)
+    seen.clear()
+    rollout_episodes(Recorder(), "reach-v3", 1, seed=0, n_envs=1, max_steps=6, asynchronous=False, progress=False)
+    assert all(float(n.abs().sum()) > 0 for n in seen)
+    with pytest.raises(ValueError, match="noise_scale"):
+        rollout_episodes(policy, "reach-v3", 1, noise_scale=float("nan"), progress=False)

@@ -23,7 +23,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     policy = load_policy(args.checkpoint)
     spec = env_spec(policy) if not args.task else {"task": args.task, "max_steps": args.max_steps or 200}
     task, max_steps = spec["task"], args.max_steps or spec.get("max_steps", 200)
-    result = evaluate(policy, task, args.episodes, args.seed, args.n_envs, max_steps)
+    result = evaluate(policy, task, args.episodes, args.seed, args.n_envs, max_steps, noise_scale=args.noise_scale)
     result["checkpoint"] = str(args.checkpoint)
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{task}_seed{args.seed}.json"
     atomic_write_json(out, result)
@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (initial states and sampler noise)")
     p.add_argument("--n-envs", type=int, default=2, help="parallel environments (processes)")
+    p.add_argument("--noise-scale", type=float, default=1.0,
+                   help="scale of the flow sampler's initial noise: 1 = as trained, 0 = deterministic from ε = 0")
     p.add_argument("--task", default=None, help="override the checkpoint's task")
     p.add_argument("--max-steps", type=int, default=None, help="override the checkpoint's horizon")
     p.add_argument("--out", default=None, help="JSON path (default <checkpoint>/eval_<task>_seed<S>.json)")

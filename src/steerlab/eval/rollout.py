@@ -39,10 +39,15 @@ def make_vector_env(task: str, n_envs: int, seed: int, max_steps: int, asynchron
 
 def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 0, n_envs: int = 2,
                      max_steps: int = 200, asynchronous: bool = True, progress: bool = True,
-                     split: str = "eval", goal_offset=None) -> list[dict]:
-    """Run `episodes` episodes (terminating at success) and return one record per episode."""
+                     split: str = "eval", goal_offset=None, noise_scale: float = 1.0) -> list[dict]:
+    """Run `episodes` episodes (terminating at success) and return one record per episode.
+
+    `noise_scale` multiplies the sampler's initial noise: 1 samples the policy as trained, 0 integrates
+    every chunk from ε = 0 (a deterministic, mode-seeking sampler)."""
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
+    if not np.isfinite(noise_scale) or noise_scale < 0:
+        raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale}")
     n_envs = max(1, min(n_envs, episodes))
     seeds = episode_seeds(split, seed, episodes)
     envs = make_vector_env(task, n_envs, seed, max_steps, asynchronous, goal_offset=goal_offset)
@@ -62,7 +67,7 @@ def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 
         while active.any():
             need = [i for i in range(n_envs) if active[i] and not queues[i]]
             if need:
-                noise = torch.stack([torch.randn(chunk_shape, generator=gens[i]) for i in need])
+                noise = noise_scale * torch.stack([torch.randn(chunk_shape, generator=gens[i]) for i in need])
                 chunks = policy.predict_chunk(obs[need], noise=noise)
                 for j, i in enumerate(need):
                     queues[i] = list(chunks[j, :k])
@@ -106,6 +111,7 @@ def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 
 
 
 def evaluate(policy: ChunkPolicy, task: str, episodes: int = 50, seed: int = 0, n_envs: int = 2,
-             max_steps: int = 200, asynchronous: bool = True, progress: bool = True) -> dict:
-    eps = rollout_episodes(policy, task, episodes, seed, n_envs, max_steps, asynchronous, progress)
-    return {"task": task, "seed": seed, **summarize_episodes(eps), "per_episode": eps}
+             max_steps: int = 200, asynchronous: bool = True, progress: bool = True, noise_scale: float = 1.0) -> dict:
+    eps = rollout_episodes(policy, task, episodes, seed, n_envs, max_steps, asynchronous, progress,
+                           noise_scale=noise_scale)
+    return {"task": task, "seed": seed, "noise_scale": noise_scale, **summarize_episodes(eps), "per_episode": eps}
