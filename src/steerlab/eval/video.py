@@ -1,7 +1,9 @@
-"""MP4 rollout videos with offscreen MuJoCo (`MUJOCO_GL=osmesa` works without a GPU, ~4 frames/s)."""
+"""MP4 rollout videos with offscreen MuJoCo. Without a GPU, software rendering works through OSMesa
+(`libosmesa6`) or Mesa's EGL (`libegl-mesa0`); whichever is installed is picked unless `MUJOCO_GL` is set."""
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 from pathlib import Path
 
@@ -11,10 +13,15 @@ import torch
 from steerlab.envs.metaworld_env import episode_seeds, make_env
 
 
+def default_gl_backend() -> str:
+    """OSMesa where its library is installed, else EGL (Mesa's EGL renders offscreen without a GPU too)."""
+    return "osmesa" if ctypes.util.find_library("OSMesa") else "egl"
+
+
 def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: int = 0, max_steps: int = 200,
                  fps: int = 30) -> Path:
     """Roll out `episodes` evaluation episodes (the same seeds `evaluate` uses first) into one MP4."""
-    os.environ.setdefault("MUJOCO_GL", "osmesa")
+    os.environ.setdefault("MUJOCO_GL", default_gl_backend())
     import imageio.v2 as imageio
 
     path = Path(path)
