@@ -204,7 +204,9 @@ def aggregate(root: Path = RUN_ROOT) -> dict:
             curves.setdefault(task, {})[method] = [{"steps": r["curve_steps"], "success": r["curve"]} for r in rs]
     env_steps = max((r["env_steps"] for r in runs), default=0)
     seeds = max((len({r["seed"] for r in rs}) for t in tasks.values() for rs in t.values()), default=0)
-    return {"env_steps": env_steps, "seeds": seeds, "tasks": out_tasks, "curves": curves,
+    walls = [r["wall_seconds"] for r in runs]
+    return {"env_steps": env_steps, "seeds": seeds, "tasks": out_tasks, "curves": curves, "runs": len(runs),
+            "run_wall_seconds": {"total": float(np.sum(walls)), "mean": float(np.mean(walls)) if walls else None},
             "throughput": {"train_env_steps_per_s": float(np.mean([r["train_env_steps_per_s"] for r in runs])) if runs else None}}
 
 
@@ -230,6 +232,10 @@ def table(results: dict) -> str:
     if t.get("sim_steps_per_s") and t.get("train_env_steps_per_s"):
         out += (f"\n\nThroughput (one core per run): full training loop {t['train_env_steps_per_s']:.0f} env steps/s "
                 f"vs bare simulator {t['sim_steps_per_s']:.0f} steps/s (ratio {t['train_env_steps_per_s'] / t['sim_steps_per_s']:.2f}).")
+    w = results.get("run_wall_seconds")
+    if w and w.get("mean"):
+        out += (f"\n\nWall time: {results['runs']} recorded runs took {w['total'] / 3600:.1f} core-hours of training "
+                f"({w['mean'] / 60:.0f} min per run on one core, final evaluations excluded).")
     out += (f"\n\nBudget: {results['env_steps']} env steps per run, up to {results['seeds']} seeds per cell; "
             "'base' is the pretrained policy (50 evaluation episodes). AUC is the mean evaluation success "
             "over the run (area under the success-vs-steps curve / steps); final success uses 50 fresh episodes. "
