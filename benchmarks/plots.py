@@ -32,7 +32,8 @@ METHOD_COLORS = {"zprl": "tab:red", "action-residual": "tab:blue", "dsrl": "tab:
 
 
 def plot_finetune(results: dict, path: Path) -> None:
-    """Success vs env steps per task (mean ± stderr over seeds), base as a dashed line."""
+    """Success vs env steps per task (mean ± stderr over seeds), base as a dashed line and the same base
+    sampled from ε = 0 as a dotted one; one legend for the figure (methods in the same colours everywhere)."""
     import numpy as np
 
     tasks = list(results["curves"])
@@ -49,16 +50,24 @@ def plot_finetune(results: dict, path: Path) -> None:
             mean = ys.mean(0)
             err = ys.std(0) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros_like(mean)
             c = METHOD_COLORS.get(method)
-            ax.plot(steps / 1000, mean, color=c, label=f"{method} ({len(runs)})")
+            ax.plot(steps / 1000, mean, color=c, label=method)
             ax.fill_between(steps / 1000, mean - err, mean + err, color=c, alpha=0.2)
-        base = results["tasks"][task].get("base", {}).get("final_success")
-        if base is not None:
-            ax.axhline(base, ls="--", color="black", lw=1, label="base")
-        ax.set(title=task, xlabel="env steps (k)", ylabel="success", ylim=(-0.02, 1.02))
+        base = results["tasks"][task].get("base", {})
+        if base.get("final_success") is not None:
+            ax.axhline(base["final_success"], ls="--", color="black", lw=1, label="base")
+        if base.get("final_zero_noise_success") is not None:
+            ax.axhline(base["final_zero_noise_success"], ls=":", color="gray", lw=1.2, label="base from ε = 0")
+        seeds = max(len(r) for r in results["curves"][task].values())
+        ax.set(title=f"{task} ({seeds} seed{'s' if seeds > 1 else ''})", xlabel="env steps (k)", ylabel="success",
+               ylim=(-0.02, 1.02))
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 if rows > 1 else 0.1, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
