@@ -202,7 +202,9 @@ class Finetuner:
                                                           "steering": self.adapter.config_dict(),
                                                           "base_config": self.base_meta["config"]})
         logger = RunLogger(self.out, tensorboard=cfg.tensorboard, append=resumed)
-        if not resumed:  # the base policy's own score is the curve's first point
+        # the curve's first point: the steered policy before any update. Residual methods start near the base
+        # (small initial residual); DSRL's untrained actor picks ε ≈ 0, which is the *deterministic* base
+        if not resumed:
             logger.log(0, **self.evaluate(), explore_jerk=float("nan"), explore_success=float("nan"))
         bar = tqdm(total=cfg.env_steps, initial=self.env_steps, desc=f"{cfg.method} {cfg.task} s{cfg.seed}",
                    unit="step", disable=not self.progress, dynamic_ncols=True)
