@@ -17,6 +17,14 @@ def load_cell(path: Path) -> dict | None:
         return None
 
 
+def stderr(xs) -> float:
+    """Standard error of the mean over seeds (sample std, ddof=1); 0 for a single seed."""
+    import numpy as np
+
+    xs = np.asarray(xs, float)
+    return float(xs.std(ddof=1) / np.sqrt(len(xs))) if len(xs) > 1 else 0.0
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]

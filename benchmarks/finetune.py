@@ -22,7 +22,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, RUNS, load_cell, markdown_table  # noqa: E402
+from common import RESULTS, RUNS, load_cell, markdown_table, stderr  # noqa: E402
 
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
 from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
@@ -189,9 +189,9 @@ def aggregate(root: Path = RUN_ROOT) -> dict:
             reach = [r["steps_to_base_plus_20"] for r in rs]
             out_tasks[task][method] = {
                 "auc": float(np.mean([r["auc"] for r in rs])),
-                "auc_stderr": float(np.std([r["auc"] for r in rs]) / np.sqrt(len(rs))),
+                "auc_stderr": stderr([r["auc"] for r in rs]),
                 "final_success": float(np.mean([r["final_eval_success"] for r in rs])),
-                "final_stderr": float(np.std([r["final_eval_success"] for r in rs]) / np.sqrt(len(rs))),
+                "final_stderr": stderr([r["final_eval_success"] for r in rs]),
                 "explore_jerk": float(np.mean([r["explore_jerk"] for r in rs])),
                 "eval_jerk": float(np.mean([r["eval_jerk"] for r in rs])),
                 **({"final_zero_noise_success": float(np.mean([r["final_zero_noise_success"] for r in rs]))}

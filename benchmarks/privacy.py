@@ -29,7 +29,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, load_cell, markdown_table  # noqa: E402
+from common import RESULTS, load_cell, markdown_table, stderr  # noqa: E402
 
 from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
 
@@ -184,9 +184,7 @@ def aggregate() -> dict:
                 primary = p if case == "correct" else g
                 table[task][method][case] = {
                     "general": float(g.mean()), "personal": float(p.mean()),
-                    "stderr": float(primary.std() / np.sqrt(len(cs))),
-                    "general_stderr": float(g.std() / np.sqrt(len(cs))),
-                    "personal_stderr": float(p.std() / np.sqrt(len(cs)))}
+                    "stderr": stderr(primary), "general_stderr": stderr(g), "personal_stderr": stderr(p)}
             if all("leakage" in c for c in cs):
                 leak[task][method] = {d: float(np.mean([c["leakage"][d] for c in cs])) for d in cs[0]["leakage"]}
             study[task][method] = {k: float(np.mean([c["user_study"][k] for c in cs])) for k in ("score", "leakage")}
