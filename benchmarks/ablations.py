@@ -93,6 +93,8 @@ def aggregate(root: Path = ROOT) -> dict:
     return {task: {name: {"auc": float(np.mean([r["auc"] for r in rs])),
                           "final_success": float(np.mean([r["final_eval_success"] for r in rs])),
                           "explore_jerk": float(np.mean([r["explore_jerk"] for r in rs])),
+                          **({"final_zero_noise_success": float(np.mean([r["final_zero_noise_success"] for r in rs]))}
+                             if all("final_zero_noise_success" in r for r in rs) else {}),
                           "seeds": len(rs), "env_steps": rs[0]["env_steps"]}
                    for name, rs in by.items()} for task, by in out.items()}
 
@@ -100,10 +102,11 @@ def aggregate(root: Path = ROOT) -> dict:
 def table(results: dict) -> str:
     order = list(VARIANTS)
     rows = [[task, name, str(m["seeds"]), f"{m['env_steps'] // 1000}k", f"{m['auc']:.2f}", f"{m['final_success']:.2f}",
+             f"{m['final_zero_noise_success']:.2f}" if "final_zero_noise_success" in m else "—",
              f"{1e3 * m['explore_jerk']:.2f}"]
             for task, by in results.items() for name, m in sorted(by.items(), key=lambda kv: order.index(kv[0]))]
-    return markdown_table(["task", "variant", "seeds", "env steps", "AUC", "final success", "explore mean jerk ×1e3"],
-                          rows)
+    return markdown_table(["task", "variant", "seeds", "env steps", "AUC", "final success", "final success from ε = 0",
+                           "explore mean jerk ×1e3"], rows)
 
 
 def main() -> int:
@@ -116,9 +119,16 @@ def main() -> int:
     ap.add_argument("--address", default=None)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the results JSON from recorded runs")
     args = ap.parse_args()
     if args.table:
         print(table(load_cell(RESULTS / ("ablations_quick.json" if args.quick else "ablations.json"))))
+        return 0
+    root = QUICK_ROOT if args.quick else ROOT
+    results_file = RESULTS / ("ablations_quick.json" if args.quick else "ablations.json")
+    if args.collect:
+        atomic_write_json(results_file, aggregate(root))
+        print(table(load_cell(results_file)))
         return 0
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
@@ -128,7 +138,6 @@ def main() -> int:
     tasks = args.tasks or (["push-wall-v3"] if args.quick else ["push-wall-v3", "box-close-v3"])
     seeds = args.seeds or (1 if args.quick else 2)
     env_steps = args.env_steps or (10_000 if args.quick else 30_000)
-    root = QUICK_ROOT if args.quick else ROOT
     # build every policy first (one Ray task each) so concurrent runs never race to create the same one
     refits = [{"task": t, "vib": VARIANTS[v][0]} for t in tasks for v in args.variants]
     unique = list({(c["task"], str(c["vib"])): c for c in refits}.values())
@@ -139,7 +148,7 @@ def main() -> int:
              for s in range(seeds) for t in tasks for v in args.variants]
     run_grid(cells, ablation_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="ablations")
     results = aggregate(root)
-    atomic_write_json(RESULTS / ("ablations_quick.json" if args.quick else "ablations.json"), results)
+    atomic_write_json(results_file, results)
     print(table(results))
     return 0
 
