@@ -83,10 +83,15 @@ def _method_color(method: str):
 
 def plot_privacy(results: dict, out_dir: Path) -> None:
     """Leakage vs wrong key bits, and the key-case table as grouped bars."""
-    leak = results.get("leakage_vs_hamming", {})
+    # tasks scored by rollouts (Meta-World) have no leakage curve: they get no panel
+    leak = {t: by for t, by in results.get("leakage_vs_hamming", {}).items() if any(by.values())}
     if leak:
-        fig, axes = plt.subplots(1, len(leak), figsize=(4 * len(leak), 3.2), squeeze=False)
-        for ax, (task, by) in zip(axes[0], leak.items()):
+        cols = min(3, len(leak))
+        rows = (len(leak) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+        for ax in list(axes.flat)[len(leak):]:
+            ax.axis("off")
+        for ax, (task, by) in zip(axes.flat, leak.items()):
             for method, curve in by.items():
                 ds = sorted(curve, key=int)
                 ax.plot([int(d) for d in ds], [curve[d] for d in ds], marker="o", label=method,
@@ -94,15 +99,23 @@ def plot_privacy(results: dict, out_dir: Path) -> None:
             base = results["meta"][task]["base"]["personal"]
             ax.axhline(base, ls="--", color="gray", lw=1, label="public base")
             ax.set(title=task, xlabel="wrong key bits", ylabel="personal score", xscale="symlog")
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
+        handles = {}
+        for ax in axes.flat:
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, h)
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         fig.savefig(out_dir / "privacy_leakage.png", dpi=100)
         plt.close(fig)
     tasks = results.get("tasks", {})
     if tasks:
         cases = ["correct", "random", "near_miss_1", "no_key"]
-        fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.4), squeeze=False)
-        for ax, (task, by) in zip(axes[0], tasks.items()):
+        cols = min(3, len(tasks))
+        rows = (len(tasks) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.4 * rows), squeeze=False)
+        for ax in list(axes.flat)[len(tasks):]:
+            ax.axis("off")
+        for ax, (task, by) in zip(axes.flat, tasks.items()):
             methods = list(by)
             w = 0.8 / len(methods)
             for i, m in enumerate(methods):
@@ -112,8 +125,11 @@ def plot_privacy(results: dict, out_dir: Path) -> None:
                           ["correct\n(personal)", "random\n(general)", "1 bit off\n(general)", "no key\n(general)"],
                           fontsize=7)
             ax.set(title=task, ylim=(0, 1.05))
-        for ax in axes[0]:
-            ax.legend(fontsize=6)
-        fig.tight_layout()
+        handles = {}
+        for ax in axes.flat:
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, h)
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
         fig.savefig(out_dir / "privacy_table.png", dpi=100)
         plt.close(fig)
