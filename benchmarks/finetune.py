@@ -194,8 +194,9 @@ def aggregate(root: Path = RUN_ROOT) -> dict:
                 "final_stderr": stderr([r["final_eval_success"] for r in rs]),
                 "explore_jerk": float(np.mean([r["explore_jerk"] for r in rs])),
                 "eval_jerk": float(np.mean([r["eval_jerk"] for r in rs])),
-                **({"final_zero_noise_success": float(np.mean([r["final_zero_noise_success"] for r in rs]))}
-                   if all("final_zero_noise_success" in r for r in rs) else {}),
+                # runs recorded before the ε = 0 evaluation existed lack it: average those that have it
+                **({"final_zero_noise_success": float(np.mean(zero)), "zero_noise_seeds": len(zero)}
+                   if (zero := [r["final_zero_noise_success"] for r in rs if "final_zero_noise_success" in r]) else {}),
                 "steps_to_base_plus_20": (float(np.mean(reach)) if all(x is not None for x in reach) else None),
                 "reached_base_plus_20": sum(x is not None for x in reach),
                 "seeds": len(rs), "env_steps": rs[0]["env_steps"],
@@ -222,9 +223,12 @@ def table(results: dict) -> str:
             auc = f"{m['auc']:.2f}" + (f" ± {m['auc_stderr']:.2f}" if m.get("seeds", 0) > 1 else "")
             fin = f"{m['final_success']:.2f}" + (f" ± {m['final_stderr']:.2f}" if m.get("seeds", 0) > 1 else "")
             reach = m.get("steps_to_base_plus_20")
-            reach_s = "—" if method == "base" else (f"{reach / 1000:.0f}k" if reach else
-                                                    f"not reached ({m.get('reached_base_plus_20', 0)}/{m['seeds']} seeds did)")
+            n_reach = m.get("reached_base_plus_20", 0)
+            reach_s = ("—" if method == "base" else f"{reach / 1000:.0f}k" if reach else
+                       f"{n_reach}/{m['seeds']} seeds reached it" if n_reach else "not reached")
             zero = f"{m['final_zero_noise_success']:.2f}" if "final_zero_noise_success" in m else "—"
+            if method != "base" and 0 < m.get("zero_noise_seeds", m.get("seeds", 0)) < m.get("seeds", 0):
+                zero += f" ({m['zero_noise_seeds']} of {m['seeds']} seeds)"
             rows.append([task, method, str(m.get("seeds", "")) if method != "base" else "—", auc, fin, zero, reach_s,
                          f"{1e3 * m['explore_jerk']:.2f}", f"{1e3 * m['eval_jerk']:.2f}"])
     out = markdown_table(header, rows)
@@ -240,7 +244,7 @@ def table(results: dict) -> str:
             "'base' is the pretrained policy (50 evaluation episodes). AUC is the mean evaluation success "
             "over the run (area under the success-vs-steps curve / steps); final success uses 50 fresh episodes. "
             "'From ε = 0' samples every chunk from zero initial noise (deterministic) on the same 50 episodes; "
-            "— where a run finished before that column existed and its policy was no longer on disk.")
+            "over the seeds whose run recorded it (runs that finished before that column existed lack it).")
     return out
 
 

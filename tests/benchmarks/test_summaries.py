@@ -44,7 +44,8 @@ def test_aggregate_means_over_seeds_and_table_marks_missing_zero_noise(tmp_path)
     from steerlab.train.checkpoint import atomic_write_json
 
     runs = [_run("push-wall-v3", "zprl", 0, 0.5, 0.6, zero=0.9), _run("push-wall-v3", "zprl", 1, 0.7, 0.8, zero=0.7),
-            _run("push-wall-v3", "dsrl", 0, 0.2, 0.1)]
+            _run("push-wall-v3", "dsrl", 0, 0.2, 0.1), _run("box-close-v3", "zprl", 0, 0.5, 0.5),
+            _run("box-close-v3", "zprl", 1, 0.5, 0.5, zero=0.6)]
     for r in runs:
         atomic_write_json(tmp_path / f"{r['task']}__{r['method']}__seed{r['seed']}" / "result.json", r)
     res = finetune.aggregate(tmp_path)
@@ -52,7 +53,10 @@ def test_aggregate_means_over_seeds_and_table_marks_missing_zero_noise(tmp_path)
     assert z["seeds"] == 2 and z["auc"] == pytest.approx(0.6) and z["final_success"] == pytest.approx(0.7)
     assert z["final_zero_noise_success"] == pytest.approx(0.8)
     assert "final_zero_noise_success" not in res["tasks"]["push-wall-v3"]["dsrl"]
-    assert res["runs"] == 3 and res["run_wall_seconds"]["total"] == pytest.approx(1800.0)
+    partial = res["tasks"]["box-close-v3"]["zprl"]  # one seed predates the ε = 0 column: mean of the other
+    assert partial["final_zero_noise_success"] == pytest.approx(0.6) and partial["zero_noise_seeds"] == 1
+    assert res["runs"] == 5 and res["run_wall_seconds"]["total"] == pytest.approx(3000.0)
     table = finetune.table(res)
     assert "| push-wall-v3 | zprl | 2 | 0.60 ± 0.10 | 0.70 ± 0.10 | 0.80 |" in table
     assert "| push-wall-v3 | dsrl | 1 | 0.20 | 0.10 | — |" in table
+    assert "| box-close-v3 | zprl | 2 | 0.50 ± 0.00 | 0.50 ± 0.00 | 0.60 (1 of 2 seeds) |" in table
