@@ -39,8 +39,8 @@ EXTRA = ["prop_output", "prop_rawbits", "prop_frozen"]  # gate-mode comparison, 
 EXTRA_SEEDS = {"digits_cnn": 6}  # the variant comparison needs fewer seeds than the main table; caps CPU time
 STEPS = {"point_robot": 1000, "digits_cnn": 1500, "digits_transformer": 1500, "metaworld_reach_mlp": 1000,
          "metaworld_reach_flow": 1000, "panda_reach": 50_000}  # panda_reach: PPO environment steps (see build)
-SEEDS = {"point_robot": 20, "digits_cnn": 20, "digits_transformer": 20, "metaworld_reach_mlp": 6, "metaworld_reach_flow": 1,
-         "panda_reach": 2}
+SEEDS = {"point_robot": 20, "digits_cnn": 20, "digits_transformer": 20, "metaworld_reach_mlp": 20, "metaworld_reach_flow": 1,
+         "panda_reach": 6}
 QUICK_SEEDS = {"point_robot": 3, "digits_cnn": 2, "digits_transformer": 1, "metaworld_reach_mlp": 1, "panda_reach": 1,
                "metaworld_reach_flow": 0}
 ROLLOUT_TASKS = ("metaworld_reach_mlp", "metaworld_reach_flow")  # scored by simulator rollouts: costly
