@@ -227,7 +227,7 @@ def table(results: dict) -> str:
             reach_s = ("—" if method == "base" else f"{reach / 1000:.0f}k" if reach else
                        f"{n_reach}/{m['seeds']} seeds reached it" if n_reach else "not reached")
             zero = f"{m['final_zero_noise_success']:.2f}" if "final_zero_noise_success" in m else "—"
-            if method != "base" and 0 < m.get("zero_noise_seeds", m.get("seeds", 0)) < m.get("seeds", 0):
+            if m.get("zero_noise_seeds", m["seeds"]) < m["seeds"]:  # only steered runs count their seeds
                 zero += f" ({m['zero_noise_seeds']} of {m['seeds']} seeds)"
             rows.append([task, method, str(m.get("seeds", "")) if method != "base" else "—", auc, fin, zero, reach_s,
                          f"{1e3 * m['explore_jerk']:.2f}", f"{1e3 * m['eval_jerk']:.2f}"])
