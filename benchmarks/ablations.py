@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, RUNS, load_cell, markdown_table  # noqa: E402
 from finetune import finetune_cell, is_done  # noqa: E402
 
-from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
+from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 ROOT = RUNS / "ablations"
 QUICK_ROOT = RUNS / "ablations_quick"  # a 10k-step run is not a truncated 30k one

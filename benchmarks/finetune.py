@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, RUNS, load_cell, markdown_table, stderr  # noqa: E402
 
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
-from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
+from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 METHODS = ["zprl", "action-residual", "dsrl"]
 # SAC for the CPU benchmark: hidden 128 instead of the library's 256. Measured on one core, one update
@@ -102,9 +102,9 @@ def finetune_cell(cell: dict) -> dict:
     from steerlab.eval.rollout import evaluate
     from steerlab.rl.sac import SACConfig
     from steerlab.rl.steering import SteeringConfig
-    from steerlab.train.checkpoint import load_policy
+    from steerlab.core.checkpoint import load_policy
     from steerlab.train.finetune import FinetuneConfig, finetune
-    from steerlab.train.logger import read_metrics
+    from steerlab.core.logger import read_metrics
 
     torch.set_num_threads(1)
     out = run_dir(cell, Path(cell["root"]))
@@ -143,7 +143,7 @@ def zero_noise_final(policy, task: str, episodes: int, seed: int) -> dict:
 
 def backfill_zero_noise(root: Path) -> None:
     """Add the ε = 0 evaluation to finished runs recorded before it existed (while their policy is on disk)."""
-    from steerlab.train.checkpoint import load_policy
+    from steerlab.core.checkpoint import load_policy
 
     for path in sorted(root.glob("*/result.json")):
         res = load_cell(path)

@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import RESULTS, load_cell, markdown_table, stderr  # noqa: E402
 
-from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
+from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 CELLS = RESULTS / "privacy_runs"
 METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora"]

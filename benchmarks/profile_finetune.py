@@ -22,7 +22,7 @@ from common import RESULTS  # noqa: E402
 from finetune import BENCH_SAC, sim_steps_per_s  # noqa: E402
 from pretrain import base_checkpoint  # noqa: E402
 
-from steerlab.train.checkpoint import atomic_write_json  # noqa: E402
+from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 # (label, file suffix, function name) of the cumulative-time entries we report
 PARTS = [("sac_update", "rl/sac.py", "update_many"), ("chunk_generation", "rl/steering.py", "chunk"),

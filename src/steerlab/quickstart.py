@@ -9,7 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
-from steerlab.train.checkpoint import atomic_write_json
+from steerlab.core.checkpoint import atomic_write_json
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
@@ -18,11 +18,11 @@ def run_quickstart(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from steerlab.core.checkpoint import load_policy
+    from steerlab.core.logger import read_metrics
     from steerlab.data.collect import collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
     from steerlab.eval.rollout import evaluate
-    from steerlab.train.checkpoint import load_policy
-    from steerlab.train.logger import read_metrics
     from steerlab.train.pretrain import PretrainConfig, pretrain
 
     out = Path(args.out)

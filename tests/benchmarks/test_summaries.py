@@ -41,7 +41,7 @@ def _run(task, method, seed, auc, final, zero=None):
 
 
 def test_aggregate_means_over_seeds_and_table_marks_missing_zero_noise(tmp_path):
-    from steerlab.train.checkpoint import atomic_write_json
+    from steerlab.core.checkpoint import atomic_write_json
 
     runs = [_run("push-wall-v3", "zprl", 0, 0.5, 0.6, zero=0.9), _run("push-wall-v3", "zprl", 1, 0.7, 0.8, zero=0.7),
             _run("push-wall-v3", "dsrl", 0, 0.2, 0.1), _run("box-close-v3", "zprl", 0, 0.5, 0.5),

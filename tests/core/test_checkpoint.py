@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import TINY_POLICY
 
-from steerlab.train.checkpoint import CheckpointError, load_policy
+from steerlab.core.checkpoint import CheckpointError, load_policy
 from steerlab.train.pretrain import PretrainConfig, pretrain
 
 

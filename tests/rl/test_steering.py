@@ -9,7 +9,7 @@ from conftest import TINY_POLICY
 
 from steerlab.rl.sac import SACConfig
 from steerlab.rl.steering import METHODS, SteeringConfig, make_adapter
-from steerlab.train.checkpoint import load_policy
+from steerlab.core.checkpoint import load_policy
 from steerlab.train.finetune import FinetuneConfig, Finetuner, finetune
 from steerlab.train.pretrain import PretrainConfig, pretrain
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from steerlab.train.checkpoint import atomic_write_json
+from steerlab.core.checkpoint import atomic_write_json
 
 
 def env_spec(policy) -> dict:
@@ -17,8 +17,8 @@ def env_spec(policy) -> dict:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from steerlab.core.checkpoint import load_policy
     from steerlab.eval.rollout import evaluate
-    from steerlab.train.checkpoint import load_policy
 
     policy = load_policy(args.checkpoint)
     spec = env_spec(policy) if not args.task else {"task": args.task, "max_steps": args.max_steps or 200}

@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from steerlab.train.checkpoint import atomic_write_json
+from steerlab.core.checkpoint import atomic_write_json
 
 KEYED_TYPE = "keyed"
 
@@ -35,7 +35,7 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def save_keyed(folder: Path, model, base, meta: dict) -> None:
-    from steerlab.train.checkpoint import save_checkpoint
+    from steerlab.core.checkpoint import save_checkpoint
 
     save_checkpoint(folder, KEYED_TYPE, meta, model.state_dict())
     save_checkpoint(folder / "public_base", "public_base", {"task": meta["task"]}, base.state_dict())
@@ -43,9 +43,9 @@ def save_keyed(folder: Path, model, base, meta: dict) -> None:
 
 def load_keyed(folder: str | Path):
     """(task, keyed model, public base) from a `personalize` run folder."""
+    from steerlab.core.checkpoint import CheckpointError, load_state_strict, read_checkpoint
     from steerlab.privacy.keyed import KeyedModel
     from steerlab.privacy.tasks import make_task
-    from steerlab.train.checkpoint import CheckpointError, load_state_strict, read_checkpoint
 
     meta, tensors = read_checkpoint(folder)
     if meta["policy_type"] != KEYED_TYPE:
@@ -64,12 +64,12 @@ def load_keyed(folder: str | Path):
 def run_personalize(args: argparse.Namespace) -> int:
     import torch
 
+    from steerlab.core.logger import RunLogger
     from steerlab.privacy.evaluate import Personalized, evaluate_key_cases
     from steerlab.privacy.keyed import KeyedModel
     from steerlab.privacy.keys import load_key_file
     from steerlab.privacy.tasks import make_task
     from steerlab.privacy.train import KeyedTrainConfig, train_keyed
-    from steerlab.train.logger import RunLogger
 
     torch.set_num_threads(1)
     users = [load_key_file(k) for k in args.keys]

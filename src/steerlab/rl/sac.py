@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from steerlab.train.checkpoint import (
+from steerlab.core.checkpoint import (
     CheckpointError,
     atomic_save_tensors,
     atomic_write_json,

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 
+from steerlab.core.checkpoint import CheckpointError, load_state_strict, save_checkpoint
 from steerlab.policies.flow_matching import FlowMatchingPolicy
 from steerlab.policies.flow_matching.checkpointing import load_flow_policy
-from steerlab.train.checkpoint import CheckpointError, load_state_strict, save_checkpoint
 
 METHODS = ("zprl", "action-residual", "dsrl", "embedding-residual")
 

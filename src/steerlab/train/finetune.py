@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from steerlab.core.checkpoint import atomic_write_json, load_policy, read_json
+from steerlab.core.logger import RunLogger
 from steerlab.envs.metaworld_env import episode_seeds, make_env
 from steerlab.eval.metrics import smoothness
 from steerlab.eval.rollout import evaluate
 from steerlab.rl.replay import ReplayBuffer
 from steerlab.rl.sac import SAC, SACConfig
 from steerlab.rl.steering import METHODS, SteeredPolicy, SteeringConfig, make_adapter, save_steered_policy
-from steerlab.train.checkpoint import atomic_write_json, load_policy, read_json
-from steerlab.train.logger import RunLogger
 
 
 @dataclass

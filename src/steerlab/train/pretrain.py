@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from steerlab.core.checkpoint import CheckpointError, load_policy
+from steerlab.core.logger import RunLogger
 from steerlab.data.dataset import Dataset, read_dataset
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.checkpointing import save_flow_policy
-from steerlab.train.checkpoint import CheckpointError, load_policy
-from steerlab.train.logger import RunLogger
 
 
 @dataclass

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from steerlab.core.checkpoint import CheckpointError, load_state_strict, save_checkpoint
 from steerlab.policies.flow_matching.configuration import FlowPolicyConfig
 from steerlab.policies.flow_matching.modeling import FlowMatchingPolicy
-from steerlab.train.checkpoint import CheckpointError, load_state_strict, save_checkpoint
 
 
 def save_flow_policy(policy: FlowMatchingPolicy, folder: str | Path, extra: dict | None = None) -> Path:

@@ -1,0 +1,131 @@
+"""Crash-safe file writes: every file (and every folder of files) appears complete or not at all.
+
+A file is written to a temporary name in the same folder and renamed into place (`os.replace` is
+atomic on POSIX). A *set* of files that must agree (a training-state snapshot) is written into a fresh
+temporary folder and switched in with one rename, see `atomic_dir`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from steerlab.core.errors import CheckpointError
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename inside `path` durable (best effort where the platform has no directory fsync)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints and results are meant to be shared
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing {path.name} in {path.parent}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from err
+
+
+def load_tensors(path: str | Path, check_finite: bool = True) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; a float tensor holding NaN or inf is a corrupt file, not weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing {path.name} in {path.parent}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupt or not a safetensors file ({err})") from err
+    if check_finite:
+        for name, t in tensors.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise CheckpointError(f"{path}: tensor {name!r} holds NaN or inf (corrupt weights)")
+    return tensors
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside `final`; on success it replaces `final` in one step.
+
+    Readers see either the previous complete folder or the new complete one, never a mix. The old
+    folder is renamed aside first and deleted only after the new one is in place, so a crash at any
+    moment leaves a complete folder under `final` or under `final`'s `.old` name (`recover_dir`).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+        old = final.with_name(final.name + ".old")
+        if final.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def recover_dir(final: str | Path) -> Path | None:
+    """The complete folder `atomic_dir` left: `final`, or its `.old` copy after a crash mid-switch."""
+    final = Path(final)
+    if final.is_dir():
+        return final
+    old = final.with_name(final.name + ".old")
+    if old.is_dir():
+        os.replace(old, final)
+        return final
+    return None
