@@ -26,31 +26,39 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, RUNS, load_cell, markdown_table  # noqa: E402
 
-from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS  # noqa: E402
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS  # noqa: E402
 
 CELLS = RESULTS / "pretrain_runs"
 
 
-def base_checkpoint_path(task: str, quality: str = "mixed", seed: int = 0) -> Path:
-    return RUNS / "pretrain" / f"{task}__{quality}__seed{seed}"
+def _shift_tag(shift: str | None) -> str:
+    return f"__{shift.replace(':', '_')}" if shift else ""
+
+
+def base_checkpoint_path(task: str, quality: str = "mixed", seed: int = 0, shift: str | None = None) -> Path:
+    return RUNS / "pretrain" / f"{task}__{quality}{_shift_tag(shift)}__seed{seed}"
 
 
 def base_checkpoint(task: str, quality: str = "mixed", episodes: int = 50, steps: int = 2000, seed: int = 0,
-                    progress: bool = True) -> Path:
-    """Collect + pretrain (or reuse) the benchmark base policy for `task`; returns its folder."""
+                    progress: bool = True, shift: str | None = None) -> Path:
+    """Collect + pretrain (or reuse) the benchmark base policy for `task`; returns its folder.
+
+    `shift`: demonstrations collected under it (a coverage shift restricts their initial states);
+    everything else is the same recipe."""
     from steerlab.data.collect import collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
     from steerlab.train.pretrain import PretrainConfig, pretrain
 
-    ckpt = base_checkpoint_path(task, quality, seed)
+    ckpt = base_checkpoint_path(task, quality, seed, shift)
     if (ckpt / "config.json").is_file() and (ckpt / "model.safetensors").is_file():
         return ckpt
-    ds = RUNS / "datasets" / f"{task}__{quality}__n{episodes}__seed{seed}"
+    ds = RUNS / "datasets" / f"{task}__{quality}__n{episodes}{_shift_tag(shift)}__seed{seed}"
     if not (ds / "meta" / "info.json").is_file():
-        eps = collect_demos(task, episodes, quality, seed, progress=progress)
+        eps = collect_demos(task, episodes, quality, seed, progress=progress, shift=shift)
         write_dataset(ds, eps, task, extra_info={"quality": quality, "preset": preset_dict(quality), "seed": seed,
-                                                 "max_steps": 200, "env": "metaworld"})
+                                                 "max_steps": 200, "env": "metaworld",
+                                                 **({"shift": shift} if shift else {})})
     return pretrain(PretrainConfig(dataset=str(ds), out=str(ckpt), steps=steps, seed=seed), progress=progress)
 
 
@@ -69,8 +77,8 @@ def decisions_per_second(ckpt: Path, n: int = 500) -> float:
 
 
 def run_cell(task: str, quality: str, eval_episodes: int, seed: int) -> dict:
-    from steerlab.eval.rollout import evaluate
     from steerlab.core.checkpoint import load_policy, read_json
+    from steerlab.eval.rollout import evaluate
 
     t0 = time.perf_counter()
     ckpt = base_checkpoint(task, quality, seed=seed)
@@ -86,8 +94,8 @@ def run_cell(task: str, quality: str, eval_episodes: int, seed: int) -> dict:
 def zero_noise_eval(ckpt: Path, task: str, eval_episodes: int, seed: int) -> dict:
     """The same policy sampled from ε = 0 (deterministic): how much of the gap to the expert is sampling
     noise rather than a wrong mean. Same episodes (initial states) as the stochastic evaluation."""
-    from steerlab.eval.rollout import evaluate
     from steerlab.core.checkpoint import load_policy
+    from steerlab.eval.rollout import evaluate
 
     res = evaluate(load_policy(ckpt), task, eval_episodes, seed=seed, n_envs=2, noise_scale=0.0)
     return {"zero_noise_success": res["success"], "zero_noise_ci95": res["ci95"],

@@ -15,14 +15,21 @@ def default_dataset_dir(task: str, quality: str, episodes: int, seed: int) -> Pa
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    from steerlab.core.errors import UserError
     from steerlab.data.collect import collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
+    from steerlab.envs.shifts import shift_name
 
+    if args.coverage and args.shift:
+        raise UserError("give either --shift or --coverage, not both")
+    shift = shift_name(f"coverage:{args.coverage}" if args.coverage else args.shift)
     out = Path(args.out) if args.out else default_dataset_dir(args.task, args.quality, args.episodes, args.seed)
-    episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, args.max_steps)
+    if shift and not args.out:
+        out = out.with_name(out.name + "__" + shift.replace(":", "_"))
+    episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, args.max_steps, shift=shift)
     write_dataset(out, episodes, args.task, extra_info={
         "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
-        "max_steps": args.max_steps, "env": "metaworld"})
+        "max_steps": args.max_steps, "env": "metaworld", **({"shift": shift} if shift else {})})
     rate = np.mean([e.success for e in episodes])
     frames = sum(len(e.actions) for e in episodes)
     print(f"wrote {len(episodes)} episodes ({frames} frames, demo success {rate:.0%}) to {out}")
@@ -38,4 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
     p.add_argument("--out", default=None, help="dataset folder (default runs/datasets/<task>__<quality>__n<N>__seed<S>)")
+    p.add_argument("--shift", default=None, help="shift name (steerlab.envs.shifts): a coverage shift restricts the "
+                                                 "demos' initial states, e.g. coverage:low-0.50")
+    p.add_argument("--coverage", default=None, help="shorthand for --shift coverage:ARG, e.g. --coverage low-0.50")
     p.set_defaults(func=run_collect)

@@ -23,13 +23,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     policy = load_policy(args.checkpoint)
     spec = env_spec(policy) if not args.task else {"task": args.task, "max_steps": args.max_steps or 200}
     task, max_steps = spec["task"], args.max_steps or spec.get("max_steps", 200)
-    result = evaluate(policy, task, args.episodes, args.seed, args.n_envs, max_steps, noise_scale=args.noise_scale)
+    # default: the deployment shift the checkpoint was finetuned under (none for a base); --shift none clears it
+    shift = spec.get("shift") if args.shift is None else args.shift
+    result = evaluate(policy, task, args.episodes, args.seed, args.n_envs, max_steps, noise_scale=args.noise_scale,
+                      shift=shift)
     result["checkpoint"] = str(args.checkpoint)
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{task}_seed{args.seed}.json"
     atomic_write_json(out, result)
     lo, hi = result["ci95"]
     s = result["smoothness"]
-    print(f"{task}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
+    print(f"{task}{' [' + result['shift'] + ']' if result.get('shift') else ''}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
           f"length {result['length_mean']:.0f} | EE |v| {s['velocity']:.4f} |a| {s['acceleration']:.4f} "
           f"|jerk| {s['jerk']:.4f} | -> {out}")
     if args.video:
@@ -52,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-scale", type=float, default=1.0,
                    help="scale of the flow sampler's initial noise: 1 = as trained, 0 = deterministic from ε = 0")
     p.add_argument("--task", default=None, help="override the checkpoint's task")
+    p.add_argument("--shift", default=None,
+                   help="deployment shift, e.g. actuation:offset-x+0.10 (default: the one the checkpoint was finetuned "
+                        "under, if any; 'none' for no shift)")
     p.add_argument("--max-steps", type=int, default=None, help="override the checkpoint's horizon")
     p.add_argument("--out", default=None, help="JSON path (default <checkpoint>/eval_<task>_seed<S>.json)")
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")

@@ -30,27 +30,29 @@ class ChunkPolicy(Protocol):
 
 
 def make_vector_env(task: str, n_envs: int, seed: int, max_steps: int, asynchronous: bool = True,
-                    terminate_on_success: bool = True, reward: str = "dense", goal_offset=None) -> gym.vector.VectorEnv:
+                    terminate_on_success: bool = True, reward: str = "dense", goal_offset=None,
+                    shift: str | None = None) -> gym.vector.VectorEnv:
     fns = [functools.partial(make_env, task, seed=seed + i, max_steps=max_steps, terminate_on_success=terminate_on_success,
-                             reward=reward, goal_offset=goal_offset) for i in range(n_envs)]
+                             reward=reward, goal_offset=goal_offset, shift=shift) for i in range(n_envs)]
     cls = gym.vector.AsyncVectorEnv if asynchronous and n_envs > 1 else gym.vector.SyncVectorEnv
     return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
 def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 0, n_envs: int = 2,
                      max_steps: int = 200, asynchronous: bool = True, progress: bool = True,
-                     split: str = "eval", goal_offset=None, noise_scale: float = 1.0) -> list[dict]:
+                     split: str = "eval", goal_offset=None, noise_scale: float = 1.0,
+                     shift: str | None = None) -> list[dict]:
     """Run `episodes` episodes (terminating at success) and return one record per episode.
 
     `noise_scale` multiplies the sampler's initial noise: 1 samples the policy as trained, 0 integrates
-    every chunk from ε = 0 (a deterministic, mode-seeking sampler)."""
+    every chunk from ε = 0 (a deterministic, mode-seeking sampler). `shift`: deployment shift name."""
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
     if not np.isfinite(noise_scale) or noise_scale < 0:
         raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale}")
     n_envs = max(1, min(n_envs, episodes))
     seeds = episode_seeds(split, seed, episodes)
-    envs = make_vector_env(task, n_envs, seed, max_steps, asynchronous, goal_offset=goal_offset)
+    envs = make_vector_env(task, n_envs, seed, max_steps, asynchronous, goal_offset=goal_offset, shift=shift)
     k = policy.n_action_steps
     chunk_shape = policy.chunk_shape
     try:
@@ -111,7 +113,12 @@ def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 
 
 
 def evaluate(policy: ChunkPolicy, task: str, episodes: int = 50, seed: int = 0, n_envs: int = 2,
-             max_steps: int = 200, asynchronous: bool = True, progress: bool = True, noise_scale: float = 1.0) -> dict:
+             max_steps: int = 200, asynchronous: bool = True, progress: bool = True, noise_scale: float = 1.0,
+             shift: str | None = None) -> dict:
+    from steerlab.envs.shifts import shift_name
+
+    shift = shift_name(shift)  # fail on an unknown name before starting worker processes
     eps = rollout_episodes(policy, task, episodes, seed, n_envs, max_steps, asynchronous, progress,
-                           noise_scale=noise_scale)
-    return {"task": task, "seed": seed, "noise_scale": noise_scale, **summarize_episodes(eps), "per_episode": eps}
+                           noise_scale=noise_scale, shift=shift)
+    return {"task": task, "seed": seed, "noise_scale": noise_scale, "shift": shift, **summarize_episodes(eps),
+            "per_episode": eps}

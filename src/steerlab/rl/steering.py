@@ -17,7 +17,7 @@ buffer and one training loop:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -48,10 +48,23 @@ class SteeringConfig:
     """dsrl: initial-noise bound of the flow sampler."""
     embedding_scale: float | None = None
     """embedding-residual λ_e. None: latent_rms_ratio × RMS of e on the demonstration data."""
+    start: str = "base"
+    """Where the actor starts (issue 13). 'base': the method's own start (`Adapter.sac_start`): for the
+    latent/embedding residuals a zero-mean, low-std actor (the base policy plus small exploration), for
+    dsrl the base's own noise distribution with an entropy target that keeps it there; and
+    `critic_warmup` critic-only decisions before the actor moves. 'random': the plain SAC
+    initialisation and no critic-only phase (how runs before issue 13 were made)."""
+    critic_warmup: int | None = None
+    """Decisions after the warm-up during which only the critic learns (the actor keeps its start and
+    explores with it). None: the method's default with start='base' (`Adapter.critic_warmup`), 0 otherwise."""
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown steering method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.start not in ("base", "random"):
+            raise ValueError(f"steering start must be 'base' or 'random', got {self.start!r}")
+        if self.critic_warmup is not None and int(self.critic_warmup) < 0:
+            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
 
     @classmethod
     def from_dict(cls, d: dict) -> SteeringConfig:
@@ -63,6 +76,10 @@ class Adapter:
     """Base: the frozen policy and the sizes the SAC needs. Subclasses are the four methods."""
 
     name = ""
+    sac_start: dict = {}
+    """SACConfig fields this method sets when `start='base'` (where its actor starts)."""
+    default_critic_warmup: int = 0
+    """Critic-only decisions after the warm-up when `start='base'` and `critic_warmup` is None."""
 
     def __init__(self, base: FlowMatchingPolicy, cfg: SteeringConfig, latent_stats: dict):
         self.base = base.eval()
@@ -90,6 +107,18 @@ class Adapter:
         """Actor output that reproduces the base policy (used for the first warm-up decisions)."""
         return np.zeros((batch, self.act_dim), np.float32)
 
+    def resolve_sac(self, sac_cfg):
+        """The SACConfig this method trains with: `sac_cfg` plus the method's start (start='base')."""
+        if self.cfg.start != "base":
+            return sac_cfg
+        return replace(sac_cfg, **self.sac_start)
+
+    @property
+    def critic_warmup(self) -> int:
+        if self.cfg.critic_warmup is not None:
+            return int(self.cfg.critic_warmup)
+        return self.default_critic_warmup if self.cfg.start == "base" else 0
+
     def config_dict(self) -> dict:
         return {"method": self.name, **{k: v for k, v in asdict(self.cfg).items() if k != "method"},
                 "resolved_scale": getattr(self, "scale", None)}
@@ -102,8 +131,17 @@ class Adapter:
         return self.base.unnormalize_actions(self.base.generate(cond, noise))
 
 
+# Latent residuals start as the base: Δz = 0 exactly, exploration std 0.2 in pre-tanh units (a typical
+# applied residual λ·0.2 ≈ 0.06·RMS(z)), and the critic learns 1,000 decisions of that exploration
+# before the actor moves. Without it the random initial mean (|Δz| ≈ 0.1–0.5) and actor updates through
+# a critic that has only seen Δz = 0 moved the policy off the base right after warm-up (issue 13, item 5).
+LATENT_START = {"actor_init_zero_mean": True, "actor_init_std": 0.2}
+
+
 class ZPRLAdapter(Adapter):
     name = "zprl"
+    sac_start = LATENT_START
+    default_critic_warmup = 1_000
 
     def __init__(self, base, cfg, latent_stats):
         super().__init__(base, cfg, latent_stats)
@@ -158,6 +196,12 @@ class ActionResidualAdapter(Adapter):
 
 class DSRLAdapter(Adapter):
     name = "dsrl"
+    # Start at the base's own noise distribution: zero mean, pre-tanh std 0.8, so ε = 1.5·tanh(u) has a
+    # per-dimension std ≈ 0.9 (N(0, 1) clipped to the bound is what the base samples). Entropy target 0
+    # (the DSRL paper's): the default −dim/2 = −16 nats for a 32-d noise let α collapse the actor onto a
+    # few saturated noise vectors (‖ε‖ far from a Gaussian's √32) within ~500 updates (issue 13, item 3).
+    sac_start = {"actor_init_zero_mean": True, "actor_init_std": 0.8, "target_entropy": 0.0}
+    default_critic_warmup = 1_000
 
     def __init__(self, base, cfg, latent_stats):
         super().__init__(base, cfg, latent_stats)
@@ -179,6 +223,8 @@ class DSRLAdapter(Adapter):
 
 class EmbeddingResidualAdapter(Adapter):
     name = "embedding-residual"
+    sac_start = LATENT_START  # the ablation of ZPRL's bottleneck starts like ZPRL
+    default_critic_warmup = 1_000
 
     def __init__(self, base, cfg, latent_stats):
         super().__init__(base, cfg, latent_stats)
@@ -206,9 +252,11 @@ class SteeredPolicy:
 
     policy_type = "steered"
 
-    def __init__(self, base: FlowMatchingPolicy, adapter: Adapter, sac, task: str | None = None):
+    def __init__(self, base: FlowMatchingPolicy, adapter: Adapter, sac, task: str | None = None,
+                 shift: str | None = None):
         self.base, self.adapter, self.sac = base, adapter, sac
-        self.env_spec = dict(base.config.env, **({"task": task} if task else {}))
+        # `shift`: the deployment shift it was finetuned under (evaluate applies it by default)
+        self.env_spec = dict(base.config.env, **({"task": task} if task else {}), **({"shift": shift} if shift else {}))
 
     @property
     def n_action_steps(self) -> int:
@@ -254,4 +302,4 @@ def load_steered_policy(meta: dict, tensors: dict, folder) -> SteeredPolicy:
                               f"the checkpoint's {(cfg['obs_dim'], cfg['act_dim'])}")
     sac = SAC(adapter.obs_dim, adapter.act_dim, SACConfig(**cfg["sac"]), critic_action_fn=adapter.critic_action)
     load_state_strict(sac.actor, {k[6:]: v for k, v in tensors.items() if k.startswith("actor.")}, str(folder))
-    return SteeredPolicy(base, adapter, sac, task=cfg["env"].get("task"))
+    return SteeredPolicy(base, adapter, sac, task=cfg["env"].get("task"), shift=cfg["env"].get("shift"))

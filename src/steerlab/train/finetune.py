@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from steerlab.core.checkpoint import atomic_write_json, load_policy, read_json
 from steerlab.core.logger import RunLogger
 from steerlab.envs.metaworld_env import episode_seeds, make_env
+from steerlab.envs.shifts import shift_name
 from steerlab.eval.metrics import smoothness
 from steerlab.eval.rollout import evaluate
 from steerlab.rl.replay import ReplayBuffer
@@ -50,6 +51,9 @@ class FinetuneConfig:
     """Run folder; default runs/finetune/<task>__<method>__seed<k>."""
     reward: str = "dense"
     """dense (shaped/10 + success bonus) | sparse (1 on success)."""
+    shift: str | None = None
+    """Deployment shift (steerlab.envs.shifts), e.g. 'actuation:offset-x+0.10': training and evaluation
+    episodes run under it, and the steered policy records it."""
     gamma: float = 0.99
     max_steps: int = 200
     warmup_decisions: int = 2_000
@@ -94,12 +98,14 @@ class Finetuner:
             raise ValueError("the base checkpoint names no task; pass --task")
         cfg.steering.method = cfg.method
         self.adapter = make_adapter(self.base, cfg.steering, self.base_meta.get("latent_stats", {}))
+        cfg.sac = self.adapter.resolve_sac(cfg.sac)  # the method's start (recorded in config.json)
         self.sac = SAC(self.adapter.obs_dim, self.adapter.act_dim, cfg.sac, seed=cfg.seed,
                        critic_action_fn=self.adapter.critic_action)
         self.replay = ReplayBuffer(cfg.buffer_size, self.adapter.obs_dim, self.adapter.act_dim, seed=cfg.seed)
         self.out = Path(cfg.out) if cfg.out else default_run_dir(cfg.task, cfg.method, cfg.seed)
+        cfg.shift = shift_name(cfg.shift)  # canonical name; one-line error for an unknown one
         self.env = make_env(cfg.task, seed=cfg.seed, max_steps=cfg.max_steps, terminate_on_success=True,
-                            reward=cfg.reward)
+                            reward=cfg.reward, shift=cfg.shift)
         self.k = self.base.config.n_action_steps
         self.bonus = 1.0 / (1.0 - cfg.gamma**self.k) if cfg.reward == "dense" else 0.0
         # loop state (everything here is saved in training_state/loop.json)
@@ -154,7 +160,9 @@ class Finetuner:
                             np.array([discount], np.float32), np.array([float(terminated)], np.float32))
             self.decisions += 1
             if self.decisions >= cfg.warmup_decisions and len(self.replay) >= cfg.sac.batch_size:
-                self.last_update = self.sac.update_many(self.replay, cfg.sac.utd)
+                # the first `critic_warmup` decisions after warm-up train the critic only (the actor keeps its start)
+                actor_on = self.decisions >= cfg.warmup_decisions + self.adapter.critic_warmup
+                self.last_update = self.sac.update_many(self.replay, cfg.sac.utd, update_actor=actor_on)
             feats = next_feats
             if done:
                 break
@@ -165,7 +173,7 @@ class Finetuner:
     def evaluate(self) -> dict:
         policy = SteeredPolicy(self.base, self.adapter, self.sac)
         res = evaluate(policy, self.cfg.task, self.cfg.eval_episodes, seed=self.cfg.seed, n_envs=1,
-                       max_steps=self.cfg.max_steps, asynchronous=False, progress=False)
+                       max_steps=self.cfg.max_steps, asynchronous=False, progress=False, shift=self.cfg.shift)
         return {"eval_success": res["success"], "eval_jerk": res["smoothness"]["jerk"],
                 "eval_length": res["length_mean"]}
 
@@ -231,7 +239,7 @@ class Finetuner:
                 self.save_state()
         bar.close()
         logger.close()
-        save_steered_policy(SteeredPolicy(self.base, self.adapter, self.sac), self.out / "policy",
+        save_steered_policy(SteeredPolicy(self.base, self.adapter, self.sac, shift=cfg.shift), self.out / "policy",
                             base_meta=self.base_meta, sac_config=asdict(cfg.sac))
         self.save_state()
         return self.out
@@ -247,7 +255,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     if args.latent_scale is not None:
         steering["latent_scale"] = args.latent_scale
     cfg = FinetuneConfig(base=args.base, method=args.method, task=args.task, env_steps=args.env_steps,
-                         seed=args.seed, out=args.out, reward=args.reward, warmup_decisions=args.warmup,
+                         seed=args.seed, out=args.out, reward=args.reward, shift=args.shift, warmup_decisions=args.warmup,
                          eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                          sac=SACConfig(**sac_overrides), steering=SteeringConfig.from_dict(steering))
     out = finetune(cfg, resume=not args.no_resume)
@@ -266,6 +274,7 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (default runs/finetune/<task>__<method>__seed<k>)")
     p.add_argument("--reward", choices=["dense", "sparse"], default="dense")
+    p.add_argument("--shift", default=None, help="deployment shift, e.g. actuation:offset-x+0.10 (steerlab.envs.shifts)")
     p.add_argument("--warmup", type=int, default=2_000, help="decisions acting as the base policy first")
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=20)
