@@ -40,8 +40,13 @@ def run_dir(cell: dict, root: Path = RUN_ROOT) -> Path:
     return root / f"{cell['task']}__{cell['name']}__seed{cell['seed']}"
 
 
+def cell_dir(cell: dict) -> Path:
+    """The cell's run folder ("out", rewritten to the worker's temp dir when shipped through Ray)."""
+    return Path(cell["out"]) if "out" in cell else run_dir(cell, Path(cell["root"]))
+
+
 def is_done(cell: dict) -> bool:
-    res = load_cell(run_dir(cell, Path(cell["root"])) / "result.json")
+    res = load_cell(cell_dir(cell) / "result.json")
     return res is not None and res.get("env_steps", 0) >= cell["env_steps"]
 
 
@@ -50,7 +55,8 @@ def build_base(cell: dict) -> dict:
     from pretrain import base_checkpoint
 
     torch.set_num_threads(1)
-    return {"task": cell["task"], "ckpt": str(base_checkpoint(cell["task"], progress=False))}
+    out = Path(cell["out"]) if "out" in cell else None
+    return {"task": cell["task"], "ckpt": str(base_checkpoint(cell["task"], progress=False, out=out))}
 
 
 def base_done(cell: dict) -> bool:
@@ -107,7 +113,7 @@ def finetune_cell(cell: dict) -> dict:
     from steerlab.core.logger import read_metrics
 
     torch.set_num_threads(1)
-    out = run_dir(cell, Path(cell["root"]))
+    out = cell_dir(cell)
     if is_done(cell) or not claim(out):
         return {"skipped": str(out)}
     cfg = FinetuneConfig(base=cell["base"], method=cell["method"], task=cell["task"], env_steps=cell["env_steps"],
@@ -122,7 +128,9 @@ def finetune_cell(cell: dict) -> dict:
     policy = load_policy(out / "policy")
     final = evaluate(policy, cell["task"], cell["final_episodes"], seed=cell["seed"], n_envs=1, asynchronous=False,
                      progress=False)
+    origin = cell.get("shipped_from", {})  # shipped through Ray: record the driver's paths, not the worker's
     result = {"task": cell["task"], "method": cell["method"], "name": cell["name"], "seed": cell["seed"],
+              "base": origin.get("base", cell["base"]),
               "env_steps": cell["env_steps"], "wall_seconds": wall, "train_env_steps_per_s": cell["env_steps"] / wall,
               **summarize_run(rows, cell["env_steps"], rows[0]["eval_success"]),
               "base_success_step0": rows[0]["eval_success"], "final_eval_success": final["success"],
@@ -272,18 +280,23 @@ def main() -> int:
     eval_every = 2_500 if args.quick else 5_000
     from pretrain import base_checkpoint_path
 
-    from steerlab.sweep import run_grid
+    from steerlab.sweep import Shipping, run_grid
 
     root = QUICK_ROOT if args.quick else RUN_ROOT
     if not args.collect:
-        run_grid([{"task": t} for t in tasks], build_base, base_done, use_ray=not args.no_ray, address=args.address,
-                 num_cpus=args.num_cpus, desc="base policies")
+        run_grid([{"task": t, "out": str(base_checkpoint_path(t))} for t in tasks], build_base, base_done,
+                 use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus, desc="base policies",
+                 ship=Shipping(output="out", keep=("*",), last=("config.json", "model.safetensors")))
         cells = [{"task": t, "method": m, "name": m, "seed": s, "env_steps": env_steps, "eval_every": eval_every,
                   "eval_episodes": 20, "final_episodes": 50, "warmup": 1_000 if args.quick else 2_000,
                   "root": str(root), "base": str(base_checkpoint_path(t))}
                  for s in range(seeds) for t in tasks for m in args.methods]
+        for c in cells:
+            c["out"] = str(run_dir(c, root))
+        # through Ray the base checkpoint travels in the object store and the run's small files come back,
+        # so workers on other machines need neither the driver's files nor a shared filesystem
         run_grid(cells, finetune_cell, is_done, use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus,
-                 desc="finetune runs")
+                 desc="finetune runs", ship=Shipping(inputs=("base",), output="out"))
     backfill_zero_noise(root)
     results = aggregate(root)
     tasks = sorted(results["tasks"]) or tasks
