@@ -87,3 +87,27 @@ def test_finetune_actor_waits_for_the_critic(base_ckpt, tmp_path):
     assert not all(torch.equal(v, actor0[k]) for k, v in tuner.sac.actor.state_dict().items())
     recorded = json.loads(json.dumps(tuner.cfg.to_dict()))
     assert recorded["sac"]["actor_init_zero_mean"] is True and recorded["steering"]["start"] == "base"
+
+
+def test_finetune_writes_result_json_with_dip_and_both_final_modes(base_ckpt, tmp_path):
+    cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", task="reach-v3", env_steps=60, seed=0,
+                         out=str(tmp_path / "run"), max_steps=10, warmup_decisions=5, eval_every=20,
+                         eval_episodes=1, checkpoint_every=1000, buffer_size=1000, tensorboard=False, final_episodes=2,
+                         sac=SACConfig(hidden=16, batch_size=8))
+    out = Finetuner(cfg, progress=False).run()
+    res = json.loads((out / "result.json").read_text())
+    for key in ("auc", "dip", "final_sampled", "final_eps0", "final_best", "curve"):
+        assert key in res, key
+    assert res["dip"] <= 0.0 and res["final_best"] == max(res["final_sampled"], res["final_eps0"])
+    assert res["final_episodes"] == 2 and res["shift"] is None
+
+
+def test_curve_summary_dip_counts_only_after_warmup():
+    from steerlab.train.results import curve_summary
+
+    rows = [{"step": 0, "eval_success": 0.5}, {"step": 100, "eval_success": 0.1},
+            {"step": 300, "eval_success": 0.3}, {"step": 400, "eval_success": 0.9}]
+    s = curve_summary(rows, warmup_env_steps=200)
+    assert s["dip"] == pytest.approx(-0.2) and s["lowest_after_warmup"] == pytest.approx(0.3)
+    assert curve_summary(rows[:1] + rows[3:], 200)["dip"] == 0.0
+    assert s["auc"] == pytest.approx(np.trapezoid([0.5, 0.1, 0.3, 0.9], [0, 100, 300, 400]) / 400)
