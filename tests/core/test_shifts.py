@@ -106,3 +106,13 @@ def test_metaworld_env_takes_a_shift_and_collect_keeps_only_region_seeds():
         assert shift.accepts(probe)
     plain = collect_demos("reach-v3", 3, "mixed", seed=0, max_steps=3, progress=False)
     assert [e.meta["seed"] for e in plain] == episode_seeds("demo", 0, 3)  # no shift: the same demos as before
+
+
+def test_cli_unknown_shift_is_one_line_exit_2(tmp_path, capsys):
+    from steerlab.cli import main
+
+    code = main(["collect", "--task", "reach-v3", "--episodes", "1", "--shift", "wind:strong",
+                 "--out", str(tmp_path / "ds")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "unknown shift 'wind:strong'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "ds").exists()

@@ -93,13 +93,16 @@ def test_finetune_writes_result_json_with_dip_and_both_final_modes(base_ckpt, tm
     cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", task="reach-v3", env_steps=60, seed=0,
                          out=str(tmp_path / "run"), max_steps=10, warmup_decisions=5, eval_every=20,
                          eval_episodes=1, checkpoint_every=1000, buffer_size=1000, tensorboard=False, final_episodes=2,
-                         sac=SACConfig(hidden=16, batch_size=8))
+                         shift="actuation:offset-x+0.1", sac=SACConfig(hidden=16, batch_size=8))
     out = Finetuner(cfg, progress=False).run()
     res = json.loads((out / "result.json").read_text())
     for key in ("auc", "dip", "final_sampled", "final_eps0", "final_best", "curve"):
         assert key in res, key
     assert res["dip"] <= 0.0 and res["final_best"] == max(res["final_sampled"], res["final_eps0"])
-    assert res["final_episodes"] == 2 and res["shift"] is None
+    # the shift (canonical name) is recorded in the result, the run's config and the steered checkpoint
+    assert res["final_episodes"] == 2 and res["shift"] == "actuation:offset-x+0.10"
+    assert json.loads((out / "config.json").read_text())["finetune"]["shift"] == "actuation:offset-x+0.10"
+    assert load_policy(out / "policy").env_spec["shift"] == "actuation:offset-x+0.10"
 
 
 def test_curve_summary_dip_counts_only_after_warmup():
