@@ -20,6 +20,7 @@ records are skipped). Bases come from benchmarks/pretrain.py (rebuilt determinis
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def actor_stats(tuner, probe_obs) -> dict:
 
 
 def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: int, eval_every: int,
-        eval_episodes: int, hidden: int) -> dict:
+        eval_episodes: int, hidden: int, sac_overrides: dict | None = None, tag: str = "") -> dict:
     import torch
     from pretrain import base_checkpoint
 
@@ -66,13 +67,13 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
 
     torch.set_num_threads(1)
     base = base_checkpoint(task, seed=0, progress=False)
-    out = RUNS / "diagnose_start" / f"{task}__{method}__{start}__seed{seed}"
+    out = RUNS / "diagnose_start" / f"{task}__{method}__{start}{tag}__seed{seed}"
     steering = {"start": start}
     if start == "random" and method == "dsrl":
         steering["critic_warmup"] = 0
     cfg = FinetuneConfig(base=str(base), method=method, task=task, env_steps=env_steps, seed=seed, out=str(out),
                          warmup_decisions=warmup, eval_every=eval_every, eval_episodes=eval_episodes,
-                         checkpoint_every=10 * env_steps, tensorboard=False, sac=SACConfig(hidden=hidden),
+                         checkpoint_every=10 * env_steps, tensorboard=False, sac=SACConfig(hidden=hidden, **(sac_overrides or {})),
                          steering=SteeringConfig.from_dict(steering))
     tuner = Finetuner(cfg, progress=False)
     curve = []
@@ -96,7 +97,7 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
     tuner.run(resume=False)
     base_s = curve[0]["success"]
     after = [c["success"] for c in curve if c["step"] > 2 * warmup]
-    return {"task": task, "method": method, "start": start, "seed": seed, "env_steps": env_steps, "warmup": warmup,
+    return {"task": task, "method": method, "start": start + tag, "sac_overrides": sac_overrides or {}, "seed": seed, "env_steps": env_steps, "warmup": warmup,
             "eval_episodes": eval_episodes, "hidden": hidden, "curve": curve, "seconds": time.perf_counter() - t0,
             "step0": base_s, "min_after_warmup": min(after) if after else None,
             "dip": (min(after) - base_s) if after else None, "final": curve[-1]["success"]}
@@ -126,16 +127,18 @@ def main() -> int:
     ap.add_argument("--eval-every", type=int, default=2_000)
     ap.add_argument("--eval-episodes", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=128, help="SAC width (the benchmark's 128)")
+    ap.add_argument("--sac-json", default=None, help="SACConfig overrides on top of the start (a variant)")
+    ap.add_argument("--tag", default="", help="suffix naming the variant in the record, e.g. '+alpha0.1'")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     res = load_cell(OUT) or {}
     if args.table:
         print(table(res))
         return 0
-    key = f"{args.task}|{args.method}|{args.start}|seed{args.seed}"
+    key = f"{args.task}|{args.method}|{args.start}{args.tag}|seed{args.seed}"
     if key not in res:
         rec = run(args.task, args.method, args.start, args.seed, args.env_steps, args.warmup, args.eval_every,
-                  args.eval_episodes, args.hidden)
+                  args.eval_episodes, args.hidden, json.loads(args.sac_json) if args.sac_json else None, args.tag)
         res = load_cell(OUT) or {}
         res[key] = rec
         atomic_write_json(OUT, res)

@@ -111,7 +111,10 @@ class Adapter:
         """The SACConfig this method trains with: `sac_cfg` plus the method's start (start='base')."""
         if self.cfg.start != "base":
             return sac_cfg
-        return replace(sac_cfg, **self.sac_start)
+        defaults = type(sac_cfg)()
+        # a value the user set explicitly (different from SACConfig's default) wins over the method's start
+        return replace(sac_cfg, **{k: v for k, v in self.sac_start.items()
+                                   if getattr(sac_cfg, k) == getattr(defaults, k)})
 
     @property
     def critic_warmup(self) -> int:
