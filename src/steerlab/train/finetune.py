@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from steerlab.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_json, load_policy, read_json
 from steerlab.core.config import build, check_count, check_keys, check_types
 from steerlab.core.errors import CheckpointError, UserError
-from steerlab.core.io import atomic_dir, recover_dir
+from steerlab.core.io import atomic_dir, clean_temps, recover_dir
 from steerlab.core.logger import RunLogger
 from steerlab.core.outdir import output_dir
 from steerlab.envs.metaworld_env import episode_seeds, make_env
@@ -325,6 +325,8 @@ class Finetuner:
     # ------------------------------------------------------------------ main loop
     def run(self, resume: bool = True) -> Path:
         cfg = self.cfg
+        for folder in (self.out, self.out / "policy"):  # what writes killed mid-way left (we hold the lock)
+            clean_temps(folder)
         config_path = self.out / "config.json"
         recorded = read_json(config_path) if resume and config_path.is_file() else None
         if recorded is not None:
