@@ -25,7 +25,7 @@ def check_keys(cls, d: dict, where: str) -> None:
         raise UserError(f"{where} must be a JSON object, got {type(d).__name__}")
     unknown = sorted(set(d) - set(field_names(cls)))
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(field_names(cls))}")
+        raise UserError(f"unknown {where} key(s) {', '.join(unknown)}; valid keys: {', '.join(field_names(cls))}")
 
 
 def _matches(value: Any, tp: Any) -> bool:
