@@ -10,7 +10,10 @@ the discounted value of staying successful for ever, 1 / (1 − γ^n_action_step
 by succeeding is never worse than lingering. 'sparse': 1 on success, else 0.
 
 Checkpoints of the training state are taken at episode boundaries only, so a resumed run continues
-*exactly* as the uninterrupted run would have (same replay contents, same RNG streams).
+*exactly* as the uninterrupted run would have (same replay contents, same RNG streams). Each one is a
+snapshot folder switched in with one rename and verified by its manifest on resume (`save_state`,
+`load_state`); the run folder is guarded and locked (`run_folder`), and a resume must use the recorded
+arguments (`check_same_run`). SIGINT/SIGTERM stop at the next episode end with a snapshot.
 """
 
 from __future__ import annotations
