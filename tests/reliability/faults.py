@@ -10,6 +10,7 @@ the finetune in its run folder and dies by SIGKILL at the chosen moment. `kill` 
   switch    inside the folder switch: old snapshot renamed aside, new one not yet in place
   metrics   right after a metrics row is written (rows beyond the last snapshot)
   sigint    SIGINT (Ctrl-C) to itself right after a metrics row: the run must save and stop cleanly
+  sigterm   the same with SIGTERM
 Forking (not a fresh interpreter) keeps each try at the cost of the run itself, not of importing torch.
 """
 
@@ -43,7 +44,8 @@ def _install(kill: str) -> None:
         if name == point:
             count["n"] += 1
             if count["n"] == int(nth):
-                os.kill(os.getpid(), signal.SIGINT if name == "sigint" else signal.SIGKILL)
+                sig = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM}.get(name, signal.SIGKILL)
+                os.kill(os.getpid(), sig)
 
     def after(obj, attr, *names):
         original = getattr(obj, attr)
@@ -58,7 +60,7 @@ def _install(kill: str) -> None:
 
     after(sac_mod.SAC, "save", "sac")
     after(ReplayBuffer, "save", "replay")
-    after(RunLogger, "log", "metrics", "sigint")
+    after(RunLogger, "log", "metrics", "sigint", "sigterm")
     sac_write, ft_write = sac_mod.atomic_write_json, ft.atomic_write_json
 
     def sac_json(path, obj):

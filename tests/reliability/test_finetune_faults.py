@@ -63,13 +63,15 @@ def test_finetune_killed_inside_each_snapshot_part_resumes_bit_exact(base, refer
     assert not leftovers
 
 
-def test_finetune_sigint_saves_and_prints_resume_command(base, reference, tmp_path):
+@pytest.mark.parametrize("sig", ["sigint", "sigterm"])
+def test_finetune_sigint_saves_and_prints_resume_command(base, reference, tmp_path, sig):
     out = tmp_path / "run"
     cli = ["finetune", str(base), "--out", str(out), "--task", "reach-v3", "--env-steps", "60", "--max-steps", "20",
            "--warmup", "10", "--eval-every", "60", "--eval-episodes", "1", "--checkpoint-every", "1000",
            "--buffer-size", "1000", "--sac-json", '{"hidden": 32, "batch_size": 16}']
-    code, text = run_child({}, "sigint:1", cli=cli)  # Ctrl-C right after the step-0 evaluation row
+    code, text = run_child({}, f"{sig}:1", cli=cli)  # Ctrl-C right after the step-0 evaluation row
     assert code == 0, text
+    assert f"stopped by {sig.upper()} at env step 20" in text
     assert "Resume with:" in text and (out / STATE_DIR / "manifest.json").is_file()
     assert not (out / "policy").exists()  # stopped early: no final policy yet
     resume = shlex.split(text.split("Resume with:")[1].strip().splitlines()[0])
