@@ -24,8 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import RESULTS, RUNS, load_cell, markdown_table, stderr  # noqa: E402
 
-from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
 from steerlab.train.finetune import PRESETS  # noqa: E402
 
 METHODS = ["zprl", "action-residual", "dsrl"]

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
 from steerlab.envs.metaworld_env import (
@@ -62,7 +63,7 @@ TASK_NOISE_SCALE: dict[str, float] = {
 
 def get_preset(quality: str) -> QualityPreset:
     if quality not in QUALITY_PRESETS:
-        raise ValueError(f"unknown quality {quality!r}; presets: {', '.join(QUALITY_PRESETS)}")
+        raise UserError(f"unknown quality {quality!r}; presets: {', '.join(QUALITY_PRESETS)}")
     return QUALITY_PRESETS[quality]
 
 
@@ -83,8 +84,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
 
     spec = parse_shift(shift)
     preset = get_preset(quality)
-    if episodes <= 0:
-        raise ValueError(f"episodes must be positive, got {episodes}")
+    check_count("episodes", episodes)
+    check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
     env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True, goal_offset=goal_offset,
                    shift=spec.name if spec else None)
