@@ -115,7 +115,7 @@ MANIFEST = "manifest.json"
 STATE_FORMAT = 2
 # fields a resume may change: where the run lives and how it is shown, not what it computes
 # (env_steps may only grow; the base is compared by content, so another path to the same files is fine)
-RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base")
+RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "final_episodes")
 
 
 def file_digest(path: Path) -> str:
