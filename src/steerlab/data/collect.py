@@ -25,7 +25,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from steerlab.data.dataset import Episode
-from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, episode_seeds, expert_policy, make_env
+from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, expert_policy
+from steerlab.envs.registry import make_env, resolve_env
+from steerlab.envs.seeds import episode_seeds
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
     rng = np.random.default_rng(seed)
-    env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True, goal_offset=goal_offset)
+    kwargs = {} if goal_offset is None else {"goal_offset": np.asarray(goal_offset, np.float32).tolist()}
+    env = make_env(resolve_env(task, max_steps=max_steps, kwargs=kwargs), seed=seed, terminate_on_success=True)
     expert = expert_policy(task, goal_offset)
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")

@@ -6,14 +6,20 @@ import argparse
 import json
 from pathlib import Path
 
-from steerlab.core.checkpoint import atomic_write_json
+from steerlab.core.checkpoint import atomic_write_json, read_json
+from steerlab.core.errors import UserError
 
 
-def env_spec(policy) -> dict:
-    spec = dict(getattr(policy, "env_spec", None) or policy.config.env)
-    if not spec.get("task"):
-        raise ValueError("the checkpoint names no task; pass --task")
-    return spec
+def env_spec(checkpoint, env: str | None, max_steps: int | None, shift: str | None = None):
+    """The checkpoint's recorded env (or `--env`), with the command line's overrides."""
+    from steerlab.envs.registry import EnvSpec, checkpoint_env, resolve_env
+
+    if env:
+        return resolve_env(env, max_steps=max_steps, shift=shift)
+    recorded = checkpoint_env(read_json(Path(checkpoint) / "config.json"))
+    if not recorded:
+        raise UserError("the checkpoint names no environment; pass --env")
+    return resolve_env(EnvSpec.from_dict(recorded), max_steps=max_steps, shift=shift)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -21,11 +27,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from steerlab.eval.rollout import evaluate
 
     policy = load_policy(args.checkpoint)
-    spec = env_spec(policy) if not args.task else {"task": args.task, "max_steps": args.max_steps or 200}
-    task, max_steps = spec["task"], args.max_steps or spec.get("max_steps", 200)
-    result = evaluate(policy, task, args.episodes, args.seed, args.n_envs, max_steps, noise_scale=args.noise_scale)
+    spec = env_spec(args.checkpoint, args.env, args.max_steps, args.shift)
+    task, max_steps = spec.id, spec.max_steps
+    result = evaluate(policy, spec, args.episodes, args.seed, args.n_envs, noise_scale=args.noise_scale)
     result["checkpoint"] = str(args.checkpoint)
-    out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{task}_seed{args.seed}.json"
+    name = task.replace(":", "_").replace("/", "_")
+    out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{name}_seed{args.seed}.json"
     atomic_write_json(out, result)
     lo, hi = result["ci95"]
     s = result["smoothness"]
@@ -35,7 +42,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.video:
         from steerlab.eval.video import record_video
 
-        video = record_video(policy, task, out.with_suffix(".mp4"), args.video_episodes, args.seed, max_steps)
+        video = record_video(policy, spec, out.with_suffix(".mp4"), args.video_episodes, args.seed, max_steps)
         print(f"video: {video}")
     if args.print_json:
         print(json.dumps({k: v for k, v in result.items() if k != "per_episode"}, indent=2))
@@ -51,7 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-envs", type=int, default=2, help="parallel environments (processes)")
     p.add_argument("--noise-scale", type=float, default=1.0,
                    help="scale of the flow sampler's initial noise: 1 = as trained, 0 = deterministic from ε = 0")
-    p.add_argument("--task", default=None, help="override the checkpoint's task")
+    p.add_argument("--env", "--task", dest="env", default=None,
+                   help="override the checkpoint's env: Meta-World task, Gymnasium id or module:factory")
+    p.add_argument("--shift", default=None, help="named deployment shift (steerlab.envs.shifts)")
     p.add_argument("--max-steps", type=int, default=None, help="override the checkpoint's horizon")
     p.add_argument("--out", default=None, help="JSON path (default <checkpoint>/eval_<task>_seed<S>.json)")
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
