@@ -87,27 +87,6 @@ def load_policy(folder: str | Path):
     return build_policy(meta, tensors, folder)
 
 
-def is_factory_ref(spec: str) -> bool:
-    """'package.module:callable' (and not an existing folder)."""
-    return ":" in str(spec) and not Path(spec).exists()
-
-
-def load_policy_source(spec: str | Path):
-    """(policy, checkpoint meta, checkpoint tensors) from a checkpoint folder or a `module:factory` reference.
-
-    A factory's policy gets the meta/tensors of a `factory` checkpoint (a copy of its weights), so
-    anything built on it (a plug-in VIB, a steered policy) saves and reloads it like a folder.
-    """
-    if is_factory_ref(str(spec)):
-        from steerlab.policies.factory import build_factory_policy, factory_checkpoint
-
-        policy = build_factory_policy(str(spec))
-        meta, tensors = factory_checkpoint(policy, str(spec))
-        return policy, meta, tensors
-    meta, tensors = read_checkpoint(spec)
-    return build_policy(meta, tensors, spec), meta, tensors
-
-
 # ---------------------------------------------------------------------- resumable training state
 def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
     """Flatten an optimizer's state into named tensors + JSON-able hyper-parameters (no pickle)."""

@@ -9,8 +9,9 @@ Every env steerlab builds speaks one small contract, whatever its family:
 * `info["is_success"]`: success at *any* step so far, read from the env's own `info[spec.success_key]`
   (default `is_success`, the Gymnasium-Robotics convention; an env that never reports it never succeeds);
   with `terminate_on_success` the episode ends (terminated) at the first success;
-* `info[spec.position_key]`: the end-effector position when the env exposes one (Meta-World: `hand_pos`),
-  used for smoothness metrics; `position_key=None` skips them;
+* `info[spec.position_key]`: the end-effector position when the env exposes one (Meta-World: `hand_pos`;
+  a registered Gymnasium env may declare its key as `metadata["position_key"]`), used for smoothness
+  metrics; `position_key=None` skips them;
 * a flat float32 `Box` observation (Dict observations are flattened) and a `Box` action space whose shape
   is the policy's action shape; actions are clipped to it;
 * reward 'dense' (the env's own; Meta-World's shaped reward / 10) or 'sparse' (1 on success, else 0);
@@ -29,6 +30,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+import steerlab.envs.toy  # noqa: F401  (registers steerlab/PointReach-v0, the tests' and docs' tiny env)
 from steerlab.core.errors import UserError
 
 DEFAULT_MAX_STEPS = 200
@@ -134,6 +136,9 @@ class EnvFamily:
     def default_max_steps(self, env_id: str) -> int:
         return DEFAULT_MAX_STEPS
 
+    def position_key(self, env_id: str) -> str | None:
+        return self.default_position_key
+
     def build(self, spec: EnvSpec, seed: int, terminate_on_success: bool, reward: str,
               render_mode: str | None) -> gym.Env:
         raise NotImplementedError
@@ -181,6 +186,16 @@ class GymFamily(EnvFamily):
     def default_max_steps(self, env_id):
         spec = self._registered(env_id)
         return int(spec.max_episode_steps) if spec is not None and spec.max_episode_steps else DEFAULT_MAX_STEPS
+
+    def position_key(self, env_id):
+        """An env class may declare its end-effector key as `metadata["position_key"]`."""
+        spec = self._registered(env_id)
+        try:
+            creator = gym.envs.registration.load_env_creator(spec.entry_point) if isinstance(
+                spec.entry_point, str) else spec.entry_point
+        except (ImportError, AttributeError):
+            return None
+        return (getattr(creator, "metadata", None) or {}).get("position_key")
 
     def build(self, spec, seed, terminate_on_success, reward, render_mode):
         env = gym.make(spec.id, render_mode=render_mode, **spec.kwargs)
@@ -239,7 +254,7 @@ def resolve_env(env: str | dict | EnvSpec, *, family: str | None = None, max_ste
             raise UserError(f"unknown environment {env!r}: not a Meta-World task, a registered Gymnasium id, or an "
                             f"importable 'module:factory'" + (f" (family {family!r} unknown)" if family else "")
                             + _suggest(env))
-        spec = EnvSpec(fam.name, env, fam.default_max_steps(env), position_key=fam.default_position_key)
+        spec = EnvSpec(fam.name, env, fam.default_max_steps(env), position_key=fam.position_key(env))
     if max_steps is not None:
         if int(max_steps) < 1:
             raise UserError(f"max_steps must be >= 1, got {max_steps}")

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import torch
 
-from steerlab.core.checkpoint import CheckpointError, load_state_strict, save_checkpoint
+from steerlab.core.checkpoint import (
+    CheckpointError,
+    build_policy,
+    load_state_strict,
+    read_checkpoint,
+    save_checkpoint,
+)
 from steerlab.core.errors import UserError
 
 POLICY_TYPE = "factory"
@@ -74,3 +80,22 @@ def load_factory_policy(meta: dict, tensors: dict, folder: Path):
     elif tensors:
         raise CheckpointError(f"{folder}: {cfg['factory']} no longer builds a torch module, but weights were saved")
     return policy
+
+
+def is_factory_ref(spec: str) -> bool:
+    """'package.module:callable' (and not an existing folder)."""
+    return ":" in str(spec) and not Path(spec).exists()
+
+
+def load_policy_source(spec: str | Path):
+    """(policy, checkpoint meta, checkpoint tensors) from a checkpoint folder or a `module:factory` reference.
+
+    A factory's policy gets the meta/tensors of a `factory` checkpoint (a copy of its weights), so
+    anything built on it (a plug-in VIB, a steered policy) saves and reloads it like a folder.
+    """
+    if is_factory_ref(str(spec)):
+        policy = build_factory_policy(str(spec))
+        meta, tensors = factory_checkpoint(policy, str(spec))
+        return policy, meta, tensors
+    meta, tensors = read_checkpoint(spec)
+    return build_policy(meta, tensors, spec), meta, tensors

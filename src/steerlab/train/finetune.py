@@ -28,13 +28,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from steerlab.core.checkpoint import atomic_write_json, load_policy_source, read_json
+from steerlab.core.checkpoint import atomic_write_json, read_json
 from steerlab.core.errors import UserError
 from steerlab.core.logger import RunLogger
 from steerlab.envs.registry import EnvSpec, checkpoint_env, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness
 from steerlab.eval.rollout import evaluate
+from steerlab.policies.factory import load_policy_source
 from steerlab.rl.replay import ReplayBuffer
 from steerlab.rl.sac import SAC, SACConfig
 from steerlab.rl.steering import REGISTRY, SteeredPolicy, make_adapter, method_class, save_steered_policy

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from steerlab.core.checkpoint import CheckpointError, load_policy_source
+from steerlab.core.checkpoint import CheckpointError
 from steerlab.core.logger import RunLogger
 from steerlab.data.dataset import Dataset, read_dataset
+from steerlab.policies.factory import load_policy_source
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.checkpointing import save_flow_policy
 from steerlab.policies.plugin_vib import PluginVIBConfig, fit_plugin_vib, latent_stats, save_plugin_vib_policy

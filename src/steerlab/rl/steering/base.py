@@ -16,6 +16,7 @@ is one module that subclasses `SteeringMethod` and decorates it with `@register`
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -34,7 +35,7 @@ class MethodConfig:
         """Build from a dict; `strict` rejects keys this method does not know (CLI input), non-strict
         ignores them (checkpoints written when all methods shared one config)."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known - {"method", "resolved_scale"})
+        unknown = sorted(set(d) - known - {"method", "resolved_scale", "module"})
         if unknown and strict:
             raise UserError(f"unknown option(s) {unknown} for this steering method; known: {sorted(known)}")
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -87,7 +88,9 @@ class SteeringMethod:
 
     # ------------------------------------------------------------------ serialization
     def config_dict(self) -> dict:
-        return {"method": self.name, **asdict(self.cfg), "resolved_scale": self.scale}
+        # `module`: where the method is defined, so a checkpoint of a method outside this package loads
+        return {"method": self.name, **asdict(self.cfg), "resolved_scale": self.scale,
+                "module": type(self).__module__}
 
     @classmethod
     def config_from_checkpoint(cls, d: dict) -> MethodConfig:
@@ -122,7 +125,13 @@ def register(cls: type[SteeringMethod]) -> type[SteeringMethod]:
     return cls
 
 
-def method_class(name: str) -> type[SteeringMethod]:
+def method_class(name: str, module: str | None = None) -> type[SteeringMethod]:
+    """The registered method `name`; `module` (recorded in checkpoints) is imported first if it is not."""
+    if name not in REGISTRY and module:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            raise UserError(f"steering method {name!r} is defined in {module!r}, which cannot be imported ({err})") from err
     if name not in REGISTRY:
         raise UserError(f"unknown steering method {name!r}; choose one of {', '.join(REGISTRY)}")
     return REGISTRY[name]

@@ -73,7 +73,7 @@ def load_steered_policy(meta: dict, tensors: dict, folder) -> SteeredPolicy:
     base_meta = cfg["base"]
     base_tensors = {k[5:]: v for k, v in tensors.items() if k.startswith("base.")}
     base = build_policy(base_meta, base_tensors, folder)
-    cls = method_class(cfg["steering"]["method"])
+    cls = method_class(cfg["steering"]["method"], cfg["steering"].get("module"))
     adapter = cls(base, cls.config_from_checkpoint(cfg["steering"]), base_meta.get("latent_stats", {}))
     if (adapter.obs_dim, adapter.act_dim) != (cfg["obs_dim"], cfg["act_dim"]):
         raise CheckpointError(f"{folder}: adapter sizes {(adapter.obs_dim, adapter.act_dim)} do not match "
