@@ -145,3 +145,26 @@ def test_same_seed_same_run(base_ckpt, tmp_path):
     ma = [{k: v for k, v in json.loads(x).items() if k != "steps_per_s"} for x in (a / "metrics.jsonl").read_text().splitlines()]
     mb = [{k: v for k, v in json.loads(x).items() if k != "steps_per_s"} for x in (b / "metrics.jsonl").read_text().splitlines()]
     assert ma == mb
+
+
+def test_steered_policy_is_a_full_policy_and_reads_the_v1_format(base_ckpt, tmp_path):
+    out = finetune(_cfg(base_ckpt, tmp_path / "r", "zprl", steps=40), progress=False) / "policy"
+    steered = load_policy(out)
+    obs = np.random.default_rng(0).standard_normal(39).astype(np.float32)
+    first = steered.select_action(obs)
+    assert first.shape == (4,) and len(steered._queue) == steered.n_action_steps - 1
+    steered.reset()
+    assert steered._queue == []
+    noise = torch.randn(2, *steered.noise_shape)
+    expected = steered.predict_chunk(np.stack([obs, obs]), noise=noise)
+    # v1 steered checkpoints: one shared SteeringConfig (every method's keys), no module, env as suite/task
+    cfg = json.loads((out / "config.json").read_text())
+    scale = cfg["config"]["steering"]["resolved_scale"]
+    cfg["config"]["steering"] = {"method": "zprl", "latent_scale": None, "latent_rms_ratio": 0.3, "latent_sample": True,
+                                 "residual_scale": 0.05, "progressive_steps": 20000, "noise_magnitude": 1.5,
+                                 "embedding_scale": None, "resolved_scale": scale}
+    cfg["config"]["env"] = {"suite": "metaworld", "task": "reach-v3", "max_steps": 20}
+    (out / "config.json").write_text(json.dumps(cfg))
+    old = load_policy(out)
+    assert old.adapter.scale == scale
+    np.testing.assert_array_equal(old.predict_chunk(np.stack([obs, obs]), noise=noise), expected)
