@@ -1,29 +1,41 @@
 """Online RL on a frozen pretrained policy through a steering method (ZPRL or a baseline), in any env.
 
 Read top to bottom: build the frozen base (a checkpoint folder, or `module:factory` for any policy that
-implements the steerable-policy protocol), the environment (envs/registry.py: a Meta-World task, a
+implements the steerable-policy protocol), the environments (envs/registry.py: a Meta-World task, a
 Gymnasium id or `module:factory`), the steering method (rl/steering/: what the actor controls, its
-exploration schedule and warm-up action) and one SAC; then loop over decisions. The loop never asks which
+exploration schedule and warm-up action) and one SAC; then step the envs. The loop never asks which
 method or env it runs. One RL step = one executed action chunk (n_action_steps env steps) with discount
 γ^k for the k steps actually executed. A success termination ends the episode (no bootstrap); reaching
 the horizon is a truncation (bootstrap).
 
-Reward ('dense', the benchmark default): the env's reward (Meta-World's shaped reward / 10), plus on success termination
-the discounted value of staying successful for ever, 1 / (1 − γ^n_action_steps), so ending an episode
-by succeeding is never worse than lingering. 'sparse': 1 on success, else 0.
+Vectorized collection: `n_envs` envs step together (Gymnasium vector API; `async_envs` runs them in
+subprocesses). Every vector step, the envs whose chunk is used up get their next chunk from *one* batched
+actor + steering call. Each stored transition owes `utd` SAC updates; they run during the next env step
+(while subprocess envs simulate), at most `update_cap` per step, so the actor acting at a decision has
+learned from every transition but those of the last step. Same seed → same numbers, sync or async.
 
-Checkpoints of the training state are taken at episode boundaries only, so a resumed run continues
-*exactly* as the uninterrupted run would have (same replay contents, same RNG streams).
+Reward ('dense', the benchmark default): the env's reward (Meta-World's shaped reward / 10), plus on success
+termination the discounted value of staying successful for ever, 1 / (1 − γ^n_action_steps), so ending an
+episode by succeeding is never worse than lingering. 'sparse': 1 on success, else 0.
+
+Training-state snapshots are taken only when every env is between episodes: every `checkpoint_every` steps
+the envs stop starting new episodes, finish theirs, and the state is saved; no simulator state is needed,
+and a resumed run continues *exactly* as the uninterrupted run would have (same replay contents, same RNG
+streams). With one env the episode end at which a run stops is such a point too; several envs stop at
+once and resume from the last scheduled snapshot.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -77,6 +89,13 @@ class FinetuneConfig:
     checkpoint_every: int = 10_000
     """Environment steps between resumable training-state checkpoints (taken at the next episode end)."""
     buffer_size: int = 200_000
+    n_envs: int = 1
+    """Environments stepped together; each decision is one batched actor + steering call over the envs
+    that need a new chunk."""
+    async_envs: bool = False
+    """Step the envs in subprocesses, overlapping the simulators with the SAC updates (same numbers)."""
+    utd: float | None = None
+    """Gradient updates per decision (per stored transition); None: sac.utd. Fractions accumulate."""
     num_threads: int = 1
     tensorboard: bool = True
     sac: SACConfig = field(default_factory=SACConfig)
@@ -123,72 +142,157 @@ class Finetuner:
                        critic_action_fn=self.adapter.critic_action)
         self.replay = ReplayBuffer(cfg.buffer_size, self.adapter.obs_dim, self.adapter.act_dim, seed=cfg.seed)
         self.out = Path(cfg.out) if cfg.out else default_run_dir(self.env_spec.id, cfg.method, cfg.seed)
-        self.env = make_env(self.env_spec, seed=cfg.seed, terminate_on_success=True, reward=cfg.reward)
-        check_env_fits(self.env, self.base, self.env_spec)
+        self.n = cfg.n_envs
+        self.envs = make_train_envs(self.env_spec, cfg)
+        check_env_fits(self.envs, self.base, self.env_spec)
         self.pos_key = self.env_spec.position_key
         self.noise_shape = getattr(self.base, "noise_shape", None)  # None: an action-level policy samples its own
         self.k = int(self.base.n_action_steps)
         self.bonus = 1.0 / (1.0 - cfg.gamma**self.k) if cfg.reward == "dense" else 0.0
-        # loop state (everything here is saved in training_state/loop.json)
+        self.utd = float(cfg.utd if cfg.utd is not None else cfg.sac.utd)
+        # at most this many updates per vector step: spreads the inflow (utd per decision, n_envs decisions every
+        # k steps) over the k steps of a chunk, so every env step has updates to overlap with; twice the mean
+        # inflow, so a backlog (episodes ending mid-chunk add transitions out of phase) is cleared quickly
+        self.update_cap = max(1, math.ceil(2 * self.utd * self.n / self.k))
+        self.idle_action = np.zeros(self.envs.single_action_space.shape, np.float32)
+        # loop state (everything here is saved in training_state/loop.json; a snapshot is only taken when
+        # every env is between episodes, so no simulator state needs saving)
         self.env_steps = 0
         self.decisions = 0
-        self.episodes = 0
+        self.episodes = 0  # finished training episodes
+        self.started = 0  # started training episodes (episode i runs with train seed i)
+        self.update_credit = 0.0  # updates owed to the stored transitions and not yet done
         self.next_eval = cfg.eval_every
         self.next_ckpt = cfg.checkpoint_every
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)    # sampler noise + latent samples
         self.rng = np.random.default_rng(cfg.seed + 2)                 # the method's exploration schedule
         self.window: list[dict] = []  # training episodes since the last evaluation
+        self.last_update: dict | None = None
+        # per-env episode state
+        self.active = np.zeros(self.n, bool)  # running a training episode (else idle: draining or done)
+        self.obs = np.zeros((self.n, *self.envs.single_observation_space.shape), np.float32)
+        self.feats: list[torch.Tensor | None] = [None] * self.n  # what the actor sees at the next decision
+        self.queue: list[list[np.ndarray]] = [[] for _ in range(self.n)]
+        self.pending: list[dict | None] = [None] * self.n  # the decision being executed (its transition so far)
+        self.episode: list[dict] = [{} for _ in range(self.n)]  # path, return, length of the running episode
 
-    # ------------------------------------------------------------------ one episode
+    # ------------------------------------------------------------------ collection (N envs, batched decisions)
     @torch.no_grad()
     def _features(self, obs: np.ndarray) -> torch.Tensor:
-        return self.adapter.features(torch.as_tensor(obs[None]), train=True, gen=self.noise_gen)
+        return self.adapter.features(torch.as_tensor(obs), train=True, gen=self.noise_gen)
 
-    def run_episode(self) -> dict:
-        cfg, k = self.cfg, self.k
-        obs, info = self.env.reset(seed=episode_seeds("train", cfg.seed, self.episodes + 1)[-1])
-        feats = self._features(obs)
-        path, length, ret, success, terminated = ([info[self.pos_key]] if self.pos_key else []), 0, 0.0, False, False
-        while True:
-            noise = (torch.randn((1, *self.noise_shape), generator=self.noise_gen)
-                     if self.noise_shape is not None else None)
-            if self.decisions < cfg.warmup_decisions:
-                action = self.adapter.warmup_action(1, noise)
-            else:
-                action = self.sac.act(feats.numpy(), deterministic=False)
-            # the method's exploration schedule (e.g. action-residual's progressive residual); what it
-            # returns is what runs, so that is what the replay stores
-            act_t = self.adapter.explore(torch.as_tensor(action), self.env_steps, self.rng)
-            with torch.no_grad():
-                chunk = self.adapter.chunk(torch.as_tensor(obs[None]), feats, act_t, noise)[0].numpy()
-            reward, discount, done = 0.0, 1.0, False
-            for a in chunk[:k]:
-                obs, r, terminated, truncated, info = self.env.step(a)
-                self.env_steps += 1
-                length += 1
-                if self.pos_key:
-                    path.append(info[self.pos_key])
-                ret += r
-                r_total = r + (self.bonus if terminated else 0.0)
-                reward += discount * r_total
-                discount *= cfg.gamma
-                if terminated or truncated:
-                    done = True
-                    break
-            success = bool(info["is_success"])
-            next_feats = self._features(obs)
-            # store what the actor actually output (masked residuals are stored as zero: that is what ran)
-            self.replay.add(feats.numpy(), act_t.numpy(), np.array([reward], np.float32), next_feats.numpy(),
-                            np.array([discount], np.float32), np.array([float(terminated)], np.float32))
-            self.decisions += 1
-            if self.decisions >= cfg.warmup_decisions and len(self.replay) >= cfg.sac.batch_size:
-                self.last_update = self.sac.update_many(self.replay, cfg.sac.utd)
-            feats = next_feats
+    def _start_episodes(self, idx: list[int], info: dict) -> None:
+        """Envs `idx` were just reset into new episodes: their observation's features, in one batch."""
+        if not idx:
+            return
+        feats = self._features(self.obs[idx])
+        for j, i in enumerate(idx):
+            self.feats[i], self.queue[i], self.active[i] = feats[j], [], True
+            self.episode[i] = {"path": [info[self.pos_key][i].copy()] if self.pos_key else [], "ret": 0.0, "length": 0}
+
+    def _reset(self, restart: list[int], idle: list[int]) -> None:
+        """Reset `restart` into the next training episodes (seeded) and `idle` envs into a dummy episode
+        (a vector env must reset a finished env before stepping it again; idle outputs are ignored)."""
+        mask = np.zeros(self.n, bool)
+        mask[restart + idle] = True
+        if not mask.any():
+            return
+        seeds = [0] * self.n
+        for i in restart:
+            seeds[i] = episode_seeds("train", self.cfg.seed, self.started + 1)[-1]
+            self.started += 1
+        obs, info = self.envs.reset(seed=seeds, options={"reset_mask": mask})
+        self.obs[mask] = obs[mask]
+        self._start_episodes(restart, info)
+
+    def _draining(self) -> bool:
+        """No new episodes while a snapshot is due (every env finishes its episode, then the state is saved).
+        A single env also drains at the end of the budget: its episode end is an exact resume point."""
+        return self.env_steps >= self.next_ckpt or (self.n == 1 and self.env_steps >= self.cfg.env_steps)
+
+    @torch.no_grad()
+    def _decide(self, idx: list[int]) -> None:
+        """One batched actor + steering call for the envs that need a new chunk."""
+        cfg = self.cfg
+        b = len(idx)
+        noise = torch.randn((b, *self.noise_shape), generator=self.noise_gen) if self.noise_shape is not None else None
+        feats = torch.stack([self.feats[i] for i in idx])
+        if self.decisions < cfg.warmup_decisions:
+            action = self.adapter.warmup_action(b, noise)
+        else:
+            action = self.sac.act(feats.numpy(), deterministic=False)
+        # the method's exploration schedule (e.g. action-residual's progressive residual); what it returns is
+        # what runs, so that is what the replay stores
+        act = self.adapter.explore(torch.as_tensor(action), self.env_steps, self.rng)
+        chunks = self.adapter.chunk(torch.as_tensor(self.obs[idx]), feats, act, noise).numpy()
+        for j, i in enumerate(idx):
+            self.queue[i] = list(chunks[j, : self.k])
+            self.pending[i] = {"feats": feats[j], "action": act[j], "reward": 0.0, "discount": 1.0,
+                               "terminated": False}
+
+    def _update(self) -> None:
+        """The SAC updates owed so far, at most `update_cap` per vector step (runs while the envs step)."""
+        n = min(int(self.update_credit), self.update_cap)
+        if n > 0:
+            self.update_credit -= n
+            self.last_update = self.sac.update_many(self.replay, n)
+
+    def step(self) -> list[dict]:
+        """One vector step of every env (decisions where a chunk is used up); returns finished episodes."""
+        cfg = self.cfg
+        need = [i for i in range(self.n) if self.active[i] and not self.queue[i]]
+        if need:
+            self._decide(need)
+        actions = np.stack([self.queue[i].pop(0) if self.active[i] else self.idle_action for i in range(self.n)])
+        obs, rew, term, trunc, info = step_overlapped(self.envs, actions, self._update)
+        self.obs[:] = obs
+        ended, finished, idle_done = [], [], []
+        for i in range(self.n):
+            done = bool(term[i] or trunc[i])
+            if not self.active[i]:
+                if done:
+                    idle_done.append(i)
+                continue
+            self.env_steps += 1
+            ep, p = self.episode[i], self.pending[i]
+            ep["length"] += 1
+            ep["ret"] += float(rew[i])
+            if self.pos_key:
+                ep["path"].append(info[self.pos_key][i].copy())
+            p["reward"] += p["discount"] * (float(rew[i]) + (self.bonus if term[i] else 0.0))
+            p["discount"] *= cfg.gamma
+            p["terminated"] = bool(term[i])
+            if done or not self.queue[i]:
+                ended.append(i)
             if done:
-                break
-        self.episodes += 1
-        jerk = smoothness(np.asarray(path))["jerk"] if self.pos_key else float("nan")
-        return {"success": success, "return": ret, "length": length, "jerk": jerk}
+                finished.append(i)
+                self.queue[i] = []
+                ep["success"] = bool(info["is_success"][i])
+        if ended:  # one transition per finished chunk, the next features computed in one batch
+            next_feats = self._features(self.obs[ended])
+            pend = [self.pending[i] for i in ended]
+            stored = len(self.replay)
+            self.replay.add(torch.stack([p["feats"] for p in pend]).numpy(),
+                            torch.stack([p["action"] for p in pend]).numpy(),
+                            np.array([p["reward"] for p in pend], np.float32), next_feats.numpy(),
+                            np.array([p["discount"] for p in pend], np.float32),
+                            np.array([float(p["terminated"]) for p in pend], np.float32))
+            for j, i in enumerate(ended):  # transition by transition, as if they had been added one at a time
+                self.decisions += 1
+                stored = min(stored + 1, self.replay.capacity)
+                if self.decisions >= cfg.warmup_decisions and stored >= cfg.sac.batch_size:
+                    self.update_credit += self.utd
+                self.feats[i], self.pending[i] = next_feats[j], None
+        records = []
+        for i in finished:
+            ep = self.episode[i]
+            self.active[i] = False
+            self.episodes += 1
+            jerk = smoothness(np.asarray(ep["path"]))["jerk"] if self.pos_key else float("nan")
+            records.append({"success": ep["success"], "return": ep["ret"], "length": ep["length"], "jerk": jerk})
+        restart = [] if self._draining() else finished
+        self._reset(restart, [i for i in finished if i not in restart] + idle_done)
+        return records
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
@@ -209,6 +313,7 @@ class Finetuner:
         atomic_write_json(state / "loop.json", {
             "env_steps": self.env_steps, "decisions": self.decisions, "episodes": self.episodes,
             "next_eval": self.next_eval, "next_ckpt": self.next_ckpt, "window": self.window,
+            "update_credit": self.update_credit, "last_update": self.last_update,
             "noise_gen": self.noise_gen.get_state().tolist(), "rng": self.rng.bit_generator.state,
         })
 
@@ -219,11 +324,25 @@ class Finetuner:
         loop = read_json(state / "loop.json")
         self.sac.load(state / "sac")
         self.replay.load(state / "replay.npz")
-        for key in ("env_steps", "decisions", "episodes", "next_eval", "next_ckpt", "window"):
+        for key in ("env_steps", "decisions", "episodes", "next_eval", "next_ckpt", "window", "update_credit",
+                    "last_update"):
             setattr(self, key, loop[key])
+        self.started = self.episodes  # snapshots are taken with every env between episodes
         self.noise_gen.set_state(torch.tensor(loop["noise_gen"], dtype=torch.uint8))
         self.rng.bit_generator.state = loop["rng"]
         return True
+
+    def _log_eval(self, logger: RunLogger, bar, t0: float, steps0: int) -> None:
+        row = self.evaluate()
+        row.update(explore_success=float(np.mean([e["success"] for e in self.window])) if self.window else float("nan"),
+                   explore_jerk=float(np.mean([e["jerk"] for e in self.window])) if self.window and self.pos_key
+                   else float("nan"),
+                   episodes=self.episodes, steps_per_s=(self.env_steps - steps0) / (time.perf_counter() - t0))
+        if self.last_update:
+            row.update({f"sac/{k}": v for k, v in self.last_update.items()})
+        logger.log(self.env_steps, **row)
+        self.window = []
+        bar.set_postfix(success=f"{row['eval_success']:.2f}", sps=f"{row['steps_per_s']:.0f}")
 
     # ------------------------------------------------------------------ main loop
     def run(self, resume: bool = True) -> Path:
@@ -242,37 +361,63 @@ class Finetuner:
         bar = tqdm(total=cfg.env_steps, initial=self.env_steps, desc=f"{cfg.method} {self.env_spec.id} s{cfg.seed}",
                    unit="step", disable=not self.progress, dynamic_ncols=True)
         t0, steps0 = time.perf_counter(), self.env_steps
-        while self.env_steps < cfg.env_steps:
-            before = self.env_steps
-            ep = self.run_episode()
-            self.window.append(ep)
-            bar.update(self.env_steps - before)
-            if self.env_steps >= self.next_eval or self.env_steps >= cfg.env_steps:
-                self.next_eval += cfg.eval_every
-                row = self.evaluate()
-                row.update(explore_success=float(np.mean([e["success"] for e in self.window])),
-                           explore_jerk=float(np.mean([e["jerk"] for e in self.window])) if self.pos_key
-                           else float("nan"),
-                           episodes=self.episodes,
-                           steps_per_s=(self.env_steps - steps0) / (time.perf_counter() - t0))
-                if getattr(self, "last_update", None):
-                    row.update({f"sac/{k}": v for k, v in self.last_update.items()})
-                logger.log(self.env_steps, **row)
-                self.window = []
-                bar.set_postfix(success=f"{row['eval_success']:.2f}", sps=f"{row['steps_per_s']:.0f}")
-            if self.env_steps >= self.next_ckpt and self.env_steps < cfg.env_steps:
+        try:
+            self._reset(list(range(self.n)), [])
+            while True:
+                before = self.env_steps
+                records = self.step()
+                bar.update(self.env_steps - before)
+                self.window.extend(records)
+                # a periodic evaluation at the first episode end past its step (it draws no training randomness)
+                if records and self.next_eval <= self.env_steps < cfg.env_steps:
+                    self.next_eval += cfg.eval_every
+                    self._log_eval(logger, bar, t0, steps0)
+                if self.n > 1 and self.env_steps >= cfg.env_steps:
+                    break  # several envs stop at once; the resume point is the last scheduled snapshot
+                if self.active.any():
+                    continue
+                # every env is between episodes: the budget is spent, or a snapshot is due
+                if self.env_steps >= cfg.env_steps:
+                    break
                 self.next_ckpt += cfg.checkpoint_every
                 self.save_state()
+                self._reset(list(range(self.n)), [])
+            # (updates owed to the last transitions stay owed: they run during the next env step of an
+            # extended run, exactly as in an uninterrupted one, so the final actor is the saved state's)
+            self.next_eval += cfg.eval_every
+            self._log_eval(logger, bar, t0, steps0)
+        finally:
+            self.envs.close()
         bar.close()
         logger.close()
         save_steered_policy(self.steered_policy(), self.out / "policy", sac_config=asdict(cfg.sac))
-        self.save_state()
+        if not self.active.any():  # every env between episodes: an exact resume point (always so with one env)
+            self.save_state()
         return self.out
 
 
-def check_env_fits(env, policy, spec: EnvSpec) -> None:
+def make_train_envs(spec: EnvSpec, cfg: FinetuneConfig) -> gym.vector.VectorEnv:
+    """`cfg.n_envs` training envs (env i seeded cfg.seed + i), in this process or in subprocesses."""
+    fns = [functools.partial(make_env, spec, seed=cfg.seed + i, terminate_on_success=True, reward=cfg.reward)
+           for i in range(cfg.n_envs)]
+    cls = gym.vector.AsyncVectorEnv if cfg.async_envs and cfg.n_envs > 1 else gym.vector.SyncVectorEnv
+    return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+
+
+def step_overlapped(envs: gym.vector.VectorEnv, actions: np.ndarray, work):
+    """Step `envs`, running `work()` while subprocess envs simulate (before the step for in-process envs).
+    Either way `work` sees the same data, so the numbers do not depend on `--async-envs`."""
+    if hasattr(envs, "step_async"):
+        envs.step_async(actions)
+        work()
+        return envs.step_wait()
+    work()
+    return envs.step(actions)
+
+
+def check_env_fits(envs, policy, spec: EnvSpec) -> None:
     """The env's observation and action shapes must be the policy's (one-line error otherwise)."""
-    obs_shape, act_shape = tuple(env.observation_space.shape), tuple(env.action_space.shape)
+    obs_shape, act_shape = tuple(envs.single_observation_space.shape), tuple(envs.single_action_space.shape)
     if obs_shape != (int(policy.obs_dim),) or act_shape != (int(policy.action_dim),):
         raise UserError(f"{spec.id} has observations {obs_shape} and actions {act_shape}, but the policy expects "
                         f"({policy.obs_dim},) and ({policy.action_dim},)")
@@ -293,6 +438,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                          eval_every=args.eval_every, eval_episodes=args.eval_episodes, max_steps=args.max_steps,
                          success_key=args.success_key, position_key=args.position_key, shift=args.shift,
                          env_kwargs=json.loads(args.env_kwargs) if args.env_kwargs else {},
+                         n_envs=args.n_envs, async_envs=args.async_envs, utd=args.utd,
                          sac=SACConfig(**sac_overrides), steering=steering)
     out = finetune(cfg, resume=not args.no_resume)
     print(f"run folder: {out} (steered policy: {out / 'policy'}; evaluate it with `steerlab evaluate {out / 'policy'}`)")
@@ -314,6 +460,9 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
                    help="info key of the end-effector position for smoothness ('none': skip; default: the family's)")
     p.add_argument("--shift", default=None, help="named deployment shift of the training env")
     p.add_argument("--env-kwargs", default=None, help="JSON dict of env constructor arguments")
+    p.add_argument("--n-envs", type=int, default=1, help="environments stepped together (batched decisions)")
+    p.add_argument("--async-envs", action="store_true", help="step the envs in subprocesses, overlapped with updates")
+    p.add_argument("--utd", type=float, default=None, help="SAC updates per decision (default: the SAC config's)")
     p.add_argument("--env-steps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (default runs/finetune/<env>__<method>__seed<k>)")
