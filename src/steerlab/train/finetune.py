@@ -205,6 +205,10 @@ class Finetuner:
         self.obs[mask] = obs[mask]
         self._start_episodes(restart, info)
 
+    def start(self) -> None:
+        """Every env into its next training episode (the loop's start, and after each snapshot)."""
+        self._reset(list(range(self.n)), [])
+
     def _draining(self) -> bool:
         """No new episodes while a snapshot is due (every env finishes its episode, then the state is saved).
         A single env also drains at the end of the budget: its episode end is an exact resume point."""
@@ -362,7 +366,7 @@ class Finetuner:
                    unit="step", disable=not self.progress, dynamic_ncols=True)
         t0, steps0 = time.perf_counter(), self.env_steps
         try:
-            self._reset(list(range(self.n)), [])
+            self.start()
             while True:
                 before = self.env_steps
                 records = self.step()
@@ -381,7 +385,7 @@ class Finetuner:
                     break
                 self.next_ckpt += cfg.checkpoint_every
                 self.save_state()
-                self._reset(list(range(self.n)), [])
+                self.start()
             # (updates owed to the last transitions stay owed: they run during the next env step of an
             # extended run, exactly as in an uninterrupted one, so the final actor is the saved state's)
             self.next_eval += cfg.eval_every
