@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from steerlab.core.config import check_count
+from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
 from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, expert_policy
 from steerlab.envs.registry import make_env, resolve_env
@@ -57,7 +59,7 @@ TASK_NOISE_SCALE: dict[str, float] = {
 
 def get_preset(quality: str) -> QualityPreset:
     if quality not in QUALITY_PRESETS:
-        raise ValueError(f"unknown quality {quality!r}; presets: {', '.join(QUALITY_PRESETS)}")
+        raise UserError(f"unknown quality {quality!r}; presets: {', '.join(QUALITY_PRESETS)}")
     return QUALITY_PRESETS[quality]
 
 
@@ -70,8 +72,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     expert aims at goal + offset while the observation keeps the task's goal.
     """
     preset = get_preset(quality)
-    if episodes <= 0:
-        raise ValueError(f"episodes must be positive, got {episodes}")
+    check_count("episodes", episodes)
+    check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
     kwargs = {} if goal_offset is None else {"goal_offset": np.asarray(goal_offset, np.float32).tolist()}
     env = make_env(resolve_env(task, max_steps=max_steps, kwargs=kwargs), seed=seed, terminate_on_success=True)
