@@ -62,7 +62,6 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
     from pretrain import base_checkpoint
 
     from steerlab.rl.sac import SACConfig
-    from steerlab.rl.steering import SteeringConfig
     from steerlab.train.finetune import FinetuneConfig, Finetuner
 
     torch.set_num_threads(1)
@@ -71,10 +70,10 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
     steering = {"start": start}
     if start == "random" and method == "dsrl":
         steering["critic_warmup"] = 0
-    cfg = FinetuneConfig(base=str(base), method=method, task=task, env_steps=env_steps, seed=seed, out=str(out),
+    cfg = FinetuneConfig(base=str(base), method=method, env=task, env_steps=env_steps, seed=seed, out=str(out),
                          warmup_decisions=warmup, eval_every=eval_every, eval_episodes=eval_episodes,
                          checkpoint_every=10 * env_steps, tensorboard=False, sac=SACConfig(hidden=hidden, **(sac_overrides or {})),
-                         steering=SteeringConfig.from_dict(steering))
+                         steering=steering)
     tuner = Finetuner(cfg, progress=False)
     curve = []
     probe = {}

@@ -110,20 +110,18 @@ def finetune_cell(cell: dict) -> dict:
 
     from steerlab.core.logger import read_metrics
     from steerlab.rl.sac import SACConfig
-    from steerlab.rl.steering import SteeringConfig
     from steerlab.train.finetune import FinetuneConfig, finetune
 
     torch.set_num_threads(1)
     out = cell_dir(cell)
     if is_done(cell) or not claim(out):
         return {"skipped": str(out)}
-    cfg = FinetuneConfig(base=cell["base"], method=cell["method"], task=cell["task"], env_steps=cell["env_steps"],
+    cfg = FinetuneConfig(base=cell["base"], method=cell["method"], env=cell["task"], env_steps=cell["env_steps"],
                          seed=cell["seed"], out=str(out), eval_every=cell["eval_every"],
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
                          checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
                          final_episodes=cell["final_episodes"],
-                         sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}),
-                         steering=SteeringConfig.from_dict(cell.get("steering", {})))
+                         sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
     t0 = time.perf_counter()
     finetune(cfg, progress=False)
     wall = time.perf_counter() - t0

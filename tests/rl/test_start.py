@@ -9,7 +9,8 @@ from conftest import TINY_POLICY
 
 from steerlab.core.checkpoint import load_policy
 from steerlab.rl.sac import SAC, SACConfig
-from steerlab.rl.steering import SteeringConfig, make_adapter
+from steerlab.core.errors import UserError
+from steerlab.rl.steering import make_adapter
 from steerlab.train.finetune import FinetuneConfig, Finetuner
 from steerlab.train.pretrain import PretrainConfig, pretrain
 
@@ -54,43 +55,45 @@ def test_critic_only_updates_leave_the_actor_alone():
 def test_method_starts(base_ckpt):
     meta = json.loads((base_ckpt / "config.json").read_text())
     base = load_policy(base_ckpt)
-    zprl = make_adapter(base, SteeringConfig(method="zprl"), meta["latent_stats"])
+    zprl = make_adapter(base, "zprl", {}, meta["latent_stats"])
     assert zprl.resolve_sac(SACConfig()).actor_init_zero_mean and zprl.critic_warmup == 1000
-    dsrl = make_adapter(base, SteeringConfig(method="dsrl"), meta["latent_stats"])
+    dsrl = make_adapter(base, "dsrl", {}, meta["latent_stats"])
     s = dsrl.resolve_sac(SACConfig())
     assert s.target_entropy == 0.0 and s.actor_init_std == 0.8
-    old = make_adapter(base, SteeringConfig(method="dsrl", start="random"), meta["latent_stats"])
+    old = make_adapter(base, "dsrl", {"start": "random"}, meta["latent_stats"])
     assert old.resolve_sac(SACConfig()) == SACConfig() and old.critic_warmup == 0
-    res = make_adapter(base, SteeringConfig(method="action-residual"), meta["latent_stats"])
+    res = make_adapter(base, "action-residual", {}, meta["latent_stats"])
     assert res.resolve_sac(SACConfig()) == SACConfig() and res.critic_warmup == 0  # its own schedule instead
-    with pytest.raises(ValueError, match="start"):
-        SteeringConfig(start="zero")
+    with pytest.raises(UserError, match="start"):
+        make_adapter(base, "zprl", {"start": "zero"}, meta["latent_stats"])
+    explicit = zprl.resolve_sac(SACConfig(actor_init_std=0.5))  # an explicit setting wins over the start
+    assert explicit.actor_init_std == 0.5 and explicit.actor_init_zero_mean
 
 
 def test_finetune_actor_waits_for_the_critic(base_ckpt, tmp_path):
-    cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", task="reach-v3", env_steps=60, seed=0,
+    cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", env="reach-v3", env_steps=60, seed=0,
                          out=str(tmp_path / "run"), max_steps=20, warmup_decisions=10, eval_every=1000,
                          eval_episodes=1, checkpoint_every=1000, buffer_size=1000, tensorboard=False,
-                         sac=SACConfig(hidden=16, batch_size=8), steering=SteeringConfig(critic_warmup=15))
+                         sac=SACConfig(hidden=16, batch_size=8), steering={"critic_warmup": 15})
     tuner = Finetuner(cfg, progress=False)
     actor0 = {k: v.clone() for k, v in tuner.sac.actor.state_dict().items()}
     obs = np.zeros((1, tuner.adapter.obs_dim), np.float32)
     np.testing.assert_array_equal(tuner.sac.act(obs, deterministic=True), 0.0)  # starts as the base
+    tuner.start()
     while tuner.decisions < 10 + 15:
-        tuner.run_episode()
-        if tuner.decisions <= 10 + 15:
+        tuner.step()
+        if tuner.decisions <= 10 + 15:  # updates so far ran with decisions < warm-up + critic warm-up
             assert all(torch.equal(v, actor0[k]) for k, v in tuner.sac.actor.state_dict().items())
     assert tuner.sac.updates > 0  # the critic learned meanwhile
-    tuner.cfg.env_steps = tuner.env_steps + 40
-    while tuner.env_steps < tuner.cfg.env_steps:
-        tuner.run_episode()
+    for _ in range(40):
+        tuner.step()
     assert not all(torch.equal(v, actor0[k]) for k, v in tuner.sac.actor.state_dict().items())
     recorded = json.loads(json.dumps(tuner.cfg.to_dict()))
-    assert recorded["sac"]["actor_init_zero_mean"] is True and recorded["steering"]["start"] == "base"
+    assert recorded["sac"]["actor_init_zero_mean"] is True and recorded["sac"]["actor_init_std"] == 0.2
 
 
 def test_finetune_writes_result_json_with_dip_and_both_final_modes(base_ckpt, tmp_path):
-    cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", task="reach-v3", env_steps=60, seed=0,
+    cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", env="reach-v3", env_steps=60, seed=0,
                          out=str(tmp_path / "run"), max_steps=10, warmup_decisions=5, eval_every=20,
                          eval_episodes=1, checkpoint_every=1000, buffer_size=1000, tensorboard=False, final_episodes=2,
                          shift="actuation:offset-x+0.1", sac=SACConfig(hidden=16, batch_size=8))

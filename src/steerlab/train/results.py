@@ -34,15 +34,15 @@ def curve_summary(rows: list[dict], warmup_env_steps: int = 0) -> dict:
             "explore_jerk": float(np.mean(explore)) if explore else float("nan")}
 
 
-def final_evaluation(policy, task: str, episodes: int, seed: int, max_steps: int = 200,
-                     shift: str | None = None) -> dict:
-    """The final policy on `episodes` fresh episodes, sampled and from ε = 0 (same episodes)."""
+def final_evaluation(policy, env, episodes: int, seed: int) -> dict:
+    """The final policy on `episodes` fresh episodes of `env` (an EnvSpec, its shift included), sampled and
+    from ε = 0 (the same episodes)."""
     from steerlab.eval.rollout import evaluate
 
     out = {}
     for key, scale in (("sampled", 1.0), ("eps0", 0.0)):
-        res = evaluate(policy, task, episodes, seed=seed, n_envs=1, max_steps=max_steps, asynchronous=False,
-                       progress=False, noise_scale=scale, shift=shift)
+        res = evaluate(policy, env, episodes, seed=seed, n_envs=1, asynchronous=False, progress=False,
+                       noise_scale=scale)
         out[f"final_{key}"] = res["success"]
         out[f"final_{key}_ci95"] = res["ci95"]
         out[f"final_{key}_jerk"] = res["smoothness"]["jerk"]
@@ -51,19 +51,18 @@ def final_evaluation(policy, task: str, episodes: int, seed: int, max_steps: int
     return out
 
 
-def write_run_result(out: str | Path, cfg, final_episodes: int, warmup_env_steps: int,
+def write_run_result(out: str | Path, cfg, env, final_episodes: int, warmup_env_steps: int,
                      extra: dict | None = None) -> dict:
-    """Compute and write `out/result.json` for a finished run of FinetuneConfig `cfg`."""
+    """Compute and write `out/result.json` for a finished run of FinetuneConfig `cfg` on EnvSpec `env`."""
     from steerlab.core.checkpoint import load_policy
 
     out = Path(out)
     rows = read_metrics(out)
     summary = curve_summary(rows, warmup_env_steps=warmup_env_steps)
-    result = {"task": cfg.task, "method": cfg.method, "seed": cfg.seed, "env_steps": cfg.env_steps,
-              "shift": cfg.shift, "reward": cfg.reward, **summary}
+    result = {"task": env.id, "env": env.to_dict(), "method": cfg.method, "seed": cfg.seed,
+              "env_steps": cfg.env_steps, "shift": env.shift, "reward": cfg.reward, **summary}
     if final_episodes > 0:
-        result.update(final_evaluation(load_policy(out / "policy"), cfg.task, final_episodes, cfg.seed,
-                                       cfg.max_steps, cfg.shift))
+        result.update(final_evaluation(load_policy(out / "policy"), env, final_episodes, cfg.seed))
     result.update(extra or {})
     atomic_write_json(out / "result.json", result)
     return result
