@@ -8,8 +8,8 @@ import torch
 from conftest import TINY_POLICY
 
 from steerlab.core.checkpoint import load_policy
-from steerlab.rl.sac import SAC, SACConfig
 from steerlab.core.errors import UserError
+from steerlab.rl.sac import SAC, SACConfig
 from steerlab.rl.steering import make_adapter
 from steerlab.train.finetune import FinetuneConfig, Finetuner
 from steerlab.train.pretrain import PretrainConfig, pretrain
