@@ -31,12 +31,14 @@ bench-quick: setup         ## every benchmark in --quick mode
 	$(BIN)/python benchmarks/pretrain.py --quick
 	$(BIN)/python benchmarks/finetune.py --quick
 	$(BIN)/python benchmarks/privacy.py --quick
+	$(BIN)/python benchmarks/throughput.py --quick
 	$(BIN)/python benchmarks/make_readme.py
 
 bench: setup               ## the full benchmark suite (hours; resumes where it stopped)
 	$(BIN)/python benchmarks/pretrain.py
 	$(BIN)/python benchmarks/finetune.py
 	$(BIN)/python benchmarks/privacy.py
+	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/make_readme.py
 
 readme: setup              ## regenerate README tables from benchmarks/results/*.json
