@@ -145,8 +145,10 @@ def test_ddpm_policy_is_refused_for_noise_steering(trained, tmp_path):
 
 
 def test_bad_configuration_is_a_clear_error(trained):
+    # without an alias, a frame is both declared features concatenated: state then environment state
+    assert load_lerobot_diffusion(trained[0]).obs_dim == 2 * (39 + 39)
     with pytest.raises(UserError, match="observation.environment_state"):
-        load_lerobot_diffusion(trained[0])  # the declared env state is neither given nor aliased
+        load_lerobot_diffusion(trained[0], obs_keys=("observation.state",))  # env state neither given nor aliased
     with pytest.raises(UserError, match="history"):
         load_lerobot_diffusion(trained[0], aliases=ALIASES, history="last")
     with pytest.raises(UserError, match="not a saved LeRobot policy"):
