@@ -118,6 +118,10 @@ class LeRobotDiffusionPolicy(nn.Module):
     def chunk_from_embedding(self, e: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The denoiser conditioned on `e`, from initial noise `noise` (B, *noise_shape): (B, horizon, A)
         actions in env units, starting at the current step. Differentiable in `e`."""
+        if noise is not None:
+            noise = torch.as_tensor(noise, dtype=e.dtype)
+            if tuple(noise.shape) != (e.shape[0], *self.noise_shape):
+                raise UserError(f"noise must have shape {(e.shape[0], *self.noise_shape)}, got {tuple(noise.shape)}")
         full = self.policy.diffusion.conditional_sample(e.shape[0], global_cond=e, noise=noise)
         actions = self.postprocessor(full)
         return actions[:, self.n_obs_steps - 1:]
@@ -137,7 +141,7 @@ class LeRobotDiffusionPolicy(nn.Module):
 
     @torch.no_grad()
     def predict_chunk(self, obs, *, noise=None) -> np.ndarray:
-        return self.sample_chunk(self._as_obs(obs), None if noise is None else torch.as_tensor(noise)).numpy()
+        return self.sample_chunk(self._as_obs(obs), noise).numpy()
 
     @torch.no_grad()
     def select_action(self, obs) -> np.ndarray:
