@@ -211,3 +211,19 @@ def test_task_index_without_a_task_is_a_clear_error(tmp_path):
     f.unlink()
     with pytest.raises(DatasetError, match="tasks.parquet"):
         read_dataset(root)
+
+
+def test_reads_datasets_written_by_older_steerlab(tmp_path):
+    """Before this layout, steerlab kept its metadata under info.json's "steerlab" key and the tasks as a
+    plain column (no pandas index metadata); such datasets still read, task and metadata included."""
+    import pyarrow as pa
+
+    root = write_dataset(tmp_path / "old", episodes_like("with-reward"), "push-wall-v3", extra_info={"env": "metaworld"})
+    extra = json.loads((root / "meta" / "steerlab.json").read_text())
+    (root / "meta" / "steerlab.json").unlink()
+    info = json.loads((root / "meta" / "info.json").read_text())
+    (root / "meta" / "info.json").write_text(json.dumps(dict(info, steerlab=extra)))
+    pq.write_table(pa.table({"task_index": pa.array([0], pa.int64()), "task": pa.array(["push-wall-v3"])}),
+                   root / "meta" / "tasks.parquet")
+    ds = read_dataset(root)
+    assert ds.task == "push-wall-v3" and ds.extra == {"env": "metaworld", "task": "push-wall-v3"}
