@@ -32,6 +32,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+NEVER_RETURNED = {".lock", ".claim"}
+"""A worker's locks and claims mean nothing on the driver (an OS file lock does not travel anyway)."""
 MAX_SHIPPED_BYTES = 512 * 2**20
 """Refuse to ship an input folder larger than this (a checkpoint is MBs; a dataset folder would not belong)."""
 
@@ -42,8 +44,9 @@ class Shipping:
     """Cell keys whose values are local folders the run reads (shipped through the object store)."""
     output: str = "out"
     """Cell key of the run folder the run writes (redirected into the worker's temp dir, returned)."""
-    keep: tuple[str, ...] = ("config.json", "metrics.jsonl", "result.json", "policy/*")
-    """Glob patterns, relative to the run folder, of the artifacts returned to the driver."""
+    keep: tuple[str, ...] = (".steerlab.json", "config.json", "metrics.jsonl", "result.json", "policy/*")
+    """Glob patterns, relative to the run folder, of the artifacts returned to the driver (the folder's
+    steerlab marker too, so the driver's copy is recognised as steerlab's own; locks never travel)."""
     last: tuple[str, ...] = ("result.json",)
     """Artifacts written last on the driver (the files a sweep's `is_done` looks at)."""
 
@@ -85,7 +88,7 @@ def collect_artifacts(run_dir: str | Path, keep: tuple[str, ...]) -> dict[str, b
         return out
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        if p.is_file() and any(fnmatch.fnmatch(rel, pat) for pat in keep):
+        if p.is_file() and p.name not in NEVER_RETURNED and any(fnmatch.fnmatch(rel, pat) for pat in keep):
             out[rel] = p.read_bytes()
     return out
 

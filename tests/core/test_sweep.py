@@ -91,9 +91,10 @@ def test_driver_writes_result_last_and_keeps_other_files(tmp_path, monkeypatch):
 
 def test_collect_artifacts_patterns(tmp_path):
     (tmp_path / "policy").mkdir()
-    for rel in ("config.json", "result.json", "policy/a.bin", "training_state.bin"):
+    for rel in ("config.json", "result.json", "policy/a.bin", "training_state.bin", ".lock", ".claim"):
         (tmp_path / rel).write_bytes(b"1")
     assert set(collect_artifacts(tmp_path, ("config.json", "policy/*"))) == {"config.json", "policy/a.bin"}
+    assert ".lock" not in collect_artifacts(tmp_path, ("*",)) and ".claim" not in collect_artifacts(tmp_path, ("*",))
     assert collect_artifacts(tmp_path / "none", ("*",)) == {}
 
 
