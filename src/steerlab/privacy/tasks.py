@@ -25,6 +25,9 @@ class Task:
     layers: list[str] = []
     lr = 1e-3
     base_steps = 1500
+    output_kind = "regression"
+    """What `predict` returns: "regression" (targets, actions) or "logits" (class scores); attacks measure
+    divergence from the base as squared deviation or as KL accordingly."""
 
     def make_model(self) -> nn.Module:
         raise NotImplementedError
@@ -124,6 +127,7 @@ class DigitsTask(Task):
     cvae_layer = "fc1"
     base_steps = 800
     lr = 2e-3
+    output_kind = "logits"
 
     def __init__(self, n_users: int = 1, mnist_dir: str | None = None):
         from steerlab.envs.classification import load_digits_split
