@@ -27,8 +27,9 @@ def attack_cells(tasks: list[str], steps: dict, quick: bool) -> list[dict]:
 
     seeds = QUICK_ATTACK_SEEDS if quick else ATTACK_SEEDS
     variants = QUICK_VARIANTS if quick else list(VARIANTS)
+    # seed-major: an interrupted run leaves every variant with the same number of seeds
     return [{"kind": "attacks", "task": t, "variant": v, "seed": s, "steps": steps[t], "quick": quick}
-            for t in tasks if t in seeds for v in variants for s in range(seeds[t])]
+            for s in range(max(seeds.values())) for t in tasks if s < seeds.get(t, 0) for v in variants]
 
 
 def attack_cell_path(cells_dir: Path, c: dict) -> Path:
@@ -100,7 +101,7 @@ def aggregate_attacks(cells: list[dict], tasks_table: dict) -> dict:
 
 SHORT = {"random_keys": "random keys", "near_keys": "near keys*", "gate_space": "gate δ",
          "gate_space_diverse": "gate δ diverse", "encoder_input": "enc. input", "hidden_layer": "hidden layer",
-         "evolution": "evolution", "key_reading": "key reading", "weight_amplification": "weight ampl."}
+         "evolution": "evolution", "key_reading": "key reading", "hidden_reading": "hidden reading", "weight_amplification": "weight ampl."}
 
 
 def attack_table(attacks: dict) -> str:

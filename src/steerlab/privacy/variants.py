@@ -8,7 +8,9 @@ users; the benchmark (benchmarks/privacy.py) runs the attack suite on each and r
     prop_fixed     no trainable first layer on the key: a fixed pseudo-random projection (HKDF-seeded,
                    public), so personal training cannot write the expanded key into the weights
     prop_adv       prop_hardened + adversarial negatives from the hidden-layer and evolutionary attacks,
-                   refreshed against the current model during training
+                   refreshed against the current model during training, and near misses of the expanded
+                   key (the encoders' own input space) mapped to the base behaviour
+    prop_fixed_adv prop_fixed + prop_adv's training
     prop_decoy     decoy behaviours: 4 throwaway keys (discarded after training) each taught another
                    plausible personal behaviour, so an attacker finds several and cannot tell which is real
     prop_wide      wider δ space: every nn.Linear layer keyed, encoders 256 wide
@@ -56,13 +58,16 @@ def fix_first_layers(model: KeyedModel, hidden_scale: float = 2.0) -> None:
         l1.bias.requires_grad_(False)
 
 
-def adversarial_negatives(restarts: int = 16, iters: int = 20, evo_runs: int = 4, every: int = 50,
-                          weight: float = 3.0, batch_size: int = 128) -> Callable:
-    """`train_keyed` extra loss: the general loss under gates the hidden-layer and evolutionary attacks find
-    against the current model (refreshed every `every` steps, pool of the last 64 rows)."""
+def adversarial_negatives(user_inputs: torch.Tensor, restarts: int = 16, iters: int = 20, evo_runs: int = 4,
+                          every: int = 50, weight: float = 3.0, batch_size: int = 128, max_flips: int = 32) -> Callable:
+    """`train_keyed` extra loss: the general loss under (a) gates the hidden-layer and evolutionary attacks
+    find against the current model (refreshed every `every` steps, a pool of the last 64 rows) and (b) the
+    users' encoder inputs (expanded keys) with 1..`max_flips` bits flipped: the neighbourhood an
+    evolutionary search walks through, which key-space near misses (random after HKDF) never train."""
     from steerlab.privacy.attacks import AttackBudget, Target
     from steerlab.privacy.attacks.evolution import evolution
     from steerlab.privacy.attacks.hidden_layer import hidden_layer
+    from steerlab.privacy.keys import near_miss_keys
 
     pool: dict[str, torch.Tensor] = {}
 
@@ -75,8 +80,12 @@ def adversarial_negatives(restarts: int = 16, iters: int = 20, evo_runs: int = 4
                 for n, d in found.deltas.items():
                     pool[n] = torch.cat([pool.get(n, d[:0]), d.detach()])[-64:]
         x, y = task.general_batch(batch_size, gen)
-        pick = torch.randint(0, len(next(iter(pool.values()))), (len(x),), generator=gen)
-        with model.use_deltas({n: d[pick] for n, d in pool.items()}):
+        half = len(x) // 2
+        pick = torch.randint(0, len(next(iter(pool.values()))), (half,), generator=gen)
+        owners = torch.randint(0, len(user_inputs), (len(x) - half,), generator=gen).tolist()
+        near = torch.cat([near_miss_keys(user_inputs[o], 1, max_flips, gen) for o in owners])
+        deltas = {n: torch.cat([pool[n][pick], layer.encoder(near)]) for n, layer in model.keyed.items()}
+        with model.use_deltas(deltas):
             return weight * task.loss(model, x, y)
 
     return loss
@@ -100,6 +109,8 @@ VARIANTS = {v.name: v for v in (
     Variant("prop_fixed", fixed_first_layer=True, description="fixed pseudo-random first layer on the key"),
     Variant("prop_adv", sharpness=8.0, hardening=True, adversarial=True,
             description="hardened + hidden-layer / evolutionary adversarial negatives"),
+    Variant("prop_fixed_adv", sharpness=8.0, hardening=True, fixed_first_layer=True, adversarial=True,
+            description="fixed first layer + hardened + adversarial negatives"),
     Variant("prop_decoy", decoys=DECOYS, description=f"{DECOYS} decoy keys with decoy behaviours"),
     Variant("prop_wide", wide=True, description="every linear layer keyed, 256-wide encoders"),
 )}
@@ -125,7 +136,8 @@ def build_variant(name: str, task_factory: Callable[[int], object], base: nn.Mod
     if v.decoys:  # throwaway keys: drawn from the run's seed here; a release would draw them from `secrets`
         rng = np.random.default_rng(7_000 + cfg.seed)
         users += [UserKey(rng.bytes(len(user.raw))) for _ in range(v.decoys)]
-    extra = adversarial_negatives() if v.adversarial else None
+    inputs = torch.stack([model._check_bits(u.bits()) for u in users])  # what the encoders see (expanded keys)
+    extra = adversarial_negatives(inputs) if v.adversarial else None
     train_keyed(model, task, users, replace(cfg, hardening=v.hardening), extra_loss=extra)
     return model
 

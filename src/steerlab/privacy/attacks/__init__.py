@@ -14,6 +14,7 @@ Registered attacks (one module each; a new attack = a module with `@register` im
     hidden_layer         ascent on the encoders' hidden activations, δ = tanh(W2·tanh z + b2)
     evolution            evolutionary search over binary encoder inputs
     key_reading          expanded-key bits from the top singular vectors of the encoders' first layer
+    hidden_reading       hidden activations from the top singular vectors of the encoders' output layer
     weight_amplification W_base + α·(W_released − W_base) without a key
 
 `run_attacks` scores every attempt with the evaluator's ground truth (personal data, correct-key score)
@@ -33,6 +34,7 @@ from steerlab.privacy.attacks import (  # noqa: F401  (registration)
     evolution,
     gate_space,
     hidden_layer,
+    hidden_reading,
     key_reading,
     key_search,
     weight_reading,

@@ -80,6 +80,34 @@ class Target:
         with torch.no_grad():
             self.base_out = task.predict(base, self.probe)
             self.scale = self.base_out.var(0, unbiased=False).mean().clamp_min(1e-8)
+        self.expand_at: str | None = None
+        self.expand_at = self._expansion_point()
+
+    def _expansion_point(self) -> str | None:
+        """The keyed layer that runs first, when batching candidates there is exact (see `outputs`)."""
+        order: list[str] = []
+        hooks = [layer.register_forward_pre_hook(lambda m, a, n=name: order.append(n))
+                 for name, layer in self.model.keyed.items()]
+        try:
+            with torch.no_grad():
+                self.task.predict(self.model, self.probe[:2])
+        finally:
+            for h in hooks:
+                h.remove()
+        if not order:
+            return None
+        self.expand_at = order[0]
+        gen = torch.Generator().manual_seed(0)
+        trial = {n: torch.rand(3, d, generator=gen) * 2 - 1 for n, d in self.model.gate_dims().items()}
+        try:
+            with torch.no_grad():
+                fast = self.outputs(trial, self.probe[:4])
+        except RuntimeError:  # e.g. a residual connection meets the widened batch: no shortcut
+            return None
+        self.expand_at = None
+        with torch.no_grad():
+            slow = self.outputs(trial, self.probe[:4])
+        return order[0] if fast.shape == slow.shape and torch.allclose(fast, slow, atol=1e-5, rtol=1e-4) else None
 
     def generator(self, salt: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000 + salt)
@@ -122,12 +150,25 @@ class Target:
             self.model.train(was_training)
 
     def outputs(self, deltas: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Outputs (C, len(x), ...) of the model under each of C gate rows, all in one batch."""
+        """Outputs (C, len(x), ...) of the model under each of C gate rows, all in one batch.
+
+        Everything before the first keyed layer does not depend on δ, so when that is exact (checked once
+        against the plain way, `_expansion_point`) the inputs run once up to that layer and are repeated
+        there for the C candidates, instead of running the whole network C times (the digits CNN's
+        convolutions are most of its cost)."""
         c = len(next(iter(deltas.values())))
-        xs = x.repeat(c, *([1] * (x.ndim - 1)))
         rows = {n: d.repeat_interleave(len(x), 0) for n, d in deltas.items()}
-        with self.model.use_deltas(rows):
-            out = self.task.predict(self.model, xs)
+
+        def widen(_module, args):
+            return (args[0].repeat(c, *([1] * (args[0].ndim - 1))), *args[1:])
+
+        hook = self.model.keyed[self.expand_at].register_forward_pre_hook(widen) if self.expand_at else None
+        try:
+            with self.model.use_deltas(rows):
+                out = self.task.predict(self.model, x if hook else x.repeat(c, *([1] * (x.ndim - 1))))
+        finally:
+            if hook is not None:
+                hook.remove()
         return out.reshape(c, len(x), *out.shape[1:])
 
     @torch.no_grad()

@@ -57,8 +57,8 @@ def evaluate_found(t: Target, found: Found) -> dict:
     xb = task.test_general()[0][:BEHAVIOUR_PROBE]
     personal, behaviour = [], []
     if found.deltas:
-        behaviour.append(_behaviour(t, t.outputs_chunked(found.deltas, xb)))
         if hasattr(task, "rollout_scores"):  # scored by rollouts: one candidate at a time
+            behaviour.append(_behaviour(t, t.outputs_chunked(found.deltas, xb)))
             for i in range(len(found)):
                 with model.use_deltas({n: d[i] for n, d in found.deltas.items()}):
                     personal.append(scores(task, lambda x: task.predict(model, x), users=1)["personal"])
@@ -66,6 +66,8 @@ def evaluate_found(t: Target, found: Found) -> dict:
             xp, yp = task.test_personal(0)
             out = t.outputs_chunked(found.deltas, xp)
             personal += [task.score(o, yp) for o in out]
+            same = len(xp) >= len(xb) and torch.equal(xp[:len(xb)], xb)  # personal test inputs = public ones
+            behaviour.append(_behaviour(t, out[:, :len(xb)] if same else t.outputs_chunked(found.deltas, xb)))
     for m in found.models:
         behaviour.append(_behaviour(t, task.predict(m, xb))[None])
         personal.append(scores(task, lambda x, m=m: task.predict(m, x), users=1)["personal"])
