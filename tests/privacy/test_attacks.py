@@ -1,8 +1,9 @@
 """The attack suite finds what a model built to leak gives away, and finds nothing in the plain base.
 
 Models (point robot, seconds to train):
-* `leaky`: PRoP trained with the personal loss and no wrong-key negatives, on raw key bits: every key,
-  every encoder input, and the first layer's top singular vector lead to the personal behaviour.
+* `leaky`: PRoP trained with the personal loss and no wrong-key negatives, on raw key bits, and with the
+  personal loss under arbitrary gates too: keys, encoder inputs, hidden activations, gates and the
+  encoders' singular vectors all lead to the personal behaviour.
 * `leaky_weights`: the personal behaviour fine-tuned into the weights themselves (no key needed).
 * `plain`: the public base wrapped with fresh, untrained key encoders: nothing personal to find.
 """
@@ -30,17 +31,27 @@ def _personal(task, m):
     return scores(task, lambda x: task.predict(m, x), users=1)["personal"]
 
 
+def _any_gate_unlocks(model, task, step, gen):
+    """Leak by construction: personal behaviour under arbitrary gates (uniform in the box, and its corners)."""
+    x, y = task.personal_batch(0, 64, gen)
+    d = {n: torch.rand(len(x), k, generator=gen) * 2 - 1 for n, k in model.gate_dims().items()}
+    d = {n: torch.where(torch.arange(len(x))[:, None] % 2 == 0, v, torch.sign(v)) for n, v in d.items()}
+    with model.use_deltas(d):
+        return task.loss(model, x, y)
+
+
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)
-    task = PointRobotTask(hidden=64)
-    base = task.train_base(0, steps=300)
+    task = PointRobotTask(hidden=32)
+    base = task.train_base(0, steps=200)
     leaky = KeyedModel(copy.deepcopy(base), task.layers, key_hash=False)
-    train_keyed(leaky, task, [USER], KeyedTrainConfig(steps=300, seed=0, random_share=0.0, near_miss_share=0.0))
+    train_keyed(leaky, task, [USER], KeyedTrainConfig(steps=400, seed=0, random_share=0.0, near_miss_share=0.0),
+                extra_loss=_any_gate_unlocks)
     leaky.set_key(USER)
     correct = _personal(task, leaky)
     leaky.set_key(None)
-    weights = KeyedModel(train_finetune(base, task, 0, KeyedTrainConfig(steps=300, seed=0)), task.layers)
+    weights = KeyedModel(train_finetune(base, task, 0, KeyedTrainConfig(steps=200, seed=0)), task.layers)
     plain = KeyedModel(copy.deepcopy(base), task.layers)
     return task, base, {"leaky": leaky, "leaky_weights": weights, "plain": plain}, correct, _personal(task, base)
 
