@@ -47,14 +47,15 @@ def test_cli_collect_pretrain_evaluate(tmp_path, capsys):
     assert main(["pretrain", "--dataset", str(ds), "--out", str(ck), "--steps", "5", "--batch-size", "8",
                  "--policy-json", json.dumps(TINY_POLICY)]) == 0
     assert main(["evaluate", str(ck), "--episodes", "2", "--n-envs", "1", "--max-steps", "10"]) == 0
-    res = json.loads((ck / "eval_reach-v3_seed0.json").read_text())
+    res = json.loads((tmp_path / "ck.evals" / "eval_reach-v3_seed0_ep2_noise1_max10.json").read_text())
     assert res["episodes"] == 2 and 0 <= res["ci95"][0] <= res["success"] <= res["ci95"][1] <= 1
     assert "success" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["collect", "--task", "push-wal-v3", "--episodes", "1", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown Meta-World task" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown environment 'push-wal-v3'" in err and "push-wall-v3" in err
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

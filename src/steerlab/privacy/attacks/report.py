@@ -50,7 +50,7 @@ def behaviour_distance(t: Target, a: torch.Tensor, b: torch.Tensor, scale: torch
 @torch.no_grad()
 def evaluate_found(t: Target, found: Found) -> dict:
     """Per attempt: personal score (held-out personal data of user 0) and behaviour on public inputs."""
-    from steerlab.privacy.tasks import scores
+    from steerlab.privacy.task import scores
 
     task, model = t.task, t.model
     model.set_key(None)
