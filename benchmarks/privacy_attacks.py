@@ -147,8 +147,13 @@ def attack_table(attacks: dict) -> str:
     for by in attacks.values():
         for v in by.values():
             names += [n for n in v["by_attack"] if n not in names]
+    from steerlab.privacy.variants import VARIANTS
+
+    def order(variant: str) -> tuple:  # the registry's order; variants from elsewhere (e.g. sealed) after
+        return (variant not in VARIANTS, list(VARIANTS).index(variant) if variant in VARIANTS else 0, variant)
+
     for task, by in attacks.items():
-        for variant, v in by.items():
+        for variant, v in sorted(by.items(), key=lambda kv: order(kv[0])):
             ratio = v.get("personal_vs_finetune")
             rows.append([task, variant, str(v["seeds"]), f"{v['budget']}" + (" (quick)" if v["quick"] else ""),
                          f"{v['correct_personal']:.3f}" + (f" ({100 * ratio:.0f}%)" if ratio else ""),
