@@ -94,7 +94,8 @@ def run_cell(cell: dict) -> dict | None:
               "async_envs": False, "utd": cell["utd"], "env_steps": cell["env_steps"], "eval_every": cell["eval_every"],
               "eval_episodes": cell["eval_episodes"], "warmup_decisions": cell["warmup"],
               "wall_seconds": wall, "cpu_seconds": cpu, "eval_wall_seconds": eval_seconds[0],
-              "train_wall_seconds": train_wall, "train_env_steps_per_s": cell["env_steps"] / train_wall,
+              # one env finishes its last episode past the budget: the rate counts the steps actually taken
+              "train_wall_seconds": train_wall, "train_env_steps_per_s": rows[-1]["step"] / train_wall,
               # a resumed run's times cover only its last part: its rates are not comparable, say so
               "resumed": resumed, "load_average": os.getloadavg()[0],
               **summarize_run(rows, cell["env_steps"], rows[0]["eval_success"]),
@@ -121,7 +122,9 @@ def aggregate(root: Path, budget: dict) -> dict:
                 "final_success": float(np.mean([r["final_success"] for r in rs])),
                 "final_stderr": stderr([r["final_success"] for r in rs]),
                 "base_success": float(np.mean([r["base_success_step0"] for r in rs])),
-                "train_env_steps_per_s": float(np.mean([r["train_env_steps_per_s"] for r in timed])) if timed else None,
+                # from the steps actually taken (the curve's last point), also for runs recorded before that fix
+                "train_env_steps_per_s": float(np.mean([r["curve_steps"][-1] / r["train_wall_seconds"] for r in timed]))
+                if timed else None,
                 "wall_seconds": float(np.mean([r["wall_seconds"] for r in timed])) if timed else None,
                 "train_wall_seconds": float(np.mean([r["train_wall_seconds"] for r in timed])) if timed else None,
                 "load_average": float(np.mean([r["load_average"] for r in timed])) if timed else None,
