@@ -17,6 +17,7 @@ from torch import nn
 
 from steerlab.envs import point_robot
 from steerlab.policies.backbones import SmallCNN, TinyTransformer, mlp
+from steerlab.privacy.protocols import HeldOutScorer, Learner, Scorer, SupervisedLearner
 
 
 class Task:
@@ -25,6 +26,10 @@ class Task:
     layers: list[str] = []
     lr = 1e-3
     base_steps = 1500
+    default_steps = 1500
+    """Default training budget of `steerlab personalize` (gradient steps; env steps for RL tasks)."""
+    scorer: Scorer = HeldOutScorer()
+    learner: Learner = SupervisedLearner()
 
     def make_model(self) -> nn.Module:
         raise NotImplementedError
@@ -209,13 +214,5 @@ def make_task(name: str, **kwargs) -> Task:
 
 
 def scores(task: Task, run, users: int | None = None) -> dict[str, float]:
-    """General and mean personal score of `run(x) -> predictions` on the held-out sets (rollouts for
-    tasks that define `rollout_scores`)."""
-    if hasattr(task, "rollout_scores"):
-        return task.rollout_scores(run)
-    with torch.no_grad():
-        xg, yg = task.test_general()
-        general = task.score(run(xg), yg)
-        personal = float(np.mean([task.score(run(xp), yp) for xp, yp in
-                                  (task.test_personal(u) for u in range(users or task.n_users))]))
-    return {"general": general, "personal": personal}
+    """General and mean personal score of `run(x) -> predictions`, measured by the task's scorer."""
+    return task.scorer.scores(task, run, users)

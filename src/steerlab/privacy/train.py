@@ -133,11 +133,13 @@ def hardening_loss(model: KeyedModel, task, gen: torch.Generator, attack_pool: d
 
 
 def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig) -> list[dict]:
-    """`task` gives batches and the loss (see steerlab.privacy.tasks); `users` are UserKey objects whose
-    personal data is `task.personal_batch(user_index, ...)`. Returns the loss log. Tasks that learn by
-    RL (`task.train_keyed`, e.g. panda_reach: keyed PPO episodes) bring their own loop."""
-    if hasattr(task, "train_keyed"):
-        return task.train_keyed(model, users, cfg)
+    """Keyed training with the task's learner (`task.learner`, steerlab.privacy.protocols): `users` are
+    UserKey objects whose personal data is `task.personal_batch(user_index, ...)`. Returns the loss log."""
+    return task.learner.fit_keyed(model, task, users, cfg)
+
+
+def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig) -> list[dict]:
+    """The supervised learner's loop: gradient steps on the task's batches and loss."""
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     user_bits = torch.stack([u.bits() for u in users])
