@@ -23,6 +23,7 @@ class Personalized:
     def __init__(self, kind: str, model, user_bits: list[torch.Tensor], adapters=None, predict=None):
         self.kind, self.model, self.user_bits, self.adapters = kind, model, user_bits, adapters
         self.predict = predict or (lambda m, x: m(x))  # task.predict for models that are not plain callables
+        self.log: list[dict] = []  # the training log, when the method keeps one
 
     def runner(self, bits: torch.Tensor | None):
         if self.kind in ("prop", "key_mlp", "sealed"):  # sealed: a key that opens no blob gives the base

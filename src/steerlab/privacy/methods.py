@@ -87,9 +87,11 @@ def _keyed(name, task, base, users, m):
                        key_hash=name not in ("key_mlp", "prop_rawbits"), sharpness=8.0 if m.hardened else 1.0)
     if m.hardened and name == "prop_frozen":
         raise UserError("--harden needs the base's weights trained too (it teaches the network to ignore gates)")
-    model.train_log = train_keyed(model, task, users, train_config(task, m, steps, train_base=name != "prop_frozen"))
-    return Personalized("key_mlp" if name == "key_mlp" else "prop", model, [u.bits() for u in users],
-                        predict=task.predict)
+    log = train_keyed(model, task, users, train_config(task, m, steps, train_base=name != "prop_frozen"))
+    p = Personalized("key_mlp" if name == "key_mlp" else "prop", model, [u.bits() for u in users],
+                     predict=task.predict)
+    p.log = log
+    return p
 
 
 for _name in KEYED:

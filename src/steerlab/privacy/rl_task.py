@@ -83,7 +83,7 @@ class PandaReachTask(Task):
     layers = ["net.2"]  # PRoP gates the input of the actor's second hidden layer
     concat_layer = "net.0"  # key-MLP: the key joins the actor's input
     cvae_layer = None  # no CVAE baseline for RL
-    default_steps = 60_000  # environment steps of keyed PPO / fine-tuning / LoRA
+    default_steps = 30_000  # environment steps of fine-tuning / LoRA / sealed; keyed PPO gets twice (methods.py)
     lr = 3e-3  # personalization (keyed PPO, fine-tuning, LoRA): it must move far from the base quickly
     base_lr = 1e-3  # PPO from scratch for the public base
     rl = True
