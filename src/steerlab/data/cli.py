@@ -19,10 +19,12 @@ def run_collect(args: argparse.Namespace) -> int:
     from steerlab.data.dataset import write_dataset
 
     out = Path(args.out) if args.out else default_dataset_dir(args.task, args.quality, args.episodes, args.seed)
-    episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, args.max_steps)
+    episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, args.max_steps,
+                             goal_offset=args.goal_offset)
     write_dataset(out, episodes, args.task, extra_info={
         "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
-        "max_steps": args.max_steps, "env": "metaworld"})
+        "max_steps": args.max_steps, "env": "metaworld",
+        **({"goal_offset": list(args.goal_offset)} if args.goal_offset else {})})
     rate = np.mean([e.success for e in episodes])
     frames = sum(len(e.actions) for e in episodes)
     print(f"wrote {len(episodes)} episodes ({frames} frames, demo success {rate:.0%}) to {out}")
@@ -38,4 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
     p.add_argument("--out", default=None, help="dataset folder (default runs/datasets/<task>__<quality>__n<N>__seed<S>)")
+    p.add_argument("--goal-offset", nargs=3, type=float, default=None, metavar=("DX", "DY", "DZ"),
+                   help="a user's own preference: the expert aims at the task's goal moved by this offset (metres) "
+                        "while the observation keeps the task's goal (demos for `steerlab personalize --personal`)")
     p.set_defaults(func=run_collect)

@@ -20,12 +20,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from steerlab.core.checkpoint import load_policy
     from steerlab.eval.rollout import evaluate
 
-    policy = load_policy(args.checkpoint)
+    key = None
+    if args.key:  # a keyed or sealed release from `steerlab personalize`: run this user's personal policy
+        from steerlab.privacy.keys import load_key_file
+
+        key = load_key_file(args.key, allow_insecure=args.allow_insecure)
+    policy = load_policy(args.checkpoint, key=key)
     spec = env_spec(policy) if not args.task else {"task": args.task, "max_steps": args.max_steps or 200}
     task, max_steps = spec["task"], args.max_steps or spec.get("max_steps", 200)
     result = evaluate(policy, task, args.episodes, args.seed, args.n_envs, max_steps, noise_scale=args.noise_scale)
     result["checkpoint"] = str(args.checkpoint)
-    out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{task}_seed{args.seed}.json"
+    personal = f"_key{key.fingerprint()}" if key is not None else ""  # one user's results never replace another's
+    out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{task}_seed{args.seed}{personal}.json"
     atomic_write_json(out, result)
     lo, hi = result["ci95"]
     s = result["smoothness"]
@@ -57,4 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
     p.add_argument("--video-episodes", type=int, default=2)
     p.add_argument("--print-json", action="store_true")
+    p.add_argument("--key", default=None, help="key file: run a keyed / sealed release as this user's personal policy "
+                                              "(without it: the release's no-key policy, i.e. the base)")
+    p.add_argument("--allow-insecure", action="store_true", help="accept a key file others can read (warns)")
     p.set_defaults(func=run_evaluate)
