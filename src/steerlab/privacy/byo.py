@@ -123,9 +123,8 @@ class DatasetTask(Task):
                             f"{np.asarray(out).shape[-1]}")
 
     def _env_scorer(self, personal: list, goal_offsets, episodes: int):
-        from steerlab.privacy.scorers import EnvSuccessScorer
-
         from steerlab.eval.cli import env_spec
+        from steerlab.privacy.scorers import EnvSuccessScorer
 
         try:
             env = env_spec(self.base_policy)

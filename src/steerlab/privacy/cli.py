@@ -32,7 +32,14 @@ def read_passphrase() -> str:
 
 
 def run_keygen(args: argparse.Namespace) -> int:
-    from steerlab.privacy.keys import SCRYPT_PARAMS, KeyExistsError, derive_key, generate_key, new_salt, save_key_file
+    from steerlab.privacy.keys import (
+        SCRYPT_PARAMS,
+        KeyExistsError,
+        derive_key,
+        generate_key,
+        new_salt,
+        save_key_file,
+    )
 
     if Path(args.out).exists():  # before asking for a passphrase
         raise KeyExistsError(f"{args.out} already exists; refusing to overwrite a key file (the old key would be "

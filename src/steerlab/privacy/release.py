@@ -121,8 +121,9 @@ def save_release(out: Path, personalized, config: dict, base: torch.nn.Module,
 
 # ----------------------------------------------------------------------------- loading
 def _base_of(meta: dict, tensors: dict, folder: Path):
-    from steerlab.core.checkpoint import POLICY_LOADERS
     import importlib
+
+    from steerlab.core.checkpoint import POLICY_LOADERS
 
     base_meta = meta["config"]["base"]
     kind = base_meta["policy_type"]

@@ -10,7 +10,6 @@ normalized score 1 − MSE / Var(target) (R²: 1 is perfect, 0 is predicting the
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
