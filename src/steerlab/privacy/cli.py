@@ -115,7 +115,7 @@ def run_personalize(args: argparse.Namespace) -> int:
         task = task_from_config(spec)
         base = task.train_base(args.seed)
         m = MethodConfig(steps=args.steps or task.default_steps, seed=args.seed, hardened=args.harden,
-                         near_miss_bits=args.near_miss_bits, layers=args.layers if args.task else None, progress=True)
+                         near_miss_bits=args.near_miss_bits, layers=args.layers, progress=True)
         p = build_personalized(method, task, base, users, m)
         # wrong-key cases: 8 keys each, 2 where every score is a set of rollouts
         cases = evaluate_key_cases(p, task, args.seed, n_keys=8 if isinstance(task.scorer, HeldOutScorer) else 2)
