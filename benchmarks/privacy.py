@@ -37,6 +37,7 @@ CELLS = RESULTS / "privacy_runs"
 METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora"]
 SEALED = ["sealed", "sealed_full"]  # released as the public base + AEAD blobs (steerlab.privacy.sealed)
 # tasks that run the sealed methods, with at most this many seeds (CPU time; the flow policy has none)
+ANCHOR_SEEDS = {"metaworld_reach_mlp": 6}  # prop_anchor: the fix for wrong keys drifting to the personal goal
 SEALED_SEEDS = {"point_robot": 6, "digits_cnn": 6, "digits_transformer": 3, "metaworld_reach_mlp": 3,
                 "panda_reach": 2}
 EXTRA = ["prop_output", "prop_rawbits", "prop_frozen"]  # gate-mode comparison, hash ablation, frozen base
@@ -104,7 +105,7 @@ def run_cell(c: dict) -> dict:
         out["user_study"] = user_study_indicators(cases)
         if c["method"] in ("prop", "key_mlp", "cvae", "prop_rawbits") and c["task"] not in ROLLOUT_TASKS:
             out["leakage"] = leakage_curve(p, task, c["seed"])
-        if c["method"] in ("prop", "prop_frozen") + tuple(SEALED):  # no key: how far from the public base?
+        if c["method"] in ("prop", "prop_frozen", "prop_anchor") + tuple(SEALED):  # no key: how far from the base?
             xg, _ = task.test_general()
             with torch.no_grad():
                 out["no_key_max_abs_diff"] = float((p.runner(None)(xg) - task.predict(base, xg)).abs().max())
@@ -236,7 +237,7 @@ def table(results: dict) -> str:
     for task, by in results["tasks"].items():
         base = results["meta"][task]["base"]
         rows.append([task, "public base", "", f"{base['personal']:.3f}", f"{base['general']:.3f}", "", "", "", "", ""])
-        for method in METHODS + EXTRA + SEALED:
+        for method in METHODS + EXTRA + ["prop_anchor"] + SEALED:
             if method not in by:
                 continue
             m = by[method]
@@ -255,7 +256,8 @@ def table(results: dict) -> str:
             "no-key model is the public base bit for bit. `sealed` (rank-8 LoRA deltas on every linear layer) and "
             "`sealed_full` (every weight) train one adapter per user with the base frozen and release it encrypted "
             "(AES-GCM, key from HKDF of the user key): any key other than the user's fails authentication and "
-            "runs the public base itself.")
+            "runs the public base itself. `prop_anchor` is PRoP whose wrong keys and no key are also held at the "
+            "public base's outputs on the users' personal inputs (states the general demos never visit).")
     if results.get("attack"):
         arow = [[t, f"{a.get('unhardened_recovery', float('nan')):.3f}", f"{a.get('hardened_recovery', float('nan')):.3f}"]
                 for t, a in results["attack"].items()]
@@ -310,6 +312,7 @@ def main() -> int:
     cells = [{"kind": "table", "task": t, "method": m, "seed": s, "steps": STEPS[t]}
              for t in args.tasks for s in range(seeds[t])
              for m in METHODS + (EXTRA if t in EXTRA_SEEDS else []) + (SEALED if t in SEALED_SEEDS else [])
+             + (["prop_anchor"] if s < ANCHOR_SEEDS.get(t, 0) else [])
              if not (m in EXTRA and s >= EXTRA_SEEDS[t]) and not (m in SEALED and s >= SEALED_SEEDS[t])
              if not (t in RL_TASKS and m == "cvae")]
     cells += [{"kind": "users", "task": t, "method": "prop", "users": u, "seed": s, "steps": STEPS[t]}

@@ -10,6 +10,8 @@ adding one is one function here (or in its own module) and its registration.
 | prop_output   | the same, gating layer outputs                     | keyed model                           |
 | prop_rawbits  | the same, raw key bits (no HKDF)                   | keyed model                           |
 | prop_frozen   | key encoders only (no-key model = the base)        | keyed model                           |
+| prop_anchor   | prop + wrong keys held at the base's outputs on    | keyed model                           |
+|               | the personal inputs (KeyedTrainConfig.anchor_weight) |                                     |
 | key_mlp       | a key projection added to a linear layer           | keyed model                           |
 | cvae          | encoder-based personalization                      | (comparison only)                     |
 | finetune      | every weight, per user                             | (comparison only: not private)        |
@@ -37,8 +39,8 @@ from steerlab.privacy.train import KeyedTrainConfig
 
 METHODS: dict[str, Callable] = {}
 KEYED = {"prop": "input", "prop_output": "output", "prop_rawbits": "input", "prop_frozen": "input",
-         "key_mlp": "concat"}  # method -> gate mode
-RELEASABLE = ("prop", "prop_output", "prop_rawbits", "prop_frozen", "key_mlp", "sealed", "sealed_full")
+         "prop_anchor": "input", "key_mlp": "concat"}  # method -> gate mode
+RELEASABLE = ("prop", "prop_output", "prop_rawbits", "prop_frozen", "prop_anchor", "key_mlp", "sealed", "sealed_full")
 
 
 @dataclass
@@ -87,7 +89,9 @@ def _keyed(name, task, base, users, m):
                        key_hash=name not in ("key_mlp", "prop_rawbits"), sharpness=8.0 if m.hardened else 1.0)
     if m.hardened and name == "prop_frozen":
         raise UserError("--harden needs the base's weights trained too (it teaches the network to ignore gates)")
-    log = train_keyed(model, task, users, train_config(task, m, steps, train_base=name != "prop_frozen"))
+    cfg = train_config(task, m, steps, train_base=name != "prop_frozen")
+    cfg.anchor_weight = 1.0 if name == "prop_anchor" else 0.0
+    log = train_keyed(model, task, users, cfg)
     p = Personalized("key_mlp" if name == "key_mlp" else "prop", model, [u.bits() for u in users],
                      predict=task.predict)
     p.log = log
