@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from steerlab.core.errors import UserError
+from steerlab.privacy.protocols import policy_of
 from steerlab.privacy.tasks import Task
 
 SCORES = ("agreement", "accuracy", "env")
@@ -41,14 +42,6 @@ class ImitationPolicy(Protocol):
     def compute_loss(self, obs: torch.Tensor, chunk: torch.Tensor): ...
 
     def predict_chunk(self, obs, *, noise=None): ...
-
-
-def policy_of(model: nn.Module) -> nn.Module:
-    """The policy inside a keyed model or a sealed release (the model itself otherwise)."""
-    from steerlab.privacy.keyed import KeyedModel
-    from steerlab.privacy.sealed import SealedRelease
-
-    return model.model if isinstance(model, (KeyedModel, SealedRelease)) else model
 
 
 def _split(ds, holdout: float):

@@ -22,6 +22,7 @@ from torch import nn
 from steerlab.data.collect import collect_demos
 from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
+from steerlab.privacy.protocols import policy_of
 from steerlab.privacy.scorers import EnvSuccessScorer
 from steerlab.privacy.tasks import Task
 
@@ -91,7 +92,7 @@ class MetaWorldPreferenceTask(Task):
 
     @staticmethod
     def _inner(model):
-        return getattr(model, "model", model) if not hasattr(model, "compute_loss") else model
+        return policy_of(model)
 
     # ------------------------------------------------------------------ data and loss
     def _sample(self, data, n, gen):

@@ -66,9 +66,10 @@ def method(name: str):
     return register
 
 
-def train_config(task, m: MethodConfig, steps: int, train_base: bool = True) -> KeyedTrainConfig:
+def train_config(task, m: MethodConfig, steps: int, train_base: bool = True, anchor_weight: float = 0.0):
     return KeyedTrainConfig(steps=steps, lr=m.lr or task.lr, seed=m.seed, hardening=m.hardened,
-                            near_miss_bits=m.near_miss_bits, train_base=train_base, progress=m.progress)
+                            near_miss_bits=m.near_miss_bits, train_base=train_base, anchor_weight=anchor_weight,
+                            progress=m.progress)
 
 
 def build_personalized(name: str, task, base: torch.nn.Module, users: list[UserKey], m: MethodConfig) -> Personalized:
@@ -83,14 +84,13 @@ def _keyed(name, task, base, users, m):
     from steerlab.privacy.keyed import KeyedModel
     from steerlab.privacy.train import train_keyed
 
-    steps = m.steps * (2 if getattr(task, "rl", False) else 1)
+    steps = m.steps * (2 if task.rl else 1)
     layers = m.layers or ([task.concat_layer] if name == "key_mlp" else task.layers)
     model = KeyedModel(copy.deepcopy(base), layers, users[0].n_bits, mode=KEYED[name],
                        key_hash=name not in ("key_mlp", "prop_rawbits"), sharpness=8.0 if m.hardened else 1.0)
     if m.hardened and name == "prop_frozen":
         raise UserError("--harden needs the base's weights trained too (it teaches the network to ignore gates)")
-    cfg = train_config(task, m, steps, train_base=name != "prop_frozen")
-    cfg.anchor_weight = 1.0 if name == "prop_anchor" else 0.0
+    cfg = train_config(task, m, steps, train_base=name != "prop_frozen", anchor_weight=float(name == "prop_anchor"))
     log = train_keyed(model, task, users, cfg)
     p = Personalized("key_mlp" if name == "key_mlp" else "prop", model, [u.bits() for u in users],
                      predict=task.predict)
@@ -106,7 +106,7 @@ for _name in KEYED:
 def _cvae(name, task, base, users, m):
     from steerlab.privacy.baselines import train_cvae
 
-    if getattr(task, "cvae_layer", None) is None:
+    if task.cvae_layer is None:
         raise UserError(f"the CVAE baseline is not defined for {task.name} (it is a supervised encoder model)")
     return Personalized("cvae", train_cvae(base, task, users, train_config(task, m, m.steps)),
                         [u.bits() for u in users], predict=task.predict)

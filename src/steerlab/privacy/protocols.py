@@ -54,6 +54,14 @@ class Learner(Protocol):
         """Train `params` of `model` on one user's objective only (no keys)."""
 
 
+def policy_of(model):
+    """The policy inside a keyed model or a sealed release (the model itself otherwise)."""
+    from steerlab.privacy.keyed import KeyedModel
+    from steerlab.privacy.sealed import SealedRelease
+
+    return model.model if isinstance(model, (KeyedModel, SealedRelease)) else model
+
+
 class HeldOutScorer:
     """Scores on the task's held-out sets: `task.test_general()`, `task.test_personal(u)`, `task.score`."""
 

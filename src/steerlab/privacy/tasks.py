@@ -27,6 +27,12 @@ class Task:
     base_steps = 1500
     default_steps = 1500
     """Default training budget of `steerlab personalize` (gradient steps; env steps for RL tasks)."""
+    rl = False
+    """Learns the personal objective by RL (keyed methods then get twice the steps: steerlab.privacy.methods)."""
+    concat_layer: str | None = None
+    """The linear layer the key-MLP baseline appends the key to."""
+    cvae_layer: str | None = None
+    """The layer the CVAE baseline injects its latent into (None: no CVAE baseline for this task)."""
     scorer: Scorer = HeldOutScorer()
     learner: Learner = SupervisedLearner()
 
