@@ -48,14 +48,17 @@ class MethodConfig:
     steps: int
     """Gradient steps (environment steps for RL tasks)."""
     seed: int = 0
+    """Seeds training (batches, negative keys, initialisation): same seed, same model."""
     hardened: bool = False
     """Keyed methods: adversarial negatives + steep encoders (`--harden`)."""
     near_miss_bits: int = 4
+    """ε: keys up to this many bits off a user's are trained as wrong keys (keyed methods)."""
     layers: list[str] | None = None
     """Keyed layers (keyed methods) or LoRA layers (sealed); None: the task's / every linear layer."""
     lr: float | None = None
     """None: the task's learning rate."""
     progress: bool = False
+    """Show a tqdm bar while training."""
 
 
 def method(name: str):
