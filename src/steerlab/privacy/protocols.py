@@ -47,8 +47,9 @@ class Scorer(Protocol):
 
 @runtime_checkable
 class Learner(Protocol):
-    def fit_keyed(self, model, task, users: list, cfg) -> list[dict]:
-        """Train a KeyedModel: each user's objective under its key, the general one under every other key."""
+    def fit_keyed(self, model, task, users: list, cfg, extra_loss=None) -> list[dict]:
+        """Train a KeyedModel: each user's objective under its key, the general one under every other key
+        (+ `extra_loss(model, task, step, gen)` at every step, if given)."""
 
     def fit_personal(self, model, params: list, task, user: int, cfg) -> None:
         """Train `params` of `model` on one user's objective only (no keys)."""
@@ -83,10 +84,10 @@ class HeldOutScorer:
 class SupervisedLearner:
     """Gradient steps on the data source's batches with the task's loss."""
 
-    def fit_keyed(self, model, task, users: list, cfg) -> list[dict]:
+    def fit_keyed(self, model, task, users: list, cfg, extra_loss=None) -> list[dict]:
         from steerlab.privacy.train import supervised_keyed_training
 
-        return supervised_keyed_training(model, task, users, cfg)
+        return supervised_keyed_training(model, task, users, cfg, extra_loss)
 
     def fit_personal(self, model, params: list, task, user: int, cfg) -> None:
         gen = torch.Generator().manual_seed(cfg.seed)

@@ -190,7 +190,7 @@ class PandaReachTask(Task):
 class PPOLearner:
     """The RL task's learner (steerlab.privacy.protocols.Learner): keyed PPO and plain PPO on the personal reward."""
 
-    def fit_keyed(self, model, task: PandaReachTask, users: list, cfg) -> list[dict]:
+    def fit_keyed(self, model, task: PandaReachTask, users: list, cfg, extra_loss=None) -> list[dict]:
         """Keyed PPO: user-key episodes earn the personal reward, wrong-key / no-key episodes the general
         one. Every minibatch also carries the supervised general loss of the other tasks — the actor under
         random, near-miss and no keys matches the public base's actions on probe states — which keeps
@@ -213,6 +213,8 @@ class PPOLearner:
                     refresh_attack_pool(model, task, pool, cfg.seed + update)
                 last[0] = update
                 loss = loss + task.hardening_weight * hardening_loss(model, task, gen, pool, cfg.batch_size)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, task, update, gen)
             return loss
 
         env = task.make_env(cfg.seed + 1)

@@ -152,13 +152,16 @@ def hardening_loss(model: KeyedModel, task, gen: torch.Generator, attack_pool: d
         return task.loss(model, x, y)
 
 
-def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig) -> list[dict]:
+def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig, extra_loss=None) -> list[dict]:
     """Keyed training with the task's learner (`task.learner`, steerlab.privacy.protocols): `users` are
-    UserKey objects whose personal data is `task.personal_batch(user_index, ...)`. Returns the loss log."""
-    return task.learner.fit_keyed(model, task, users, cfg)
+    UserKey objects whose personal data is `task.personal_batch(user_index, ...)`. Returns the loss log.
+    `extra_loss(model, task, step, gen) -> tensor`, if given, is added to every step's loss (research
+    variants, e.g. adversarial negatives)."""
+    return task.learner.fit_keyed(model, task, users, cfg, extra_loss=extra_loss)
 
 
-def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig) -> list[dict]:
+def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig,
+                              extra_loss=None) -> list[dict]:
     """The supervised learner's loop: gradient steps on the task's batches and loss."""
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -194,6 +197,10 @@ def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTr
             loss_h = hardening_loss(model, task, gen, attack_pool, cfg.batch_size)
             loss = loss + cfg.hardening_weight * loss_h
             logs["hardening"] = loss_h.item()
+        if extra_loss is not None:
+            loss_x = extra_loss(model, task, step, gen)
+            loss = loss + loss_x
+            logs["extra"] = loss_x.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
