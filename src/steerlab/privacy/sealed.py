@@ -145,6 +145,7 @@ def train_adapter(base: nn.Module, task, user: int, train_cfg, adapter: AdapterC
 
     if adapter.kind not in ADAPTER_KINDS:
         raise UserError(f"adapter kind must be one of {ADAPTER_KINDS}, got {adapter.kind!r}")
+    torch.manual_seed(train_cfg.seed)  # the LoRA initialisation (and any sampling in the loss): same seed, same adapter
     model = copy.deepcopy(base)
     if adapter.kind == "full":
         task.learner.fit_personal(model, list(model.parameters()), task, user, train_cfg)
