@@ -165,6 +165,9 @@ def open_keyed(folder: str | Path):
 
     folder = Path(folder)
     meta, tensors = read_checkpoint(folder)
+    if meta["policy_type"] == "sealed":
+        raise CheckpointError(f"{folder} is a sealed release: without a key it holds only the public base and "
+                              f"encrypted blobs, so there is no keyed model to attack (docs/privacy.md)")
     if meta["policy_type"] != "keyed":
         raise CheckpointError(f"{folder} is not a keyed model (policy_type {meta['policy_type']!r})")
     cfg = meta["config"]
