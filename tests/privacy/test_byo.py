@@ -62,9 +62,10 @@ def test_personalize_own_pretrained_policy_from_own_demos_end_to_end(user_run, t
     # the one evaluate command runs the personal policy with --key, the no-key policy without
     for extra in ([], ["--key", str(r / "alice.key")]):
         assert main(["evaluate", str(out), "--episodes", "1", "--n-envs", "1", "--max-steps", "5", *extra]) == 0
-    assert (out / f"eval_reach-v3_seed0_key{key.fingerprint()}.json").is_file()
-    assert (out / "eval_reach-v3_seed0.json").is_file()
-    for f in out.rglob("*"):
+    evals = out.parent / "rel.evals"  # beside the release, never inside it
+    assert (evals / f"eval_reach-v3_seed0_ep1_noise1_max5_key{key.fingerprint()}.json").is_file()
+    assert (evals / "eval_reach-v3_seed0_ep1_noise1_max5.json").is_file()
+    for f in [*out.rglob("*"), *evals.rglob("*")]:
         if f.is_file():
             assert key.raw not in f.read_bytes() and key.raw.hex().encode() not in f.read_bytes(), f
 

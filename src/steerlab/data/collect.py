@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from steerlab.core.config import check_count
+from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
 from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, episode_seeds, expert_policy, make_env
 
@@ -55,7 +57,7 @@ TASK_NOISE_SCALE: dict[str, float] = {
 
 def get_preset(quality: str) -> QualityPreset:
     if quality not in QUALITY_PRESETS:
-        raise ValueError(f"unknown quality {quality!r}; presets: {', '.join(QUALITY_PRESETS)}")
+        raise UserError(f"unknown quality {quality!r}; presets: {', '.join(QUALITY_PRESETS)}")
     return QUALITY_PRESETS[quality]
 
 
@@ -68,8 +70,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     expert aims at goal + offset while the observation keeps the task's goal.
     """
     preset = get_preset(quality)
-    if episodes <= 0:
-        raise ValueError(f"episodes must be positive, got {episodes}")
+    check_count("episodes", episodes)
+    check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
     env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True, goal_offset=goal_offset)
     expert = expert_policy(task, goal_offset)
