@@ -78,17 +78,22 @@ def load_policy(folder: str | Path, key=None):
     """Rebuild any steerlab policy from its checkpoint folder. `key` (a steerlab.privacy.keys.UserKey)
     selects a user's personal policy in a keyed or sealed release; without it, the release's no-key policy."""
     meta, tensors = read_checkpoint(folder)
+    return policy_from(meta, tensors, Path(folder), key=key)
+
+
+def policy_from(meta: dict, tensors: dict[str, torch.Tensor], folder: Path, key=None):
+    """The policy a checkpoint's config (`meta`) and weights describe, by its registered loader."""
     kind = meta["policy_type"]
     if kind not in POLICY_LOADERS:
         raise CheckpointError(f"{folder}: unknown policy_type {kind!r}; known: {sorted(POLICY_LOADERS)}")
     module, fn = POLICY_LOADERS[kind].split(":")
     loader = getattr(importlib.import_module(module), fn)
     if key is None:
-        return loader(meta, tensors, Path(folder))
+        return loader(meta, tensors, folder)
     if kind not in KEYED_TYPES:
         raise CheckpointError(f"{folder} is a {kind!r} checkpoint: it takes no key (only keyed and sealed "
                               f"releases from `steerlab personalize` do)")
-    return loader(meta, tensors, Path(folder), key=key)
+    return loader(meta, tensors, folder, key=key)
 
 
 # ---------------------------------------------------------------------- resumable training state

@@ -32,6 +32,7 @@ from steerlab.core.checkpoint import (
     CheckpointError,
     load_policy,
     load_state_strict,
+    policy_from,
     read_checkpoint,
     save_checkpoint,
 )
@@ -121,16 +122,8 @@ def save_release(out: Path, personalized, config: dict, base: torch.nn.Module,
 
 # ----------------------------------------------------------------------------- loading
 def _base_of(meta: dict, tensors: dict, folder: Path):
-    import importlib
-
-    from steerlab.core.checkpoint import POLICY_LOADERS
-
-    base_meta = meta["config"]["base"]
-    kind = base_meta["policy_type"]
-    if kind not in POLICY_LOADERS:
-        raise CheckpointError(f"{folder}: unknown base policy_type {kind!r}")
-    module, fn = POLICY_LOADERS[kind].split(":")
-    return getattr(importlib.import_module(module), fn)(base_meta, tensors, folder)
+    """The public base inside a sealed release: its own config (recorded under "base") + the release's weights."""
+    return policy_from(meta["config"]["base"], tensors, folder)
 
 
 def open_sealed(folder: str | Path):
