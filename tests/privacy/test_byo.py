@@ -93,6 +93,10 @@ def test_personalize_out_never_replaces_or_writes_into_what_it_did_not_write(use
 
 def test_dataset_that_does_not_fit_the_policy_is_one_line_error(user_run, tmp_path):
     r = user_run
+    from steerlab.core.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="takes no key"):  # a plain policy has no personal part to select
+        load_policy(r / "base", key=load_key_file(r / "alice.key"))
     wrong = write_dataset(tmp_path / "wrong", make_episodes(n=2, obs_dim=7), "reach-v3")
     with pytest.raises(UserError, match="does not fit the policy"):
         DatasetTask(load_policy(r / "base"), read_dataset(r / "general"), [read_dataset(wrong)])
