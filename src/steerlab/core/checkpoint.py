@@ -26,6 +26,8 @@ WEIGHTS_NAME = "model.safetensors"
 POLICY_LOADERS = {
     "flow_matching": "steerlab.policies.flow_matching.checkpointing:load_flow_policy",
     "steered": "steerlab.rl.steering:load_steered_policy",
+    "plugin_vib": "steerlab.policies.plugin_vib:load_plugin_vib_policy",
+    "factory": "steerlab.policies.factory:load_factory_policy",
     "keyed": "steerlab.privacy.release:load_keyed_policy",
     "sealed": "steerlab.privacy.release:load_sealed_policy",
     "public_base": "steerlab.privacy.release:load_public_base",
@@ -74,16 +76,10 @@ def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
     module.load_state_dict(tensors)
 
 
-def load_policy(folder: str | Path, key=None):
-    """Rebuild any steerlab policy from its checkpoint folder. `key` (a steerlab.privacy.keys.UserKey)
-    selects a user's personal policy in a keyed or sealed release; without it, the release's no-key policy."""
-    meta, tensors = read_checkpoint(folder)
-    return policy_from(meta, tensors, Path(folder), key=key)
-
-
-def policy_from(meta: dict, tensors: dict[str, torch.Tensor], folder: Path, key=None):
-    """The policy a checkpoint's config (`meta`) and weights describe, by its registered loader."""
-    kind = meta["policy_type"]
+def build_policy(meta: dict, tensors: dict[str, torch.Tensor], folder: str | Path, key=None):
+    """Rebuild a policy from a checkpoint's parsed config.json and tensors (also used for nested bases).
+    `key` selects a user's personal policy in a keyed or sealed release (steerlab.privacy.release)."""
+    kind = meta.get("policy_type")
     if kind not in POLICY_LOADERS:
         raise CheckpointError(f"{folder}: unknown policy_type {kind!r}; known: {sorted(POLICY_LOADERS)}")
     module, fn = POLICY_LOADERS[kind].split(":")
@@ -94,6 +90,13 @@ def policy_from(meta: dict, tensors: dict[str, torch.Tensor], folder: Path, key=
         raise CheckpointError(f"{folder} is a {kind!r} checkpoint: it takes no key (only keyed and sealed "
                               f"releases from `steerlab personalize` do)")
     return loader(meta, tensors, folder, key=key)
+
+
+def load_policy(folder: str | Path, key=None):
+    """Rebuild any steerlab policy from its checkpoint folder. `key` (a steerlab.privacy.keys.UserKey)
+    selects a user's personal policy in a keyed or sealed release; without it, the release's no-key policy."""
+    meta, tensors = read_checkpoint(folder)
+    return build_policy(meta, tensors, Path(folder), key=key)
 
 
 # ---------------------------------------------------------------------- resumable training state

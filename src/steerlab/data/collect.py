@@ -27,7 +27,9 @@ from tqdm.auto import tqdm
 from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
-from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, episode_seeds, expert_policy, make_env
+from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, expert_policy
+from steerlab.envs.registry import make_env, resolve_env
+from steerlab.envs.seeds import episode_seeds
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     check_count("episodes", episodes)
     check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
-    env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True, goal_offset=goal_offset)
+    kwargs = {} if goal_offset is None else {"goal_offset": np.asarray(goal_offset, np.float32).tolist()}
+    env = make_env(resolve_env(task, max_steps=max_steps, kwargs=kwargs), seed=seed, terminate_on_success=True)
     expert = expert_policy(task, goal_offset)
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")

@@ -30,7 +30,7 @@ from torch import nn
 
 from steerlab.core.errors import UserError
 from steerlab.privacy.protocols import policy_of
-from steerlab.privacy.tasks import Task
+from steerlab.privacy.task import Task
 
 SCORES = ("agreement", "accuracy", "env")
 
@@ -78,7 +78,8 @@ class DatasetTask(Task):
 
     def __init__(self, base: nn.Module, general, personal: list, score: str = "agreement", holdout: float = 0.2,
                  layers: list[str] | None = None, tolerance: float = 0.1, goal_offsets: list | None = None,
-                 eval_episodes: int = 10, lr: float = 1e-3, default_steps: int = 1000):
+                 eval_episodes: int = 10, lr: float = 1e-3, default_steps: int = 1000, env_task: str | None = None,
+                 env_max_steps: int = 200):
         if not isinstance(base, ImitationPolicy) or not isinstance(base, nn.Module):
             raise UserError(f"{type(base).__name__} cannot be personalized: it needs compute_loss(obs, chunk), "
                             f"predict_chunk(obs, noise=...) and chunk_shape (a torch module; see docs/privacy.md)")
@@ -91,6 +92,7 @@ class DatasetTask(Task):
         self.base_policy = base.eval()
         self.n_users, self.lr, self.default_steps = len(personal), lr, default_steps
         self.tolerance, self.score_kind = tolerance, score
+        self.env_task, self.env_max_steps = env_task, env_max_steps  # `env` scoring: where the base acts
         horizon, self.action_dim = base.chunk_shape
         for what, ds in [("general", general)] + [(f"personal #{i + 1}", d) for i, d in enumerate(personal)]:
             self._check_fits(what, ds)
@@ -116,13 +118,11 @@ class DatasetTask(Task):
                             f"{np.asarray(out).shape[-1]}")
 
     def _env_scorer(self, personal: list, goal_offsets, episodes: int):
-        from steerlab.eval.cli import env_spec
         from steerlab.privacy.scorers import EnvSuccessScorer
 
-        try:
-            env = env_spec(self.base_policy)
-        except (AttributeError, ValueError):
-            raise UserError("--score env needs a base checkpoint that names its environment task") from None
+        if not self.env_task:
+            raise UserError("--score env needs the environment the base acts in: a base checkpoint that records "
+                            "it, or env_task=")
         if goal_offsets is None:
             goal_offsets = [d.info.get("steerlab", {}).get("goal_offset") for d in personal]
             if any(o is None for o in goal_offsets):
@@ -130,7 +130,7 @@ class DatasetTask(Task):
                                 "`steerlab collect --goal-offset DX DY DZ`, or pass --goal-offset per user")
         if len(goal_offsets) != len(personal):
             raise UserError(f"{len(goal_offsets)} goal offsets for {len(personal)} personal datasets")
-        return EnvSuccessScorer(env["task"], goal_offsets, episodes, max_steps=env.get("max_steps", 200),
+        return EnvSuccessScorer(self.env_task, goal_offsets, episodes, max_steps=self.env_max_steps,
                                 action_dim=self.action_dim)
 
     # ---------------------------------------------------------------- the Task interface

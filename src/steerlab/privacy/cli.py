@@ -85,6 +85,13 @@ def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
             raise UserError(f"{args.base} records no training dataset: pass --general DATASET")
     options = {"score": args.score, "holdout": args.holdout, "layers": args.layers, "tolerance": args.tolerance,
                "goal_offsets": args.goal_offset}
+    if args.score == "env":  # where the base acts, as `steerlab evaluate` reads it from the checkpoint
+        from steerlab.envs.registry import EnvSpec, checkpoint_env
+
+        recorded = checkpoint_env(read_checkpoint(args.base)[0])
+        if recorded:
+            env = EnvSpec.from_dict(recorded)
+            options.update(env_task=env.id, env_max_steps=env.max_steps)
     spec = {"datasets": {"base": str(Path(args.base).resolve()), "general": str(Path(general).resolve()),
                          "personal": [str(Path(p).resolve()) for p in args.personal], "options": options}}
     return spec, [args.base, general, *args.personal]

@@ -24,7 +24,7 @@ from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
 from steerlab.privacy.protocols import policy_of
 from steerlab.privacy.scorers import EnvSuccessScorer
-from steerlab.privacy.tasks import Task
+from steerlab.privacy.task import Task
 
 OFFSET = 0.08
 

@@ -30,9 +30,9 @@ from steerlab.core.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
+    build_policy,
     load_policy,
     load_state_strict,
-    policy_from,
     read_checkpoint,
     save_checkpoint,
 )
@@ -93,8 +93,8 @@ def save_release(out: Path, personalized, config: dict, base: torch.nn.Module,
     if personalized.kind in ("prop", "key_mlp"):
         model = personalized.model
         model.set_key(None)
-        _write_base(out / BASE_DIR, base, base_ckpt, config["task"])
-        cfg = {**config, "layers": model.layer_names, "mode": model.mode, "key_bits": model.key_bits,
+        base_meta = _write_base(out / BASE_DIR, base, base_ckpt, config["task"])
+        cfg = {**config, "base": base_meta, "layers": model.layer_names, "mode": model.mode, "key_bits": model.key_bits,
                "key_hash": model.key_hash, "sharpness": next(iter(model.keyed.values())).encoder.sharpness
                if model.mode != "concat" else 1.0}
         save_checkpoint(out, "keyed", cfg, model.state_dict())
@@ -123,7 +123,7 @@ def save_release(out: Path, personalized, config: dict, base: torch.nn.Module,
 # ----------------------------------------------------------------------------- loading
 def _base_of(meta: dict, tensors: dict, folder: Path):
     """The public base inside a sealed release: its own config (recorded under "base") + the release's weights."""
-    return policy_from(meta["config"]["base"], tensors, folder)
+    return build_policy(meta["config"]["base"], tensors, folder)
 
 
 def open_sealed(folder: str | Path):

@@ -1,0 +1,76 @@
+"""The personalization-task interface and its scoring (no task implementations here).
+
+Kept apart from `tasks.py` (the registry of task implementations) so that implementations living in other
+modules (`metaworld_task.py`, `rl_task.py`) and the code that scores them (`attacks.py`, `evaluate.py`) can
+import the interface without importing the registry: no import cycle.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from steerlab.privacy.protocols import HeldOutScorer, Learner, Scorer, SupervisedLearner
+
+
+class Task:
+    name = ""
+    n_users = 1
+    layers: list[str] = []
+    lr = 1e-3
+    base_steps = 1500
+    default_steps = 1500
+    """Default training budget of `steerlab personalize` (gradient steps; env steps for RL tasks)."""
+    rl = False
+    """Learns the personal objective by RL (keyed methods then get twice the steps: steerlab.privacy.methods)."""
+    concat_layer: str | None = None
+    """The linear layer the key-MLP baseline appends the key to."""
+    cvae_layer: str | None = None
+    """The layer the CVAE baseline injects its latent into (None: no CVAE baseline for this task)."""
+    scorer: Scorer = HeldOutScorer()
+    """How general and personal behaviour are measured (steerlab.privacy.protocols)."""
+    learner: Learner = SupervisedLearner()
+    """How models are fitted: keyed training and per-user fitting (steerlab.privacy.protocols)."""
+
+    def make_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def general_batch(self, n: int, gen: torch.Generator):
+        raise NotImplementedError
+
+    def personal_batch(self, user: int, n: int, gen: torch.Generator):
+        raise NotImplementedError
+
+    def test_general(self):
+        raise NotImplementedError
+
+    def test_personal(self, user: int):
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, pred: torch.Tensor, y: torch.Tensor) -> float:
+        raise NotImplementedError
+
+    def train_base(self, seed: int, steps: int | None = None) -> nn.Module:
+        """The public base model: trained on the general objective only."""
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = self.make_model()
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        for _ in range(steps or self.base_steps):
+            x, y = self.general_batch(128, gen)
+            loss = self.loss(model, x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return model.eval()
+
+
+def scores(task: Task, run, users: int | None = None) -> dict[str, float]:
+    """General and mean personal score of `run(x) -> predictions`, measured by the task's scorer."""
+    return task.scorer.scores(task, run, users)
