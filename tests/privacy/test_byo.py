@@ -101,7 +101,20 @@ def test_dataset_that_does_not_fit_the_policy_is_one_line_error(user_run, tmp_pa
     with pytest.raises(UserError, match="does not fit the policy"):
         DatasetTask(load_policy(r / "base"), read_dataset(r / "general"), [read_dataset(wrong)])
     with pytest.raises(UserError, match="needs each user's goal"):
-        DatasetTask(load_policy(r / "base"), read_dataset(r / "general"), [read_dataset(r / "general")], score="env")
+        DatasetTask(load_policy(r / "base"), read_dataset(r / "general"), [read_dataset(r / "general")], score="env",
+                    env_task="reach-v3")
+
+
+def test_personalize_scored_by_env_success_with_the_users_recorded_goal(user_run, tmp_path):
+    r = user_run
+    out = tmp_path / "rel"
+    assert main(["personalize", "--base", str(r / "base"), "--personal", str(r / "alice_demos"), "--keys",
+                 str(r / "alice.key"), "--method", "sealed", "--steps", "5", "--score", "env", "--out", str(out)]) == 0
+    result = json.loads((out / "cases.json").read_text())
+    options = result["config"]["task"]["datasets"]["options"]
+    assert options["env_task"] == "reach-v3" and options["score"] == "env"
+    for d in result["cases"].values():  # success rates of rollouts
+        assert 0.0 <= d["general"] <= 1.0 and 0.0 <= d["personal"] <= 1.0
 
 
 class LinearChunkPolicy(nn.Module):
