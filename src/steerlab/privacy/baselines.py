@@ -24,13 +24,13 @@ from torch import nn
 from steerlab.policies.backbones import mlp
 from steerlab.privacy.keyed import replace_module
 from steerlab.privacy.keys import random_keys
-from steerlab.privacy.train import KeyedTrainConfig, negative_keys, personal_batches, split_sizes
+from steerlab.privacy.train import KeyedTrainConfig, learner_of, negative_keys, personal_batches, split_sizes
 
 
 def fit_personal(model: nn.Module, params, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
     """Train `params` on one user's objective only, no keys involved (`task.learner`: gradient steps on the
     personal data, or PPO on the personal reward for RL tasks)."""
-    task.learner.fit_personal(model, list(params), task, user, cfg)
+    learner_of(task).fit_personal(model, list(params), task, user, cfg)
     return model.eval()
 
 

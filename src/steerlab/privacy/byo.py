@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from steerlab.core.errors import UserError
-from steerlab.privacy.protocols import policy_of
+from steerlab.privacy.sealed import policy_of
 from steerlab.privacy.task import Task
 
 SCORES = ("agreement", "accuracy", "env")
@@ -59,7 +59,7 @@ class _Frames:
     """Observations and action chunks of one dataset, split into training and held-out frames."""
 
     def __init__(self, ds, horizon: int, holdout: float):
-        from steerlab.train.pretrain import chunk_indices
+        from steerlab.data.dataset import chunk_indices
 
         self.obs = torch.as_tensor(ds.observations)
         self.chunks = torch.as_tensor(ds.actions)[torch.as_tensor(chunk_indices(ds, horizon))]

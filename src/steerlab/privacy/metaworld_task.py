@@ -22,8 +22,8 @@ from torch import nn
 from steerlab.data.collect import collect_demos
 from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
-from steerlab.privacy.protocols import policy_of
 from steerlab.privacy.scorers import EnvSuccessScorer
+from steerlab.privacy.sealed import policy_of
 from steerlab.privacy.task import Task
 
 OFFSET = 0.08

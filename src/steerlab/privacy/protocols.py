@@ -8,8 +8,8 @@ A personalization *task* joins a model family with:
   agreement on held-out personal demonstrations;
 * a **learner** — how a model is fitted: keyed training of PRoP-style models (`fit_keyed`) and
   plain personal fitting of chosen parameters (`fit_personal`, used by fine-tuning, LoRA and sealed
-  adapters). `SupervisedLearner` does gradient steps on the data source's batches; RL tasks bring
-  PPO (`steerlab.privacy.rl_task.PPOLearner`).
+  adapters). `steerlab.privacy.train.SupervisedLearner` (a task's `learner = None`) does gradient
+  steps on the data source's batches; RL tasks bring PPO (`steerlab.privacy.rl_task.PPOLearner`).
 
 A task names its scorer and learner as attributes (`task.scorer`, `task.learner`); nothing is found by
 probing for optional methods. The built-in recipes (`steerlab.privacy.tasks.TASKS`) and a user's own
@@ -55,14 +55,6 @@ class Learner(Protocol):
         """Train `params` of `model` on one user's objective only (no keys)."""
 
 
-def policy_of(model):
-    """The policy inside a keyed model or a sealed release (the model itself otherwise)."""
-    from steerlab.privacy.keyed import KeyedModel
-    from steerlab.privacy.sealed import SealedRelease
-
-    return model.model if isinstance(model, (KeyedModel, SealedRelease)) else model
-
-
 class HeldOutScorer:
     """Scores on the task's held-out sets: `task.test_general()`, `task.test_personal(u)`, `task.score`."""
 
@@ -79,24 +71,3 @@ class HeldOutScorer:
     def personal_score(self, task, run, user: int) -> float:
         xp, yp = task.test_personal(user)
         return task.score(run(xp), yp)
-
-
-class SupervisedLearner:
-    """Gradient steps on the data source's batches with the task's loss."""
-
-    def fit_keyed(self, model, task, users: list, cfg, extra_loss=None) -> list[dict]:
-        from steerlab.privacy.train import supervised_keyed_training
-
-        return supervised_keyed_training(model, task, users, cfg, extra_loss)
-
-    def fit_personal(self, model, params: list, task, user: int, cfg) -> None:
-        gen = torch.Generator().manual_seed(cfg.seed)
-        opt = torch.optim.Adam(params, lr=cfg.lr)
-        model.train()
-        for _ in range(cfg.steps):
-            x, y = task.personal_batch(user, cfg.batch_size, gen)
-            loss = task.loss(model, x, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()

@@ -142,13 +142,14 @@ class LoRADelta(nn.Module):
 def train_adapter(base: nn.Module, task, user: int, train_cfg, adapter: AdapterConfig):
     """Fit one user's adapter on that user's objective with the base frozen: (tensors, metadata) to seal."""
     from steerlab.privacy.keyed import replace_module
+    from steerlab.privacy.train import learner_of
 
     if adapter.kind not in ADAPTER_KINDS:
         raise UserError(f"adapter kind must be one of {ADAPTER_KINDS}, got {adapter.kind!r}")
     torch.manual_seed(train_cfg.seed)  # the LoRA initialisation (and any sampling in the loss): same seed, same adapter
     model = copy.deepcopy(base)
     if adapter.kind == "full":
-        task.learner.fit_personal(model, list(model.parameters()), task, user, train_cfg)
+        learner_of(task).fit_personal(model, list(model.parameters()), task, user, train_cfg)
         before = dict(base.named_parameters())
         tensors = {n: p.detach().clone() for n, p in model.named_parameters() if not torch.equal(p, before[n])}
         return tensors, {"kind": "full"}
@@ -160,7 +161,7 @@ def train_adapter(base: nn.Module, task, user: int, train_cfg, adapter: AdapterC
     for p in model.parameters():
         p.requires_grad_(False)
     deltas = {n: replace_module(model, n, lambda lin: LoRADelta(lin, adapter.rank, adapter.alpha)) for n in layers}
-    task.learner.fit_personal(model, [p for d in deltas.values() for p in (d.a, d.b)], task, user, train_cfg)
+    learner_of(task).fit_personal(model, [p for d in deltas.values() for p in (d.a, d.b)], task, user, train_cfg)
     # merged per-layer weight deltas: smaller to apply, and nothing about A and B separately is needed
     tensors = {f"{n}.weight": (d.scale * d.b @ d.a).detach().clone() for n, d in deltas.items()}
     return tensors, {"kind": "lora", "rank": str(adapter.rank)}
@@ -179,6 +180,13 @@ def apply_adapter(base: nn.Module, tensors: dict[str, torch.Tensor], meta: dict,
         else:
             params[name].add_(t)
     return model.eval()
+
+
+def policy_of(model: nn.Module) -> nn.Module:
+    """The policy inside a keyed model or a sealed release (the model itself otherwise)."""
+    from steerlab.privacy.keyed import KeyedModel
+
+    return model.model if isinstance(model, (KeyedModel, SealedRelease)) else model
 
 
 # ----------------------------------------------------------------------------- a release

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from steerlab.privacy.protocols import HeldOutScorer, Learner, Scorer, SupervisedLearner
+from steerlab.privacy.protocols import HeldOutScorer, Learner, Scorer
 
 
 class Task:
@@ -29,8 +29,9 @@ class Task:
     """The layer the CVAE baseline injects its latent into (None: no CVAE baseline for this task)."""
     scorer: Scorer = HeldOutScorer()
     """How general and personal behaviour are measured (steerlab.privacy.protocols)."""
-    learner: Learner = SupervisedLearner()
-    """How models are fitted: keyed training and per-user fitting (steerlab.privacy.protocols)."""
+    learner: Learner | None = None
+    """How models are fitted: keyed training and per-user fitting (steerlab.privacy.protocols); None: gradient
+    steps on the data source's batches (steerlab.privacy.train.SupervisedLearner)."""
 
     def make_model(self) -> nn.Module:
         raise NotImplementedError

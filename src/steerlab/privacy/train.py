@@ -152,12 +152,39 @@ def hardening_loss(model: KeyedModel, task, gen: torch.Generator, attack_pool: d
         return task.loss(model, x, y)
 
 
+class SupervisedLearner:
+    """The default learner (steerlab.privacy.protocols.Learner): gradient steps on the task's batches and loss."""
+
+    def fit_keyed(self, model, task, users: list, cfg, extra_loss=None) -> list[dict]:
+        return supervised_keyed_training(model, task, users, cfg, extra_loss)
+
+    def fit_personal(self, model, params: list, task, user: int, cfg) -> None:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        model.train()
+        for _ in range(cfg.steps):
+            x, y = task.personal_batch(user, cfg.batch_size, gen)
+            loss = task.loss(model, x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+
+
+SUPERVISED = SupervisedLearner()
+
+
+def learner_of(task):
+    """The task's learner; a task that names none learns by gradient steps on its batches."""
+    return task.learner if task.learner is not None else SUPERVISED
+
+
 def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig, extra_loss=None) -> list[dict]:
     """Keyed training with the task's learner (`task.learner`, steerlab.privacy.protocols): `users` are
     UserKey objects whose personal data is `task.personal_batch(user_index, ...)`. Returns the loss log.
     `extra_loss(model, task, step, gen) -> tensor`, if given, is added to every step's loss (research
     variants, e.g. adversarial negatives)."""
-    return task.learner.fit_keyed(model, task, users, cfg, extra_loss=extra_loss)
+    return learner_of(task).fit_keyed(model, task, users, cfg, extra_loss=extra_loss)
 
 
 def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig,
