@@ -105,9 +105,12 @@ def unseal(blob: bytes, key: UserKey, base_sha256: str, where: str = "sealed blo
     if header.get("base_sha256") != base_sha256:
         raise CheckpointError(f"{where} was sealed for a different base model (weights hash mismatch)")
     try:
-        payload = AESGCM(_aead_key(key, bytes.fromhex(header["salt"]))).decrypt(bytes.fromhex(header["nonce"]),
-                                                                                ct, head)
-    except InvalidTag:
+        salt, nonce = bytes.fromhex(header["salt"]), bytes.fromhex(header["nonce"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{where}: corrupt header (salt / nonce)") from None
+    try:
+        payload = AESGCM(_aead_key(key, salt)).decrypt(nonce, ct, head)
+    except (InvalidTag, ValueError):
         raise SealedKeyError(f"{where}: authentication failed (not this user's key, or the file was altered)") from None
     try:
         tensors = load_bytes(payload)

@@ -32,6 +32,9 @@ class Task:
     learner: Learner | None = None
     """How models are fitted: keyed training and per-user fitting (steerlab.privacy.protocols); None: gradient
     steps on the data source's batches (steerlab.privacy.train.SupervisedLearner)."""
+    output_kind = "regression"
+    """What `predict` returns: "regression" (targets, actions) or "logits" (class scores); attacks measure
+    divergence from the base as squared deviation or as KL accordingly."""
 
     def make_model(self) -> nn.Module:
         raise NotImplementedError
