@@ -15,6 +15,9 @@ One user per model in the main table; 1/2/4/8 users in `users`. Each (task, meth
 benchmarks/results/privacy_runs/ and skipped once recorded. Wrong-key rows average 8 random / 8
 one-bit-off keys per seed; standard errors are over training seeds (each seed has its own base model,
 user key and data order).
+Attack cells (benchmarks/privacy_attacks.py) run the whole attack suite (`steerlab attack`) on PRoP, PRoP
+hardened and the research variants of steerlab.privacy.variants (`--kinds attacks` runs only those).
+Legacy single-seed attack cells recorded before the suite existed stay in "attack"/"attack_detail".
 """
 
 from __future__ import annotations
@@ -30,11 +33,17 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import RESULTS, load_cell, markdown_table, stderr  # noqa: E402
+from privacy_attacks import aggregate_attacks, attack_cell_path, attack_cells, attack_table, run_attack_cell  # noqa: E402
 
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 CELLS = RESULTS / "privacy_runs"
 METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora"]
+SEALED = ["sealed", "sealed_full"]  # released as the public base + AEAD blobs (steerlab.privacy.sealed)
+# tasks that run the sealed methods, with at most this many seeds (CPU time; the flow policy has none)
+ANCHOR_SEEDS = {"metaworld_reach_mlp": 4}  # prop_anchor: the fix for wrong keys drifting to the personal goal
+SEALED_SEEDS = {"point_robot": 6, "digits_cnn": 4, "digits_transformer": 2, "metaworld_reach_mlp": 2,
+                "panda_reach": 2}
 EXTRA = ["prop_output", "prop_rawbits", "prop_frozen"]  # gate-mode comparison, hash ablation, frozen base
 # tasks that also run the EXTRA methods, with at most this many seeds (the variant comparison needs fewer
 # seeds than the main table; this caps CPU time)
@@ -50,6 +59,8 @@ RL_TASKS = ("panda_reach",)  # PPO in PandaReach-v3; no CVAE baseline (a supervi
 
 
 def cell_path(c: dict) -> Path:
+    if c["kind"] == "attacks":  # the attack suite on PRoP and its research variants (privacy_attacks.py)
+        return attack_cell_path(CELLS, c)
     method = c["method"] + ("_hardened" if c.get("hardened") else "")  # attack cells come in both variants
     return CELLS / f"{c['kind']}__{c['task']}__{method}__u{c.get('users', 1)}__seed{c['seed']}.json"
 
@@ -59,15 +70,15 @@ def is_done(c: dict) -> bool:
 
 
 def build(c: dict):
-    """Train the public base and the personalized model of one cell; returns (task, base, Personalized)."""
+    """Train the public base and the personalized model of one cell; returns (task, base, Personalized).
+    The method table lives in the library (steerlab.privacy.methods): `steerlab personalize --task T
+    --method M --steps S --seed N` trains the same configuration (with the user's key instead of the
+    seed-derived one)."""
     import torch
 
-    from steerlab.privacy.baselines import train_cvae, train_finetune, train_lora
-    from steerlab.privacy.evaluate import Personalized
-    from steerlab.privacy.keyed import KeyedModel
     from steerlab.privacy.keys import UserKey
+    from steerlab.privacy.methods import MethodConfig, build_personalized
     from steerlab.privacy.tasks import make_task
-    from steerlab.privacy.train import KeyedTrainConfig, train_keyed
 
     torch.set_num_threads(1)
     cache = {"cache_dir": str(HERE / "runs" / "privacy_bases")} if c["task"] in RL_TASKS else {}  # PPO bases: costly
@@ -76,30 +87,9 @@ def build(c: dict):
     # benchmark user keys are derived from the seed so cells are reproducible; real users use `keygen`
     rng = np.random.default_rng(1_000 + c["seed"])
     users = [UserKey(rng.bytes(16)) for _ in range(task.n_users)]
-    bits = [u.bits() for u in users]
-    m = c["method"]
-    steps = c["steps"]
-    if c["task"] in RL_TASKS and (m.startswith("prop") or m == "key_mlp"):
-        steps *= 2  # half of keyed PPO's episodes are general: twice the steps = as many personal episodes
-    # prop_frozen trains the key encoders only: the no-key model stays the public base, bit for bit
-    cfg = KeyedTrainConfig(steps=steps, lr=task.lr, seed=c["seed"], hardening=c.get("hardened", False),
-                           train_base=m != "prop_frozen")
-    if m.startswith("prop") or m == "key_mlp":
-        mode = {"prop": "input", "prop_output": "output", "prop_rawbits": "input", "prop_frozen": "input",
-                "key_mlp": "concat"}[m]
-        layers = [task.concat_layer] if m == "key_mlp" else task.layers
-        model = KeyedModel(copy.deepcopy(base), layers, mode=mode, key_hash=m not in ("key_mlp", "prop_rawbits"),
-                           sharpness=8.0 if c.get("hardened") else 1.0)
-        train_keyed(model, task, users, cfg)
-        return task, base, Personalized("key_mlp" if m == "key_mlp" else "prop", model, bits, predict=task.predict)
-    if m == "cvae":
-        return task, base, Personalized("cvae", train_cvae(base, task, users, cfg), bits, predict=task.predict)
-    if m == "finetune":
-        return task, base, Personalized("finetune", train_finetune(base, task, 0, cfg), bits, predict=task.predict)
-    if m == "lora":
-        model, adapters = train_lora(base, task, 0, cfg)
-        return task, base, Personalized("lora", model, bits, adapters, predict=task.predict)
-    raise ValueError(m)
+    p = build_personalized(c["method"], task, base, users,
+                           MethodConfig(steps=c["steps"], seed=c["seed"], hardened=c.get("hardened", False)))
+    return task, base, p
 
 
 def run_cell(c: dict) -> dict:
@@ -108,11 +98,13 @@ def run_cell(c: dict) -> dict:
     from steerlab.privacy.evaluate import evaluate_key_cases, leakage_curve, user_study_indicators
     from steerlab.privacy.tasks import scores
 
+    if c["kind"] == "attacks":
+        out = run_attack_cell(c)
+        atomic_write_json(cell_path(c), out)
+        return out
     t0 = time.perf_counter()
     task, base, p = build(c)
     train_s = time.perf_counter() - t0
-    if c["kind"] == "attack" and c["task"] in RL_TASKS:
-        task.eval_episodes = 8  # hundreds of keys, each scored by rollouts: half the episodes per score
     base_scores = scores(task, lambda x: task.predict(base, x))
     out = {**c, "train_seconds": train_s, "base": base_scores}
     if c["kind"] == "table":
@@ -121,20 +113,20 @@ def run_cell(c: dict) -> dict:
         out["user_study"] = user_study_indicators(cases)
         if c["method"] in ("prop", "key_mlp", "cvae", "prop_rawbits") and c["task"] not in ROLLOUT_TASKS:
             out["leakage"] = leakage_curve(p, task, c["seed"])
-        if c["method"] in ("prop", "prop_frozen"):  # no key: how far from the public base are the outputs?
+        if c["method"] in ("prop", "prop_frozen", "prop_anchor") + tuple(SEALED):  # no key: how far from the base?
             xg, _ = task.test_general()
             with torch.no_grad():
                 out["no_key_max_abs_diff"] = float((p.runner(None)(xg) - task.predict(base, xg)).abs().max())
     elif c["kind"] == "users":
         out["cases"] = evaluate_key_cases(p, task, c["seed"])
-    elif c["kind"] == "attack":
-        from steerlab.privacy.attacks import attack_summary
+    elif c["kind"] == "sealed_attack":  # what the attack suite can get from a sealed release
+        from steerlab.privacy.sealed import attack_release
 
-        cases = evaluate_key_cases(p, task, c["seed"])
+        cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)
         out["cases"] = cases
-        summary = attack_summary(p.model, base, task, p.user_bits[0], cases["correct"]["personal"],
-                                 base_scores["personal"], quick=c["quick"], seed=c["seed"])
-        out["attack"] = {k: v for k, v in summary.items() if not k.endswith("_personal")}
+        out["attacks"] = attack_release(p.model, task, p.user_bits[0],
+                                        lambda run: scores(task, run, users=1)["personal"],
+                                        base_scores["personal"], cases["correct"]["personal"], seed=c["seed"])
     out["seconds"] = time.perf_counter() - t0
     atomic_write_json(cell_path(c), out)
     return out
@@ -200,6 +192,10 @@ def aggregate() -> dict:
         nk = [c["no_key_max_abs_diff"] for c in by.get("prop", []) if "no_key_max_abs_diff" in c]
         if nk:
             meta[task]["prop_no_key_max_abs_diff"] = float(max(nk))
+        for method in SEALED:  # 0.0 when the no-key release is the base bit for bit
+            nk = [c["no_key_max_abs_diff"] for c in by.get(method, []) if "no_key_max_abs_diff" in c]
+            if nk:
+                meta[task][f"{method}_no_key_max_abs_diff"] = float(max(nk))
     users: dict = {}
     for c in (c for c in cells if c["kind"] == "users"):
         users.setdefault(c["task"], {}).setdefault(str(c["users"]), []).append(c["cases"])
@@ -216,8 +212,23 @@ def aggregate() -> dict:
                                       max(r["key_search_near_recovery"].values()), r["weight_reading_recovery"])
                                   for r in rows]))
         attack[task] = {f"{k}_recovery": worst(v) for k, v in by.items()}
-    return {"tasks": table, "attack": attack, "attack_detail": attack_detail, "leakage_vs_hamming": leak,
-            "user_study": study, "users": users, "meta": meta}
+    attacks = aggregate_attacks(cells, table)
+    for task in sorted({c["task"] for c in cells if c["kind"] == "sealed_attack"}):  # the sealed release's row
+        rows = [c for c in cells if c["kind"] == "sealed_attack" and c["task"] == task]
+        ft = table.get(task, {}).get("finetune", {}).get("correct", {}).get("personal")
+        correct = float(np.mean([c["cases"]["correct"]["personal"] for c in rows]))
+        attacks.setdefault(task, {})["sealed"] = {
+            "budget": rows[0]["attacks"]["budget"], "seeds": len(rows), "quick": False,
+            "correct_personal": correct, "personal_vs_finetune": correct / ft if ft else None,
+            "random_general": float(np.mean([c["cases"]["random"]["general"] for c in rows])),
+            "best_of_n": float(np.mean([c["attacks"]["best_of_n"] for c in rows])),
+            "share": float(np.mean([c["attacks"]["share"] for c in rows])),
+            "distinct_behaviours": float(np.mean([c["attacks"]["distinct_behaviours"] for c in rows])),
+            "largest_is_personal": 0.0,  # no non-base behaviour exists to cluster
+            "by_attack": {a: {m: float(np.mean([c["attacks"]["by_attack"][a][m] for c in rows]))
+                              for m in ("best_of_n", "share")} for a in rows[0]["attacks"]["by_attack"]}}
+    return {"tasks": table, "attacks": attacks, "attack": attack, "attack_detail": attack_detail,
+            "leakage_vs_hamming": leak, "user_study": study, "users": users, "meta": meta}
 
 
 def table(results: dict) -> str:
@@ -230,7 +241,7 @@ def table(results: dict) -> str:
     for task, by in results["tasks"].items():
         base = results["meta"][task]["base"]
         rows.append([task, "public base", "", f"{base['personal']:.3f}", f"{base['general']:.3f}", "", "", "", "", ""])
-        for method in METHODS + EXTRA:
+        for method in METHODS + EXTRA + ["prop_anchor"] + SEALED:
             if method not in by:
                 continue
             m = by[method]
@@ -246,13 +257,14 @@ def table(results: dict) -> str:
             "'public base' shows the base model's personal score (what no personalization gives) and general score. "
             "`prop_output` gates layer outputs (research-code variant), `prop_rawbits` feeds raw key bits to the "
             "encoders (no HKDF expansion), as in the paper; `prop_frozen` trains the key encoders only, so its "
-            "no-key model is the public base bit for bit.")
-    if results.get("attack"):
-        arow = [[t, f"{a.get('unhardened_recovery', float('nan')):.3f}", f"{a.get('hardened_recovery', float('nan')):.3f}"]
-                for t, a in results["attack"].items()]
-        out += ("\n\nAdaptive attacks: share of attempts that recover the personal behaviour, for the attacker's best "
-                "of key search, gate-space ascent, encoder-input ascent and weight amplification (seed 0):\n\n")
-        out += markdown_table(["task", "PRoP", "PRoP hardened"], arow)
+            "no-key model is the public base bit for bit. `sealed` (rank-8 LoRA deltas on every linear layer) and "
+            "`sealed_full` (every weight) train one adapter per user with the base frozen and release it encrypted "
+            "(AES-GCM, key from HKDF of the user key): any key other than the user's fails authentication and "
+            "runs the public base itself. `prop_anchor` is PRoP whose wrong keys and no key are also held at the "
+            "public base's outputs on the users' personal inputs (states the general demos never visit).")
+    if results.get("attacks"):
+        out += ("\n\nAdaptive attacks on the released keyed model (attacker: weights, encoders, public base; no key, "
+                "no personal data), per variant:\n\n") + attack_table(results["attacks"])
     if results.get("user_study"):
         srows = [[t, m, f"{v['score']:.2f}", f"{v['leakage']:.2f}"] for t, by in results["user_study"].items()
                  for m, v in by.items()]
@@ -279,7 +291,20 @@ def main() -> int:
     ap.add_argument("--address", default=None)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--kinds", nargs="+", default=["table", "users", "attacks"],
+                    help="which cell kinds to run (attacks: the attack suite on PRoP and its research variants)")
+    ap.add_argument("--aggregate-only", action="store_true",
+                    help="rebuild privacy.json from the recorded cells (keeps its latency measurement)")
     args = ap.parse_args()
+    if args.aggregate_only:
+        previous = load_cell(RESULTS / "privacy.json") or {}
+        results = aggregate()
+        for k in ("keyed_latency_ratio", "latency"):
+            if k in previous:
+                results[k] = previous[k]
+        atomic_write_json(RESULTS / "privacy.json", results)
+        print(table(results))
+        return 0
     if args.table:
         print(table(load_cell(RESULTS / "privacy.json")))
         return 0
@@ -287,20 +312,27 @@ def main() -> int:
 
     seeds = QUICK_SEEDS if args.quick else SEEDS
     cells = [{"kind": "table", "task": t, "method": m, "seed": s, "steps": STEPS[t]}
-             for t in args.tasks for s in range(seeds[t]) for m in METHODS + (EXTRA if t in EXTRA_SEEDS else [])
-             if not (m in EXTRA and s >= EXTRA_SEEDS[t])
+             for t in args.tasks for s in range(seeds[t])
+             for m in METHODS + (EXTRA if t in EXTRA_SEEDS else []) + (SEALED if t in SEALED_SEEDS else [])
+             + (["prop_anchor"] if s < ANCHOR_SEEDS.get(t, 0) else [])
+             if not (m in EXTRA and s >= EXTRA_SEEDS[t]) and not (m in SEALED and s >= SEALED_SEEDS[t])
              if not (t in RL_TASKS and m == "cvae")]
     cells += [{"kind": "users", "task": t, "method": "prop", "users": u, "seed": s, "steps": STEPS[t]}
               for t in ("point_robot", "digits_cnn") if t in args.tasks for u in (2, 4, 8) for s in range(2 if not args.quick else 1)]
-    cells += [{"kind": "attack", "task": t, "method": "prop", "hardened": h, "seed": 0, "steps": STEPS[t],
-               "quick": args.quick or t in ROLLOUT_TASKS + RL_TASKS} for t in args.tasks if t != "metaworld_reach_flow"
-              and not (args.quick and t in RL_TASKS) for h in (False, True)]  # RL attacks: default run only
+    cells += attack_cells(args.tasks, STEPS, args.quick)
+    cells += [{"kind": "sealed_attack", "task": t, "method": "sealed", "seed": 0, "steps": STEPS[t]}
+              for t in args.tasks if t in SEALED_SEEDS]
+    cells = [c for c in cells if c["kind"] in args.kinds or (c["kind"] == "sealed_attack" and "attacks" in args.kinds)]
     CELLS.mkdir(parents=True, exist_ok=True)
     run_grid(cells, run_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="privacy cells")
     results = aggregate()
-    lat = latency_ratio()
-    results["keyed_latency_ratio"] = lat["ratio"]
-    results["latency"] = lat
+    previous = load_cell(RESULTS / "privacy.json") or {}
+    if "table" in args.kinds or "latency" not in previous:
+        lat = latency_ratio()
+        results["keyed_latency_ratio"] = lat["ratio"]
+        results["latency"] = lat
+    else:  # an attacks-only run keeps the recorded latency measurement
+        results["keyed_latency_ratio"], results["latency"] = previous["keyed_latency_ratio"], previous["latency"]
     atomic_write_json(RESULTS / "privacy.json", results)
     from plots import plot_privacy
 

@@ -45,7 +45,7 @@ def default_result_path(checkpoint: Path, task: str, seed: int, episodes: int, n
     """Beside the checkpoint (never inside its input), named after everything that changes the numbers."""
     name = f"eval_{task}_seed{seed}_ep{episodes}_noise{_num(noise_scale)}_max{max_steps}"
     if shift is not None:
-        name += f"_shift{shift if isinstance(shift, str) else _num(float(shift))}"
+        name += f"_shift{shift.replace(':', '_') if isinstance(shift, str) else _num(float(shift))}"
     return checkpoint.parent / f"{checkpoint.name}.evals" / f"{name}.json"
 
 
@@ -60,13 +60,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
         check_count("--max-steps", args.max_steps)
     if not math.isfinite(args.noise_scale) or args.noise_scale < 0:
         raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
+    key = None
+    if args.key:  # a keyed or sealed release from `steerlab personalize`: run this user's personal policy
+        from steerlab.privacy.keys import load_key_file
+
+        key = load_key_file(args.key, allow_insecure=args.allow_insecure)
     checkpoint = resolve_checkpoint(args.checkpoint)
-    policy = load_policy(checkpoint)
-    spec = env_spec(checkpoint, args.env, args.max_steps, args.shift)
+    policy = load_policy(checkpoint, key=key)
+    spec = env_spec(checkpoint, args.env, args.max_steps)
+    if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
+        from steerlab.envs.shifts import shift_name
+
+        spec.shift = shift_name(args.shift)
     task, max_steps = spec.id, spec.max_steps
     name = task.replace(":", "_").replace("/", "_")
     out = Path(args.out) if args.out else default_result_path(checkpoint, name, args.seed, args.episodes,
                                                               args.noise_scale, max_steps, spec.shift)
+    if key is not None and not args.out:  # one user's results never replace another's or the no-key ones
+        out = out.with_name(f"{out.stem}_key{key.fingerprint()}{out.suffix}")
     check_not_input(out, [checkpoint])
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it (the old file is renamed "
@@ -81,7 +92,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is not writable ({err.strerror})") from err
     lo, hi = result["ci95"]
     s = result["smoothness"]
-    print(f"{task}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
+    print(f"{task}{' [' + result['shift'] + ']' if result.get('shift') else ''}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
           f"length {result['length_mean']:.0f} | EE |v| {s['velocity']:.4f} |a| {s['acceleration']:.4f} "
           f"|jerk| {s['jerk']:.4f} | -> {out}")
     if args.video:
@@ -105,7 +116,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scale of the flow sampler's initial noise: 1 = as trained, 0 = deterministic from ε = 0")
     p.add_argument("--env", "--task", dest="env", default=None,
                    help="override the checkpoint's env: Meta-World task, Gymnasium id or module:factory")
-    p.add_argument("--shift", default=None, help="named deployment shift (steerlab.envs.shifts)")
+    p.add_argument("--shift", default=None,
+                   help="deployment shift, e.g. actuation:offset-x+0.10 (default: the one the checkpoint was finetuned "
+                        "under, if any; 'none' for no shift)")
     p.add_argument("--max-steps", type=int, default=None, help="override the checkpoint's horizon")
     p.add_argument("--out", default=None, help="JSON path (default <checkpoint>.evals/eval_<task>_seed<S>_ep<N>_"
                                                "noise<x>_max<M>.json, beside the checkpoint)")
@@ -113,4 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
     p.add_argument("--video-episodes", type=int, default=2)
     p.add_argument("--print-json", action="store_true")
+    p.add_argument("--key", default=None, help="key file: run a keyed / sealed release as this user's personal policy "
+                                              "(without it: the release's no-key policy, i.e. the base)")
+    p.add_argument("--allow-insecure", action="store_true", help="accept a key file others can read (warns)")
     p.set_defaults(func=run_evaluate)
