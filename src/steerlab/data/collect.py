@@ -65,7 +65,7 @@ def get_preset(quality: str) -> QualityPreset:
 
 def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 0,
                   max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True, goal_offset=None,
-                  shift: str | None = None) -> list[Episode]:
+                  shift: str | None = None, split: str = "demo") -> list[Episode]:
     """Roll out the scripted expert with the preset's corruption; one Episode per rollout.
 
     Episodes end at the first success (the evaluation counts success at any step), at the horizon,
@@ -75,6 +75,10 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     `shift` (steerlab.envs.shifts): a coverage shift keeps only demo seeds whose initial object/goal
     positions lie in its region (the next demo seeds are tried until `episodes` are accepted); an
     actuation shift records the demonstrations on the shifted robot.
+
+    `split` names the episode-seed range (`steerlab.envs.seeds`): 'demo' for imitation data; the
+    privacy recipes draw their users' personal demonstrations from 'train' (training data that is not
+    the shared demos). Either way the seeds never reach the next range, so never an evaluation seed.
     """
     from steerlab.envs.shifts import parse_shift
 
@@ -92,8 +96,11 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     scale = TASK_NOISE_SCALE.get(task, 1.0)
     out: list[Episode] = []
     bar = tqdm(total=episodes, desc=f"collect {task} ({quality})", disable=not progress, unit="ep")
-    first = episode_seeds("demo", seed, 1)[0]
-    candidates = iter(range(first, SEED_OFFSETS["train"]))  # demo seeds in order; never a train/eval seed
+    first = episode_seeds(split, seed, 1)[0]
+    end = min([o for o in SEED_OFFSETS.values() if o > SEED_OFFSETS[split]], default=first + 10_000)
+    if first >= end:
+        raise UserError(f"seed {seed} is too large for the {split!r} episode-seed range")
+    candidates = iter(range(first, end))  # seeds in order, never past the split's own range
     while len(out) < episodes:
         ep_seed = next(candidates, None)
         if ep_seed is None:
