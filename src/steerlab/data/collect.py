@@ -19,6 +19,7 @@ lands roughly in the 20–70% success band (recorded in benchmarks/results/pretr
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -59,23 +60,41 @@ def get_preset(quality: str) -> QualityPreset:
     return QUALITY_PRESETS[quality]
 
 
+def demo_family(task: str) -> tuple[str, Callable, Callable]:
+    """(family, env factory, expert factory) of the environment family that owns `task`: the panda-gym
+    tasks (steerlab.envs.panda_tasks / panda_experts), else Meta-World. Both factories take the same
+    arguments: `make_env(task, seed=, max_steps=, terminate_on_success=, ...)`, `expert_policy(task, goal_offset)`."""
+    from steerlab.envs import panda_tasks
+
+    if task in panda_tasks.TASKS:
+        from steerlab.envs.panda_experts import expert_policy as panda_expert
+
+        return "panda", panda_tasks.make_env, panda_expert
+    return "metaworld", make_env, expert_policy
+
+
 def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 0,
-                  max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True, goal_offset=None) -> list[Episode]:
+                  max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True, goal_offset=None,
+                  noise_scale: float | None = None) -> list[Episode]:
     """Roll out the scripted expert with the preset's corruption; one Episode per rollout.
 
     Episodes end at the first success (the evaluation counts success at any step), at the horizon,
     or at the preset's cut point. `goal_offset` records a user's personal preference instead: the
-    expert aims at goal + offset while the observation keeps the task's goal.
+    expert aims at goal + offset while the observation keeps the task's goal. `noise_scale` multiplies
+    the preset's noise levels (default: the task's entry in TASK_NOISE_SCALE, else 1).
     """
     preset = get_preset(quality)
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
     rng = np.random.default_rng(seed)
-    env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True, goal_offset=goal_offset)
-    expert = expert_policy(task, goal_offset)
+    _, env_factory, expert_factory = demo_family(task)
+    env_kw = {"goal_offset": goal_offset} if goal_offset is not None else {}
+    env = env_factory(task, seed=seed, max_steps=max_steps, terminate_on_success=True, **env_kw)
+    expert = expert_factory(task, goal_offset)
+    act_dim = env.action_space.shape[0]
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
-    scale = TASK_NOISE_SCALE.get(task, 1.0)
+    scale = TASK_NOISE_SCALE.get(task, 1.0) if noise_scale is None else float(noise_scale)
     out: list[Episode] = []
     for ep_seed in tqdm(episode_seeds("demo", seed, episodes), desc=f"collect {task} ({quality})",
                         disable=not progress, unit="ep"):
@@ -84,11 +103,11 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
         cut_at = int(max_steps * rng.uniform(*preset.cut_range) * 0.5) if cut else max_steps
         obs, _ = env.reset(seed=ep_seed)
         obs_l, act_l, rew_l = [], [], []
-        noise = np.zeros(4, np.float32)
+        noise = np.zeros(act_dim, np.float32)
         success = False
         for t in range(min(cut_at, max_steps)):
             if t % preset.hold == 0:
-                noise = (rng.standard_normal(4) * std).astype(np.float32)
+                noise = (rng.standard_normal(act_dim) * std).astype(np.float32)
             action = np.clip(np.asarray(expert(obs), np.float32) + noise, -1.0, 1.0)
             obs_l.append(obs)
             act_l.append(action)
