@@ -113,31 +113,34 @@ def finetune_cell(cell: dict) -> dict:
     cfg = FinetuneConfig(base=cell["base"], method=cell["method"], task=cell["task"], env_steps=cell["env_steps"],
                          seed=cell["seed"], out=str(out), eval_every=cell["eval_every"],
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
-                         checkpoint_every=cell["eval_every"] * 2, tensorboard=False,
+                         checkpoint_every=cell["eval_every"] * 2, tensorboard=False, max_steps=cell.get("max_steps", 200),
                          sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=SteeringConfig.from_dict(cell.get("steering", {})))
     t0 = time.perf_counter()
     finetune(cfg, progress=False)
     wall = time.perf_counter() - t0
     rows = read_metrics(out)
     policy = load_policy(out / "policy")
+    max_steps = cell.get("max_steps", 200)
     final = evaluate(policy, cell["task"], cell["final_episodes"], seed=cell["seed"], n_envs=1, asynchronous=False,
-                     progress=False)
+                     progress=False, max_steps=max_steps)
     result = {"task": cell["task"], "method": cell["method"], "name": cell["name"], "seed": cell["seed"],
               "env_steps": cell["env_steps"], "wall_seconds": wall, "train_env_steps_per_s": cell["env_steps"] / wall,
               **summarize_run(rows, cell["env_steps"], rows[0]["eval_success"]),
               "base_success_step0": rows[0]["eval_success"], "final_eval_success": final["success"],
               "final_eval_ci95": final["ci95"], "final_eval_episodes": final["episodes"],
-              "eval_jerk": final["smoothness"]["jerk"], **zero_noise_final(policy, cell["task"], cell["final_episodes"], cell["seed"])}
+              "eval_jerk": final["smoothness"]["jerk"],
+              **zero_noise_final(policy, cell["task"], cell["final_episodes"], cell["seed"], max_steps)}
     atomic_write_json(out / "result.json", result)
     return result
 
 
-def zero_noise_final(policy, task: str, episodes: int, seed: int) -> dict:
+def zero_noise_final(policy, task: str, episodes: int, seed: int, max_steps: int = 200) -> dict:
     """The final steered policy sampled from ε = 0, beside the ε = 0 base row of the pretrain benchmark
     (for dsrl the actor picks ε, so this equals its ordinary evaluation)."""
     from steerlab.eval.rollout import evaluate
 
-    res = evaluate(policy, task, episodes, seed=seed, n_envs=1, asynchronous=False, progress=False, noise_scale=0.0)
+    res = evaluate(policy, task, episodes, seed=seed, n_envs=1, asynchronous=False, progress=False, noise_scale=0.0,
+                   max_steps=max_steps)
     return {"final_zero_noise_success": res["success"], "final_zero_noise_ci95": res["ci95"]}
 
 
@@ -167,9 +170,10 @@ def sim_steps_per_s(task: str, steps: int = 2000) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def aggregate(root: Path = RUN_ROOT) -> dict:
-    """finetune.json from every recorded run (mean over the seeds each cell has)."""
-    pre = load_cell(RESULTS / "pretrain.json") or {"tasks": {}}
+def aggregate(root: Path = RUN_ROOT, base_rows: dict | None = None) -> dict:
+    """finetune.json from every recorded run (mean over the seeds each cell has). The base rows come from
+    `base_rows` ({task: {success, zero_noise_success, eval_jerk}}), default the pretrain benchmark's."""
+    pre = {"tasks": base_rows} if base_rows is not None else load_cell(RESULTS / "pretrain.json") or {"tasks": {}}
     runs = [r for r in (load_cell(p) for p in sorted(root.glob("*/result.json"))) if r]
     tasks: dict[str, dict] = {}
     curves: dict[str, dict] = {}

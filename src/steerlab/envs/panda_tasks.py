@@ -160,3 +160,28 @@ def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, termi
         raise UserError(f"unknown panda-gym task {task!r}; valid tasks: {', '.join(TASKS)}")
     return FACTORIES[task](seed=seed, max_steps=max_steps, terminate_on_success=terminate_on_success,
                            reward=reward, **kw)
+
+
+class PandaFamily:
+    """The `panda` environment family for `steerlab.envs.registry` (same interface as its `EnvFamily`;
+    not a subclass so that this module never imports the registry, which imports it). `PandaTask`
+    already implements the registry's contract (horizon, success at any step, termination on success,
+    dense/sparse reward, flat observation, action check), so `build` returns it unwrapped."""
+
+    name = "panda"
+    default_position_key = POSITION_KEY
+
+    def owns(self, env_id: str) -> bool:
+        return env_id in FACTORIES
+
+    def default_max_steps(self, env_id: str) -> int:
+        return DEFAULT_MAX_STEPS
+
+    def position_key(self, env_id: str) -> str | None:
+        return POSITION_KEY
+
+    def build(self, spec, seed: int, terminate_on_success: bool, reward: str, render_mode: str | None) -> PandaTask:
+        if spec.success_key != "is_success":
+            raise UserError("panda-gym reports success as 'is_success'; success_key cannot be changed")
+        return FACTORIES[spec.id](seed=seed, max_steps=spec.max_steps, terminate_on_success=terminate_on_success,
+                                  reward=reward, render_mode=render_mode, **spec.kwargs)
