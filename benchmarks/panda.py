@@ -4,9 +4,10 @@ Stages (each resumable; every finished cell is a small JSON that the next invoca
 
     python benchmarks/panda.py experts     # scripted experts' success over 100 seeded episodes per task
     python benchmarks/panda.py calibrate   # ONE noise scale per task, by a rule on the base alone
-    python benchmarks/panda.py base        # base rows (sampled / ε = 0, 50 episodes, 95% CIs) + clean-demo sanity
+    python benchmarks/panda.py base        # base rows (sampled / ε = 0, 50 episodes, 95% CIs)
+    python benchmarks/panda.py sanity      # the same recipe on clean expert demos (push)
     python benchmarks/panda.py finetune    # zprl / action-residual / dsrl × 2 tasks × seeds (--seeds, --env-steps)
-    python benchmarks/panda.py all         # the four in order
+    python benchmarks/panda.py all         # the five in order
     python benchmarks/panda.py table       # print both README tables from the recorded results
 
 Recipe, identical to the Meta-World benchmark except the horizon (panda-gym's 50 steps): 50 `mixed`
@@ -189,11 +190,11 @@ def chosen_scale(task: str) -> float:
     return float(cal["tasks"][task]["chosen"])
 
 
-def base_cells(seed: int = 0) -> dict:
-    """Base rows on the reporting seed: mixed demos at the calibrated scale, clean expert demos (sanity)."""
+def base_cells(qualities: tuple[str, ...], seed: int = 0) -> dict:
+    """Base rows on the reporting seed: 'mixed' demos at the calibrated scale; 'expert': clean demos (sanity)."""
     rows = {}
     for task in TASKS:
-        for quality in ("mixed", "expert") if task in SANITY_TASKS else ("mixed",):
+        for quality in (q for q in qualities if q == "mixed" or task in SANITY_TASKS):
             path = CELLS / f"base__{task}__{quality}.json"
             cell = load_cell(path)
             if cell is None:
@@ -287,7 +288,8 @@ def table(results: dict) -> str:
 # ---------------------------------------------------------------------------------------------- main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage", nargs="?", default="all", choices=["experts", "calibrate", "base", "finetune", "all", "table"])
+    ap.add_argument("stage", nargs="?", default="all",
+                    choices=["experts", "calibrate", "base", "sanity", "finetune", "all", "table"])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--env-steps", type=int, default=10_000,
                     help="per run; 10k = 200+ episodes of the 50-step horizon (Meta-World's 40k in episodes)")
@@ -301,7 +303,7 @@ def main() -> int:
     torch.set_num_threads(1)
     use_panda_envs()
     CELLS.mkdir(parents=True, exist_ok=True)
-    stages = ["experts", "calibrate", "base", "finetune"] if args.stage == "all" else [args.stage]
+    stages = ["experts", "calibrate", "base", "sanity", "finetune"] if args.stage == "all" else [args.stage]
     if "experts" in stages:
         for task in TASKS:
             path = CELLS / f"expert__{task}.json"
@@ -312,10 +314,11 @@ def main() -> int:
         atomic_write_json(CALIBRATION_FILE, {"rule": f"first scale of the grid whose base best mode "
                                                      f"(max of sampled, ε = 0) <= {CALIBRATION_CEILING}",
                                              "tasks": {t: calibrate(t) for t in TASKS}})
-    if "base" in stages:
-        base_cells()
-        atomic_write_json(PRETRAIN_FILE, collect_pretrain())
-        print(pretrain_table(load_cell(PRETRAIN_FILE)))
+    for stage, qualities in (("base", ("mixed",)), ("sanity", ("expert",))):
+        if stage in stages:
+            base_cells(qualities)
+            atomic_write_json(PRETRAIN_FILE, collect_pretrain())
+            print(pretrain_table(load_cell(PRETRAIN_FILE)))
     if "finetune" in stages:
         import finetune
 
