@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup quickstart test lint bench-quick bench readme clean
+.PHONY: setup quickstart test test-faults lint bench-quick bench readme clean
 
 setup: $(VENV)/.installed
 
@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml
 quickstart: setup          ## collect demos -> pretrain -> evaluate, prints a table, saves a plot (~5 min)
 	$(BIN)/steerlab quickstart
 
-test: setup                ## the test suite CI runs
+test: setup                ## the test suite CI runs (the long fault-injection run is left to test-faults)
 	$(BIN)/python -m pytest -q
+
+test-faults: setup         ## kill a small finetune >= 20 times (every snapshot part + random moments), resume, compare bit for bit
+	$(BIN)/python -m pytest -q -m faults tests/reliability
 
 lint: setup
 	$(BIN)/ruff check .

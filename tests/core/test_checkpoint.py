@@ -1,3 +1,4 @@
+import copy
 import json
 
 import numpy as np
@@ -5,7 +6,9 @@ import pytest
 import torch
 from conftest import TINY_POLICY
 
+import steerlab.train.pretrain as pretrain_module
 from steerlab.core.checkpoint import CheckpointError, load_policy
+from steerlab.core.errors import UserError
 from steerlab.train.pretrain import PretrainConfig, pretrain
 
 
@@ -15,11 +18,29 @@ def _train(ds, out, seed=0, **kw):
 
 
 def test_save_load_gives_identical_actions(tiny_dataset, tmp_path):
-    ckpt = _train(tiny_dataset, tmp_path / "p")
-    a, b = load_policy(ckpt), load_policy(ckpt)
+    """The trained policy in memory and the one loaded from its checkpoint act identically (as SB3 checks)."""
+    ckpt = tmp_path / "p"
+    trained = {}
+    real_save = pretrain_module.save_flow_policy
+
+    def keep(policy, folder, extra=None):  # capture the in-memory policy the checkpoint is written from
+        trained["policy"] = copy.deepcopy(policy)
+        return real_save(policy, folder, extra)
+
+    pretrain_module.save_flow_policy = keep
+    try:
+        _train(tiny_dataset, ckpt)
+    finally:
+        pretrain_module.save_flow_policy = real_save
+    a, b = trained["policy"], load_policy(ckpt)
     obs = np.random.default_rng(0).standard_normal((5, 39)).astype(np.float32)
     noise = torch.randn(5, 8, 4)
     np.testing.assert_array_equal(a.predict_chunk(obs, noise=noise), b.predict_chunk(obs, noise=noise))
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
+    a.reset(), b.reset()
+    for x in obs[:3]:  # and step by step through the action queue
+        np.testing.assert_array_equal(a.select_action(x, noise=noise[:1]), b.select_action(x, noise=noise[:1]))
     meta = json.loads((ckpt / "config.json").read_text())
     assert meta["config"]["env"]["task"] == "push-wall-v3"
     assert {"observation.state", "action"} <= set(meta["normalization"])
@@ -96,3 +117,16 @@ def test_unknown_policy_type(tiny_dataset, tmp_path):
     (ckpt / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="unknown policy_type"):
         load_policy(ckpt)
+
+
+def test_wrong_field_type_in_config_is_a_clear_error(tiny_dataset, tmp_path):
+    ckpt = _train(tiny_dataset, tmp_path / "p")
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta["config"]["hidden"] = "256"
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"hidden must be int, got '256'"):
+        load_policy(ckpt)
+    with pytest.raises(UserError, match="use_vib must be bool"):
+        from steerlab.policies.flow_matching import FlowPolicyConfig
+
+        FlowPolicyConfig(use_vib=1)

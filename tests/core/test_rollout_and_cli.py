@@ -47,7 +47,7 @@ def test_cli_collect_pretrain_evaluate(tmp_path, capsys):
     assert main(["pretrain", "--dataset", str(ds), "--out", str(ck), "--steps", "5", "--batch-size", "8",
                  "--policy-json", json.dumps(TINY_POLICY)]) == 0
     assert main(["evaluate", str(ck), "--episodes", "2", "--n-envs", "1", "--max-steps", "10"]) == 0
-    res = json.loads((ck / "eval_reach-v3_seed0.json").read_text())
+    res = json.loads((tmp_path / "ck.evals" / "eval_reach-v3_seed0_ep2_noise1_max10.json").read_text())
     assert res["episodes"] == 2 and 0 <= res["ci95"][0] <= res["success"] <= res["ci95"][1] <= 1
     assert "success" in capsys.readouterr().out
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import TINY_POLICY
 
-from steerlab.rl.sac import SACConfig
-from steerlab.rl.steering import METHODS, SteeringConfig, make_adapter
 from steerlab.core.checkpoint import load_policy
+from steerlab.rl.sac import SACConfig
+from steerlab.rl.steering import METHODS, SteeredPolicy, SteeringConfig, make_adapter
 from steerlab.train.finetune import FinetuneConfig, Finetuner, finetune
 from steerlab.train.pretrain import PretrainConfig, pretrain
 
@@ -107,9 +107,11 @@ def test_short_run_end_to_end_keeps_base_frozen(base_ckpt, tmp_path, method):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and rows[-1]["step"] >= 80 and "eval_success" in rows[-1]
     steered = load_policy(out / "policy")  # the final steered policy is a normal checkpoint
-    obs, noise = np.zeros((2, 39), np.float32), torch.randn(2, 8, 4)
-    np.testing.assert_array_equal(steered.predict_chunk(obs, noise=noise),
-                                  load_policy(out / "policy").predict_chunk(obs, noise=noise))
+    # ... that acts exactly as the trained policy in memory: same observation + noise -> same actions
+    trained = SteeredPolicy(tuner.base, tuner.adapter, tuner.sac)
+    obs = np.random.default_rng(1).standard_normal((3, 39)).astype(np.float32)
+    noise = torch.randn(3, 8, 4)
+    np.testing.assert_array_equal(steered.predict_chunk(obs, noise=noise), trained.predict_chunk(obs, noise=noise))
     assert steered.env_spec["task"] == "reach-v3"
 
 

@@ -129,3 +129,22 @@ def recover_dir(final: str | Path) -> Path | None:
         os.replace(old, final)
         return final
     return None
+
+
+def clean_temps(folder: str | Path) -> list[Path]:
+    """Remove the `.<name>.*.tmp` files and folders that writes killed mid-way left directly in `folder`.
+
+    Only call it while holding the folder's lock: a live writer's temp file looks the same.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if p.name.startswith(".") and p.name.endswith(".tmp"):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -25,7 +25,7 @@ from steerlab.core.errors import LockedError, OutputExistsError, UserError
 
 MARKER = ".steerlab.json"
 LOCK = ".lock"
-IGNORED = {LOCK, ".DS_Store"}
+IGNORED = {LOCK, ".DS_Store", ".claim"}  # .claim: benchmarks/finetune.py claims a cell before running it
 
 
 def _is_within(child: Path, parent: Path) -> bool:
@@ -87,7 +87,8 @@ def prepare_output_dir(out: str | Path, kind: str, *, overwrite: bool = False, r
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{flag} {out} is an existing file, not a folder; pick another path")
     if out.is_dir():
-        contents = [p for p in out.iterdir() if p.name not in IGNORED]
+        # a folder holding only our marker is one a failed start of some command left: nothing to keep
+        contents = [p for p in out.iterdir() if p.name not in IGNORED and p.name != MARKER]
         marker = read_marker(out)
         if contents:
             if resume and marker is not None and marker.get("kind") == kind:
@@ -180,10 +181,21 @@ class output_dir:  # noqa: N801 - used as a context manager, reads like `with ou
         self.lock: FolderLock | None = None
 
     def __enter__(self) -> tuple[Path, bool]:
+        out = Path(self.out)
+        self._created = not out.exists()
         folder, resumed = prepare_output_dir(self.out, self.kind, **self.kwargs)
         self.lock = FolderLock(folder).acquire()
+        self.folder = folder
         return folder, resumed
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.lock is not None:
             self.lock.release()
+        # a command that failed before writing anything leaves no empty folder behind (only one it created)
+        if exc_type is not None and self._created and self.folder.is_dir():
+            if {p.name for p in self.folder.iterdir()} <= {MARKER, LOCK}:
+                (self.folder / MARKER).unlink(missing_ok=True)
+                try:
+                    self.folder.rmdir()
+                except OSError:
+                    pass

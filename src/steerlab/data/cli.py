@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,27 @@ def default_dataset_dir(task: str, quality: str, episodes: int, seed: int) -> Pa
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    from steerlab.core.config import check_count
+    from steerlab.core.outdir import output_dir
     from steerlab.data.collect import collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
 
+    check_count("--episodes", args.episodes)
+    check_count("--max-steps", args.max_steps)
+    preset_dict(args.quality)  # an unknown quality fails before any folder is made
     out = Path(args.out) if args.out else default_dataset_dir(args.task, args.quality, args.episodes, args.seed)
-    episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, args.max_steps)
-    write_dataset(out, episodes, args.task, extra_info={
-        "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
-        "max_steps": args.max_steps, "env": "metaworld"})
+    # the guard refuses a foreign or existing dataset folder (or moves it aside with --overwrite) and holds
+    # the folder's lock; the dataset itself is built beside it and switched in whole (write_dataset)
+    with output_dir(out, "dataset", overwrite=args.overwrite, resume=False) as (folder, _):
+        episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, args.max_steps)
+        staged = write_dataset(folder / ".collect.tmp", episodes, args.task, extra_info={
+            "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
+            "max_steps": args.max_steps, "env": "metaworld"})
+        # move the complete dataset up into the guarded folder (which keeps its marker and lock); meta/ last,
+        # so a reader never finds meta/info.json before the data it describes
+        for part in sorted(staged.iterdir(), key=lambda p: p.name == "meta"):
+            os.replace(part, folder / part.name)
+        staged.rmdir()
     rate = np.mean([e.success for e in episodes])
     frames = sum(len(e.actions) for e in episodes)
     print(f"wrote {len(episodes)} episodes ({frames} frames, demo success {rate:.0%}) to {out}")
@@ -38,4 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
     p.add_argument("--out", default=None, help="dataset folder (default runs/datasets/<task>__<quality>__n<N>__seed<S>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="move an existing --out folder aside (renamed, never deleted) instead of refusing")
     p.set_defaults(func=run_collect)

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from steerlab.core.config import check_count
+from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
 from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, episode_seeds, expert_policy, make_env
 
@@ -59,7 +61,7 @@ TASK_NOISE_SCALE: dict[str, float] = {
 
 def get_preset(quality: str) -> QualityPreset:
     if quality not in QUALITY_PRESETS:
-        raise ValueError(f"unknown quality {quality!r}; presets: {', '.join(QUALITY_PRESETS)}")
+        raise UserError(f"unknown quality {quality!r}; presets: {', '.join(QUALITY_PRESETS)}")
     return QUALITY_PRESETS[quality]
 
 
@@ -87,8 +89,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     the preset's noise levels (default: the task's entry in TASK_NOISE_SCALE, else 1).
     """
     preset = get_preset(quality)
-    if episodes <= 0:
-        raise ValueError(f"episodes must be positive, got {episodes}")
+    check_count("episodes", episodes)
+    check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
     _, env_factory, expert_factory = demo_family(task)
     env_kw = {"goal_offset": goal_offset} if goal_offset is not None else {}

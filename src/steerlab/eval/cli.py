@@ -4,29 +4,76 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
-from steerlab.core.checkpoint import atomic_write_json
+from steerlab.core.checkpoint import atomic_write_json, read_json
+from steerlab.core.config import check_count
+from steerlab.core.errors import OutputExistsError, UserError
+from steerlab.core.outdir import check_not_input, move_aside
+from steerlab.core.outdir import read_marker as _marker
 
 
 def env_spec(policy) -> dict:
     spec = dict(getattr(policy, "env_spec", None) or policy.config.env)
     if not spec.get("task"):
-        raise ValueError("the checkpoint names no task; pass --task")
+        raise UserError("the checkpoint names no task; pass --task")
     return spec
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a finetune run folder (whose steered policy lives in `policy/`)."""
+    path = Path(path)
+    if (path / "policy" / "config.json").is_file():
+        top = path / "config.json"
+        if (_marker(path) or {}).get("kind") == "finetune" or not top.is_file() or "finetune" in read_json(top):
+            return path / "policy"
+    return path
+
+
+def _num(x: float) -> str:
+    return f"{x:g}".replace("-", "m")
+
+
+def default_result_path(checkpoint: Path, task: str, seed: int, episodes: int, noise_scale: float, max_steps: int,
+                        shift=None) -> Path:
+    """Beside the checkpoint (never inside its input), named after everything that changes the numbers."""
+    name = f"eval_{task}_seed{seed}_ep{episodes}_noise{_num(noise_scale)}_max{max_steps}"
+    if shift is not None:
+        name += f"_shift{shift if isinstance(shift, str) else _num(float(shift))}"
+    return checkpoint.parent / f"{checkpoint.name}.evals" / f"{name}.json"
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from steerlab.core.checkpoint import load_policy
     from steerlab.eval.rollout import evaluate
 
-    policy = load_policy(args.checkpoint)
+    check_count("--episodes", args.episodes)
+    check_count("--n-envs", args.n_envs)
+    check_count("--video-episodes", args.video_episodes)
+    if args.max_steps is not None:
+        check_count("--max-steps", args.max_steps)
+    if not math.isfinite(args.noise_scale) or args.noise_scale < 0:
+        raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    policy = load_policy(checkpoint)
     spec = env_spec(policy) if not args.task else {"task": args.task, "max_steps": args.max_steps or 200}
     task, max_steps = spec["task"], args.max_steps or spec.get("max_steps", 200)
+    shift = getattr(args, "shift", None)
+    out = Path(args.out) if args.out else default_result_path(checkpoint, task, args.seed, args.episodes,
+                                                              args.noise_scale, max_steps, shift)
+    check_not_input(out, [checkpoint])
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it (the old file is renamed "
+                                f"aside) or --out another path")
     result = evaluate(policy, task, args.episodes, args.seed, args.n_envs, max_steps, noise_scale=args.noise_scale)
-    result["checkpoint"] = str(args.checkpoint)
-    out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{task}_seed{args.seed}.json"
-    atomic_write_json(out, result)
+    result["checkpoint"] = str(checkpoint)
+    if out.exists():
+        print(f"moved the existing {out} aside to {move_aside(out)}")
+    try:
+        atomic_write_json(out, result)
+    except PermissionError as err:
+        raise UserError(f"--out {out} is not writable ({err.strerror})") from err
     lo, hi = result["ci95"]
     s = result["smoothness"]
     print(f"{task}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
@@ -45,7 +92,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint (base or steered policy)",
                        description="Example: steerlab evaluate runs/pretrain/push-wall-v3 --episodes 50 --video")
-    p.add_argument("checkpoint", help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("checkpoint", help="checkpoint folder (config.json + model.safetensors) or a finetune run folder")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (initial states and sampler noise)")
     p.add_argument("--n-envs", type=int, default=2, help="parallel environments (processes)")
@@ -53,7 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scale of the flow sampler's initial noise: 1 = as trained, 0 = deterministic from ε = 0")
     p.add_argument("--task", default=None, help="override the checkpoint's task")
     p.add_argument("--max-steps", type=int, default=None, help="override the checkpoint's horizon")
-    p.add_argument("--out", default=None, help="JSON path (default <checkpoint>/eval_<task>_seed<S>.json)")
+    p.add_argument("--out", default=None, help="JSON path (default <checkpoint>.evals/eval_<task>_seed<S>_ep<N>_"
+                                               "noise<x>_max<M>.json, beside the checkpoint)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result (the old one is renamed aside)")
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
     p.add_argument("--video-episodes", type=int, default=2)
     p.add_argument("--print-json", action="store_true")

@@ -81,8 +81,9 @@ class ReplayBuffer:
         return {"ptr": self.ptr, "size": self.size, "capacity": self.capacity, "obs_dim": self.obs_dim,
                 "act_dim": self.act_dim, "rng": self.rng.bit_generator.state}
 
-    def save(self, path: str | Path) -> None:
-        """Write `path` (.npz) atomically: the stored transitions, pointer, size and generator state."""
+    def save(self, path: str | Path, tag: dict | None = None) -> None:
+        """Write `path` (.npz) atomically: the stored transitions, pointer, size and generator state
+        (+ `tag`, e.g. the env step of a training-state snapshot)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -90,14 +91,14 @@ class ReplayBuffer:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **{name: getattr(self, name)[: self.size] for name in FIELDS},
-                         meta=np.array(json.dumps(self._meta())))
+                         meta=np.array(json.dumps({**self._meta(), "tag": tag or {}})))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def load(self, path: str | Path) -> None:
-        """Restore a buffer saved by `save`; its capacity and sizes must match this one's."""
+    def load(self, path: str | Path) -> dict:
+        """Restore a buffer saved by `save` (its capacity and sizes must match this one's); returns its `tag`."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
@@ -118,3 +119,4 @@ class ReplayBuffer:
             buf[size:] = 0
         self.ptr, self.size = int(meta["ptr"]), size
         self.rng.bit_generator.state = meta["rng"]
+        return meta.get("tag", {})

@@ -410,11 +410,15 @@ class SAC:
         for k, v in meta.get("actor_logs", {}).items():  # JSON has no NaN: "not yet computed" is stored as null
             self._actor_logs[k] = float("nan") if v is None else float(v)
 
-    def save(self, folder: str | Path) -> None:
-        """`folder/sac.safetensors` then `folder/sac.json`, each written to a temp file and renamed."""
+    def save(self, folder: str | Path, tag: dict | None = None) -> None:
+        """`folder/sac.safetensors` then `folder/sac.json`, each written to a temp file and renamed.
+        `tag` (e.g. the env step of a training-state snapshot) is stored in sac.json beside the state."""
         tensors, meta = self.state_dict()
         atomic_save_tensors(Path(folder) / "sac.safetensors", tensors)
-        atomic_write_json(Path(folder) / "sac.json", meta)
+        atomic_write_json(Path(folder) / "sac.json", {**meta, "tag": tag or {}})
 
-    def load(self, folder: str | Path) -> None:
-        self.load_state_dict(load_tensors(Path(folder) / "sac.safetensors"), read_json(Path(folder) / "sac.json"))
+    def load(self, folder: str | Path) -> dict:
+        """Restore the state `save` wrote; returns the `tag` it was saved with."""
+        meta = read_json(Path(folder) / "sac.json")
+        self.load_state_dict(load_tensors(Path(folder) / "sac.safetensors"), meta)
+        return meta.get("tag", {})

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    from steerlab.core.config import check_count
+    from steerlab.core.errors import UserError
+    from steerlab.core.outdir import output_dir
     from steerlab.train.pretrain import PretrainConfig, pretrain
 
-    overrides = json.loads(args.policy_json) if args.policy_json else {}
+    check_count("--steps", args.steps)
+    check_count("--batch-size", args.batch_size)
+    if not args.lr > 0 or args.lr == float("inf"):
+        raise UserError(f"--lr must be a positive finite number, got {args.lr}")
+    try:
+        overrides = json.loads(args.policy_json) if args.policy_json else {}
+    except json.JSONDecodeError as err:
+        raise UserError(f"--policy-json is not valid JSON ({err})") from err
+    if not isinstance(overrides, dict):
+        raise UserError("--policy-json must be a JSON object of FlowPolicyConfig fields")
     for name in ("horizon", "n_action_steps", "latent_dim", "vib_beta", "conditioning", "num_inference_steps"):
         val = getattr(args, name)
         if val is not None:
@@ -18,9 +31,15 @@ def run_pretrain(args: argparse.Namespace) -> int:
         overrides["use_vib"] = False
     if args.deterministic_vib:
         overrides["vib_stochastic"] = False
-    out = pretrain(PretrainConfig(dataset=args.dataset or "", out=args.out, steps=args.steps,
-                                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, vib_only=args.vib_only,
-                                  from_ckpt=args.from_ckpt, policy=overrides))
+    cfg = PretrainConfig(dataset=args.dataset or "", out=args.out, steps=args.steps, batch_size=args.batch_size,
+                         lr=args.lr, seed=args.seed, vib_only=args.vib_only, from_ckpt=args.from_ckpt,
+                         policy=overrides)
+    # a finished checkpoint is refused (or moved aside with --overwrite); a folder a killed pretrain left
+    # (marked, no config.json) is simply trained again
+    complete = (Path(args.out) / "config.json").is_file()
+    with output_dir(args.out, "pretrain", overwrite=args.overwrite, resume=not complete,
+                    inputs=[args.dataset, args.from_ckpt]):
+        out = pretrain(cfg)
     print(f"saved policy to {out}")
     return 0
 
@@ -32,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "runs/pretrain/push-wall-v3 --dataset ... --out runs/pretrain/push-wall-v3-vib")
     p.add_argument("--dataset", help="dataset folder from `steerlab collect`")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="move an existing --out folder aside (renamed, never deleted) instead of refusing")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-4)

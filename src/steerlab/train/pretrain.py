@@ -11,7 +11,9 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.core.checkpoint import CheckpointError, load_policy
+from steerlab.core.config import check_count
 from steerlab.core.logger import RunLogger
+from steerlab.core.outdir import check_not_input
 from steerlab.data.dataset import Dataset, read_dataset
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.checkpointing import save_flow_policy
@@ -63,6 +65,10 @@ def latent_stats(policy: FlowMatchingPolicy, observations: np.ndarray) -> dict:
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
+    check_count("steps", cfg.steps)
+    check_count("batch_size", cfg.batch_size)
+    check_count("log_every", cfg.log_every)
+    check_not_input(cfg.out, [cfg.dataset or None, cfg.from_ckpt])
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

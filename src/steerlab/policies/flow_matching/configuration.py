@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+
+from steerlab.core.config import check_count, check_keys, check_types
 
 
 @dataclass
@@ -47,6 +49,11 @@ class FlowPolicyConfig:
     """What to roll the policy out in: {'suite': 'metaworld', 'task': ..., 'max_steps': ...}."""
 
     def __post_init__(self):
+        # a checkpoint's config.json is user-editable: "hidden": "256" must be one line, not a torch traceback
+        check_types(self, "FlowPolicyConfig")
+        for name in ("obs_dim", "action_dim", "horizon", "embed_dim", "hidden", "encoder_depth", "velocity_depth",
+                     "time_embed_dim", "num_inference_steps", "latent_dim", "vib_hidden", "vib_depth"):
+            check_count(f"FlowPolicyConfig.{name}", getattr(self, name))
         if self.conditioning not in ("film", "concat"):
             raise ValueError(f"conditioning must be 'film' or 'concat', got {self.conditioning!r}")
         if not 1 <= self.n_action_steps <= self.horizon:
@@ -57,8 +64,5 @@ class FlowPolicyConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> FlowPolicyConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown FlowPolicyConfig fields {sorted(unknown)}")
+        check_keys(cls, d, "FlowPolicyConfig")
         return cls(**d)

@@ -17,11 +17,33 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from steerlab.core.errors import UserError
 from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
 from steerlab.policies.flow_matching.configuration import FlowPolicyConfig
 from steerlab.policies.flow_matching.sampler import euler_sample
 from steerlab.policies.vib import VIB, gaussian_kl
+
+
+def _numeric_tensor(value, what: str) -> torch.Tensor:
+    """float32 tensor of `value`, refusing strings, objects and booleans with a one-line error."""
+    if torch.is_tensor(value):
+        if value.dtype == torch.bool or value.is_complex():
+            raise UserError(f"{what} must hold real numbers, got a {value.dtype} tensor")
+        return value.detach().to(torch.float32)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as err:  # ragged lists
+        raise UserError(f"{what} is not a numeric array ({err})") from err
+    if arr.dtype.kind not in "fiu":
+        raise UserError(f"{what} must hold real numbers, got dtype {arr.dtype}")
+    return torch.as_tensor(arr.astype(np.float32, copy=False))
+
+
+def _finite_or_raise(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not bool(torch.isfinite(x).all()):
+        raise UserError(f"{what} is NaN or inf (the inputs that produced it were out of range or corrupt)")
+    return x
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -97,16 +119,19 @@ class FlowMatchingPolicy(nn.Module):
         return list(self.vib.parameters()) if self.vib is not None else []
 
     # ----------------------------------------------------------------- inputs
-    def _as_obs_tensor(self, obs) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32) if not torch.is_tensor(obs) else obs,
-                            dtype=torch.float32)
+    def _as_obs_tensor(self, obs, single: bool = False) -> torch.Tensor:
+        """Validated float32 (B, obs_dim) tensor; `single`: exactly one observation (B = 1)."""
+        x = _numeric_tensor(obs, "observation")
+        d = self.config.obs_dim
         if x.ndim == 1:
             x = x[None]
-        if x.ndim != 2 or x.shape[1] != self.config.obs_dim:
-            raise ValueError(f"observation must have shape (obs_dim={self.config.obs_dim},) or "
-                             f"(batch, {self.config.obs_dim}); got {tuple(x.shape)}")
+        if x.ndim != 2 or x.shape[1] != d:
+            raise UserError(f"observation must have shape ({d},) or (batch, {d}); got {tuple(x.shape)}")
+        if single and x.shape[0] != 1:
+            raise UserError(f"select_action takes one observation of shape ({d},); got a batch of {x.shape[0]} "
+                            f"(use predict_chunk for batches)")
         if not torch.isfinite(x).all():
-            raise ValueError("observation contains NaN or inf")
+            raise UserError("observation contains NaN or inf")
         return x
 
     # ----------------------------------------------------------------- building blocks
@@ -141,14 +166,22 @@ class FlowMatchingPolicy(nn.Module):
 
     def generate(self, cond: torch.Tensor, noise: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Integrate the flow from noise to a *normalized* chunk (B, horizon, action_dim)."""
+        """Integrate the flow from noise to a *normalized* chunk (B, horizon, action_dim).
+
+        Every input and the result are checked: a NaN noise, condition or chunk is an error, never an action.
+        """
         cfg = self.config
         shape = (cond.shape[0], cfg.horizon, cfg.action_dim)
+        _finite_or_raise(cond, "the generator's conditioning (embedding)")
         if noise is None:
             noise = torch.randn(shape, generator=generator, dtype=cond.dtype, device=cond.device)
         else:
-            noise = torch.as_tensor(noise, dtype=cond.dtype).reshape(shape)
-        return euler_sample(lambda x, t: self.velocity(x, t, cond), noise, cfg.num_inference_steps)
+            noise = _numeric_tensor(noise, "noise").to(cond.dtype)
+            if noise.numel() != math.prod(shape):
+                raise UserError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+            noise = _finite_or_raise(noise.reshape(shape), "noise")
+        chunk = euler_sample(lambda x, t: self.velocity(x, t, cond), noise, cfg.num_inference_steps)
+        return _finite_or_raise(chunk, "the generated action chunk")
 
     def unnormalize_actions(self, chunk: torch.Tensor) -> torch.Tensor:
         return self.action_norm.unnormalize(chunk).clamp(-1.0, 1.0)
@@ -157,20 +190,39 @@ class FlowMatchingPolicy(nn.Module):
     @torch.no_grad()
     def predict_chunk(self, obs, *, noise=None, latent_residual=None, embedding_residual=None,
                       generator: torch.Generator | None = None) -> np.ndarray:
-        """Action chunk(s) in environment units, shape (B, horizon, action_dim)."""
+        """Action chunk(s) in environment units, shape (B, horizon, action_dim). Inputs are checked each call."""
         x = self._as_obs_tensor(obs)
+        latent_residual = self._residual(latent_residual, "latent_residual", x.shape[0], self.config.latent_dim)
+        embedding_residual = self._residual(embedding_residual, "embedding_residual", x.shape[0],
+                                            self.config.embed_dim)
         cond = self.condition(self.embed(x), latent_residual, embedding_residual)
         return self.unnormalize_actions(self.generate(cond, noise, generator)).numpy()
+
+    @staticmethod
+    def _residual(value, what: str, batch: int, dim: int) -> torch.Tensor | None:
+        if value is None:
+            return None
+        r = _numeric_tensor(value, what)
+        if r.ndim == 1:
+            r = r[None]
+        if r.ndim != 2 or r.shape[1] != dim or r.shape[0] not in (1, batch):
+            raise UserError(f"{what} must have shape ({dim},) or ({batch}, {dim}); got {tuple(r.shape)}")
+        return _finite_or_raise(r, what)
 
     @torch.no_grad()
     def select_action(self, obs, *, noise=None, latent_residual=None, key=None,
                       generator: torch.Generator | None = None) -> np.ndarray:
         """One action for one observation; re-plans every `n_action_steps` calls (call `reset()`
-        between episodes). `noise` / `latent_residual` steer the chunk generated at a re-plan."""
+        between episodes). `noise` / `latent_residual` steer the chunk generated at a re-plan.
+
+        The observation is checked on *every* call, also when the next action comes from the queue:
+        a NaN, string, wrongly shaped or batched observation is an error, never a queued action.
+        """
         if key is not None:
-            raise ValueError("this policy is not keyed; personalize it with `steerlab personalize`")
+            raise UserError("this policy is not keyed; personalize it with `steerlab personalize`")
+        x = self._as_obs_tensor(obs, single=True)
         if not self._queue:
-            chunk = self.predict_chunk(obs, noise=noise, latent_residual=latent_residual, generator=generator)[0]
+            chunk = self.predict_chunk(x, noise=noise, latent_residual=latent_residual, generator=generator)[0]
             self._queue = list(chunk[: self.config.n_action_steps])
         return self._queue.pop(0)
 
