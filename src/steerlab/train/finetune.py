@@ -372,7 +372,8 @@ class Finetuner:
                 self.next_eval += cfg.eval_every
                 row = self.evaluate()
                 row.update(explore_success=float(np.mean([e["success"] for e in self.window])),
-                           explore_jerk=float(np.mean([e["jerk"] for e in self.window])),
+                           # nanmean: an episode that succeeds within 3 steps has no jerk (as in evaluation)
+                           explore_jerk=float(np.nanmean([e["jerk"] for e in self.window])),
                            episodes=self.episodes,
                            steps_per_s=(self.env_steps - steps0) / (time.perf_counter() - t0))
                 if self.last_update:
