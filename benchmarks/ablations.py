@@ -32,7 +32,7 @@ ROOT = RUNS / "ablations"
 QUICK_ROOT = RUNS / "ablations_quick"  # a 10k-step run is not a truncated 30k one
 # variant name -> (VIB refit overrides or None for the benchmark base, steering overrides, method)
 VARIANTS = {
-    # 0.3 is the library default (SteeringConfig.latent_rms_ratio), the λ every finetune run uses
+    # 0.3 is the library default (ZPRLConfig.latent_rms_ratio in rl/steering/zprl.py), the λ every finetune run uses
     **{f"lambda={r}": (None, {"latent_rms_ratio": r}, "zprl") for r in (0.05, 0.1, 0.2, 0.3, 0.5)},
     **{f"latent_dim={d}": ({"latent_dim": d}, {}, "zprl") for d in (4, 8, 16)},
     **{f"beta={b:g}": ({"vib_beta": b}, {}, "zprl") for b in (1e-3, 1e-4, 1e-5)},

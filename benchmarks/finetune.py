@@ -24,8 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import RESULTS, RUNS, load_cell, markdown_table, stderr  # noqa: E402
 
-from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
 
 METHODS = ["zprl", "action-residual", "dsrl"]
 # SAC for the CPU benchmark: hidden 128 instead of the library's 256. Measured on one core, one update
@@ -99,28 +99,27 @@ def finetune_cell(cell: dict) -> dict:
     """One run (a Ray task): finetune, then a final evaluation on more episodes, then result.json."""
     import torch
 
+    from steerlab.core.checkpoint import load_policy
+    from steerlab.core.logger import read_metrics
     from steerlab.eval.rollout import evaluate
     from steerlab.rl.sac import SACConfig
-    from steerlab.rl.steering import SteeringConfig
-    from steerlab.core.checkpoint import load_policy
     from steerlab.train.finetune import FinetuneConfig, finetune
-    from steerlab.core.logger import read_metrics
 
     torch.set_num_threads(1)
     out = run_dir(cell, Path(cell["root"]))
     if is_done(cell) or not claim(out):
         return {"skipped": str(out)}
-    cfg = FinetuneConfig(base=cell["base"], method=cell["method"], task=cell["task"], env_steps=cell["env_steps"],
+    cfg = FinetuneConfig(base=cell["base"], method=cell["method"], env=cell["task"], env_steps=cell["env_steps"],
                          seed=cell["seed"], out=str(out), eval_every=cell["eval_every"],
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
-                         checkpoint_every=cell["eval_every"] * 2, tensorboard=False, max_steps=cell.get("max_steps", 200),
-                         sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=SteeringConfig.from_dict(cell.get("steering", {})))
+                         checkpoint_every=cell["eval_every"] * 2, tensorboard=False, max_steps=cell.get("max_steps"),
+                         sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
     t0 = time.perf_counter()
     finetune(cfg, progress=False)
     wall = time.perf_counter() - t0
     rows = read_metrics(out)
     policy = load_policy(out / "policy")
-    max_steps = cell.get("max_steps", 200)
+    max_steps = cell.get("max_steps")  # None: the env's own horizon (Meta-World 200, panda-gym 50)
     final = evaluate(policy, cell["task"], cell["final_episodes"], seed=cell["seed"], n_envs=1, asynchronous=False,
                      progress=False, max_steps=max_steps)
     result = {"task": cell["task"], "method": cell["method"], "name": cell["name"], "seed": cell["seed"],
@@ -134,7 +133,7 @@ def finetune_cell(cell: dict) -> dict:
     return result
 
 
-def zero_noise_final(policy, task: str, episodes: int, seed: int, max_steps: int = 200) -> dict:
+def zero_noise_final(policy, task: str, episodes: int, seed: int, max_steps: int | None = None) -> dict:
     """The final steered policy sampled from ε = 0, beside the ε = 0 base row of the pretrain benchmark
     (for dsrl the actor picks ε, so this equals its ordinary evaluation)."""
     from steerlab.eval.rollout import evaluate

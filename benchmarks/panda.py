@@ -53,41 +53,6 @@ PRETRAIN_FILE = RESULTS / "panda_pretrain.json"
 FINETUNE_FILE = RESULTS / "panda_finetune.json"
 
 
-def use_panda_envs() -> None:
-    """Make the rollout and finetune loops build panda tasks by name.
-
-    Temporary bridge: on this branch those loops still build every env with Meta-World's `make_env`
-    and read the end effector from `info["hand_pos"]`; once the env registry (issue 11, part 3) routes
-    task names to families and reads the position key from the env spec, this function goes away.
-    """
-    import gymnasium as gym
-
-    import steerlab.eval.rollout as rollout
-    import steerlab.train.finetune as ft
-    from steerlab.envs import panda_tasks
-
-    if getattr(rollout.make_env, "_panda_bridge", False):
-        return
-    metaworld_make_env = rollout.make_env
-
-    class HandPos(gym.Wrapper):
-        def reset(self, **kw):
-            obs, info = self.env.reset(**kw)
-            return obs, dict(info, hand_pos=info[panda_tasks.POSITION_KEY])
-
-        def step(self, action):
-            obs, r, term, trunc, info = self.env.step(action)
-            return obs, r, term, trunc, dict(info, hand_pos=info[panda_tasks.POSITION_KEY])
-
-    def make_env(task, goal_offset=None, **kw):
-        if task in panda_tasks.TASKS:
-            return HandPos(panda_tasks.make_env(task, goal_offset=goal_offset, **kw))
-        return metaworld_make_env(task, goal_offset=goal_offset, **kw)
-
-    make_env._panda_bridge = True
-    rollout.make_env = ft.make_env = make_env
-
-
 # ---------------------------------------------------------------------------------------------- experts
 def expert_cell(task: str, episodes: int = EXPERT_EPISODES) -> dict:
     """The clean scripted expert on `episodes` evaluation-split episodes (seed 0), success at any step."""
@@ -144,7 +109,6 @@ def evaluate_both(ckpt: Path, task: str, episodes: int, seed: int) -> dict:
     from steerlab.core.checkpoint import load_policy
     from steerlab.eval.rollout import evaluate
 
-    use_panda_envs()
     policy = load_policy(ckpt)
     out = {}
     for key, scale in (("sampled", 1.0), ("eps0", 0.0)):
@@ -257,13 +221,6 @@ def finetune_cells(seeds: int, env_steps: int, methods: list[str]) -> list[dict]
             for s in range(seeds) for t in TASKS for m in methods]
 
 
-def panda_finetune_cell(cell: dict) -> dict:
-    import finetune
-
-    use_panda_envs()
-    return finetune.finetune_cell(cell)
-
-
 def collect_finetune() -> dict:
     import finetune
 
@@ -301,7 +258,6 @@ def main() -> int:
             print(table(res) if res else f"_{f.name}: nothing recorded yet_", end="\n\n")
         return 0
     torch.set_num_threads(1)
-    use_panda_envs()
     CELLS.mkdir(parents=True, exist_ok=True)
     stages = ["experts", "calibrate", "base", "sanity", "finetune"] if args.stage == "all" else [args.stage]
     if "experts" in stages:
@@ -324,7 +280,7 @@ def main() -> int:
 
         from steerlab.sweep import run_grid
 
-        run_grid(finetune_cells(args.seeds, args.env_steps, args.methods), panda_finetune_cell, finetune.is_done,
+        run_grid(finetune_cells(args.seeds, args.env_steps, args.methods), finetune.finetune_cell, finetune.is_done,
                  use_ray=False, desc="panda finetune runs")
         results = collect_finetune()
         atomic_write_json(FINETUNE_FILE, results)

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, RUNS, load_cell, markdown_table  # noqa: E402
 
-from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS  # noqa: E402
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS  # noqa: E402
 
 CELLS = RESULTS / "pretrain_runs"
 
@@ -69,8 +69,8 @@ def decisions_per_second(ckpt: Path, n: int = 500) -> float:
 
 
 def run_cell(task: str, quality: str, eval_episodes: int, seed: int) -> dict:
-    from steerlab.eval.rollout import evaluate
     from steerlab.core.checkpoint import load_policy, read_json
+    from steerlab.eval.rollout import evaluate
 
     t0 = time.perf_counter()
     ckpt = base_checkpoint(task, quality, seed=seed)
@@ -86,8 +86,8 @@ def run_cell(task: str, quality: str, eval_episodes: int, seed: int) -> dict:
 def zero_noise_eval(ckpt: Path, task: str, eval_episodes: int, seed: int) -> dict:
     """The same policy sampled from ε = 0 (deterministic): how much of the gap to the expert is sampling
     noise rather than a wrong mean. Same episodes (initial states) as the stochastic evaluation."""
-    from steerlab.eval.rollout import evaluate
     from steerlab.core.checkpoint import load_policy
+    from steerlab.eval.rollout import evaluate
 
     res = evaluate(load_policy(ckpt), task, eval_episodes, seed=seed, n_envs=2, noise_scale=0.0)
     return {"zero_noise_success": res["success"], "zero_noise_ci95": res["ci95"],

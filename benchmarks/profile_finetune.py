@@ -25,7 +25,7 @@ from pretrain import base_checkpoint  # noqa: E402
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 # (label, file suffix, function name) of the cumulative-time entries we report
-PARTS = [("sac_update", "rl/sac.py", "update_many"), ("chunk_generation", "rl/steering.py", "chunk"),
+PARTS = [("sac_update", "rl/sac.py", "update_many"), ("chunk_generation", "rl/steering/{method}.py", "chunk"),
          ("simulator", "envs/metaworld_env.py", "step"), ("features", "train/finetune.py", "_features"),
          ("replay_add", "rl/replay.py", "add")]
 
@@ -52,7 +52,9 @@ def main() -> int:
     wall = time.perf_counter() - t0
     stats = pstats.Stats(prof).stats
     shares = {}
+    module = args.method.replace("-", "_")
     for label, suffix, fn in PARTS:
+        suffix = suffix.format(method=module)
         cum = sum(v[3] for (f, _, name), v in stats.items() if f.endswith(suffix) and name == fn)
         shares[label] = cum / wall
     result = {"task": args.task, "method": args.method, "env_steps": args.env_steps, "wall_seconds": wall,

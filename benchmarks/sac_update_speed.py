@@ -24,8 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import RESULTS  # noqa: E402
 
-from steerlab.rl.sac import SAC, SACConfig  # noqa: E402
 from steerlab.core.checkpoint import atomic_write_json, versions  # noqa: E402
+from steerlab.rl.sac import SAC, SACConfig  # noqa: E402
 
 # (batch, hidden, critic heads, critic_pair)
 SETTINGS = [(256, 256, 2, 2), (256, 128, 2, 2), (128, 128, 2, 2), (128, 256, 2, 2), (256, 256, 10, 2)]

@@ -36,8 +36,8 @@ def main() -> int:
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--episodes", type=int, default=2)
     args = ap.parse_args()
-    from steerlab.eval.video import record_video
     from steerlab.core.checkpoint import load_policy
+    from steerlab.eval.video import record_video
 
     tasks = args.tasks or sorted(p.parent.parent.name.split("__")[0]
                                  for p in (RUNS / "finetune").glob("*__zprl__seed0/policy/config.json"))

@@ -128,10 +128,22 @@ def test_scripted_expert_solves_most_seeded_episodes(task):
     assert wins >= 7, f"{task}: the expert solved {wins}/8 episodes"
 
 
-def test_collect_uses_the_panda_family_and_is_deterministic():
-    from steerlab.data.collect import collect_demos, demo_family
+def test_registry_routes_panda_tasks_to_the_panda_family():
+    from steerlab.envs.registry import make_env, resolve_env
 
-    assert demo_family("PandaPickAndPlace-v3")[0] == "panda" and demo_family("reach-v3")[0] == "metaworld"
+    spec = resolve_env("PandaPush-v3")
+    assert (spec.family, spec.max_steps, spec.position_key) == ("panda", 50, "ee_pos")
+    env = make_env(resolve_env("PandaPickAndPlace-v3", max_steps=7), seed=0, terminate_on_success=True)
+    assert isinstance(env, panda_tasks.PandaTask) and env.max_steps == 7 and env.terminate_on_success
+
+
+def test_collect_looks_the_expert_up_by_family_and_is_deterministic():
+    from steerlab.data.collect import collect_demos, expert_for
+    from steerlab.envs.registry import EnvSpec
+
+    assert expert_for(EnvSpec("panda", "PandaPush-v3")) is expert_policy("PandaPush-v3")
+    with pytest.raises(UserError, match="no scripted expert"):
+        expert_for(EnvSpec("gym", "Pendulum-v1"))
     a = collect_demos("PandaPickAndPlace-v3", 3, "mixed", seed=4, max_steps=20, progress=False, noise_scale=2.0)
     b = collect_demos("PandaPickAndPlace-v3", 3, "mixed", seed=4, max_steps=20, progress=False, noise_scale=2.0)
     assert [e.observations.shape[1] for e in a] == [25] * 3 and all(e.actions.shape[1] == 4 for e in a)

@@ -54,7 +54,8 @@ def test_cli_collect_pretrain_evaluate(tmp_path, capsys):
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["collect", "--task", "push-wal-v3", "--episodes", "1", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown Meta-World task" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown environment 'push-wal-v3'" in err and "push-wall-v3" in err
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

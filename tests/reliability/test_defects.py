@@ -35,7 +35,7 @@ def world(tmp_path_factory):
 
 
 def _cfg(base, out, **kw):
-    args = dict(base=str(base), method="zprl", task="reach-v3", env_steps=40, seed=0, out=str(out), max_steps=20,
+    args = dict(base=str(base), method="zprl", env="reach-v3", env_steps=40, seed=0, out=str(out), max_steps=20,
                 warmup_decisions=10, eval_every=40, eval_episodes=1, checkpoint_every=20, buffer_size=500,
                 tensorboard=False, sac=SACConfig(hidden=32, batch_size=16))
     args.update(kw)
@@ -297,7 +297,7 @@ def test_string_hidden_in_checkpoint_config_is_one_line(world, tmp_path, capsys)
 
 
 def test_finetuned_policy_as_base_is_refused(world, tmp_path, capsys):
-    _fails(capsys, _ft_cli(world["run"] / "policy", tmp_path / "r"), "'steered'", "flow-matching")
+    _fails(capsys, _ft_cli(world["run"] / "policy", tmp_path / "r"), "'steered'", "pass its base checkpoint")
     assert not (tmp_path / "r").exists()
 
 

@@ -28,7 +28,7 @@ def base(tmp_path_factory):
 
 def _cfg(base, out, env_steps=60, tensorboard=False, eval_every=60) -> FinetuneConfig:
     # a snapshot at every episode end (20 env steps); evaluations at 0 and every `eval_every` steps
-    return FinetuneConfig(base=str(base), method="zprl", task="reach-v3", env_steps=env_steps, seed=0, out=str(out),
+    return FinetuneConfig(base=str(base), method="zprl", env="reach-v3", env_steps=env_steps, seed=0, out=str(out),
                           max_steps=20, warmup_decisions=10, eval_every=eval_every, eval_episodes=1,
                           checkpoint_every=20,
                           buffer_size=1000, tensorboard=tensorboard, sac=SACConfig(hidden=32, batch_size=16))

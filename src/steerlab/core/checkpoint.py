@@ -26,6 +26,8 @@ WEIGHTS_NAME = "model.safetensors"
 POLICY_LOADERS = {
     "flow_matching": "steerlab.policies.flow_matching.checkpointing:load_flow_policy",
     "steered": "steerlab.rl.steering:load_steered_policy",
+    "plugin_vib": "steerlab.policies.plugin_vib:load_plugin_vib_policy",
+    "factory": "steerlab.policies.factory:load_factory_policy",
 }
 
 
@@ -70,14 +72,19 @@ def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
     module.load_state_dict(tensors)
 
 
-def load_policy(folder: str | Path):
-    """Rebuild any steerlab policy from its checkpoint folder."""
-    meta, tensors = read_checkpoint(folder)
-    kind = meta["policy_type"]
+def build_policy(meta: dict, tensors: dict[str, torch.Tensor], folder: str | Path):
+    """Rebuild a policy from a checkpoint's parsed config.json and tensors (also used for nested bases)."""
+    kind = meta.get("policy_type")
     if kind not in POLICY_LOADERS:
         raise CheckpointError(f"{folder}: unknown policy_type {kind!r}; known: {sorted(POLICY_LOADERS)}")
     module, fn = POLICY_LOADERS[kind].split(":")
     return getattr(importlib.import_module(module), fn)(meta, tensors, Path(folder))
+
+
+def load_policy(folder: str | Path):
+    """Rebuild any steerlab policy from its checkpoint folder."""
+    meta, tensors = read_checkpoint(folder)
+    return build_policy(meta, tensors, folder)
 
 
 # ---------------------------------------------------------------------- resumable training state

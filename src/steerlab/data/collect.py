@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
-from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, episode_seeds, expert_policy, make_env
+from steerlab.envs.registry import make_env, resolve_env
+from steerlab.envs.seeds import episode_seeds
 
 
 @dataclass(frozen=True)
@@ -65,38 +66,47 @@ def get_preset(quality: str) -> QualityPreset:
     return QUALITY_PRESETS[quality]
 
 
-def demo_family(task: str) -> tuple[str, Callable, Callable]:
-    """(family, env factory, expert factory) of the environment family that owns `task`: the panda-gym
-    tasks (steerlab.envs.panda_tasks / panda_experts), else Meta-World. Both factories take the same
-    arguments: `make_env(task, seed=, max_steps=, terminate_on_success=, ...)`, `expert_policy(task, goal_offset)`."""
-    from steerlab.envs import panda_tasks
+# scripted experts per environment family ("module:function(task, goal_offset) -> callable obs -> action");
+# a family with experts is one line here
+EXPERTS: dict[str, str] = {
+    "metaworld": "steerlab.envs.metaworld_env:expert_policy",
+    "panda": "steerlab.envs.panda_experts:expert_policy",
+}
 
-    if task in panda_tasks.TASKS:
-        from steerlab.envs.panda_experts import expert_policy as panda_expert
 
-        return "panda", panda_tasks.make_env, panda_expert
-    return "metaworld", make_env, expert_policy
+def expert_for(spec, goal_offset=None) -> Callable:
+    """The scripted expert for the env `spec` (an EnvSpec), looked up by its family."""
+    import importlib
+
+    if spec.family not in EXPERTS:
+        raise UserError(f"no scripted expert for {spec.id!r} (family {spec.family!r}); families with experts: "
+                        f"{', '.join(EXPERTS)}")
+    module, _, fn = EXPERTS[spec.family].partition(":")
+    return getattr(importlib.import_module(module), fn)(spec.id, goal_offset)
 
 
 def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 0,
-                  max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True, goal_offset=None,
+                  max_steps: int | None = None, progress: bool = True, goal_offset=None,
                   noise_scale: float | None = None) -> list[Episode]:
     """Roll out the scripted expert with the preset's corruption; one Episode per rollout.
 
     Episodes end at the first success (the evaluation counts success at any step), at the horizon,
-    or at the preset's cut point. `goal_offset` records a user's personal preference instead: the
+    or at the preset's cut point (`max_steps` None: the env family's horizon, e.g. Meta-World 200,
+    panda-gym 50). `goal_offset` records a user's personal preference instead: the
     expert aims at goal + offset while the observation keeps the task's goal. `noise_scale` multiplies
     the preset's noise levels (default: the task's entry in TASK_NOISE_SCALE, else 1).
     """
     preset = get_preset(quality)
     check_count("episodes", episodes)
-    check_count("max_steps", max_steps)
+    if max_steps is not None:
+        check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
-    _, env_factory, expert_factory = demo_family(task)
-    env_kw = {"goal_offset": goal_offset} if goal_offset is not None else {}
-    env = env_factory(task, seed=seed, max_steps=max_steps, terminate_on_success=True, **env_kw)
-    expert = expert_factory(task, goal_offset)
+    kwargs = {} if goal_offset is None else {"goal_offset": np.asarray(goal_offset, np.float32).tolist()}
+    spec = resolve_env(task, max_steps=max_steps, kwargs=kwargs)
+    env = make_env(spec, seed=seed, terminate_on_success=True)
+    expert = expert_for(spec, goal_offset)
     act_dim = env.action_space.shape[0]
+    max_steps = spec.max_steps
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
     scale = TASK_NOISE_SCALE.get(task, 1.0) if noise_scale is None else float(noise_scale)

@@ -4,7 +4,7 @@ Initial states. An MT1 environment built the usual way cycles through 50 fixed o
 We instead draw a fresh object/goal configuration from the env's own seeded generator at every
 reset (`_freeze_rand_vec=False`, `seeded_rand_vec=True`). `reset(seed=s)` reseeds that generator, so an
 episode is a pure function of its seed. Demonstrations, RL training and evaluation use disjoint seed
-ranges (see `episode_seeds`) so a policy is never evaluated on the exact setups it was trained on.
+ranges (see `steerlab.envs.seeds.episode_seeds`) so a policy is never evaluated on the exact setups it was trained on.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from steerlab.envs.seeds import SEED_OFFSETS, episode_seeds  # noqa: F401  (re-exported: older imports)
+
 # Eight tasks of the benchmark; push-v3 / reach-v3 serve as sanity checks of the imitation stack.
 BENCHMARK_TASKS = [
     "push-wall-v3", "box-close-v3", "assembly-v3", "peg-insert-side-v3",
@@ -24,17 +26,6 @@ SANITY_TASKS = ["push-v3", "reach-v3"]
 DEFAULT_MAX_STEPS = 200
 PREFERENCE_TOLERANCE = 0.05  # Meta-World's own reach tolerance
 OBS_DIM, ACT_DIM = 39, 4
-
-# Seed ranges: disjoint so train/eval setups never coincide.
-SEED_OFFSETS = {"demo": 0, "train": 1_000_000, "eval": 2_000_000}
-
-
-def episode_seeds(split: str, seed: int, n: int) -> list[int]:
-    """`n` episode seeds for `split` ('demo' | 'train' | 'eval') of run seed `seed`."""
-    if split not in SEED_OFFSETS:
-        raise ValueError(f"unknown seed split {split!r}; expected one of {sorted(SEED_OFFSETS)}")
-    base = SEED_OFFSETS[split] + 10_000 * seed
-    return [base + i for i in range(n)]
 
 
 def available_tasks() -> list[str]:

@@ -14,11 +14,16 @@ from steerlab.core.outdir import check_not_input, move_aside
 from steerlab.core.outdir import read_marker as _marker
 
 
-def env_spec(policy) -> dict:
-    spec = dict(getattr(policy, "env_spec", None) or policy.config.env)
-    if not spec.get("task"):
-        raise UserError("the checkpoint names no task; pass --task")
-    return spec
+def env_spec(checkpoint, env: str | None, max_steps: int | None, shift: str | None = None):
+    """The checkpoint's recorded env (or `--env`), with the command line's overrides."""
+    from steerlab.envs.registry import EnvSpec, checkpoint_env, resolve_env
+
+    if env:
+        return resolve_env(env, max_steps=max_steps, shift=shift)
+    recorded = checkpoint_env(read_json(Path(checkpoint) / "config.json"))
+    if not recorded:
+        raise UserError("the checkpoint names no environment; pass --env")
+    return resolve_env(EnvSpec.from_dict(recorded), max_steps=max_steps, shift=shift)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -57,16 +62,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
     checkpoint = resolve_checkpoint(args.checkpoint)
     policy = load_policy(checkpoint)
-    spec = env_spec(policy) if not args.task else {"task": args.task, "max_steps": args.max_steps or 200}
-    task, max_steps = spec["task"], args.max_steps or spec.get("max_steps", 200)
-    shift = getattr(args, "shift", None)
-    out = Path(args.out) if args.out else default_result_path(checkpoint, task, args.seed, args.episodes,
-                                                              args.noise_scale, max_steps, shift)
+    spec = env_spec(checkpoint, args.env, args.max_steps, args.shift)
+    task, max_steps = spec.id, spec.max_steps
+    name = task.replace(":", "_").replace("/", "_")
+    out = Path(args.out) if args.out else default_result_path(checkpoint, name, args.seed, args.episodes,
+                                                              args.noise_scale, max_steps, spec.shift)
     check_not_input(out, [checkpoint])
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it (the old file is renamed "
                                 f"aside) or --out another path")
-    result = evaluate(policy, task, args.episodes, args.seed, args.n_envs, max_steps, noise_scale=args.noise_scale)
+    result = evaluate(policy, spec, args.episodes, args.seed, args.n_envs, noise_scale=args.noise_scale)
     result["checkpoint"] = str(checkpoint)
     if out.exists():
         print(f"moved the existing {out} aside to {move_aside(out)}")
@@ -82,7 +87,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.video:
         from steerlab.eval.video import record_video
 
-        video = record_video(policy, task, out.with_suffix(".mp4"), args.video_episodes, args.seed, max_steps)
+        video = record_video(policy, spec, out.with_suffix(".mp4"), args.video_episodes, args.seed, max_steps)
         print(f"video: {video}")
     if args.print_json:
         print(json.dumps({k: v for k, v in result.items() if k != "per_episode"}, indent=2))
@@ -98,7 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-envs", type=int, default=2, help="parallel environments (processes)")
     p.add_argument("--noise-scale", type=float, default=1.0,
                    help="scale of the flow sampler's initial noise: 1 = as trained, 0 = deterministic from ε = 0")
-    p.add_argument("--task", default=None, help="override the checkpoint's task")
+    p.add_argument("--env", "--task", dest="env", default=None,
+                   help="override the checkpoint's env: Meta-World task, Gymnasium id or module:factory")
+    p.add_argument("--shift", default=None, help="named deployment shift (steerlab.envs.shifts)")
     p.add_argument("--max-steps", type=int, default=None, help="override the checkpoint's horizon")
     p.add_argument("--out", default=None, help="JSON path (default <checkpoint>.evals/eval_<task>_seed<S>_ep<N>_"
                                                "noise<x>_max<M>.json, beside the checkpoint)")

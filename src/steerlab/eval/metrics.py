@@ -43,8 +43,11 @@ def summarize_episodes(episodes: list[dict]) -> dict:
     k = sum(bool(e["success"]) for e in episodes)
     lo, hi = wilson_interval(k, n)
     lengths = np.array([e["length"] for e in episodes])
-    smooth = {name: float(np.nanmean([e["smoothness"][name] for e in episodes]))
-              for name in ("velocity", "acceleration", "jerk")}
+    smooth = {}
+    for name in ("velocity", "acceleration", "jerk"):
+        vals = np.array([e["smoothness"][name] for e in episodes], np.float64)
+        # NaN when no episode measured it (no end-effector position, or too short)
+        smooth[name] = float(vals[~np.isnan(vals)].mean()) if (~np.isnan(vals)).any() else float("nan")
     return {"success": k / n, "ci95": [lo, hi], "episodes": n, "successes": k,
             "length_mean": float(lengths.mean()), "length_std": float(lengths.std()),
             "smoothness": smooth}

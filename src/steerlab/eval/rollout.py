@@ -1,44 +1,63 @@
-"""Batched evaluation rollouts over gymnasium vector envs.
+"""Batched evaluation rollouts over gymnasium vector envs, for any env family (envs/registry.py).
 
-A policy here is anything with `predict_chunk(obs (B, obs_dim), noise=(B, H, A)) -> (B, H, A)` and an
-`n_action_steps` attribute: the flow policy, a steered policy, a keyed policy. Each environment keeps
-its own queue of planned actions, so environments that reset at different times re-plan independently.
-Episode i always uses evaluation seed i of the run seed for its initial state *and* for the sampler
-noise of its chunks (one torch.Generator per episode), so the numbers do not depend on how many
-parallel envs evaluated them.
+A policy here is anything with `n_action_steps` and either `predict_chunk(obs (B, obs_dim), noise=...)
+-> (B, H, A)` numpy (the flow policy, a steered policy, a keyed policy) or the protocol's
+`sample_chunk(obs, noise)` (any steerable policy). Each environment keeps its own queue of planned
+actions, so environments that reset at different times re-plan independently. Episode i always uses
+evaluation seed i of the run seed for its initial state *and* for the sampler noise of its chunks (one
+torch.Generator per episode), so the numbers do not depend on how many parallel envs evaluated them.
+End-effector smoothness is measured when the env spec names a position key, and reported as NaN otherwise.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from steerlab.envs.metaworld_env import episode_seeds, make_env
+from steerlab.envs.registry import EnvSpec, make_env, resolve_env
+from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
+from steerlab.policies.protocol import as_obs_tensor
+
+NO_SMOOTHNESS = {"velocity": float("nan"), "acceleration": float("nan"), "jerk": float("nan")}
 
 
-class ChunkPolicy(Protocol):
-    n_action_steps: int
-    chunk_shape: tuple[int, int]  # (horizon, action_dim) of the sampler noise
+def chunk_sampler(policy):
+    """(fn(obs (B, obs_dim) numpy, noise or None) -> (B, H, A) numpy, noise shape or None) for `policy`."""
+    noise_shape = getattr(policy, "chunk_shape", None) or getattr(policy, "noise_shape", None)
+    if hasattr(policy, "predict_chunk"):
+        return (lambda obs, noise: policy.predict_chunk(obs, noise=noise)), noise_shape
 
-    def predict_chunk(self, obs, *, noise=None) -> np.ndarray: ...
+    @torch.no_grad()
+    def fn(obs, noise):
+        return policy.sample_chunk(as_obs_tensor(obs, policy.obs_dim), noise).numpy()
+
+    return fn, noise_shape
 
 
-def make_vector_env(task: str, n_envs: int, seed: int, max_steps: int, asynchronous: bool = True,
-                    terminate_on_success: bool = True, reward: str = "dense", goal_offset=None) -> gym.vector.VectorEnv:
-    fns = [functools.partial(make_env, task, seed=seed + i, max_steps=max_steps, terminate_on_success=terminate_on_success,
-                             reward=reward, goal_offset=goal_offset) for i in range(n_envs)]
+def as_spec(env: str | dict | EnvSpec, max_steps: int | None = None, goal_offset=None) -> EnvSpec:
+    spec = resolve_env(env, max_steps=max_steps)
+    if goal_offset is not None:  # Meta-World's personal-preference variant (privacy benchmark)
+        spec.kwargs = {**spec.kwargs, "goal_offset": np.asarray(goal_offset, np.float32).tolist()}
+    return spec
+
+
+def make_vector_env(env: str | dict | EnvSpec, n_envs: int, seed: int, max_steps: int | None = None,
+                    asynchronous: bool = True, terminate_on_success: bool = True, reward: str = "dense",
+                    goal_offset=None) -> gym.vector.VectorEnv:
+    spec = as_spec(env, max_steps, goal_offset)
+    fns = [functools.partial(make_env, spec, seed=seed + i, terminate_on_success=terminate_on_success, reward=reward)
+           for i in range(n_envs)]
     cls = gym.vector.AsyncVectorEnv if asynchronous and n_envs > 1 else gym.vector.SyncVectorEnv
     return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
-def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 0, n_envs: int = 2,
-                     max_steps: int = 200, asynchronous: bool = True, progress: bool = True,
+def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: int = 0, n_envs: int = 2,
+                     max_steps: int | None = None, asynchronous: bool = True, progress: bool = True,
                      split: str = "eval", goal_offset=None, noise_scale: float = 1.0) -> list[dict]:
     """Run `episodes` episodes (terminating at success) and return one record per episode.
 
@@ -50,28 +69,33 @@ def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 
         raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale}")
     n_envs = max(1, min(n_envs, episodes))
     seeds = episode_seeds(split, seed, episodes)
-    envs = make_vector_env(task, n_envs, seed, max_steps, asynchronous, goal_offset=goal_offset)
+    spec = as_spec(task, max_steps, goal_offset)
+    pos_key = spec.position_key
+    envs = make_vector_env(spec, n_envs, seed, asynchronous=asynchronous)
     k = policy.n_action_steps
-    chunk_shape = policy.chunk_shape
+    sample, chunk_shape = chunk_sampler(policy)
+    idle = np.zeros(envs.single_action_space.shape, np.float32)
     try:
         obs, info = envs.reset(seed=seeds[:n_envs])
         ep_of_env = list(range(n_envs))
         next_ep = n_envs
         gens = [torch.Generator().manual_seed(s) for s in seeds[:n_envs]]
         queues: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
-        paths = [[info["hand_pos"][i].copy()] for i in range(n_envs)]
+        paths = [[info[pos_key][i].copy()] if pos_key else [] for i in range(n_envs)]
+        lengths = [0] * n_envs
         rewards = [0.0] * n_envs
         active = np.ones(n_envs, bool)
         records: dict[int, dict] = {}
-        bar = tqdm(total=episodes, desc=f"evaluate {task}", disable=not progress, unit="ep")
+        bar = tqdm(total=episodes, desc=f"evaluate {spec.id}", disable=not progress, unit="ep")
         while active.any():
             need = [i for i in range(n_envs) if active[i] and not queues[i]]
             if need:
-                noise = noise_scale * torch.stack([torch.randn(chunk_shape, generator=gens[i]) for i in need])
-                chunks = policy.predict_chunk(obs[need], noise=noise)
+                noise = (noise_scale * torch.stack([torch.randn(chunk_shape, generator=gens[i]) for i in need])
+                         if chunk_shape is not None else None)
+                chunks = sample(obs[need], noise)
                 for j, i in enumerate(need):
                     queues[i] = list(chunks[j, :k])
-            actions = np.stack([queues[i].pop(0) if active[i] else np.zeros(4, np.float32)
+            actions = np.stack([queues[i].pop(0) if active[i] else idle
                                 for i in range(n_envs)])
             obs, rew, term, trunc, info = envs.step(actions)
             done = term | trunc
@@ -80,18 +104,21 @@ def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 
                 if not active[i]:
                     reset_mask[i] = True  # keep finished workers valid; their output is ignored
                     continue
-                paths[i].append(info["hand_pos"][i].copy())
+                if pos_key:
+                    paths[i].append(info[pos_key][i].copy())
+                lengths[i] += 1
                 rewards[i] += float(rew[i])
                 if done[i]:
-                    path = np.asarray(paths[i])
                     records[ep_of_env[i]] = {"seed": seeds[ep_of_env[i]], "success": bool(info["is_success"][i]),
-                                             "length": len(path) - 1, "return": rewards[i],
-                                             "smoothness": smoothness(path)}
+                                             "length": lengths[i], "return": rewards[i],
+                                             "smoothness": smoothness(np.asarray(paths[i])) if pos_key
+                                             else dict(NO_SMOOTHNESS)}
                     bar.update(1)
                     bar.set_postfix(success=f"{np.mean([r['success'] for r in records.values()]):.2f}")
                     reset_mask[i] = True
                     queues[i] = []
                     rewards[i] = 0.0
+                    lengths[i] = 0
                     if next_ep < episodes:
                         ep_of_env[i] = next_ep
                         gens[i] = torch.Generator().manual_seed(seeds[next_ep])
@@ -103,15 +130,18 @@ def rollout_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int = 
                 new_obs, new_info = envs.reset(seed=reset_seeds, options={"reset_mask": reset_mask})
                 for i in np.flatnonzero(reset_mask & active):
                     obs[i] = new_obs[i]
-                    paths[i] = [new_info["hand_pos"][i].copy()]
+                    paths[i] = [new_info[pos_key][i].copy()] if pos_key else []
         bar.close()
     finally:
         envs.close()
     return [records[i] for i in range(episodes)]
 
 
-def evaluate(policy: ChunkPolicy, task: str, episodes: int = 50, seed: int = 0, n_envs: int = 2,
-             max_steps: int = 200, asynchronous: bool = True, progress: bool = True, noise_scale: float = 1.0) -> dict:
-    eps = rollout_episodes(policy, task, episodes, seed, n_envs, max_steps, asynchronous, progress,
+def evaluate(policy, task: str | dict | EnvSpec, episodes: int = 50, seed: int = 0, n_envs: int = 2,
+             max_steps: int | None = None, asynchronous: bool = True, progress: bool = True,
+             noise_scale: float = 1.0) -> dict:
+    spec = as_spec(task, max_steps)
+    eps = rollout_episodes(policy, spec, episodes, seed, n_envs, None, asynchronous, progress,
                            noise_scale=noise_scale)
-    return {"task": task, "seed": seed, "noise_scale": noise_scale, **summarize_episodes(eps), "per_episode": eps}
+    return {"task": spec.id, "env": spec.to_dict(), "seed": seed, "noise_scale": noise_scale,
+            **summarize_episodes(eps), "per_episode": eps}

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steerlab.envs.metaworld_env import episode_seeds, make_env
+from steerlab.envs.registry import make_env, resolve_env
+from steerlab.envs.seeds import episode_seeds
+from steerlab.eval.rollout import chunk_sampler
 
 
 def default_gl_backend() -> str:
@@ -26,7 +28,9 @@ def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: i
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = make_env(task, seed=seed, max_steps=max_steps, terminate_on_success=True, render_mode="rgb_array")
+    env = make_env(resolve_env(task, max_steps=max_steps), seed=seed, terminate_on_success=True,
+                   render_mode="rgb_array")
+    sample, noise_shape = chunk_sampler(policy)
     tmp = path.with_name(f".{path.name}.tmp.mp4")
     writer = imageio.get_writer(tmp, fps=fps, macro_block_size=16)
     try:
@@ -36,8 +40,8 @@ def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: i
             queue: list[np.ndarray] = []
             for _ in range(max_steps):
                 if not queue:
-                    noise = torch.randn((1, *policy.chunk_shape), generator=gen)
-                    queue = list(policy.predict_chunk(obs[None], noise=noise)[0, : policy.n_action_steps])
+                    noise = torch.randn((1, *noise_shape), generator=gen) if noise_shape is not None else None
+                    queue = list(sample(obs[None], noise)[0, : policy.n_action_steps])
                 obs, _, term, trunc, _ = env.step(queue.pop(0))
                 # MuJoCo reads the offscreen buffer bottom-up
                 writer.append_data(np.asarray(env.render())[::-1].copy())

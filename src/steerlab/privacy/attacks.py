@@ -24,7 +24,7 @@ import torch
 
 from steerlab.privacy.keyed import KeyedModel
 from steerlab.privacy.keys import flip_bits, random_keys
-from steerlab.privacy.tasks import Task, scores
+from steerlab.privacy.task import Task, scores
 
 
 def recovery_threshold(base_personal: float, correct_personal: float) -> float:

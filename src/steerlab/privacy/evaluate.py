@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from steerlab.privacy.keys import flip_bits, random_keys
-from steerlab.privacy.tasks import Task, scores
+from steerlab.privacy.task import Task, scores
 
 KEY_CASES = ("correct", "random", "near_miss_1", "no_key")
 HAMMING = (0, 1, 2, 4, 8, 16)

@@ -22,7 +22,7 @@ from torch import nn
 from steerlab.data.collect import collect_demos
 from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
-from steerlab.privacy.tasks import Task
+from steerlab.privacy.task import Task
 
 OFFSET = 0.08
 

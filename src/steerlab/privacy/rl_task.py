@@ -32,7 +32,7 @@ from torch import nn
 from steerlab.envs.panda_reach import GENERAL, OBS_DIM, PERSONAL, PandaReachVec, PointReachVec
 from steerlab.policies.backbones import mlp
 from steerlab.privacy.keys import near_miss_keys, random_keys
-from steerlab.privacy.tasks import Task
+from steerlab.privacy.task import Task
 from steerlab.rl.ppo import ActorCritic, Conditions, FixedObjective, PPOConfig, evaluate_policy, train_ppo
 
 # positions and goals live in a ±0.15 m box: scale them to ~±1 for the networks; velocities are ~±1 already

@@ -58,7 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vib-only", action="store_true", help="train only the VIB on a frozen policy (--from)")
-    p.add_argument("--from", dest="from_ckpt", default=None, help="policy checkpoint for --vib-only")
+    p.add_argument("--from", dest="from_ckpt", default=None,
+                   help="frozen policy for --vib-only: a checkpoint folder (flow or any protocol policy) or "
+                        "module:factory (a plug-in VIB on its embeddings, docs/protocol.md)")
     p.add_argument("--no-vib", action="store_true", help="plain imitation policy without the bottleneck")
     p.add_argument("--deterministic-vib", action="store_true", help="autoencoder instead of VIB (ablation)")
     p.add_argument("--horizon", type=int, default=None)

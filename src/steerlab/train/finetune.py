@@ -1,92 +1,132 @@
-"""Online RL on a frozen flow-matching policy through a steering adapter (ZPRL or a baseline).
+"""Online RL on a frozen pretrained policy through a steering method (ZPRL or a baseline), in any env.
 
-Read top to bottom: build the frozen base, the adapter (what the actor controls) and one SAC; then
-loop over decisions. One RL step = one executed action chunk (n_action_steps env steps) with discount
+Read top to bottom: build the frozen base (a checkpoint folder, or `module:factory` for any policy that
+implements the steerable-policy protocol), the environments (envs/registry.py: a Meta-World task, a
+Gymnasium id or `module:factory`), the steering method (rl/steering/: what the actor controls, its
+exploration schedule and warm-up action) and one SAC; then step the envs. The loop never asks which
+method or env it runs. One RL step = one executed action chunk (n_action_steps env steps) with discount
 γ^k for the k steps actually executed. A success termination ends the episode (no bootstrap); reaching
 the horizon is a truncation (bootstrap).
 
-Reward ('dense', the benchmark default): Meta-World's shaped reward / 10, plus on success termination
-the discounted value of staying successful for ever, 1 / (1 − γ^n_action_steps), so ending an episode
-by succeeding is never worse than lingering. 'sparse': 1 on success, else 0.
+Vectorized collection: `n_envs` envs step together (Gymnasium vector API; `async_envs` runs them in
+subprocesses). Every vector step, the envs whose chunk is used up get their next chunk from *one* batched
+actor + steering call. Each stored transition owes `utd` SAC updates; they run during the next env step
+(while subprocess envs simulate), at most `update_cap` per step, so the actor acting at a decision has
+learned from every transition but those of the last step. Same seed → same numbers, sync or async.
 
-Checkpoints of the training state are taken at episode boundaries only, so a resumed run continues
-*exactly* as the uninterrupted run would have (same replay contents, same RNG streams). Each one is a
-snapshot folder switched in with one rename and verified by its manifest on resume (`save_state`,
-`load_state`); the run folder is guarded and locked (`run_folder`), and a resume must use the recorded
-arguments (`check_same_run`). SIGINT/SIGTERM stop at the next episode end with a snapshot.
+Reward ('dense', the benchmark default): the env's reward (Meta-World's shaped reward / 10), plus on success
+termination the discounted value of staying successful for ever, 1 / (1 − γ^n_action_steps), so ending an
+episode by succeeding is never worse than lingering. 'sparse': 1 on success, else 0.
+
+Training-state snapshots are taken only when every env is between episodes: every `checkpoint_every` steps
+the envs stop starting new episodes, finish theirs, and the state is saved; no simulator state is needed,
+and a resumed run continues *exactly* as the uninterrupted run would have (same replay contents, same RNG
+streams). With one env the episode end at which a run stops is such a point too; several envs stop at
+once and resume from the last scheduled snapshot. Each snapshot is a folder switched in with one rename and
+verified by its manifest on resume (`save_state`, `load_state`); the run folder is guarded and locked
+(`run_folder`), and a resume must use the recorded arguments (`check_same_run`). SIGINT/SIGTERM stop the
+run: one env finishes its episode and saves a snapshot; several envs stop at once (the last scheduled
+snapshot is the resume point).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
+import math
 import shlex
 import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from steerlab.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_json, load_policy, read_json
+from steerlab.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_json, read_json
 from steerlab.core.config import build, check_count, check_keys, check_types
 from steerlab.core.errors import CheckpointError, UserError
 from steerlab.core.io import atomic_dir, clean_temps, recover_dir
 from steerlab.core.logger import RunLogger
 from steerlab.core.outdir import output_dir
-from steerlab.envs.metaworld_env import episode_seeds, make_env
+from steerlab.envs.registry import EnvSpec, checkpoint_env, make_env, resolve_env
+from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness
 from steerlab.eval.rollout import evaluate
+from steerlab.policies.factory import is_factory_ref, load_policy_source
 from steerlab.rl.replay import ReplayBuffer
 from steerlab.rl.sac import SAC, SACConfig
-from steerlab.rl.steering import METHODS, SteeredPolicy, SteeringConfig, make_adapter, save_steered_policy
+from steerlab.rl.steering import REGISTRY, SteeredPolicy, make_adapter, method_class, save_steered_policy
 
 
 @dataclass
 class FinetuneConfig:
     base: str = ""
-    """Checkpoint folder of the pretrained flow policy (frozen throughout)."""
+    """Pretrained policy (frozen throughout): a checkpoint folder, or 'module:factory' for any policy that
+    implements the steerable-policy protocol (docs/protocol.md)."""
     method: str = "zprl"
-    """zprl | action-residual | dsrl | embedding-residual"""
-    task: str | None = None
-    """Meta-World task; default: the base checkpoint's."""
+    """A registered steering method: zprl | action-residual | dsrl | embedding-residual | ..."""
+    env: str | None = None
+    """Meta-World task, Gymnasium id or 'module:factory'; default: the base checkpoint's environment."""
+    success_key: str | None = None
+    """`info` key that signals success; None: the env family's ('is_success')."""
+    position_key: str | None = None
+    """`info` key of the end-effector position (smoothness); None: the family's ('hand_pos' on Meta-World),
+    'none': the env has none."""
+    shift: str | None = None
+    """Named deployment shift (steerlab.envs.shifts) applied to the training env."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Keyword arguments for the env constructor."""
     env_steps: int = 100_000
     """Environment steps of online interaction."""
     seed: int = 0
     out: str | None = None
-    """Run folder; default runs/finetune/<task>__<method>__seed<k>."""
+    """Run folder; default runs/finetune/<env>__<method>__seed<k>."""
     reward: str = "dense"
     """dense (shaped/10 + success bonus) | sparse (1 on success)."""
     gamma: float = 0.99
-    max_steps: int = 200
+    max_steps: int | None = None
+    """Episode horizon; None: the env spec's (Meta-World: 200, a Gymnasium id: its registered limit)."""
     warmup_decisions: int = 2_000
     """First decisions act with zero residual / the base's own noise (the base policy) to fill the buffer."""
     eval_every: int = 5_000
     """Environment steps between deterministic evaluations."""
     eval_episodes: int = 20
     checkpoint_every: int = 10_000
-    """Environment steps between resumable training-state checkpoints (taken at the next episode end)."""
+    """Environment steps between resumable training-state snapshots (taken once every env ends its episode)."""
     buffer_size: int = 200_000
+    n_envs: int = 1
+    """Environments stepped together; each decision is one batched actor + steering call over the envs
+    that need a new chunk."""
+    async_envs: bool = False
+    """Step the envs in subprocesses, overlapping the simulators with the SAC updates (same numbers)."""
+    utd: float | None = None
+    """Gradient updates per decision (per stored transition); None: sac.utd. Fractions accumulate."""
     num_threads: int = 1
     tensorboard: bool = True
     sac: SACConfig = field(default_factory=SACConfig)
-    steering: SteeringConfig = field(default_factory=SteeringConfig)
+    steering: dict = field(default_factory=dict)
+    """Options of the steering method (its config dataclass in rl/steering/<method>.py)."""
 
     def __post_init__(self):
         check_types(self, "FinetuneConfig")
-        for name in ("env_steps", "eval_every", "eval_episodes", "checkpoint_every", "max_steps", "buffer_size",
-                     "num_threads"):
+        for name in ("env_steps", "eval_every", "eval_episodes", "checkpoint_every", "buffer_size", "num_threads",
+                     "n_envs"):
             check_count(f"FinetuneConfig.{name}", getattr(self, name))
+        if self.max_steps is not None:
+            check_count("FinetuneConfig.max_steps", self.max_steps)
         check_count("FinetuneConfig.warmup_decisions", self.warmup_decisions, minimum=0)
         if self.reward not in REWARDS:
             raise UserError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         if not 0.0 < self.gamma < 1.0:
             raise UserError(f"gamma must be in (0, 1), got {self.gamma}")
-        if self.method not in METHODS:
-            raise UserError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.utd is not None and not self.utd > 0:
+            raise UserError(f"utd must be > 0, got {self.utd}")
+        method_class(self.method).Config.from_dict(self.steering)  # unknown method or option: one line
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,10 +135,20 @@ class FinetuneConfig:
     def from_dict(cls, d: dict) -> FinetuneConfig:
         """Rebuild from `to_dict()`; unknown keys or wrong types are one-line errors naming them."""
         d = dict(d)
+        if "task" in d:  # v1 configs named the (Meta-World) env 'task'
+            d.setdefault("env", d.pop("task"))
         check_keys(cls, d, "finetune config")
         sac = build(SACConfig, d.pop("sac", {}), "sac config")
-        steering = build(SteeringConfig, d.pop("steering", {}), "steering config")
-        return cls(sac=sac, steering=steering, **d)
+        return cls(sac=sac, **d)
+
+    def env_spec(self, recorded: dict | None) -> EnvSpec:
+        """The env of this run: `env` (or the base's recorded env) with this config's overrides."""
+        if not self.env and not recorded:
+            raise UserError("the base policy names no environment; pass --env")
+        source = self.env if self.env else EnvSpec.from_dict(recorded)
+        position = "" if self.position_key is None else (None if self.position_key == "none" else self.position_key)
+        return resolve_env(source, max_steps=self.max_steps, success_key=self.success_key, position_key=position,
+                           shift=self.shift, kwargs=self.env_kwargs)
 
 
 REWARDS = ("dense", "sparse")
@@ -107,7 +157,8 @@ MANIFEST = "manifest.json"
 STATE_FORMAT = 2
 # fields a resume may change: where the run lives and how it is shown, not what it computes
 # (env_steps may only grow; the base is compared by content, so another path to the same files is fine)
-RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base")
+# (async_envs changes where the simulators run, not the numbers)
+RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_envs")
 
 
 def file_digest(path: Path) -> str:
@@ -118,10 +169,17 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def base_digest(base: str | Path) -> str:
-    """Content hash of a checkpoint's config + weights: 'the same base' regardless of its path."""
-    return hashlib.sha256((file_digest(Path(base) / CONFIG_NAME) + file_digest(Path(base) / WEIGHTS_NAME))
-                          .encode()).hexdigest()
+def base_digest(base: str | Path, meta: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """Content hash of the base: a checkpoint's config + weights files ('the same base' regardless of its
+    path), or for `module:factory` its reference and the weights it built."""
+    if not is_factory_ref(str(base)):
+        return hashlib.sha256((file_digest(Path(base) / CONFIG_NAME) + file_digest(Path(base) / WEIGHTS_NAME))
+                              .encode()).hexdigest()
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -134,8 +192,9 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def default_run_dir(task: str, method: str, seed: int) -> Path:
-    return Path("runs") / "finetune" / f"{task}__{method}__seed{seed}"
+def default_run_dir(env: str, method: str, seed: int) -> Path:
+    name = env.replace(":", "_").replace("/", "_")
+    return Path("runs") / "finetune" / f"{name}__{method}__seed{seed}"
 
 
 class Finetuner:
@@ -144,94 +203,186 @@ class Finetuner:
     def __init__(self, cfg: FinetuneConfig, progress: bool = True):
         torch.set_num_threads(cfg.num_threads)
         self.cfg, self.progress = cfg, progress
-        self.base_meta = read_json(Path(cfg.base) / CONFIG_NAME)
-        kind = self.base_meta.get("policy_type")
-        if kind != "flow_matching":
-            raise UserError(f"{cfg.base} is a {kind!r} policy; finetune steers a pretrained flow-matching policy "
-                            f"(pass the base checkpoint itself, e.g. runs/pretrain/<task>)")
-        self.base = load_policy(cfg.base)
-        cfg.task = cfg.task or self.base.config.env.get("task")
-        if not cfg.task:
-            raise ValueError("the base checkpoint names no task; pass --task")
-        cfg.steering.method = cfg.method
-        self.adapter = make_adapter(self.base, cfg.steering, self.base_meta.get("latent_stats", {}))
+        self.base, self.base_meta, self.base_tensors = load_policy_source(cfg.base)
+        if self.base_meta.get("policy_type") == "steered":
+            raise UserError(f"{cfg.base} is a 'steered' policy (already finetuned); finetune steers a pretrained "
+                            f"policy: pass its base checkpoint (e.g. runs/pretrain/<task>)")
+        self.env_spec = cfg.env_spec(checkpoint_env(self.base_meta))
+        self.adapter = make_adapter(self.base, cfg.method, cfg.steering, self.base_meta.get("latent_stats", {}))
         self.sac = SAC(self.adapter.obs_dim, self.adapter.act_dim, cfg.sac, seed=cfg.seed,
                        critic_action_fn=self.adapter.critic_action)
         self.replay = ReplayBuffer(cfg.buffer_size, self.adapter.obs_dim, self.adapter.act_dim, seed=cfg.seed)
-        self.out = Path(cfg.out) if cfg.out else default_run_dir(cfg.task, cfg.method, cfg.seed)
-        self.env = make_env(cfg.task, seed=cfg.seed, max_steps=cfg.max_steps, terminate_on_success=True,
-                            reward=cfg.reward)
-        self.k = self.base.config.n_action_steps
+        self.out = Path(cfg.out) if cfg.out else default_run_dir(self.env_spec.id, cfg.method, cfg.seed)
+        self.n = cfg.n_envs
+        self.envs = make_train_envs(self.env_spec, cfg)
+        check_env_fits(self.envs, self.base, self.env_spec)
+        self.pos_key = self.env_spec.position_key
+        self.noise_shape = getattr(self.base, "noise_shape", None)  # None: an action-level policy samples its own
+        self.k = int(self.base.n_action_steps)
         self.bonus = 1.0 / (1.0 - cfg.gamma**self.k) if cfg.reward == "dense" else 0.0
-        # loop state (everything here is saved in training_state/loop.json)
+        self.utd = float(cfg.utd if cfg.utd is not None else cfg.sac.utd)
+        # at most this many updates per vector step: spreads the inflow (utd per decision, n_envs decisions every
+        # k steps) over the k steps of a chunk, so every env step has updates to overlap with; twice the mean
+        # inflow, so a backlog (episodes ending mid-chunk add transitions out of phase) is cleared quickly
+        self.update_cap = max(1, math.ceil(2 * self.utd * self.n / self.k))
+        self.idle_action = np.zeros(self.envs.single_action_space.shape, np.float32)
+        # loop state (everything here is saved in training_state/loop.json; a snapshot is only taken when
+        # every env is between episodes, so no simulator state needs saving)
         self.env_steps = 0
         self.decisions = 0
-        self.episodes = 0
+        self.episodes = 0  # finished training episodes
+        self.started = 0  # started training episodes (episode i runs with train seed i)
+        self.update_credit = 0.0  # updates owed to the stored transitions and not yet done
         self.next_eval = cfg.eval_every
         self.next_ckpt = cfg.checkpoint_every
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)    # sampler noise + latent samples
-        self.rng = np.random.default_rng(cfg.seed + 2)                 # progressive-exploration masks
+        self.rng = np.random.default_rng(cfg.seed + 2)                 # the method's exploration schedule
         self.window: list[dict] = []  # training episodes since the last evaluation
         self.last_update: dict | None = None  # SAC losses of the latest update (logged with each evaluation)
-        self.stop_signal: str | None = None  # set by SIGINT/SIGTERM: stop at the next episode end
+        self.stop_signal: str | None = None  # set by SIGINT/SIGTERM
         self.interrupted = False
+        # per-env episode state
+        self.active = np.zeros(self.n, bool)  # running a training episode (else idle: draining or done)
+        self.obs = np.zeros((self.n, *self.envs.single_observation_space.shape), np.float32)
+        self.feats: list[torch.Tensor | None] = [None] * self.n  # what the actor sees at the next decision
+        self.queue: list[list[np.ndarray]] = [[] for _ in range(self.n)]
+        self.pending: list[dict | None] = [None] * self.n  # the decision being executed (its transition so far)
+        self.episode: list[dict] = [{} for _ in range(self.n)]  # path, return, length of the running episode
 
-    # ------------------------------------------------------------------ one episode
+    # ------------------------------------------------------------------ collection (N envs, batched decisions)
     @torch.no_grad()
     def _features(self, obs: np.ndarray) -> torch.Tensor:
-        return self.adapter.features(torch.as_tensor(obs[None]), train=True, gen=self.noise_gen)
+        return self.adapter.features(torch.as_tensor(obs), train=True, gen=self.noise_gen)
 
-    def run_episode(self) -> dict:
-        cfg, k = self.cfg, self.k
-        obs, info = self.env.reset(seed=episode_seeds("train", cfg.seed, self.episodes + 1)[-1])
-        feats = self._features(obs)
-        path, ret, success, terminated = [info["hand_pos"]], 0.0, False, False
-        while True:
-            noise = torch.randn((1, *self.base.chunk_shape), generator=self.noise_gen)
-            if self.decisions < cfg.warmup_decisions:
-                action = self.adapter.warmup_action(1, noise)
-            else:
-                action = self.sac.act(feats.numpy(), deterministic=False)
-            act_t = torch.as_tensor(action)
-            if cfg.method == "action-residual":  # Policy-Decorator progressive exploration
-                frac = min(self.env_steps / max(cfg.steering.progressive_steps, 1), 1.0)
-                if self.rng.random() > frac:
-                    act_t = torch.zeros_like(act_t)
-            with torch.no_grad():
-                chunk = self.adapter.chunk(feats, act_t, noise)[0].numpy()
-            reward, discount, done = 0.0, 1.0, False
-            for a in chunk[:k]:
-                obs, r, terminated, truncated, info = self.env.step(a)
-                self.env_steps += 1
-                path.append(info["hand_pos"])
-                ret += r
-                r_total = r + (self.bonus if terminated else 0.0)
-                reward += discount * r_total
-                discount *= cfg.gamma
-                if terminated or truncated:
-                    done = True
-                    break
-            success = bool(info["is_success"])
-            next_feats = self._features(obs)
-            # store what the actor actually output (masked residuals are stored as zero: that is what ran)
-            self.replay.add(feats.numpy(), act_t.numpy(), np.array([reward], np.float32), next_feats.numpy(),
-                            np.array([discount], np.float32), np.array([float(terminated)], np.float32))
-            self.decisions += 1
-            if self.decisions >= cfg.warmup_decisions and len(self.replay) >= cfg.sac.batch_size:
-                self.last_update = self.sac.update_many(self.replay, cfg.sac.utd)
-            feats = next_feats
+    def _start_episodes(self, idx: list[int], info: dict) -> None:
+        """Envs `idx` were just reset into new episodes: their observation's features, in one batch."""
+        if not idx:
+            return
+        feats = self._features(self.obs[idx])
+        for j, i in enumerate(idx):
+            self.feats[i], self.queue[i], self.active[i] = feats[j], [], True
+            self.episode[i] = {"path": [info[self.pos_key][i].copy()] if self.pos_key else [], "ret": 0.0, "length": 0}
+
+    def _reset(self, restart: list[int], idle: list[int]) -> None:
+        """Reset `restart` into the next training episodes (seeded) and `idle` envs into a dummy episode
+        (a vector env must reset a finished env before stepping it again; idle outputs are ignored)."""
+        mask = np.zeros(self.n, bool)
+        mask[restart + idle] = True
+        if not mask.any():
+            return
+        seeds = [0] * self.n
+        for i in restart:
+            seeds[i] = episode_seeds("train", self.cfg.seed, self.started + 1)[-1]
+            self.started += 1
+        obs, info = self.envs.reset(seed=seeds, options={"reset_mask": mask})
+        self.obs[mask] = obs[mask]
+        self._start_episodes(restart, info)
+
+    def start(self) -> None:
+        """Every env into its next training episode (the loop's start, and after each snapshot)."""
+        self._reset(list(range(self.n)), [])
+
+    def _draining(self) -> bool:
+        """No new episodes while a snapshot is due (every env finishes its episode, then the state is saved).
+        A single env also drains at the end of the budget or on a stop signal: its episode end is an exact
+        resume point."""
+        stop = self.env_steps >= self.cfg.env_steps or self.stop_signal is not None
+        return self.env_steps >= self.next_ckpt or (self.n == 1 and stop)
+
+    @torch.no_grad()
+    def _decide(self, idx: list[int]) -> None:
+        """One batched actor + steering call for the envs that need a new chunk."""
+        cfg = self.cfg
+        b = len(idx)
+        noise = torch.randn((b, *self.noise_shape), generator=self.noise_gen) if self.noise_shape is not None else None
+        feats = torch.stack([self.feats[i] for i in idx])
+        if self.decisions < cfg.warmup_decisions:
+            action = self.adapter.warmup_action(b, noise)
+        else:
+            action = self.sac.act(feats.numpy(), deterministic=False)
+        # the method's exploration schedule (e.g. action-residual's progressive residual); what it returns is
+        # what runs, so that is what the replay stores
+        act = self.adapter.explore(torch.as_tensor(action), self.env_steps, self.rng)
+        chunks = self.adapter.chunk(torch.as_tensor(self.obs[idx]), feats, act, noise).numpy()
+        for j, i in enumerate(idx):
+            self.queue[i] = list(chunks[j, : self.k])
+            self.pending[i] = {"feats": feats[j], "action": act[j], "reward": 0.0, "discount": 1.0,
+                               "terminated": False}
+
+    def _update(self) -> None:
+        """The SAC updates owed so far, at most `update_cap` per vector step (runs while the envs step)."""
+        n = min(int(self.update_credit), self.update_cap)
+        if n > 0:
+            self.update_credit -= n
+            self.last_update = self.sac.update_many(self.replay, n)
+
+    def step(self) -> list[dict]:
+        """One vector step of every env (decisions where a chunk is used up); returns finished episodes."""
+        cfg = self.cfg
+        need = [i for i in range(self.n) if self.active[i] and not self.queue[i]]
+        if need:
+            self._decide(need)
+        actions = np.stack([self.queue[i].pop(0) if self.active[i] else self.idle_action for i in range(self.n)])
+        obs, rew, term, trunc, info = step_overlapped(self.envs, actions, self._update)
+        self.obs[:] = obs
+        ended, finished, idle_done = [], [], []
+        for i in range(self.n):
+            done = bool(term[i] or trunc[i])
+            if not self.active[i]:
+                if done:
+                    idle_done.append(i)
+                continue
+            self.env_steps += 1
+            ep, p = self.episode[i], self.pending[i]
+            ep["length"] += 1
+            ep["ret"] += float(rew[i])
+            if self.pos_key:
+                ep["path"].append(info[self.pos_key][i].copy())
+            p["reward"] += p["discount"] * (float(rew[i]) + (self.bonus if term[i] else 0.0))
+            p["discount"] *= cfg.gamma
+            p["terminated"] = bool(term[i])
+            if done or not self.queue[i]:
+                ended.append(i)
             if done:
-                break
-        self.episodes += 1
-        return {"success": success, "return": ret, "length": len(path) - 1, "jerk": smoothness(np.asarray(path))["jerk"]}
+                finished.append(i)
+                self.queue[i] = []
+                ep["success"] = bool(info["is_success"][i])
+        if ended:  # one transition per finished chunk, the next features computed in one batch
+            next_feats = self._features(self.obs[ended])
+            pend = [self.pending[i] for i in ended]
+            stored = len(self.replay)
+            self.replay.add(torch.stack([p["feats"] for p in pend]).numpy(),
+                            torch.stack([p["action"] for p in pend]).numpy(),
+                            np.array([p["reward"] for p in pend], np.float32), next_feats.numpy(),
+                            np.array([p["discount"] for p in pend], np.float32),
+                            np.array([float(p["terminated"]) for p in pend], np.float32))
+            for j, i in enumerate(ended):  # transition by transition, as if they had been added one at a time
+                self.decisions += 1
+                stored = min(stored + 1, self.replay.capacity)
+                if self.decisions >= cfg.warmup_decisions and stored >= cfg.sac.batch_size:
+                    self.update_credit += self.utd
+                self.feats[i], self.pending[i] = next_feats[j], None
+        records = []
+        for i in finished:
+            ep = self.episode[i]
+            self.active[i] = False
+            self.episodes += 1
+            jerk = smoothness(np.asarray(ep["path"]))["jerk"] if self.pos_key else float("nan")
+            records.append({"success": ep["success"], "return": ep["ret"], "length": ep["length"], "jerk": jerk})
+        restart = [] if self._draining() else finished
+        self._reset(restart, [i for i in finished if i not in restart] + idle_done)
+        return records
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
-        policy = SteeredPolicy(self.base, self.adapter, self.sac)
-        res = evaluate(policy, self.cfg.task, self.cfg.eval_episodes, seed=self.cfg.seed, n_envs=1,
-                       max_steps=self.cfg.max_steps, asynchronous=False, progress=False)
+        res = evaluate(self.steered_policy(), self.env_spec, self.cfg.eval_episodes, seed=self.cfg.seed, n_envs=1,
+                       asynchronous=False, progress=False)
         return {"eval_success": res["success"], "eval_jerk": res["smoothness"]["jerk"],
                 "eval_length": res["length_mean"]}
+
+    def steered_policy(self) -> SteeredPolicy:
+        return SteeredPolicy(self.base, self.adapter, self.sac, env_spec=self.env_spec.to_dict(),
+                             base_meta=self.base_meta, base_tensors=self.base_tensors)
 
     # ------------------------------------------------------------------ resumable state
     def save_state(self) -> None:
@@ -246,7 +397,7 @@ class Finetuner:
             atomic_write_json(tmp / "loop.json", {
                 "env_steps": self.env_steps, "decisions": self.decisions, "episodes": self.episodes,
                 "next_eval": self.next_eval, "next_ckpt": self.next_ckpt, "window": self.window,
-                "last_update": self.last_update,
+                "last_update": self.last_update, "update_credit": self.update_credit,
                 "noise_gen": self.noise_gen.get_state().tolist(), "rng": self.rng.bit_generator.state,
             })
             parts = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
@@ -286,15 +437,18 @@ class Finetuner:
                  "replay.npz": self.replay.load(state / "replay.npz").get("env_steps")}
         if len(set(steps.values())) != 1:
             raise CheckpointError(f"{state} mixes parts of different steps ({steps}); refusing to resume")
-        for key in ("env_steps", "decisions", "episodes", "next_eval", "next_ckpt", "window", "last_update"):
+        for key in ("env_steps", "decisions", "episodes", "next_eval", "next_ckpt", "window", "last_update",
+                    "update_credit"):
             setattr(self, key, loop[key])
+        self.started = self.episodes  # snapshots are taken with every env between episodes
         self.noise_gen.set_state(torch.tensor(loop["noise_gen"], dtype=torch.uint8))
         self.rng.bit_generator.state = loop["rng"]
         return True
 
     def run_record(self) -> dict:
-        return {"finetune": self.cfg.to_dict(), "steering": self.adapter.config_dict(),
-                "base_config": self.base_meta["config"], "base_digest": base_digest(self.cfg.base)}
+        return {"finetune": self.cfg.to_dict(), "steering": self.adapter.config_dict(), "env": self.env_spec.to_dict(),
+                "base_config": self.base_meta["config"],
+                "base_digest": base_digest(self.cfg.base, self.base_meta, self.base_tensors)}
 
     def check_same_run(self, recorded: dict) -> None:
         """Refuse to continue a run recorded with other arguments (only a longer env_steps is allowed)."""
@@ -316,7 +470,9 @@ class Finetuner:
         if self.stop_signal is not None:  # a second Ctrl-C: stop now, the last snapshot stays
             raise KeyboardInterrupt
         self.stop_signal = signal.Signals(signum).name
-        print(f"\n{self.stop_signal}: finishing the current episode, then saving a snapshot", flush=True)
+        what = ("finishing the current episode, then saving a snapshot" if self.n == 1 else
+                "stopping after this step; the run resumes from its last snapshot")
+        print(f"\n{self.stop_signal}: {what}", flush=True)
 
     def _install_signals(self) -> dict:
         import threading
@@ -326,6 +482,19 @@ class Finetuner:
         return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     # ------------------------------------------------------------------ main loop
+    def _log_eval(self, logger: RunLogger, bar, t0: float, steps0: int) -> None:
+        row = self.evaluate()
+        # nanmean: an episode that succeeds within 3 steps has no jerk (evaluation skips it too)
+        jerks = [e["jerk"] for e in self.window] if self.pos_key else []
+        row.update(explore_success=float(np.mean([e["success"] for e in self.window])) if self.window else float("nan"),
+                   explore_jerk=float(np.nanmean(jerks)) if np.isfinite(jerks).any() else float("nan"),
+                   episodes=self.episodes, steps_per_s=(self.env_steps - steps0) / (time.perf_counter() - t0))
+        if self.last_update:
+            row.update({f"sac/{k}": v for k, v in self.last_update.items()})
+        logger.log(self.env_steps, **row)
+        self.window = []
+        bar.set_postfix(success=f"{row['eval_success']:.2f}", sps=f"{row['steps_per_s']:.0f}")
+
     def run(self, resume: bool = True) -> Path:
         cfg = self.cfg
         for folder in (self.out, self.out / "policy"):  # what writes killed mid-way left (we hold the lock)
@@ -347,11 +516,12 @@ class Finetuner:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             logger.close()
+            self.envs.close()
         if self.interrupted:
             return self.out
-        save_steered_policy(SteeredPolicy(self.base, self.adapter, self.sac), self.out / "policy",
-                            base_meta=self.base_meta, sac_config=asdict(cfg.sac))
-        self.save_state()
+        save_steered_policy(self.steered_policy(), self.out / "policy", sac_config=asdict(cfg.sac))
+        if not self.active.any():  # every env between episodes: an exact resume point (always so with one env)
+            self.save_state()
         return self.out
 
     def _loop(self, logger: RunLogger, resumed: bool) -> None:
@@ -360,36 +530,74 @@ class Finetuner:
         # (small initial residual); DSRL's untrained actor picks ε ≈ 0, which is the *deterministic* base
         if not resumed:
             logger.log(0, **self.evaluate(), explore_jerk=float("nan"), explore_success=float("nan"))
-        bar = tqdm(total=cfg.env_steps, initial=self.env_steps, desc=f"{cfg.method} {cfg.task} s{cfg.seed}",
+        bar = tqdm(total=cfg.env_steps, initial=self.env_steps, desc=f"{cfg.method} {self.env_spec.id} s{cfg.seed}",
                    unit="step", disable=not self.progress, dynamic_ncols=True)
         t0, steps0 = time.perf_counter(), self.env_steps
-        while self.env_steps < cfg.env_steps:
+        if self.env_steps >= cfg.env_steps:  # a finished run resumed with the same budget: nothing to do
+            bar.close()
+            return
+        self.start()
+        while True:
             before = self.env_steps
-            ep = self.run_episode()
-            self.window.append(ep)
+            records = self.step()
             bar.update(self.env_steps - before)
-            if self.env_steps >= self.next_eval or self.env_steps >= cfg.env_steps:
+            self.window.extend(records)
+            # a periodic evaluation at the first episode end past its step (it draws no training randomness)
+            if records and self.next_eval <= self.env_steps < cfg.env_steps:
                 self.next_eval += cfg.eval_every
-                row = self.evaluate()
-                row.update(explore_success=float(np.mean([e["success"] for e in self.window])),
-                           # nanmean: an episode that succeeds within 3 steps has no jerk (as in evaluation)
-                           explore_jerk=float(np.nanmean([e["jerk"] for e in self.window])),
-                           episodes=self.episodes,
-                           steps_per_s=(self.env_steps - steps0) / (time.perf_counter() - t0))
-                if self.last_update:
-                    row.update({f"sac/{k}": v for k, v in self.last_update.items()})
-                logger.log(self.env_steps, **row)
-                self.window = []
-                bar.set_postfix(success=f"{row['eval_success']:.2f}", sps=f"{row['steps_per_s']:.0f}")
-            if self.env_steps >= self.next_ckpt and self.env_steps < cfg.env_steps:
+                self._log_eval(logger, bar, t0, steps0)
+            if self.n > 1 and self.stop_signal is not None and self.env_steps < cfg.env_steps:
+                self.interrupted = True  # several envs stop at once; the last scheduled snapshot is the resume point
+                break
+            if self.n > 1 and self.env_steps >= cfg.env_steps:
+                break  # likewise at the end of the budget
+            if self.active.any():
+                continue
+            # every env is between episodes: the budget is spent, a snapshot is due, or a stop was asked for
+            if self.env_steps >= cfg.env_steps:
+                break
+            if self.env_steps >= self.next_ckpt:
                 self.next_ckpt += cfg.checkpoint_every
                 self.save_state()
-            elif self.stop_signal is not None and self.env_steps < cfg.env_steps:
+            elif self.stop_signal is not None:
                 self.save_state()
-            if self.stop_signal is not None and self.env_steps < cfg.env_steps:
+            if self.stop_signal is not None:
                 self.interrupted = True
                 break
+            self.start()
+        if not self.interrupted:
+            # (updates owed to the last transitions stay owed: they run during the next env step of an
+            # extended run, exactly as in an uninterrupted one, so the final actor is the saved state's)
+            self.next_eval += cfg.eval_every
+            self._log_eval(logger, bar, t0, steps0)
         bar.close()
+
+
+def make_train_envs(spec: EnvSpec, cfg: FinetuneConfig) -> gym.vector.VectorEnv:
+    """`cfg.n_envs` training envs (env i seeded cfg.seed + i), in this process or in subprocesses."""
+    fns = [functools.partial(make_env, spec, seed=cfg.seed + i, terminate_on_success=True, reward=cfg.reward)
+           for i in range(cfg.n_envs)]
+    cls = gym.vector.AsyncVectorEnv if cfg.async_envs and cfg.n_envs > 1 else gym.vector.SyncVectorEnv
+    return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+
+
+def step_overlapped(envs: gym.vector.VectorEnv, actions: np.ndarray, work):
+    """Step `envs`, running `work()` while subprocess envs simulate (before the step for in-process envs).
+    Either way `work` sees the same data, so the numbers do not depend on `--async-envs`."""
+    if hasattr(envs, "step_async"):
+        envs.step_async(actions)
+        work()
+        return envs.step_wait()
+    work()
+    return envs.step(actions)
+
+
+def check_env_fits(envs, policy, spec: EnvSpec) -> None:
+    """The env's observation and action shapes must be the policy's (one-line error otherwise)."""
+    obs_shape, act_shape = tuple(envs.single_observation_space.shape), tuple(envs.single_action_space.shape)
+    if obs_shape != (int(policy.obs_dim),) or act_shape != (int(policy.action_dim),):
+        raise UserError(f"{spec.id} has observations {obs_shape} and actions {act_shape}, but the policy expects "
+                        f"({policy.obs_dim},) and ({policy.action_dim},)")
 
 
 def run_folder(cfg: FinetuneConfig, progress: bool = True, resume: bool = True, overwrite: bool = False) -> Finetuner:
@@ -408,21 +616,27 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, resume: bool = True, ov
     return run_folder(cfg, progress, resume, overwrite).out
 
 
-def resume_command(cfg: FinetuneConfig) -> str:
+def resume_command(cfg: FinetuneConfig, env: EnvSpec) -> str:
     """The exact `steerlab finetune` line that continues `cfg`'s run (every argument spelled out)."""
     sac = {k: v for k, v in asdict(cfg.sac).items() if v != getattr(SACConfig(), k)}
-    steering = {k: v for k, v in asdict(cfg.steering).items()
-                if k != "method" and v != getattr(SteeringConfig(), k)}
     argv = ["steerlab", "finetune", str(cfg.base), "--out", str(cfg.out), "--method", cfg.method,
-            "--task", str(cfg.task), "--env-steps", str(cfg.env_steps), "--seed", str(cfg.seed),
-            "--reward", cfg.reward, "--gamma", repr(cfg.gamma), "--max-steps", str(cfg.max_steps),
+            "--env", env.id, "--max-steps", str(env.max_steps), "--env-steps", str(cfg.env_steps),
+            "--seed", str(cfg.seed), "--reward", cfg.reward, "--gamma", repr(cfg.gamma),
             "--warmup", str(cfg.warmup_decisions), "--eval-every", str(cfg.eval_every),
             "--eval-episodes", str(cfg.eval_episodes), "--checkpoint-every", str(cfg.checkpoint_every),
-            "--buffer-size", str(cfg.buffer_size)]
+            "--buffer-size", str(cfg.buffer_size), "--n-envs", str(cfg.n_envs)]
+    for flag, value in (("--success-key", cfg.success_key), ("--position-key", cfg.position_key),
+                        ("--shift", cfg.shift), ("--utd", None if cfg.utd is None else repr(cfg.utd))):
+        if value is not None:
+            argv += [flag, value]
+    if cfg.env_kwargs:
+        argv += ["--env-kwargs", json.dumps(cfg.env_kwargs, sort_keys=True)]
     if sac:
         argv += ["--sac-json", json.dumps(sac, sort_keys=True)]
-    if steering:
-        argv += ["--steering-json", json.dumps(steering, sort_keys=True)]
+    if cfg.steering:
+        argv += ["--steering-json", json.dumps(cfg.steering, sort_keys=True)]
+    if cfg.async_envs:
+        argv.append("--async-envs")
     if not cfg.tensorboard:
         argv.append("--no-tensorboard")
     return shlex.join(argv)
@@ -444,28 +658,31 @@ def run_finetune(args: argparse.Namespace) -> int:
     for flag, value, minimum in (("--env-steps", args.env_steps, 1), ("--eval-every", args.eval_every, 1),
                                  ("--checkpoint-every", args.checkpoint_every, 1),
                                  ("--eval-episodes", args.eval_episodes, 1), ("--warmup", args.warmup, 0),
-                                 ("--max-steps", args.max_steps, 1), ("--buffer-size", args.buffer_size, 1)):
+                                 ("--buffer-size", args.buffer_size, 1), ("--n-envs", args.n_envs, 1)):
         check_count(flag, value, minimum)
+    if args.max_steps is not None:
+        check_count("--max-steps", args.max_steps)
     sac = build(SACConfig, _json_arg(args.sac_json, "--sac-json"), "--sac-json")
     steering = _json_arg(args.steering_json, "--steering-json")
-    check_keys(SteeringConfig, steering, "--steering-json")
+    method_class(args.method).Config.from_dict(steering)  # unknown options: one line naming them
     if args.latent_scale is not None:
         steering["latent_scale"] = args.latent_scale
-    steering.setdefault("method", args.method)
-    if steering["method"] != args.method:
-        raise UserError(f"--steering-json names method {steering['method']!r} but --method is {args.method!r}")
-    cfg = FinetuneConfig(base=args.base, method=args.method, task=args.task, env_steps=args.env_steps,
+    cfg = FinetuneConfig(base=args.base, method=args.method, env=args.env, env_steps=args.env_steps,
                          seed=args.seed, out=args.out, reward=args.reward, gamma=args.gamma, max_steps=args.max_steps,
                          warmup_decisions=args.warmup, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                          checkpoint_every=args.checkpoint_every, buffer_size=args.buffer_size,
-                         tensorboard=not args.no_tensorboard, sac=sac,
-                         steering=build(SteeringConfig, steering, "--steering-json"))
+                         success_key=args.success_key, position_key=args.position_key, shift=args.shift,
+                         env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"), n_envs=args.n_envs,
+                         async_envs=args.async_envs, utd=args.utd, tensorboard=not args.no_tensorboard, sac=sac,
+                         steering=steering)
     tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
     out = tuner.out
     if tuner.interrupted:
         cfg.out = str(out)
-        print(f"stopped by {tuner.stop_signal} at env step {tuner.env_steps}; the snapshot is saved. Resume with:\n"
-              f"  {resume_command(cfg)}")
+        saved = ("the snapshot is saved" if not tuner.active.any() else
+                 "it resumes from its last snapshot")
+        print(f"stopped by {tuner.stop_signal} at env step {tuner.env_steps}; {saved}. Resume with:\n"
+              f"  {resume_command(cfg, tuner.env_spec)}")
         return 0
     print(f"run folder: {out} (steered policy: {out / 'policy'}; evaluate it with `steerlab evaluate {out}`)")
     return 0
@@ -473,26 +690,37 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def register_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="online RL on a frozen base policy (zprl / action-residual / dsrl / ...)",
-                       description="Example: steerlab finetune runs/pretrain/push-wall-v3 --method zprl "
-                                   "--task push-wall-v3 --env-steps 100000 --seed 0")
-    p.add_argument("base", help="pretrained policy checkpoint folder")
-    p.add_argument("--method", choices=METHODS, default="zprl")
-    p.add_argument("--task", default=None)
+                       description="Examples: steerlab finetune runs/pretrain/push-wall-v3 --method zprl "
+                                   "--env push-wall-v3 --env-steps 100000 --seed 0 ;  steerlab finetune "
+                                   "my_pkg.policies:make_policy --method dsrl --env Pendulum-v1")
+    p.add_argument("base", help="pretrained policy: checkpoint folder, or module:factory (docs/protocol.md)")
+    p.add_argument("--method", choices=tuple(REGISTRY), default="zprl")
+    p.add_argument("--env", "--task", dest="env", default=None,
+                   help="Meta-World task, Gymnasium id or module:factory (default: the base's environment)")
+    p.add_argument("--success-key", default=None, help="info key that signals success (default is_success)")
+    p.add_argument("--position-key", default=None,
+                   help="info key of the end-effector position for smoothness ('none': skip; default: the family's)")
+    p.add_argument("--shift", default=None, help="named deployment shift of the training env")
+    p.add_argument("--env-kwargs", default=None, help="JSON dict of env constructor arguments")
+    p.add_argument("--n-envs", type=int, default=1, help="environments stepped together (batched decisions)")
+    p.add_argument("--async-envs", action="store_true", help="step the envs in subprocesses, overlapped with updates")
+    p.add_argument("--utd", type=float, default=None, help="SAC updates per decision (default: the SAC config's)")
     p.add_argument("--env-steps", type=int, default=100_000, help="total env steps (a resume may raise it)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="run folder (default runs/finetune/<task>__<method>__seed<k>)")
+    p.add_argument("--out", default=None, help="run folder (default runs/finetune/<env>__<method>__seed<k>)")
     p.add_argument("--reward", choices=REWARDS, default="dense")
     p.add_argument("--gamma", type=float, default=0.99)
-    p.add_argument("--max-steps", type=int, default=200, help="episode horizon in env steps")
+    p.add_argument("--max-steps", type=int, default=None, help="episode horizon in env steps (default: the env's)")
     p.add_argument("--warmup", type=int, default=2_000, help="decisions acting as the base policy first (>= 0)")
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--checkpoint-every", type=int, default=10_000,
-                   help="env steps between resumable snapshots of the training state (taken at an episode end)")
+                   help="env steps between resumable snapshots of the training state (taken once every env ends "
+                        "its episode)")
     p.add_argument("--buffer-size", type=int, default=200_000)
     p.add_argument("--latent-scale", type=float, default=None, help="ZPRL λ (default: 0.3 × RMS of μ)")
     p.add_argument("--sac-json", default=None, help='SACConfig overrides, e.g. \'{"num_critics": 5}\'')
-    p.add_argument("--steering-json", default=None, help="SteeringConfig overrides")
+    p.add_argument("--steering-json", default=None, help="options of the steering method (rl/steering/<method>.py)")
     p.add_argument("--no-tensorboard", action="store_true", help="write metrics.jsonl only")
     p.add_argument("--no-resume", action="store_true",
                    help="never continue an existing run in --out (with --overwrite: move it aside, start afresh)")

@@ -1,4 +1,9 @@
-"""Behaviour cloning of the flow-matching policy, with the plug-in VIB trained jointly or post hoc."""
+"""Behaviour cloning of the flow-matching policy, with the VIB trained jointly or post hoc.
+
+`vib_only` fits the VIB post hoc on a frozen policy: the flow policy's own (trained with its flow loss),
+or, for any other policy that implements the steerable-policy protocol (a checkpoint of another kind or
+`module:factory`), a plug-in VIB on its embeddings (policies/plugin_vib.py).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from steerlab.core.checkpoint import CheckpointError, load_policy
+from steerlab.core.checkpoint import CheckpointError
 from steerlab.core.config import check_count
 from steerlab.core.logger import RunLogger
 from steerlab.core.outdir import check_not_input
 from steerlab.data.dataset import Dataset, read_dataset
+from steerlab.policies.factory import load_policy_source
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.checkpointing import save_flow_policy
+from steerlab.policies.plugin_vib import PluginVIBConfig, fit_plugin_vib, latent_stats, save_plugin_vib_policy
 
 
 @dataclass
@@ -34,6 +41,7 @@ class PretrainConfig:
     vib_only: bool = False
     """Train only the VIB on the frozen policy loaded from `from_ckpt` (plug-in, post hoc)."""
     from_ckpt: str | None = None
+    """The frozen policy for `vib_only`: a checkpoint folder or 'module:factory'."""
     log_every: int = 100
     num_threads: int = 1
     """torch threads; one run per core is the efficient layout on small machines."""
@@ -51,17 +59,15 @@ def chunk_indices(ds: Dataset, horizon: int) -> np.ndarray:
     return idx
 
 
-@torch.no_grad()
-def latent_stats(policy: FlowMatchingPolicy, observations: np.ndarray) -> dict:
-    """RMS of the embedding e and of the base latent μ over the dataset: they set the residual scales
-    of ZPRL (λ) and of the embedding-residual ablation."""
-    e = policy.embed(torch.as_tensor(observations))
-    stats = {"e_rms": float(e.pow(2).mean().sqrt())}
-    if policy.vib is not None:
-        mu, logvar = policy.latent(e)
-        stats.update(mu_rms=float(mu.pow(2).mean().sqrt()), mu_std=mu.std(0).tolist(),
-                     posterior_std_mean=float((0.5 * logvar).exp().mean()))
-    return stats
+def pretrain_plugin_vib(cfg: PretrainConfig, policy, meta: dict, tensors: dict, ds: Dataset, progress: bool) -> Path:
+    """The plug-in VIB on a policy steerlab did not train; `cfg.policy` holds PluginVIBConfig overrides."""
+    vcfg = PluginVIBConfig.from_dict({"steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
+                                      "seed": cfg.seed, **cfg.policy})
+    t0 = time.perf_counter()
+    wrapped = fit_plugin_vib(policy, ds.observations, vcfg, base_meta=meta, base_tensors=tensors, progress=progress)
+    return save_plugin_vib_policy(wrapped, cfg.out, extra={"pretrain": {
+        **asdict(cfg), "seconds": time.perf_counter() - t0, "dataset_episodes": ds.num_episodes,
+        "dataset_frames": int(len(ds.observations)), "dataset_info": ds.info.get("steerlab", {})}})
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
@@ -78,9 +84,9 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     if cfg.vib_only:
         if not cfg.from_ckpt:
             raise ValueError("--vib-only needs --from <checkpoint of a trained policy>")
-        base = load_policy(cfg.from_ckpt)
+        base, meta, tensors = load_policy_source(cfg.from_ckpt)
         if not isinstance(base, FlowMatchingPolicy):
-            raise CheckpointError(f"{cfg.from_ckpt} is not a flow-matching policy")
+            return pretrain_plugin_vib(cfg, base, meta, tensors, ds, progress)
         pcfg = FlowPolicyConfig.from_dict({**base.config.to_dict(), "use_vib": True, **cfg.policy})
         policy = FlowMatchingPolicy(pcfg)
         # copy everything but the VIB from the frozen policy: the VIB is always trained afresh here

@@ -102,6 +102,24 @@ class FlowMatchingPolicy(nn.Module):
                        cfg.vib_stochastic) if cfg.use_vib else None
         self._queue: list[np.ndarray] = []
 
+    # ----------------------------------------------------------------- steerable-policy protocol
+    # (policies/protocol.py: sizes, sample_chunk, noise_shape, embed, chunk_from_embedding, vib)
+    @property
+    def obs_dim(self) -> int:
+        return self.config.obs_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_dim
+
+    @property
+    def horizon(self) -> int:
+        return self.config.horizon
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
     @property
     def n_action_steps(self) -> int:
         return self.config.n_action_steps
@@ -109,6 +127,21 @@ class FlowMatchingPolicy(nn.Module):
     @property
     def chunk_shape(self) -> tuple[int, int]:
         return (self.config.horizon, self.config.action_dim)
+
+    noise_shape = chunk_shape
+
+    def sample_chunk(self, obs: torch.Tensor, noise: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw observations (B, obs_dim) -> action chunks in env units (B, horizon, action_dim), from `noise`."""
+        return self.chunk_from_embedding(self.condition(self.embed(obs)), noise, generator)
+
+    def chunk_from_embedding(self, e: torch.Tensor, noise: torch.Tensor | None = None,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+        """The generator conditioned on `e` (a replacement for what `condition` would give), in env units."""
+        return self.unnormalize_actions(self.generate(e, noise, generator))
+
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.obs_norm.normalize(obs)
 
     # ----------------------------------------------------------------- parameters by role
     def imitation_parameters(self) -> list[nn.Parameter]:

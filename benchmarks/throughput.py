@@ -1,0 +1,209 @@
+"""Finetune-loop throughput: is the loop bound by its SAC updates, as it should be, or by everything else?
+
+    python benchmarks/throughput.py            # push-wall-v3, zprl, N ∈ {1, 4, 8}: benchmarks/results/throughput.json
+    python benchmarks/throughput.py --quick    # fewer timed steps (a smoke test)
+
+In one run, on one torch thread, it measures
+  * the bare simulator's steps/s (random actions, one env, no policy);
+  * the SAC update time (the same dimensions and SAC config as the loop, on the loop's own replay buffer);
+  * the finetune loop's env steps/s for N ∈ {1, 4, 8} envs, synchronous (one process) and with
+    `--async-envs` (the simulators in subprocesses, overlapped with the updates), after the warm-up, with
+    evaluations and snapshots out of the timed window;
+and reports each loop rate as a fraction of the *update-bound* rate, the rate the updates alone allow at the
+same update-to-data ratio: n_action_steps / (utd × update time) env steps/s. That fraction is computed from
+the updates the loop itself ran in the timed window (time in updates / loop time), so it cannot be skewed
+by the machine running faster or slower than when the reference update time was taken; the reference (one
+env's replay, before the loops) is recorded beside it. The issue's target is ≥ 0.8.
+
+Times are wall clock and CPU time. The synchronous loop is one process, so its CPU-time rate is its rate on
+one dedicated core; on a shared machine (see the recorded load average) that is the steadier number and the
+headline. The asynchronous loop's learner (policy, actor, updates) is one process and its simulators others:
+its learner-CPU rate is the rate with the learner on one core and the simulators on other cores (their CPU
+time is recorded too), and its wall-clock rate is what this machine delivered. The base policy is the
+finetune benchmark's (`benchmarks/pretrain.py`); per-step costs do not depend on how good it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, markdown_table  # noqa: E402
+from finetune import BENCH_SAC  # noqa: E402
+
+from steerlab.core.checkpoint import atomic_write_json, versions  # noqa: E402
+
+TARGET = 0.8
+
+
+def sim_rate(spec, steps: int) -> dict:
+    from steerlab.envs.registry import make_env
+
+    env = make_env(spec, seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(env.action_space.low, env.action_space.high, (steps, *env.action_space.shape))
+    env.reset(seed=0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(steps):
+        _, _, term, trunc, _ = env.step(actions[i].astype(np.float32))
+        if term or trunc:
+            env.reset(seed=i)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    env.close()
+    return {"steps": steps, "wall_steps_per_s": steps / wall, "cpu_steps_per_s": steps / cpu}
+
+
+def tuner_for(base: str, task: str, method: str, n_envs: int, asynchronous: bool, utd: float, out: Path):
+    from steerlab.rl.sac import SACConfig
+    from steerlab.train.finetune import FinetuneConfig, Finetuner
+
+    sac = SACConfig(**BENCH_SAC)
+    cfg = FinetuneConfig(base=base, method=method, env=task, env_steps=10**9, seed=0, out=str(out),
+                         warmup_decisions=sac.batch_size, eval_every=10**9, checkpoint_every=10**9,
+                         tensorboard=False, sac=sac, n_envs=n_envs, async_envs=asynchronous, utd=utd)
+    return Finetuner(cfg, progress=False)
+
+
+def warm_up(tuner, extra_steps: int = 50) -> None:
+    """Step until updates run (replay ≥ batch, warm-up decisions done), then a few more steps."""
+    tuner.start()
+    while tuner.sac.updates == 0:
+        tuner.step()
+    for _ in range(extra_steps):
+        tuner.step()
+
+
+def update_time(tuner, n: int) -> dict:
+    """Seconds per SAC update on the loop's own replay buffer (wall and thread CPU)."""
+    tuner.sac.update_many(tuner.replay, 5)
+    t0, c0 = time.perf_counter(), time.thread_time()
+    tuner.sac.update_many(tuner.replay, n)
+    return {"updates": n, "wall_s": (time.perf_counter() - t0) / n, "cpu_s": (time.thread_time() - c0) / n}
+
+
+def worker_cpu(envs) -> float:
+    """CPU seconds used so far by an async vector env's worker processes (Linux /proc; 0 for sync envs)."""
+    total = 0.0
+    for proc in getattr(envs, "processes", []):
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
+
+
+def loop_rate(tuner, steps: int) -> dict:
+    """Env steps/s of `tuner.step()` over at least `steps` env steps past the warm-up, and the time its own
+    updates took in that window (the update-bound rate is computed from those, so a drift of the machine's
+    speed between measurements cannot inflate or deflate the ratio)."""
+    spent = {"wall": 0.0, "cpu": 0.0}
+    update_many = tuner.sac.update_many
+
+    def timed(*a, **k):
+        t, c = time.perf_counter(), time.thread_time()
+        out = update_many(*a, **k)
+        spent["wall"] += time.perf_counter() - t
+        spent["cpu"] += time.thread_time() - c
+        return out
+
+    tuner.sac.update_many = timed
+    s0, u0, d0 = tuner.env_steps, tuner.sac.updates, tuner.decisions
+    t0, c0, w0 = time.perf_counter(), time.process_time(), worker_cpu(tuner.envs)
+    while tuner.env_steps - s0 < steps:
+        tuner.step()
+    wall, cpu, workers = time.perf_counter() - t0, time.process_time() - c0, worker_cpu(tuner.envs) - w0
+    tuner.sac.update_many = update_many
+    n, updates = tuner.env_steps - s0, tuner.sac.updates - u0
+    return {"env_steps": n, "updates": updates, "decisions": tuner.decisions - d0,
+            "wall_env_steps_per_s": n / wall, "cpu_env_steps_per_s": n / cpu,
+            "update_wall_ms": 1e3 * spent["wall"] / updates, "update_cpu_ms": 1e3 * spent["cpu"] / updates,
+            # the fraction of the loop's time spent in its updates = its rate / the rate the updates allow
+            "ratio_wall": spent["wall"] / wall, "ratio_cpu": spent["cpu"] / cpu,
+            "worker_cpu_ms_per_env_step": 1e3 * workers / n}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="push-wall-v3")
+    ap.add_argument("--method", default="zprl")
+    ap.add_argument("--base", default=None, help="base checkpoint (default: the finetune benchmark's)")
+    ap.add_argument("--n-envs", type=int, nargs="+", default=[1, 4, 8])
+    ap.add_argument("--utd", type=float, default=1.0)
+    ap.add_argument("--steps", type=int, default=1600, help="timed env steps per loop configuration")
+    ap.add_argument("--quick", action="store_true", help="200 timed steps (a smoke test)")
+    ap.add_argument("--out", default=str(RESULTS / "throughput.json"))
+    args = ap.parse_args()
+    import torch
+
+    from steerlab.envs.registry import resolve_env
+
+    torch.set_num_threads(1)
+    steps = 200 if args.quick else args.steps
+    if args.base is None:
+        from pretrain import base_checkpoint
+
+        args.base = str(base_checkpoint(args.task, progress=False))
+    load0 = os.getloadavg()
+    result = {"task": args.task, "method": args.method, "utd": args.utd, "sac": BENCH_SAC, "timed_steps": steps,
+              "torch_threads": 1, "cpus": os.cpu_count(), "platform": platform.platform(), "versions": versions(),
+              "sim": sim_rate(resolve_env(args.task), max(steps, 500)), "loops": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = tuner_for(args.base, args.task, args.method, 1, False, args.utd, Path(tmp) / "ref")
+        warm_up(ref)
+        result["update"] = update_time(ref, 50 if args.quick else 200)
+        ref.envs.close()
+        k = ref.k
+        result["n_action_steps"] = k
+        for kind in ("wall", "cpu"):
+            result[f"update_bound_{kind}_env_steps_per_s"] = k / (args.utd * result["update"][f"{kind}_s"])
+        for n in args.n_envs:
+            for asynchronous in ((False, True) if n > 1 else (False,)):
+                tuner = tuner_for(args.base, args.task, args.method, n, asynchronous, args.utd,
+                                  Path(tmp) / f"n{n}{'a' if asynchronous else 's'}")
+                try:
+                    warm_up(tuner)
+                    row = {"n_envs": n, "async": asynchronous, **loop_rate(tuner, steps)}
+                finally:
+                    tuner.envs.close()
+                # sync: the whole loop's CPU; async: the learner process's (its simulators run elsewhere)
+                result["loops"].append(row)
+                print(f"N={n} {'async' if asynchronous else 'sync '}: {row['cpu_env_steps_per_s']:.0f} env steps per "
+                      f"{'learner ' if asynchronous else ''}CPU-s (ratio {row['ratio_cpu']:.2f}), "
+                      f"{row['wall_env_steps_per_s']:.0f} per wall-s (ratio {row['ratio_wall']:.2f})", flush=True)
+    result["loadavg_start"], result["loadavg_end"] = list(load0), list(os.getloadavg())
+    result["target_ratio"] = TARGET
+    atomic_write_json(args.out, result)
+    print(f"sim {result['sim']['cpu_steps_per_s']:.0f} steps per CPU-s; update {1e3 * result['update']['cpu_s']:.1f} "
+          f"CPU-ms -> update-bound {result['update_bound_cpu_env_steps_per_s']:.0f} env steps per CPU-s; -> {args.out}")
+    return 0
+
+
+def table(results: dict) -> str:
+    """README rows: one per loop configuration."""
+    rows = []
+    for r in results["loops"]:
+        rows.append([str(r["n_envs"]), "async (learner core)" if r["async"] else "sync (one core)",
+                     f"{r['cpu_env_steps_per_s']:.0f} ({r['ratio_cpu']:.2f})",
+                     f"{r['wall_env_steps_per_s']:.0f} ({r['ratio_wall']:.2f})", f"{r['update_cpu_ms']:.1f}",
+                     f"{r['worker_cpu_ms_per_env_step']:.2f}" if r["async"] else "—"])
+    u = results["update"]
+    head = (f"{results['task']}, {results['method']}, UTD {results['utd']:g}, {results['n_action_steps']} env steps per "
+            f"decision, one torch thread. Bare simulator: {results['sim']['cpu_steps_per_s']:.0f} steps per CPU-second; "
+            f"SAC update alone: {1e3 * u['cpu_s']:.1f} CPU-ms ({1e3 * u['wall_s']:.1f} ms wall), so the updates allow "
+            f"{results['update_bound_cpu_env_steps_per_s']:.0f} env steps per CPU-second. Loop rate and, in brackets, "
+            f"its fraction of the update-bound rate (= share of the loop's time spent in its own updates; target "
+            f"≥ {results['target_ratio']}); machine load average {results['loadavg_start'][0]:.1f} on "
+            f"{results['cpus']} CPUs:\n\n")
+    return head + markdown_table(["envs", "stepping", "env steps per CPU-s (ratio)", "env steps per wall-s (ratio)",
+                                  "update CPU-ms in the loop", "simulator CPU-ms per step in workers"], rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""What every steering method is: a plug-in that tells one SAC what it controls on a frozen policy.
+
+A method answers these questions and nothing else, so all methods share one SAC, one replay buffer and
+one training loop (`train/finetune.py` never asks which method it runs):
+
+* `features(obs, train, gen, noise)`   what the actor and critic see
+* `chunk(obs, feats, action, noise)`   how an actor output in [-1, 1]^act_dim becomes an action chunk
+* `critic_action(feats, action)`       what the critic values (ZPRL values the applied latent)
+* `warmup_action(batch, noise)`        the actor output that reproduces the base policy (warm-up)
+* `explore(action, env_steps, rng)`    its exploration schedule on top of the SAC's own sampling
+* `Config` + `scale` + `config_dict()` its options, its resolved scale rule, and what its checkpoints hold
+
+Each method talks to the policy through `steerlab.policies.protocol` only, at its `level`. A new method
+is one module that subclasses `SteeringMethod` and decorates it with `@register` (see docs/steering.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+from steerlab.core.errors import UserError
+from steerlab.policies.protocol import check_steerable
+
+
+@dataclass
+class MethodConfig:
+    """Options common to every method (none yet); subclasses add theirs, one docstring per field."""
+
+    @classmethod
+    def from_dict(cls, d: dict, strict: bool = True) -> MethodConfig:
+        """Build from a dict; `strict` rejects keys this method does not know (CLI input), non-strict
+        ignores them (checkpoints written when all methods shared one config)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - {"method", "resolved_scale", "module"})
+        if unknown and strict:
+            raise UserError(f"unknown option(s) {unknown} for this steering method; known: {sorted(known)}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class SteeringMethod:
+    """Base class: the frozen policy and the sizes the SAC needs. Subclasses are the methods."""
+
+    name = ""
+    """Registry name (`--method`)."""
+    level = "action"
+    """Protocol level the policy must implement (policies/protocol.py)."""
+    Config: type[MethodConfig] = MethodConfig
+    """The method's own options."""
+    scale_field: str | None = None
+    """Config field whose None means "derive the scale from data statistics"; checkpoints pin it."""
+
+    def __init__(self, policy, cfg: MethodConfig | None = None, stats: dict | None = None):
+        check_steerable(policy, self.level, self.name)
+        self.policy = policy
+        if isinstance(policy, torch.nn.Module):  # steering never trains the policy
+            policy.eval()
+        self.cfg = cfg if cfg is not None else self.Config()
+        self.stats = dict(stats or {})
+        self.n_exec = int(policy.n_action_steps)
+        self.scale: float | None = None
+        self.obs_dim = 0
+        self.act_dim = 0
+
+    # ------------------------------------------------------------------ called by the loop
+    def features(self, obs: torch.Tensor, train: bool, gen: torch.Generator | None = None,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
+        """`noise` is the sampler noise of this decision (methods that look at the base plan use it)."""
+        raise NotImplementedError
+
+    def chunk(self, obs: torch.Tensor, feats: torch.Tensor, action: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Executed actions in env units, (B, horizon, A); `action` in [-1, 1]^act_dim."""
+        raise NotImplementedError
+
+    def critic_action(self, feats: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return action
+
+    def warmup_action(self, batch: int, noise: torch.Tensor) -> np.ndarray:
+        """Actor output that reproduces the base policy (used for the first warm-up decisions)."""
+        return np.zeros((batch, self.act_dim), np.float32)
+
+    def explore(self, action: torch.Tensor, env_steps: int, rng: np.random.Generator) -> torch.Tensor:
+        """The method's exploration schedule while training (default: the SAC sample as is)."""
+        return action
+
+    # ------------------------------------------------------------------ serialization
+    def config_dict(self) -> dict:
+        # `module`: where the method is defined, so a checkpoint of a method outside this package loads
+        return {"method": self.name, **asdict(self.cfg), "resolved_scale": self.scale,
+                "module": type(self).__module__}
+
+    @classmethod
+    def config_from_checkpoint(cls, d: dict) -> MethodConfig:
+        """The config a saved steered policy was trained with, its data-derived scale pinned (loading
+        needs no data)."""
+        cfg = cls.Config.from_dict(d, strict=False)
+        if cls.scale_field and d.get("resolved_scale") is not None:
+            setattr(cfg, cls.scale_field, float(d["resolved_scale"]))
+        return cfg
+
+    # ------------------------------------------------------------------ helpers
+    def _stat(self, key: str, option: str) -> float:
+        if key not in self.stats:
+            raise UserError(f"{self.name}: the scale rule needs the data statistic {key!r}, which this base "
+                            f"policy's checkpoint does not record; pass {option} explicitly")
+        return float(self.stats[key])
+
+    def _noise(self, obs: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        return torch.randn((obs.shape[0], *self.policy.noise_shape), generator=gen)
+
+
+REGISTRY: dict[str, type[SteeringMethod]] = {}
+
+
+def register(cls: type[SteeringMethod]) -> type[SteeringMethod]:
+    """Class decorator: make a method available by its `name` (CLI `--method`, checkpoints)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise ValueError(f"steering method {cls.name!r} is already registered by {REGISTRY[cls.name].__name__}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def method_class(name: str, module: str | None = None) -> type[SteeringMethod]:
+    """The registered method `name`; `module` (recorded in checkpoints) is imported first if it is not."""
+    if name not in REGISTRY and module:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            raise UserError(f"steering method {name!r} is defined in {module!r}, which cannot be imported ({err})") from err
+    if name not in REGISTRY:
+        raise UserError(f"unknown steering method {name!r}; choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def make_adapter(policy, method: str, options: dict | MethodConfig | None = None,
+                 stats: dict | None = None) -> SteeringMethod:
+    """The steering method `method` on `policy`; `options` its config (a dict is validated strictly)."""
+    cls = method_class(method)
+    cfg = options if isinstance(options, MethodConfig) else cls.Config.from_dict(options or {})
+    return cls(policy, cfg, stats)

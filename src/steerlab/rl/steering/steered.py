@@ -1,0 +1,84 @@
+"""A steered policy: frozen base + steering method + the SAC actor acting deterministically.
+
+It is a full policy (`reset`, `select_action`, `predict_chunk`, and the protocol's `sample_chunk`), saved
+as a self-describing checkpoint that holds a copy of its base checkpoint, so `core.checkpoint.load_policy`
+rebuilds it like any other. Format: config `{"steering": {"method": ..., <options>, "resolved_scale"},
+"sac", "obs_dim", "act_dim", "base": <the base checkpoint's config.json>, "env": <env spec>}`, tensors
+`base.*` (the base checkpoint's tensors) and `actor.*`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from steerlab.core.checkpoint import CheckpointError, build_policy, load_state_strict, save_checkpoint
+from steerlab.policies.protocol import as_obs_tensor
+from steerlab.rl.steering.base import SteeringMethod, method_class
+
+
+class SteeredPolicy:
+    policy_type = "steered"
+
+    def __init__(self, base, adapter: SteeringMethod, sac, env_spec: dict | None = None,
+                 base_meta: dict | None = None, base_tensors: dict | None = None):
+        self.base, self.adapter, self.sac = base, adapter, sac
+        self.env_spec = dict(env_spec or {})
+        self.base_meta, self.base_tensors = base_meta, base_tensors  # what `save_steered_policy` copies
+        self.obs_dim, self.action_dim = int(base.obs_dim), int(base.action_dim)
+        self.horizon, self.n_action_steps = int(base.horizon), int(base.n_action_steps)
+        self.noise_shape = tuple(getattr(base, "noise_shape", None) or (self.horizon, self.action_dim))
+        self._queue: list[np.ndarray] = []
+
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        return self.noise_shape
+
+    @torch.no_grad()
+    def sample_chunk(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if noise is None:
+            noise = torch.randn((obs.shape[0], *self.noise_shape))
+        feats = self.adapter.features(obs, train=False, noise=noise)
+        action = torch.as_tensor(self.sac.act(feats.numpy(), deterministic=True))
+        return self.adapter.chunk(obs, feats, action, noise)
+
+    def predict_chunk(self, obs, *, noise=None) -> np.ndarray:
+        """Action chunk(s) in environment units, shape (B, horizon, action_dim)."""
+        return self.sample_chunk(as_obs_tensor(obs, self.obs_dim), noise).numpy()
+
+    def select_action(self, obs, *, noise=None) -> np.ndarray:
+        """One action for one observation; re-plans every `n_action_steps` calls (`reset()` between episodes)."""
+        if not self._queue:
+            self._queue = list(self.predict_chunk(obs, noise=noise)[0, : self.n_action_steps])
+        return self._queue.pop(0)
+
+    def reset(self) -> None:
+        self._queue = []
+
+
+def save_steered_policy(policy: SteeredPolicy, folder, sac_config: dict):
+    if policy.base_meta is None or policy.base_tensors is None:
+        raise CheckpointError("a steered policy needs its base checkpoint (meta + tensors) to be saved")
+    tensors = {f"base.{k}": v for k, v in policy.base_tensors.items()}
+    tensors.update({f"actor.{k}": v for k, v in policy.sac.actor.state_dict().items()})
+    config = {"steering": policy.adapter.config_dict(), "sac": sac_config, "obs_dim": policy.adapter.obs_dim,
+              "act_dim": policy.adapter.act_dim, "base": policy.base_meta, "env": policy.env_spec}
+    return save_checkpoint(folder, SteeredPolicy.policy_type, config, tensors)
+
+
+def load_steered_policy(meta: dict, tensors: dict, folder) -> SteeredPolicy:
+    from steerlab.rl.sac import SAC, SACConfig
+
+    cfg = meta["config"]
+    base_meta = cfg["base"]
+    base_tensors = {k[5:]: v for k, v in tensors.items() if k.startswith("base.")}
+    base = build_policy(base_meta, base_tensors, folder)
+    cls = method_class(cfg["steering"]["method"], cfg["steering"].get("module"))
+    adapter = cls(base, cls.config_from_checkpoint(cfg["steering"]), base_meta.get("latent_stats", {}))
+    if (adapter.obs_dim, adapter.act_dim) != (cfg["obs_dim"], cfg["act_dim"]):
+        raise CheckpointError(f"{folder}: adapter sizes {(adapter.obs_dim, adapter.act_dim)} do not match "
+                              f"the checkpoint's {(cfg['obs_dim'], cfg['act_dim'])}")
+    sac = SAC(adapter.obs_dim, adapter.act_dim, SACConfig(**cfg["sac"]), critic_action_fn=adapter.critic_action)
+    load_state_strict(sac.actor, {k[6:]: v for k, v in tensors.items() if k.startswith("actor.")}, str(folder))
+    return SteeredPolicy(base, adapter, sac, env_spec=cfg.get("env", {}), base_meta=base_meta,
+                         base_tensors=base_tensors)

@@ -1,0 +1,23 @@
+"""The README's throughput rows come from benchmarks/results/throughput.json, never typed."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import throughput  # noqa: E402
+
+
+def test_table_reports_rates_and_ratios():
+    loops = [{"n_envs": 1, "async": False, "cpu_env_steps_per_s": 80.0, "ratio_cpu": 0.5, "wall_env_steps_per_s": 40.0,
+              "ratio_wall": 0.45, "worker_cpu_ms_per_env_step": 0.0, "update_cpu_ms": 12.0},
+             {"n_envs": 8, "async": True, "cpu_env_steps_per_s": 130.0, "ratio_cpu": 0.81,
+              "wall_env_steps_per_s": 60.0, "ratio_wall": 0.7, "worker_cpu_ms_per_env_step": 2.25,
+              "update_cpu_ms": 13.0}]
+    res = {"task": "push-wall-v3", "method": "zprl", "utd": 1.0, "n_action_steps": 2, "sim": {"cpu_steps_per_s": 600.0},
+           "update": {"cpu_s": 0.0125, "wall_s": 0.02}, "update_bound_cpu_env_steps_per_s": 160.0,
+           "update_bound_wall_env_steps_per_s": 100.0, "target_ratio": 0.8, "loadavg_start": [3.0], "cpus": 2,
+           "loops": loops}
+    table = throughput.table(res)
+    assert "SAC update alone: 12.5 CPU-ms (20.0 ms wall)" in table and "160 env steps per CPU-second" in table
+    assert "| 1 | sync (one core) | 80 (0.50) | 40 (0.45) | 12.0 | — |" in table
+    assert "| 8 | async (learner core) | 130 (0.81) | 60 (0.70) | 13.0 | 2.25 |" in table

@@ -1,0 +1,72 @@
+"""`steerlab finetune <module:factory> --env Pendulum-v1`: a protocol policy on a Gymnasium env, from the CLI."""
+
+import json
+import math
+import sys
+
+import pytest
+
+from steerlab.cli import main
+
+PENDULUM_POLICY = '''
+import torch
+from torch import nn
+
+
+class PendulumChunks(nn.Module):
+    obs_dim, action_dim, horizon, n_action_steps, noise_shape = 3, 1, 4, 2, (4, 1)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(3 + 4, 4)
+
+    def sample_chunk(self, obs, noise=None):
+        noise = torch.zeros(obs.shape[0], 4, 1) if noise is None else noise
+        return 2 * torch.tanh(self.net(torch.cat([obs, noise.flatten(1)], -1))).unsqueeze(-1)
+
+
+def make():
+    return PendulumChunks()
+'''
+
+
+@pytest.fixture
+def pendulum_policy(tmp_path, monkeypatch):
+    (tmp_path / "pendulum_policy.py").write_text(PENDULUM_POLICY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "pendulum_policy:make"
+    sys.modules.pop("pendulum_policy", None)
+
+
+@pytest.mark.parametrize("method", ["action-residual", "dsrl"])
+def test_finetune_and_evaluate_a_factory_policy_on_pendulum(pendulum_policy, tmp_path, method, capsys):
+    out = tmp_path / method
+    argv = ["finetune", pendulum_policy, "--method", method, "--env", "Pendulum-v1", "--max-steps", "20",
+            "--env-steps", "60", "--warmup", "5", "--eval-every", "60", "--eval-episodes", "1", "--out", str(out),
+            "--sac-json", '{"hidden": 16, "batch_size": 8}', "--seed", "3"]
+    assert main(argv) == 0, capsys.readouterr().err
+    run = json.loads((out / "config.json").read_text())
+    assert run["env"]["family"] == "gym" and run["env"]["id"] == "Pendulum-v1" and run["env"]["max_steps"] == 20
+    policy_cfg = json.loads((out / "policy" / "config.json").read_text())
+    assert policy_cfg["config"]["env"]["id"] == "Pendulum-v1"
+    assert policy_cfg["config"]["base"]["config"]["factory"] == pendulum_policy
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] >= 60 and rows[-1]["eval_success"] == 0.0  # Pendulum reports no success
+    assert main(["evaluate", str(out / "policy"), "--episodes", "2", "--n-envs", "1",
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    res = json.loads((tmp_path / "eval.json").read_text())
+    assert res["env"]["id"] == "Pendulum-v1" and res["episodes"] == 2 and res["length_mean"] == 20
+    assert math.isnan(res["smoothness"]["jerk"])  # no end-effector position: skipped, not invented
+
+
+def test_wrong_env_for_the_policy_is_one_line(pendulum_policy, tmp_path, capsys):
+    assert main(["finetune", pendulum_policy, "--method", "action-residual", "--env", "steerlab/PointReach-v0",
+                 "--out", str(tmp_path / "x"), "--env-steps", "10"]) == 2
+    assert "has observations (4,) and actions (2,), but the policy expects (3,) and (1,)" in capsys.readouterr().err
+
+
+def test_method_needing_more_of_the_protocol_is_one_line(pendulum_policy, tmp_path, capsys):
+    assert main(["finetune", pendulum_policy, "--method", "zprl", "--env", "Pendulum-v1",
+                 "--out", str(tmp_path / "x"), "--env-steps", "10"]) == 2
+    assert "cannot be steered by steering method 'zprl': it lacks `embed_dim" in capsys.readouterr().err
