@@ -213,11 +213,11 @@ def finetune_cells(seeds: int, env_steps: int, methods: list[str]) -> list[dict]
     """Seed-major order (every task and method of seed 0 first), so a sweep cut short still compares
     all methods. action-residual's progressive exploration spans the same fraction of the run as in the
     full Meta-World benchmark (20k of 50k steps), not a fixed 20k steps a short run would never reach."""
-    steering = {"progressive_steps": int(0.4 * env_steps)}
+    steering = {"action-residual": {"progressive_steps": int(0.4 * env_steps)}}
     return [{"task": t, "method": m, "name": m, "seed": s, "env_steps": env_steps, "eval_every": env_steps // 5,
              "eval_episodes": 20, "final_episodes": EVAL_EPISODES, "warmup": 500, "max_steps": MAX_STEPS,
              "root": str(FINETUNE_ROOT), "base": str(checkpoint_path(t, "mixed", chosen_scale(t))),
-             "steering": steering}
+             "steering": steering.get(m, {})}
             for s in range(seeds) for t in TASKS for m in methods]
 
 
