@@ -151,3 +151,25 @@ def test_collect_looks_the_expert_up_by_family_and_is_deterministic():
         np.testing.assert_array_equal(x.observations, y.observations)
         np.testing.assert_array_equal(x.actions, y.actions)
     assert {e.meta["noise_std"] for e in a} <= {0.2, 0.6, 1.2}
+
+
+def test_cli_collect_pretrain_evaluate_finetune_on_panda(tmp_path, capsys):
+    """The whole chain from the command line, the panda family found by name (horizon 50 by default)."""
+    import json
+
+    from steerlab.cli import main
+
+    ds, ckpt, run = tmp_path / "ds", tmp_path / "base", tmp_path / "run"
+    assert main(["collect", "--task", "PandaPush-v3", "--episodes", "2", "--quality", "expert", "--out", str(ds)]) == 0
+    info = json.loads((ds / "meta" / "info.json").read_text())["steerlab"]
+    assert info["env"] == "panda" and info["max_steps"] == 50
+    assert main(["pretrain", "--dataset", str(ds), "--out", str(ckpt), "--steps", "3", "--batch-size", "8"]) == 0
+    assert main(["evaluate", str(ckpt), "--episodes", "2", "--n-envs", "2", "--out", str(tmp_path / "e.json")]) == 0
+    res = json.loads((tmp_path / "e.json").read_text())
+    assert res["env"]["family"] == "panda" and res["episodes"] == 2 and res["length_mean"] <= 50
+    assert res["smoothness"]["jerk"] > 0   # the end effector is tracked (info["ee_pos"])
+    assert main(["finetune", str(ckpt), "--method", "zprl", "--env-steps", "40", "--warmup", "5", "--eval-every", "40",
+                 "--eval-episodes", "1", "--out", str(run), "--sac-json", '{"hidden": 16, "batch_size": 8}']) == 0, \
+        capsys.readouterr().err
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["env"]["family"] == "panda" and cfg["env"]["id"] == "PandaPush-v3" and cfg["env"]["max_steps"] == 50
