@@ -23,9 +23,11 @@ def _move(ee: np.ndarray, target: np.ndarray, gain: float = GAIN) -> np.ndarray:
 
 
 def push_expert(obs: np.ndarray) -> np.ndarray:
-    """Push: approach a point behind the cube on the line goal→cube (above the table, so the hand never
-    sweeps the cube sideways), lower to the cube's centre height, push towards the goal while steering
-    the contact point so the cube stays on the line; if the cube drifts off line, re-align first."""
+    """Push: travel above the cube's top to a point behind the cube on the line goal→cube (so the hand
+    never sweeps the cube sideways), lower to the cube's centre height, push towards the goal while
+    steering the contact point so the cube stays on the line; if the cube drifts off line, re-align first.
+    Known failure (~7% of episodes): a cube near the far edge that must come towards the robot, whose
+    pre-push point the arm cannot reach at table height."""
     obs = np.asarray(obs, np.float64)
     ee, obj, goal = obs[0:3], obs[6:9], obs[18:21]
     to_goal = goal[:2] - obj[:2]
