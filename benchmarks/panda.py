@@ -8,6 +8,7 @@ Stages (each resumable; every finished cell is a small JSON that the next invoca
     python benchmarks/panda.py sanity      # the same recipe on clean expert demos (push)
     python benchmarks/panda.py finetune    # zprl / action-residual / dsrl × 2 tasks × seeds (--seeds, --env-steps)
     python benchmarks/panda.py all         # the five in order
+    python benchmarks/panda.py collect     # rebuild panda_finetune.json + curves from the runs recorded so far
     python benchmarks/panda.py table       # print both README tables from the recorded results
 
 Recipe, identical to the Meta-World benchmark except the horizon (panda-gym's 50 steps): 50 `mixed`
@@ -246,7 +247,7 @@ def table(results: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", nargs="?", default="all",
-                    choices=["experts", "calibrate", "base", "sanity", "finetune", "all", "table"])
+                    choices=["experts", "calibrate", "base", "sanity", "finetune", "collect", "all", "table"])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--env-steps", type=int, default=10_000,
                     help="per run; 10k = 200+ episodes of the 50-step horizon (Meta-World's 40k in episodes)")
@@ -275,13 +276,14 @@ def main() -> int:
             base_cells(qualities)
             atomic_write_json(PRETRAIN_FILE, collect_pretrain())
             print(pretrain_table(load_cell(PRETRAIN_FILE)))
-    if "finetune" in stages:
+    if "finetune" in stages or "collect" in stages:
         import finetune
 
         from steerlab.sweep import run_grid
 
-        run_grid(finetune_cells(args.seeds, args.env_steps, args.methods), finetune.finetune_cell, finetune.is_done,
-                 use_ray=False, desc="panda finetune runs")
+        if "finetune" in stages:
+            run_grid(finetune_cells(args.seeds, args.env_steps, args.methods), finetune.finetune_cell,
+                     finetune.is_done, use_ray=False, desc="panda finetune runs")
         results = collect_finetune()
         atomic_write_json(FINETUNE_FILE, results)
         from plots import plot_finetune
