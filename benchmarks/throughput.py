@@ -1,7 +1,7 @@
 """Finetune-loop throughput: is the loop bound by its SAC updates, as it should be, or by everything else?
 
     python benchmarks/throughput.py            # push-wall-v3, zprl, N ∈ {1, 4, 8}: benchmarks/results/throughput.json
-    python benchmarks/throughput.py --quick    # fewer timed steps (a smoke test)
+    python benchmarks/throughput.py --quick    # fewer timed steps (a smoke test; throughput_quick.json)
 
 In one run, on one torch thread, it measures
   * the bare simulator's steps/s (random actions, one env, no policy);
@@ -138,7 +138,8 @@ def main() -> int:
     ap.add_argument("--utd", type=float, default=1.0)
     ap.add_argument("--steps", type=int, default=1600, help="timed env steps per loop configuration")
     ap.add_argument("--quick", action="store_true", help="200 timed steps (a smoke test)")
-    ap.add_argument("--out", default=str(RESULTS / "throughput.json"))
+    ap.add_argument("--out", default=None,
+                    help="JSON path (default benchmarks/results/throughput.json; --quick: throughput_quick.json)")
     args = ap.parse_args()
     import torch
 
@@ -146,6 +147,8 @@ def main() -> int:
 
     torch.set_num_threads(1)
     steps = 200 if args.quick else args.steps
+    # a smoke test never replaces the recorded numbers the README shows
+    args.out = args.out or str(RESULTS / ("throughput_quick.json" if args.quick else "throughput.json"))
     if args.base is None:
         from pretrain import base_checkpoint
 

@@ -1,21 +1,24 @@
 """Demonstration datasets in the LeRobotDataset v3 layout, written and read with pyarrow only.
 
-    <root>/meta/info.json                        schema, fps, counts, path templates
-    <root>/meta/stats.json                       per-feature mean/std/min/max/count
-    <root>/meta/tasks.parquet                    task_index -> task string
-    <root>/meta/episodes/chunk-000/file-000.parquet   per-episode index ranges + collection metadata
+    <root>/meta/info.json                        schema, fps, counts, path templates (LeRobot's keys only)
+    <root>/meta/stats.json                       per-feature min/max/mean/std/count + q01..q99 quantiles
+    <root>/meta/tasks.parquet                    task strings as the pandas index + a task_index column
+    <root>/meta/episodes/chunk-000/file-000.parquet   per-episode ranges, tasks, stats/<feature>/<stat>
+    <root>/meta/steerlab.json                    steerlab's own collection metadata (env, quality, seed...)
     <root>/data/chunk-000/file-000.parquet       one row per frame
 
-Frame columns: observation.state (list<float32>[obs_dim]), action (list<float32>[act_dim]),
-episode_index, frame_index, timestamp, index, task_index, next.reward, next.done.
+Frame columns, in LeRobot's order: observation.state (list<float32>[obs_dim]), action
+(list<float32>[act_dim]), next.reward, next.done (both optional: imitation never needs them), timestamp,
+frame_index, episode_index, index, task_index.
+
+What steerlab writes is what LeRobot 0.6.1 writes for the same frames (the layouts are compared against
+datasets LeRobot wrote itself in tests/core/test_lerobot_format.py), so `LeRobotDataset(root=...)` reads
+it with `dataset[i]["task"]` the task string; and what LeRobot writes (state observations) reads here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +26,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from steerlab.core.checkpoint import atomic_write_json
+from steerlab.core.io import atomic_dir, atomic_write_json
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+STEERLAB_META = "meta/steerlab.json"
 REQUIRED_COLUMNS = ("observation.state", "action", "episode_index", "frame_index", "timestamp", "index",
-                    "task_index", "next.reward", "next.done")
+                    "task_index")
+REWARD_COLUMNS = ("next.reward", "next.done")  # optional: only RL from a dataset would need them
+# LeRobot's quantiles (compute_stats.DEFAULT_QUANTILES) and their stats.json keys
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 
 
 class DatasetError(ValueError):
@@ -40,137 +47,203 @@ class DatasetError(ValueError):
 class Episode:
     observations: np.ndarray  # (T, obs_dim) float32, observation before each action
     actions: np.ndarray       # (T, act_dim) float32
-    rewards: np.ndarray       # (T,) float32, reward after each action
+    rewards: np.ndarray | None  # (T,) float32, reward after each action; None: no reward/done columns
     success: bool
     meta: dict = field(default_factory=dict)  # e.g. noise level, whether cut short
 
     def __post_init__(self):
         t = len(self.actions)
-        if self.observations.shape[0] != t or self.rewards.shape[0] != t:
+        if self.observations.shape[0] != t or (self.rewards is not None and self.rewards.shape[0] != t):
+            shape = None if self.rewards is None else self.rewards.shape
             raise ValueError(f"episode arrays disagree in length: obs {self.observations.shape}, "
-                             f"actions {self.actions.shape}, rewards {self.rewards.shape}")
+                             f"actions {self.actions.shape}, rewards {shape}")
 
 
 @dataclass
 class Dataset:
     observations: np.ndarray   # (N, obs_dim)
     actions: np.ndarray        # (N, act_dim)
-    rewards: np.ndarray        # (N,)
+    rewards: np.ndarray | None  # (N,), None when the dataset has no next.reward column (teleoperation)
     dones: np.ndarray          # (N,) bool, last frame of each episode
     episode_index: np.ndarray  # (N,)
     frame_index: np.ndarray    # (N,)
-    info: dict
+    info: dict                 # meta/info.json; info["steerlab"] holds meta/steerlab.json (in memory only)
     stats: dict
     episodes: list[dict]
+    tasks: list[str] = field(default_factory=list)  # task strings, position = task_index
+    task_index: np.ndarray | None = None             # (N,) per frame
 
     @property
     def num_episodes(self) -> int:
         return len(self.episodes)
 
+    @property
+    def task(self) -> str | None:
+        """The dataset's task string when it has exactly one (the usual case), else None."""
+        return self.tasks[0] if len(self.tasks) == 1 else None
+
+    @property
+    def extra(self) -> dict:
+        """steerlab's collection metadata (env family, max_steps, quality...); {} for foreign datasets."""
+        return self.info.get("steerlab", {})
+
     def episode_slices(self) -> list[slice]:
         return [slice(e["dataset_from_index"], e["dataset_to_index"]) for e in self.episodes]
 
 
-def compute_stats(x: np.ndarray) -> dict:
-    x = np.asarray(x, dtype=np.float64)
-    return {"mean": x.mean(0).tolist(), "std": x.std(0).tolist(), "min": x.min(0).tolist(),
-            "max": x.max(0).tolist(), "count": [int(x.shape[0])]}
+# ---------------------------------------------------------------- statistics (LeRobot's definitions)
 
+def compute_stats(x: np.ndarray) -> dict:
+    """min/max/mean/std/count and the q01..q99 quantiles over axis 0 of one episode's (T, D) values.
+    Like LeRobot, an episode with fewer than two frames gets its mean as every quantile."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    stats = {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0),
+             "count": np.array([x.shape[0]], np.int64)}
+    for key, q in QUANTILES.items():
+        stats[key] = np.quantile(x, q, axis=0) if x.shape[0] >= 2 else stats["mean"].copy()
+    return stats
+
+
+def aggregate_stats(per_episode: list[dict]) -> dict:
+    """Dataset stats from per-episode stats, as LeRobot's `aggregate_feature_stats` does: exact min,
+    max, mean and (pooled) std; quantiles are the count-weighted mean of the episodes' quantiles."""
+    counts = np.array([s["count"][0] for s in per_episode], np.float64)[:, None]
+    total = counts.sum()
+    means = np.stack([s["mean"] for s in per_episode])
+    mean = (means * counts).sum(0) / total
+    var = ((np.stack([s["std"] for s in per_episode]) ** 2 + (means - mean) ** 2) * counts).sum(0) / total
+    out = {"min": np.stack([s["min"] for s in per_episode]).min(0),
+           "max": np.stack([s["max"] for s in per_episode]).max(0),
+           "mean": mean, "std": np.sqrt(var), "count": np.array([int(total)], np.int64)}
+    for key in QUANTILES:
+        out[key] = (np.stack([s[key] for s in per_episode]) * counts).sum(0) / total
+    return out
+
+
+def _stats_to_json(stats: dict) -> dict:
+    return {k: [int(v) for v in a] if k == "count" else np.asarray(a, np.float64).tolist() for k, a in stats.items()}
+
+
+# ---------------------------------------------------------------- writing
 
 def _fixed_list(arr: np.ndarray) -> pa.FixedSizeListArray:
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
+    typ = pa.list_(pa.field("element", pa.float32()), arr.shape[1])  # element name as `datasets` writes it
+    return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), type=typ)
+
+
+def _hf_features(features: dict) -> dict:
+    """The `huggingface` schema metadata LeRobot's writer (via `datasets`) stores in each data file."""
+    out = {}
+    for name, ft in features.items():
+        value = {"dtype": ft["dtype"], "_type": "Value"}
+        out[name] = value if ft["shape"] == [1] else {"feature": value, "length": ft["shape"][0], "_type": "List"}
+    return out
+
+
+def _tasks_table(tasks: list[str]) -> pa.Table:
+    """meta/tasks.parquet as pandas writes `DataFrame({"task_index": ...}, index=Index(tasks, name="task"))`:
+    LeRobot reads it with pandas and looks the task string up as the *index*, so the pandas metadata
+    naming `task` as the index column is what makes `dataset[i]["task"]` a string rather than a number."""
+    table = pa.table({"task_index": pa.array(np.arange(len(tasks), dtype=np.int64)), "task": pa.array(tasks)})
+    pandas_meta = {
+        "index_columns": ["task"],
+        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
+                            "metadata": {"encoding": "UTF-8"}}],
+        "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64",
+             "metadata": None},
+            {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object",
+             "metadata": None},
+        ],
+        "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.2.0",
+    }
+    return table.replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
 
 
 def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int = 80,
-                  robot_type: str = "sawyer", extra_info: dict | None = None) -> Path:
-    """Write `episodes` as a LeRobotDataset v3 folder. The folder is built beside `root` and renamed
-    into place, so an existing dataset is never left half-overwritten."""
+                  robot_type: str | None = "sawyer", extra_info: dict | None = None) -> Path:
+    """Write `episodes` (all of task `task`) as a LeRobotDataset v3 folder. The folder is built beside
+    `root` and renamed into place, so an existing dataset is never left half-overwritten."""
     if not episodes:
         raise ValueError("cannot write a dataset with no episodes")
+    with_reward = episodes[0].rewards is not None
+    if any((e.rewards is not None) != with_reward for e in episodes):
+        raise ValueError("either every episode has rewards or none has")
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.staging."))
-    try:
-        obs = np.concatenate([e.observations for e in episodes]).astype(np.float32)
-        act = np.concatenate([e.actions for e in episodes]).astype(np.float32)
-        rew = np.concatenate([e.rewards for e in episodes]).astype(np.float32)
-        lengths = [len(e.actions) for e in episodes]
-        ep_idx = np.concatenate([np.full(n, i, np.int64) for i, n in enumerate(lengths)])
-        frame_idx = np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])
-        done = np.concatenate([np.arange(n) == n - 1 for n in lengths])
-        n = len(act)
-        table = pa.table({
-            "observation.state": _fixed_list(obs),
-            "action": _fixed_list(act),
-            "episode_index": pa.array(ep_idx),
-            "frame_index": pa.array(frame_idx),
-            "timestamp": pa.array((frame_idx / fps).astype(np.float32)),
-            "index": pa.array(np.arange(n, dtype=np.int64)),
-            "task_index": pa.array(np.zeros(n, np.int64)),
-            "next.reward": pa.array(rew),
-            "next.done": pa.array(done),
-        })
-        data_file = staging / DATA_PATH.format(chunk_index=0, file_index=0)
+    lengths = [len(e.actions) for e in episodes]
+    n = sum(lengths)
+    starts = np.cumsum([0] + lengths)
+
+    # per-frame columns, per episode, in LeRobot's feature order (user features, then bookkeeping)
+    def columns(i: int, e: Episode) -> dict[str, np.ndarray]:
+        t = lengths[i]
+        frame = np.arange(t, dtype=np.int64)
+        cols = {"observation.state": e.observations.astype(np.float32), "action": e.actions.astype(np.float32)}
+        if with_reward:
+            cols["next.reward"] = e.rewards.astype(np.float32)
+            cols["next.done"] = frame == t - 1
+        cols.update({"timestamp": (frame / fps).astype(np.float32), "frame_index": frame,
+                     "episode_index": np.full(t, i, np.int64), "index": frame + starts[i],
+                     "task_index": np.zeros(t, np.int64)})
+        return cols
+
+    per_ep = [columns(i, e) for i, e in enumerate(episodes)]
+    names = list(per_ep[0])
+    full = {k: np.concatenate([c[k] for c in per_ep]) for k in names}
+    dtypes = {k: "bool" if full[k].dtype == bool else str(full[k].dtype) for k in names}
+    features = {k: {"dtype": dtypes[k], "shape": [full[k].shape[1]] if full[k].ndim == 2 else [1], "names": None}
+                for k in names}
+    ep_stats = [{k: compute_stats(c[k]) for k in names} for c in per_ep]
+    stats = {k: aggregate_stats([s[k] for s in ep_stats]) for k in names}
+
+    frames = pa.table({k: _fixed_list(v) if v.ndim == 2 else pa.array(v) for k, v in full.items()})
+    frames = frames.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": _hf_features(features)}})})
+
+    ep_cols = {
+        "episode_index": pa.array(np.arange(len(episodes), dtype=np.int64)),
+        "tasks": pa.array([[task]] * len(episodes), pa.list_(pa.field("element", pa.string()))),
+        "length": pa.array(np.asarray(lengths, np.int64)),
+        "data/chunk_index": pa.array(np.zeros(len(episodes), np.int64)),
+        "data/file_index": pa.array(np.zeros(len(episodes), np.int64)),
+        "dataset_from_index": pa.array(starts[:-1].astype(np.int64)),
+        "dataset_to_index": pa.array(starts[1:].astype(np.int64)),
+    }
+    for k in names:
+        for stat in ep_stats[0][k]:
+            typ = pa.list_(pa.field("element", pa.int64() if stat == "count" else pa.float64()))
+            ep_cols[f"stats/{k}/{stat}"] = pa.array([np.asarray(s[k][stat]).tolist() for s in ep_stats], typ)
+    ep_cols["meta/episodes/chunk_index"] = pa.array(np.zeros(len(episodes), np.int64))
+    ep_cols["meta/episodes/file_index"] = pa.array(np.zeros(len(episodes), np.int64))
+    # steerlab's own per-episode columns (LeRobot keeps unknown episode columns and ignores them)
+    ep_cols["success"] = pa.array([bool(e.success) for e in episodes])
+    ep_cols["meta_json"] = pa.array([json.dumps(e.meta, sort_keys=True) for e in episodes])
+
+    info = {
+        "codebase_version": CODEBASE_VERSION, "fps": fps, "features": features,
+        "total_episodes": len(episodes), "total_frames": n, "total_tasks": 1,
+        "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
+        "data_path": DATA_PATH, "video_path": None, "robot_type": robot_type,
+        "splits": {"train": f"0:{len(episodes)}"},
+    }
+    with atomic_dir(root) as tmp:
+        data_file = tmp / DATA_PATH.format(chunk_index=0, file_index=0)
         data_file.parent.mkdir(parents=True)
-        pq.write_table(table, data_file)
-
-        starts = np.cumsum([0] + lengths)
-        ep_table = pa.table({
-            "episode_index": pa.array(np.arange(len(episodes), dtype=np.int64)),
-            "length": pa.array(np.asarray(lengths, np.int64)),
-            "dataset_from_index": pa.array(starts[:-1].astype(np.int64)),
-            "dataset_to_index": pa.array(starts[1:].astype(np.int64)),
-            "tasks": pa.array([[task]] * len(episodes)),
-            "data/chunk_index": pa.array(np.zeros(len(episodes), np.int64)),
-            "data/file_index": pa.array(np.zeros(len(episodes), np.int64)),
-            "success": pa.array([bool(e.success) for e in episodes]),
-            "meta_json": pa.array([json.dumps(e.meta, sort_keys=True) for e in episodes]),
-        })
-        ep_file = staging / EPISODES_PATH.format(chunk_index=0, file_index=0)
+        pq.write_table(frames, data_file)
+        ep_file = tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
         ep_file.parent.mkdir(parents=True)
-        pq.write_table(ep_table, ep_file)
-        pq.write_table(pa.table({"task_index": pa.array([0], pa.int64()), "task": pa.array([task])}),
-                       staging / "meta" / "tasks.parquet")
-
-        features = {
-            "observation.state": {"dtype": "float32", "shape": [obs.shape[1]], "names": None},
-            "action": {"dtype": "float32", "shape": [act.shape[1]], "names": None},
-            "episode_index": {"dtype": "int64", "shape": [1], "names": None},
-            "frame_index": {"dtype": "int64", "shape": [1], "names": None},
-            "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-            "index": {"dtype": "int64", "shape": [1], "names": None},
-            "task_index": {"dtype": "int64", "shape": [1], "names": None},
-            "next.reward": {"dtype": "float32", "shape": [1], "names": None},
-            "next.done": {"dtype": "bool", "shape": [1], "names": None},
-        }
-        info = {
-            "codebase_version": CODEBASE_VERSION, "robot_type": robot_type, "fps": fps,
-            "total_episodes": len(episodes), "total_frames": n, "total_tasks": 1,
-            "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 500,
-            "splits": {"train": f"0:{len(episodes)}"}, "data_path": DATA_PATH, "video_path": None,
-            "features": features, "steerlab": dict(extra_info or {}, task=task),
-        }
-        atomic_write_json(staging / "meta" / "info.json", info)
-        atomic_write_json(staging / "meta" / "stats.json", {
-            "observation.state": compute_stats(obs), "action": compute_stats(act),
-            "next.reward": compute_stats(rew[:, None]),
-        })
-        # swap into place: old dataset (if any) is removed only after the new one is complete
-        if root.exists():
-            old = root.with_name(f".{root.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(root, old)
-            os.replace(staging, root)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        pq.write_table(pa.table(ep_cols), ep_file)
+        pq.write_table(_tasks_table([task]), tmp / "meta" / "tasks.parquet")
+        atomic_write_json(tmp / "meta" / "info.json", info)
+        atomic_write_json(tmp / "meta" / "stats.json", {k: _stats_to_json(v) for k, v in stats.items()})
+        atomic_write_json(tmp / STEERLAB_META, dict(extra_info or {}, task=task))
     return root
 
+
+# ---------------------------------------------------------------- reading
 
 def _column_matrix(table: pa.Table, name: str, root: Path) -> np.ndarray:
     col = table.column(name).combine_chunks()
@@ -183,8 +256,33 @@ def _column_matrix(table: pa.Table, name: str, root: Path) -> np.ndarray:
     return values.reshape(len(col), width)
 
 
+def _read_tasks(root: Path) -> list[str]:
+    """Task strings ordered by task_index. LeRobot stores them as the pandas index (a column named by
+    the pandas metadata, normally `task`); older steerlab datasets stored a plain `task` column."""
+    path = root / "meta" / "tasks.parquet"
+    if not path.is_file():
+        raise DatasetError(f"{root}: missing meta/tasks.parquet")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DatasetError(f"{root}: unreadable meta/tasks.parquet ({err})") from err
+    name = "task"
+    meta = (table.schema.metadata or {}).get(b"pandas")
+    if name not in table.column_names and meta:
+        index_cols = [c for c in json.loads(meta).get("index_columns", []) if isinstance(c, str)]
+        name = index_cols[0] if index_cols else name
+    if name not in table.column_names or "task_index" not in table.column_names:
+        raise DatasetError(f"{root}: meta/tasks.parquet needs the task strings and a task_index column, "
+                           f"has {table.column_names}")
+    order = np.argsort(table.column("task_index").to_numpy())
+    tasks = [str(t) for t in np.asarray(table.column(name).to_pylist(), dtype=object)[order]]
+    if sorted(table.column("task_index").to_pylist()) != list(range(len(tasks))):
+        raise DatasetError(f"{root}: meta/tasks.parquet task_index is not 0..{len(tasks) - 1}")
+    return tasks
+
+
 def read_dataset(root: str | Path) -> Dataset:
-    """Read a LeRobotDataset v3 folder written by `write_dataset` (or by LeRobot with state obs)."""
+    """Read a LeRobotDataset v3 folder with state observations, written by `write_dataset` or by LeRobot."""
     root = Path(root)
     info_path = root / "meta" / "info.json"
     if not info_path.is_file():
@@ -192,8 +290,12 @@ def read_dataset(root: str | Path) -> Dataset:
     try:
         info = json.loads(info_path.read_text())
         stats = json.loads((root / "meta" / "stats.json").read_text())
+        extra_path = root / STEERLAB_META
+        if extra_path.is_file():  # older steerlab datasets kept this under info["steerlab"]
+            info["steerlab"] = json.loads(extra_path.read_text())
     except (json.JSONDecodeError, FileNotFoundError) as err:
-        raise DatasetError(f"{root}: meta/info.json or meta/stats.json is missing or not valid JSON ({err})") from err
+        raise DatasetError(f"{root}: meta/info.json, stats.json or steerlab.json is missing or not valid JSON "
+                           f"({err})") from err
     if not str(info.get("codebase_version", "")).startswith("v3"):
         raise DatasetError(f"{root}: codebase_version {info.get('codebase_version')!r} is not v3.x")
     files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
@@ -208,6 +310,7 @@ def read_dataset(root: str | Path) -> Dataset:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise DatasetError(f"{root}: data is missing required columns {missing}")
+    tasks = _read_tasks(root)
     obs = _column_matrix(table, "observation.state", root)
     act = _column_matrix(table, "action", root)
     if not (np.isfinite(obs).all() and np.isfinite(act).all()):
@@ -216,10 +319,15 @@ def read_dataset(root: str | Path) -> Dataset:
     order = np.lexsort((table.column("frame_index").to_numpy(), ep_idx))
     obs, act, ep_idx = obs[order], act[order], ep_idx[order]
     frame_idx = table.column("frame_index").to_numpy()[order]
+    task_idx = table.column("task_index").to_numpy()[order]
+    if len(task_idx) and (task_idx.min() < 0 or task_idx.max() >= len(tasks)):
+        raise DatasetError(f"{root}: task_index {int(task_idx.max())} has no entry in meta/tasks.parquet")
     if ep_table is not None:
-        episodes = ep_table.to_pylist()
+        keep = [c for c in ep_table.column_names if not c.startswith("stats/")]
+        episodes = ep_table.select(keep).to_pylist()
         for e in episodes:
             e["meta"] = json.loads(e.pop("meta_json", None) or "{}")
+        episodes.sort(key=lambda e: e["dataset_from_index"])
     else:  # derive episode ranges from the frame table
         bounds = np.flatnonzero(np.diff(ep_idx)) + 1
         starts, ends = np.r_[0, bounds], np.r_[bounds, len(ep_idx)]
@@ -228,9 +336,15 @@ def read_dataset(root: str | Path) -> Dataset:
     total = sum(e["length"] for e in episodes)
     if total != len(act):
         raise DatasetError(f"{root}: episode lengths sum to {total} but the data has {len(act)} frames")
+    dones = np.zeros(len(act), bool)
+    dones[[e["dataset_to_index"] - 1 for e in episodes]] = True
+    rewards = None
+    if "next.reward" in table.column_names:
+        rewards = table.column("next.reward").to_numpy()[order].astype(np.float32)
+    if "next.done" in table.column_names:
+        dones = table.column("next.done").to_numpy(zero_copy_only=False)[order].astype(bool)
     return Dataset(
-        observations=obs, actions=act,
-        rewards=table.column("next.reward").to_numpy()[order].astype(np.float32),
-        dones=table.column("next.done").to_numpy(zero_copy_only=False)[order].astype(bool),
+        observations=obs, actions=act, rewards=rewards, dones=dones,
         episode_index=ep_idx, frame_index=frame_idx, info=info, stats=stats, episodes=episodes,
+        tasks=tasks, task_index=task_idx,
     )

@@ -79,7 +79,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     ds = read_dataset(cfg.dataset)
-    task = ds.info.get("steerlab", {}).get("task")
+    task = ds.task or ds.extra.get("task")  # the dataset's own task string (LeRobot's meta/tasks.parquet)
 
     if cfg.vib_only:
         if not cfg.from_ckpt:
@@ -100,8 +100,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     else:
         pcfg = FlowPolicyConfig.from_dict({
             "obs_dim": ds.observations.shape[1], "action_dim": ds.actions.shape[1],
-            "env": {"suite": ds.info.get("steerlab", {}).get("env", "metaworld"), "task": task,
-                    "max_steps": ds.info.get("steerlab", {}).get("max_steps", 200)},
+            "env": {"suite": ds.extra.get("env", "metaworld"), "task": task,
+                    "max_steps": ds.extra.get("max_steps", 200)},
             **cfg.policy})
         policy = FlowMatchingPolicy(pcfg)
         policy.obs_norm.fit(ds.stats["observation.state"]["mean"], ds.stats["observation.state"]["std"])
@@ -134,7 +134,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     policy.config.act_through_vib = policy.vib is not None
     save_flow_policy(policy, out, extra={
         "pretrain": {**asdict(cfg), "seconds": seconds, "dataset_episodes": ds.num_episodes,
-                     "dataset_frames": int(len(obs)), "dataset_info": ds.info.get("steerlab", {})},
+                     "dataset_frames": int(len(obs)), "dataset_info": ds.extra,
+                     "dataset_tasks": ds.tasks},
         "latent_stats": latent_stats(policy, ds.observations),
     })
     return out

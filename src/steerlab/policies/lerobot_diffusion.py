@@ -1,0 +1,213 @@
+"""A LeRobot `DiffusionPolicy` behind steerlab's steerable-policy protocol (needs `steerlab[lerobot]`).
+
+    obs ─► LeRobot preprocessor (its normalization) ─► DiffusionModel._prepare_global_conditioning ─► e
+    e, noise ─► DiffusionModel.conditional_sample (DDIM) ─► LeRobot postprocessor (unnormalize) ─► chunk
+
+| protocol member             | LeRobot piece                                                          |
+|-----------------------------|------------------------------------------------------------------------|
+| `embed(obs)`                | `_prepare_global_conditioning` of the normalized observation history   |
+| `chunk_from_embedding(e, ε)`| `conditional_sample(global_cond=e, noise=ε)`, unnormalized, from the current step |
+| `sample_chunk(obs, ε)`      | the two above: exactly what `predict_action_chunk(batch, noise=ε)` computes |
+| `noise_shape`               | `(config.horizon, action_dim)`: the diffusion sample's initial noise   |
+
+Noise steering (dsrl) and embedding steering (zprl) assume the chunk is a deterministic function of the
+initial noise, which holds for LeRobot's DDIM scheduler; a DDPM policy draws fresh noise at every
+denoising step, so it exposes no `noise_shape` and can be steered by action-residual only.
+
+Observation history. A diffusion policy sees its last `n_obs_steps` observations. The protocol passes one
+flat vector per decision, so the wrapper reads the history from it:
+
+* `history="stacked"` (default): the observation is the last `n_obs_steps` frames, oldest first,
+  flattened; `with_history(env, n)` makes any Gymnasium env emit that (repeating the reset frame, as
+  LeRobot pads), and `stack_history` builds it from a dataset's episodes (same padding).
+* `history="repeat"`: the observation is the current frame only and fills every observation step, as
+  LeRobot does at an episode's first step. Simpler, but a policy trained on real histories then sees
+  slightly different inputs after the first step; it is exact when `n_obs_steps == 1`.
+
+A frame is the concatenation of `obs_keys` (default: `observation.state`, then
+`observation.environment_state` if the policy declares it). `aliases` feeds a declared key from another
+one, e.g. a state-only policy that declares its state as environment state too (LeRobot's diffusion
+config needs an image or an environment state): `aliases={"observation.environment_state":
+"observation.state"}`. Image observations are not supported here.
+
+The wrapper never trains or modifies the LeRobot policy: it is put in eval mode and only read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from steerlab.core.errors import UserError
+
+OBS_STATE = "observation.state"
+OBS_ENV_STATE = "observation.environment_state"
+HISTORY_MODES = ("stacked", "repeat")
+
+
+def _require_lerobot():
+    try:
+        import lerobot  # noqa: F401
+        from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    except ImportError as err:  # one line, naming the fix
+        raise UserError(f"LeRobot policies need the lerobot extra (Python >= 3.12): "
+                        f"pip install 'steerlab[lerobot]' ({err})") from err
+    return DiffusionPolicy
+
+
+class LeRobotDiffusionPolicy(nn.Module):
+    """Protocol levels action, noise (DDIM only) and embedding for a state-based LeRobot DiffusionPolicy."""
+
+    def __init__(self, policy, preprocessor, postprocessor, obs_keys: tuple[str, ...] | None = None,
+                 aliases: dict[str, str] | None = None, history: str = "stacked", env: dict | None = None):
+        super().__init__()
+        cfg = policy.config
+        if getattr(cfg, "type", "diffusion") != "diffusion" or not hasattr(policy, "diffusion"):
+            raise UserError(f"expected a LeRobot DiffusionPolicy, got {type(policy).__name__}")
+        if cfg.image_features:
+            raise UserError(f"image observations ({sorted(cfg.image_features)}) are not supported by the "
+                            f"LeRobot diffusion wrapper; use state / environment-state features")
+        if history not in HISTORY_MODES:
+            raise UserError(f"history must be one of {HISTORY_MODES}, got {history!r}")
+        self.aliases = dict(aliases or {})
+        declared = [k for k in (OBS_STATE, OBS_ENV_STATE) if k in cfg.input_features]
+        self.obs_keys = tuple(obs_keys) if obs_keys else tuple(k for k in declared if k not in self.aliases)
+        for key in declared:
+            if key not in self.obs_keys and self.aliases.get(key) not in self.obs_keys:
+                raise UserError(f"the policy needs {key!r}: list it in obs_keys or alias it to one of {self.obs_keys}")
+        for key, src in self.aliases.items():
+            if cfg.input_features[src].shape != cfg.input_features[key].shape:
+                raise UserError(f"alias {key!r} <- {src!r}: shapes {cfg.input_features[key].shape} and "
+                                f"{cfg.input_features[src].shape} differ")
+        unknown = [k for k in self.obs_keys if k not in cfg.input_features]
+        if unknown:
+            raise UserError(f"obs_keys {unknown} are not input features of the policy ({sorted(cfg.input_features)})")
+
+        self.policy = policy.eval()
+        self.preprocessor, self.postprocessor = preprocessor, postprocessor
+        self.history = history
+        self.env_spec = dict(env or {})
+        self.key_sizes = {k: int(cfg.input_features[k].shape[0]) for k in self.obs_keys}
+        self.frame_dim = sum(self.key_sizes.values())
+        self.n_obs_steps = int(cfg.n_obs_steps)
+        self.obs_dim = self.frame_dim * (self.n_obs_steps if history == "stacked" else 1)
+        self.action_dim = int(cfg.action_feature.shape[0])
+        # the diffusion sample spans n_obs_steps - 1 past steps too; the chunk starts at the current one
+        self.horizon = int(cfg.horizon) - (self.n_obs_steps - 1)
+        self.n_action_steps = int(cfg.n_action_steps)
+        self.deterministic_given_noise = cfg.noise_scheduler_type == "DDIM"
+        with torch.no_grad():
+            self.embed_dim = int(self.embed(torch.zeros(1, self.obs_dim)).shape[1])
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def noise_shape(self) -> tuple[int, int]:
+        if not self.deterministic_given_noise:
+            # hasattr() is False: noise/embedding steering then refuse this policy with a clear error
+            raise AttributeError("noise_shape: a DDPM diffusion policy is not deterministic given its initial "
+                                 "noise; build it with noise_scheduler_type='DDIM' for dsrl/zprl")
+        return (int(self.policy.config.horizon), self.action_dim)
+
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, obs_dim) raw observations -> (B, embed_dim) global conditioning of the denoiser."""
+        return self.policy.diffusion._prepare_global_conditioning(self._normalized_batch(obs))
+
+    def chunk_from_embedding(self, e: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The denoiser conditioned on `e`, from initial noise `noise` (B, *noise_shape): (B, horizon, A)
+        actions in env units, starting at the current step. Differentiable in `e`."""
+        if noise is not None:
+            noise = torch.as_tensor(noise, dtype=e.dtype)
+            if tuple(noise.shape) != (e.shape[0], *self.noise_shape):
+                raise UserError(f"noise must have shape {(e.shape[0], *self.noise_shape)}, got {tuple(noise.shape)}")
+        full = self.policy.diffusion.conditional_sample(e.shape[0], global_cond=e, noise=noise)
+        actions = self.postprocessor(full)
+        return actions[:, self.n_obs_steps - 1:]
+
+    def sample_chunk(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        return self.chunk_from_embedding(self.embed(obs), noise)
+
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """The observation as the policy sees it (LeRobot's normalization), flattened to (B, obs_dim)."""
+        batch = self._normalized_batch(obs)
+        frames = torch.cat([batch[k] for k in self.obs_keys], dim=-1)  # (B, n_obs_steps, frame_dim)
+        return frames.flatten(1) if self.history == "stacked" else frames[:, -1]
+
+    # ------------------------------------------------------------------ acting (numpy in, numpy out)
+    def reset(self) -> None:
+        """Stateless: the history travels in the observation."""
+
+    @torch.no_grad()
+    def predict_chunk(self, obs, *, noise=None) -> np.ndarray:
+        return self.sample_chunk(self._as_obs(obs), noise).numpy()
+
+    @torch.no_grad()
+    def select_action(self, obs) -> np.ndarray:
+        """The first action of a freshly sampled chunk (callers that execute chunks use predict_chunk)."""
+        return self.predict_chunk(obs)[:, 0]
+
+    # ------------------------------------------------------------------ helpers
+    def _as_obs(self, obs) -> torch.Tensor:
+        x = obs if torch.is_tensor(obs) else torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        x = x.to(torch.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.obs_dim:
+            raise UserError(f"observation must have shape ({self.obs_dim},) or (batch, {self.obs_dim}); "
+                            f"got {tuple(x.shape)}")
+        return x
+
+    def _normalized_batch(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        obs = self._as_obs(obs)
+        if self.history == "stacked":
+            frames = obs.reshape(obs.shape[0], self.n_obs_steps, self.frame_dim)
+        else:
+            frames = obs[:, None].expand(-1, self.n_obs_steps, -1)
+        batch, start = {}, 0
+        for key, size in self.key_sizes.items():
+            batch[key] = frames[..., start:start + size]
+            start += size
+        for key, src in self.aliases.items():
+            batch[key] = batch[src]
+        return self.preprocessor(batch)
+
+
+# ---------------------------------------------------------------------- construction and history helpers
+
+def load_lerobot_diffusion(path: str | Path, **wrapper_kwargs) -> LeRobotDiffusionPolicy:
+    """Wrap a DiffusionPolicy saved by LeRobot (`policy.save_pretrained(dir)` and its pre/post-processors'
+    `save_pretrained(dir)`, as `lerobot-train` writes them). `wrapper_kwargs` go to LeRobotDiffusionPolicy."""
+    diffusion_policy = _require_lerobot()
+    from lerobot.policies.factory import make_pre_post_processors
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path} is not a saved LeRobot policy (missing config.json)")
+    policy = diffusion_policy.from_pretrained(str(path))
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(path),
+                                         preprocessor_overrides={"device_processor": {"device": "cpu"}})
+    return LeRobotDiffusionPolicy(policy, pre, post, **wrapper_kwargs)
+
+
+def with_history(env, n_obs_steps: int):
+    """A Gymnasium env whose observation is its last `n_obs_steps` observations, oldest first, flattened
+    (the reset observation repeated until there are enough): the input of `history="stacked"`."""
+    if n_obs_steps <= 1:
+        return env
+    from gymnasium.wrappers import FlattenObservation, FrameStackObservation
+
+    return FlattenObservation(FrameStackObservation(env, n_obs_steps, padding_type="reset"))
+
+
+def stack_history(observations: np.ndarray, episode_slices: list[slice], n_obs_steps: int) -> np.ndarray:
+    """(N, D) per-frame observations -> (N, n_obs_steps * D) histories, oldest first, the first frame of
+    each episode repeated before its start (LeRobot's padding of past frames)."""
+    observations = np.asarray(observations, np.float32)
+    out = np.empty((len(observations), n_obs_steps, observations.shape[1]), np.float32)
+    for sl in episode_slices:
+        t = np.arange(sl.start, sl.stop)
+        idx = np.maximum(t[:, None] - np.arange(n_obs_steps - 1, -1, -1)[None], sl.start)
+        out[sl] = observations[idx]
+    return out.reshape(len(observations), -1)
