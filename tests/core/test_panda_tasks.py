@@ -158,10 +158,11 @@ def test_cli_collect_pretrain_evaluate_finetune_on_panda(tmp_path, capsys):
     import json
 
     from steerlab.cli import main
+    from steerlab.data.dataset import read_dataset
 
     ds, ckpt, run = tmp_path / "ds", tmp_path / "base", tmp_path / "run"
     assert main(["collect", "--task", "PandaPush-v3", "--episodes", "2", "--quality", "expert", "--out", str(ds)]) == 0
-    info = json.loads((ds / "meta" / "info.json").read_text())["steerlab"]
+    info = read_dataset(ds).info["steerlab"]
     assert info["env"] == "panda" and info["max_steps"] == 50
     assert main(["pretrain", "--dataset", str(ds), "--out", str(ckpt), "--steps", "3", "--batch-size", "8"]) == 0
     assert main(["evaluate", str(ckpt), "--episodes", "2", "--n-envs", "2", "--out", str(tmp_path / "e.json")]) == 0
