@@ -26,12 +26,13 @@ from common import RESULTS, RUNS, load_cell, markdown_table, stderr  # noqa: E40
 
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
+from steerlab.train.finetune import PRESETS  # noqa: E402
 
 METHODS = ["zprl", "action-residual", "dsrl"]
-# SAC for the CPU benchmark: hidden 128 instead of the library's 256. Measured on one core, one update
-# (batch 256, 2 critic heads) costs 6.3 ms at hidden 128 vs 13.8 ms at 256 and was >50% of the loop's
-# time; every method gets the same networks.
-BENCH_SAC = {"hidden": 128}
+# SAC for the CPU benchmark: the CLI's default preset 'bench' (hidden 128 instead of the library's 256;
+# one update costs 6.3 ms at hidden 128 vs 13.8 ms at 256 on one core and was >50% of the loop's time);
+# every method gets the same networks, and `steerlab finetune` without --preset reproduces the tables.
+BENCH_SAC = PRESETS["bench"]
 RUN_ROOT = RUNS / "finetune"
 QUICK_ROOT = RUNS / "finetune_quick"  # --quick runs live apart: a 15k-step run is not a truncated 50k one
 
@@ -40,9 +41,15 @@ def run_dir(cell: dict, root: Path = RUN_ROOT) -> Path:
     return root / f"{cell['task']}__{cell['name']}__seed{cell['seed']}"
 
 
+def cell_dir(cell: dict) -> Path:
+    """The cell's run folder ("out", rewritten to the worker's temp dir when shipped through Ray)."""
+    return Path(cell["out"]) if "out" in cell else run_dir(cell, Path(cell["root"]))
+
+
 def is_done(cell: dict) -> bool:
-    res = load_cell(run_dir(cell, Path(cell["root"])) / "result.json")
-    return res is not None and res.get("env_steps", 0) >= cell["env_steps"]
+    res = load_cell(cell_dir(cell) / "result.json")
+    # "final_eval_success": the benchmark's fields are in (finetune's own result.json comes first)
+    return res is not None and res.get("env_steps", 0) >= cell["env_steps"] and "final_eval_success" in res
 
 
 def build_base(cell: dict) -> dict:
@@ -50,7 +57,8 @@ def build_base(cell: dict) -> dict:
     from pretrain import base_checkpoint
 
     torch.set_num_threads(1)
-    return {"task": cell["task"], "ckpt": str(base_checkpoint(cell["task"], progress=False))}
+    out = Path(cell["out"]) if "out" in cell else None
+    return {"task": cell["task"], "ckpt": str(base_checkpoint(cell["task"], progress=False, out=out))}
 
 
 def base_done(cell: dict) -> bool:
@@ -96,39 +104,38 @@ def claim(out: Path) -> bool:
 
 
 def finetune_cell(cell: dict) -> dict:
-    """One run (a Ray task): finetune, then a final evaluation on more episodes, then result.json."""
+    """One run (a Ray task): `finetune` (which writes result.json with the final evaluation sampled and from
+    ε = 0 on `final_episodes` episodes, AUC and dip), then the benchmark's own fields added to it."""
     import torch
 
-    from steerlab.core.checkpoint import load_policy
     from steerlab.core.logger import read_metrics
-    from steerlab.eval.rollout import evaluate
     from steerlab.rl.sac import SACConfig
     from steerlab.train.finetune import FinetuneConfig, finetune
 
     torch.set_num_threads(1)
-    out = run_dir(cell, Path(cell["root"]))
+    out = cell_dir(cell)
     if is_done(cell) or not claim(out):
         return {"skipped": str(out)}
     cfg = FinetuneConfig(base=cell["base"], method=cell["method"], env=cell["task"], env_steps=cell["env_steps"],
                          seed=cell["seed"], out=str(out), eval_every=cell["eval_every"],
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
-                         checkpoint_every=cell["eval_every"] * 2, tensorboard=False, max_steps=cell.get("max_steps"),
+                         checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
+                         final_episodes=cell["final_episodes"], max_steps=cell.get("max_steps"),
                          sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
     t0 = time.perf_counter()
     finetune(cfg, progress=False)
     wall = time.perf_counter() - t0
     rows = read_metrics(out)
-    policy = load_policy(out / "policy")
-    max_steps = cell.get("max_steps")  # None: the env's own horizon (Meta-World 200, panda-gym 50)
-    final = evaluate(policy, cell["task"], cell["final_episodes"], seed=cell["seed"], n_envs=1, asynchronous=False,
-                     progress=False, max_steps=max_steps)
-    result = {"task": cell["task"], "method": cell["method"], "name": cell["name"], "seed": cell["seed"],
-              "env_steps": cell["env_steps"], "wall_seconds": wall, "train_env_steps_per_s": cell["env_steps"] / wall,
+    lib = load_cell(out / "result.json")
+    origin = cell.get("shipped_from", {})  # shipped through Ray: record the driver's paths, not the worker's
+    result = {**lib, "name": cell["name"], "base": origin.get("base", cell["base"]),
+              "wall_seconds": wall, "train_env_steps_per_s": cell["env_steps"] / wall,
               **summarize_run(rows, cell["env_steps"], rows[0]["eval_success"]),
-              "base_success_step0": rows[0]["eval_success"], "final_eval_success": final["success"],
-              "final_eval_ci95": final["ci95"], "final_eval_episodes": final["episodes"],
-              "eval_jerk": final["smoothness"]["jerk"],
-              **zero_noise_final(policy, cell["task"], cell["final_episodes"], cell["seed"], max_steps)}
+              # the names the tables read (recorded runs before result.json came from `finetune` use them)
+              "base_success_step0": lib["start_success"], "final_eval_success": lib["final_sampled"],
+              "final_eval_ci95": lib["final_sampled_ci95"], "final_eval_episodes": lib["final_episodes"],
+              "eval_jerk": lib["final_sampled_jerk"], "final_zero_noise_success": lib["final_eps0"],
+              "final_zero_noise_ci95": lib["final_eps0_ci95"]}
     atomic_write_json(out / "result.json", result)
     return result
 
@@ -275,18 +282,23 @@ def main() -> int:
     eval_every = 2_500 if args.quick else 5_000
     from pretrain import base_checkpoint_path
 
-    from steerlab.sweep import run_grid
+    from steerlab.sweep import Shipping, run_grid
 
     root = QUICK_ROOT if args.quick else RUN_ROOT
     if not args.collect:
-        run_grid([{"task": t} for t in tasks], build_base, base_done, use_ray=not args.no_ray, address=args.address,
-                 num_cpus=args.num_cpus, desc="base policies")
+        run_grid([{"task": t, "out": str(base_checkpoint_path(t))} for t in tasks], build_base, base_done,
+                 use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus, desc="base policies",
+                 ship=Shipping(output="out", keep=("*",), last=("config.json", "model.safetensors")))
         cells = [{"task": t, "method": m, "name": m, "seed": s, "env_steps": env_steps, "eval_every": eval_every,
                   "eval_episodes": 20, "final_episodes": 50, "warmup": 1_000 if args.quick else 2_000,
                   "root": str(root), "base": str(base_checkpoint_path(t))}
                  for s in range(seeds) for t in tasks for m in args.methods]
+        for c in cells:
+            c["out"] = str(run_dir(c, root))
+        # through Ray the base checkpoint travels in the object store and the run's small files come back,
+        # so workers on other machines need neither the driver's files nor a shared filesystem
         run_grid(cells, finetune_cell, is_done, use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus,
-                 desc="finetune runs")
+                 desc="finetune runs", ship=Shipping(inputs=("base",), output="out"))
     backfill_zero_noise(root)
     results = aggregate(root)
     tasks = sorted(results["tasks"]) or tasks

@@ -32,25 +32,34 @@ from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS  # noqa: E
 CELLS = RESULTS / "pretrain_runs"
 
 
-def base_checkpoint_path(task: str, quality: str = "mixed", seed: int = 0) -> Path:
-    return RUNS / "pretrain" / f"{task}__{quality}__seed{seed}"
+def _shift_tag(shift: str | None) -> str:
+    return f"__{shift.replace(':', '_')}" if shift else ""
+
+
+def base_checkpoint_path(task: str, quality: str = "mixed", seed: int = 0, shift: str | None = None) -> Path:
+    return RUNS / "pretrain" / f"{task}__{quality}{_shift_tag(shift)}__seed{seed}"
 
 
 def base_checkpoint(task: str, quality: str = "mixed", episodes: int = 50, steps: int = 2000, seed: int = 0,
-                    progress: bool = True) -> Path:
-    """Collect + pretrain (or reuse) the benchmark base policy for `task`; returns its folder."""
+                    progress: bool = True, shift: str | None = None, out: Path | None = None) -> Path:
+    """Collect + pretrain (or reuse) the benchmark base policy for `task`; returns its folder.
+
+    `shift`: demonstrations collected under it (a coverage shift restricts their initial states);
+    everything else is the same recipe. `out`: write the checkpoint there instead (a Ray worker's temp
+    dir; the dataset then goes beside it)."""
     from steerlab.data.collect import collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
     from steerlab.train.pretrain import PretrainConfig, pretrain
 
-    ckpt = base_checkpoint_path(task, quality, seed)
+    ckpt = Path(out) if out else base_checkpoint_path(task, quality, seed, shift)
     if (ckpt / "config.json").is_file() and (ckpt / "model.safetensors").is_file():
         return ckpt
-    ds = RUNS / "datasets" / f"{task}__{quality}__n{episodes}__seed{seed}"
+    ds = (ckpt.parent / "datasets" if out else RUNS / "datasets") / f"{task}__{quality}__n{episodes}{_shift_tag(shift)}__seed{seed}"
     if not (ds / "meta" / "info.json").is_file():
-        eps = collect_demos(task, episodes, quality, seed, progress=progress)
+        eps = collect_demos(task, episodes, quality, seed, progress=progress, shift=shift)
         write_dataset(ds, eps, task, extra_info={"quality": quality, "preset": preset_dict(quality), "seed": seed,
-                                                 "max_steps": 200, "env": "metaworld"})
+                                                 "max_steps": 200, "env": "metaworld",
+                                                 **({"shift": shift} if shift else {})})
     return pretrain(PretrainConfig(dataset=str(ds), out=str(ckpt), steps=steps, seed=seed), progress=progress)
 
 

@@ -15,6 +15,9 @@ One user per model in the main table; 1/2/4/8 users in `users`. Each (task, meth
 benchmarks/results/privacy_runs/ and skipped once recorded. Wrong-key rows average 8 random / 8
 one-bit-off keys per seed; standard errors are over training seeds (each seed has its own base model,
 user key and data order).
+Attack cells (benchmarks/privacy_attacks.py) run the whole attack suite (`steerlab attack`) on PRoP, PRoP
+hardened and the research variants of steerlab.privacy.variants (`--kinds attacks` runs only those).
+Legacy single-seed attack cells recorded before the suite existed stay in "attack"/"attack_detail".
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import RESULTS, load_cell, markdown_table, stderr  # noqa: E402
+from privacy_attacks import aggregate_attacks, attack_cell_path, attack_cells, attack_table, run_attack_cell  # noqa: E402
 
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
@@ -50,6 +54,8 @@ RL_TASKS = ("panda_reach",)  # PPO in PandaReach-v3; no CVAE baseline (a supervi
 
 
 def cell_path(c: dict) -> Path:
+    if c["kind"] == "attacks":  # the attack suite on PRoP and its research variants (privacy_attacks.py)
+        return attack_cell_path(CELLS, c)
     method = c["method"] + ("_hardened" if c.get("hardened") else "")  # attack cells come in both variants
     return CELLS / f"{c['kind']}__{c['task']}__{method}__u{c.get('users', 1)}__seed{c['seed']}.json"
 
@@ -108,11 +114,13 @@ def run_cell(c: dict) -> dict:
     from steerlab.privacy.evaluate import evaluate_key_cases, leakage_curve, user_study_indicators
     from steerlab.privacy.tasks import scores
 
+    if c["kind"] == "attacks":
+        out = run_attack_cell(c)
+        atomic_write_json(cell_path(c), out)
+        return out
     t0 = time.perf_counter()
     task, base, p = build(c)
     train_s = time.perf_counter() - t0
-    if c["kind"] == "attack" and c["task"] in RL_TASKS:
-        task.eval_episodes = 8  # hundreds of keys, each scored by rollouts: half the episodes per score
     base_scores = scores(task, lambda x: task.predict(base, x))
     out = {**c, "train_seconds": train_s, "base": base_scores}
     if c["kind"] == "table":
@@ -127,14 +135,6 @@ def run_cell(c: dict) -> dict:
                 out["no_key_max_abs_diff"] = float((p.runner(None)(xg) - task.predict(base, xg)).abs().max())
     elif c["kind"] == "users":
         out["cases"] = evaluate_key_cases(p, task, c["seed"])
-    elif c["kind"] == "attack":
-        from steerlab.privacy.attacks import attack_summary
-
-        cases = evaluate_key_cases(p, task, c["seed"])
-        out["cases"] = cases
-        summary = attack_summary(p.model, base, task, p.user_bits[0], cases["correct"]["personal"],
-                                 base_scores["personal"], quick=c["quick"], seed=c["seed"])
-        out["attack"] = {k: v for k, v in summary.items() if not k.endswith("_personal")}
     out["seconds"] = time.perf_counter() - t0
     atomic_write_json(cell_path(c), out)
     return out
@@ -216,7 +216,7 @@ def aggregate() -> dict:
                                       max(r["key_search_near_recovery"].values()), r["weight_reading_recovery"])
                                   for r in rows]))
         attack[task] = {f"{k}_recovery": worst(v) for k, v in by.items()}
-    return {"tasks": table, "attack": attack, "attack_detail": attack_detail, "leakage_vs_hamming": leak,
+    return {"tasks": table, "attacks": aggregate_attacks(cells, table), "attack": attack, "attack_detail": attack_detail, "leakage_vs_hamming": leak,
             "user_study": study, "users": users, "meta": meta}
 
 
@@ -247,12 +247,9 @@ def table(results: dict) -> str:
             "`prop_output` gates layer outputs (research-code variant), `prop_rawbits` feeds raw key bits to the "
             "encoders (no HKDF expansion), as in the paper; `prop_frozen` trains the key encoders only, so its "
             "no-key model is the public base bit for bit.")
-    if results.get("attack"):
-        arow = [[t, f"{a.get('unhardened_recovery', float('nan')):.3f}", f"{a.get('hardened_recovery', float('nan')):.3f}"]
-                for t, a in results["attack"].items()]
-        out += ("\n\nAdaptive attacks: share of attempts that recover the personal behaviour, for the attacker's best "
-                "of key search, gate-space ascent, encoder-input ascent and weight amplification (seed 0):\n\n")
-        out += markdown_table(["task", "PRoP", "PRoP hardened"], arow)
+    if results.get("attacks"):
+        out += ("\n\nAdaptive attacks on the released keyed model (attacker: weights, encoders, public base; no key, "
+                "no personal data), per variant:\n\n") + attack_table(results["attacks"])
     if results.get("user_study"):
         srows = [[t, m, f"{v['score']:.2f}", f"{v['leakage']:.2f}"] for t, by in results["user_study"].items()
                  for m, v in by.items()]
@@ -279,7 +276,20 @@ def main() -> int:
     ap.add_argument("--address", default=None)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--kinds", nargs="+", default=["table", "users", "attacks"],
+                    help="which cell kinds to run (attacks: the attack suite on PRoP and its research variants)")
+    ap.add_argument("--aggregate-only", action="store_true",
+                    help="rebuild privacy.json from the recorded cells (keeps its latency measurement)")
     args = ap.parse_args()
+    if args.aggregate_only:
+        previous = load_cell(RESULTS / "privacy.json") or {}
+        results = aggregate()
+        for k in ("keyed_latency_ratio", "latency"):
+            if k in previous:
+                results[k] = previous[k]
+        atomic_write_json(RESULTS / "privacy.json", results)
+        print(table(results))
+        return 0
     if args.table:
         print(table(load_cell(RESULTS / "privacy.json")))
         return 0
@@ -292,15 +302,18 @@ def main() -> int:
              if not (t in RL_TASKS and m == "cvae")]
     cells += [{"kind": "users", "task": t, "method": "prop", "users": u, "seed": s, "steps": STEPS[t]}
               for t in ("point_robot", "digits_cnn") if t in args.tasks for u in (2, 4, 8) for s in range(2 if not args.quick else 1)]
-    cells += [{"kind": "attack", "task": t, "method": "prop", "hardened": h, "seed": 0, "steps": STEPS[t],
-               "quick": args.quick or t in ROLLOUT_TASKS + RL_TASKS} for t in args.tasks if t != "metaworld_reach_flow"
-              and not (args.quick and t in RL_TASKS) for h in (False, True)]  # RL attacks: default run only
+    cells += attack_cells(args.tasks, STEPS, args.quick)
+    cells = [c for c in cells if c["kind"] in args.kinds]
     CELLS.mkdir(parents=True, exist_ok=True)
     run_grid(cells, run_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="privacy cells")
     results = aggregate()
-    lat = latency_ratio()
-    results["keyed_latency_ratio"] = lat["ratio"]
-    results["latency"] = lat
+    previous = load_cell(RESULTS / "privacy.json") or {}
+    if "table" in args.kinds or "latency" not in previous:
+        lat = latency_ratio()
+        results["keyed_latency_ratio"] = lat["ratio"]
+        results["latency"] = lat
+    else:  # an attacks-only run keeps the recorded latency measurement
+        results["keyed_latency_ratio"], results["latency"] = previous["keyed_latency_ratio"], previous["latency"]
     atomic_write_json(RESULTS / "privacy.json", results)
     from plots import plot_privacy
 

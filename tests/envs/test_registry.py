@@ -37,7 +37,8 @@ def test_families_resolve_and_record_their_defaults():
     pend = resolve_env("Pendulum-v1")
     assert (pend.family, pend.max_steps, pend.position_key) == ("gym", 200, None)
     toy = resolve_env(ENV_ID, max_steps=7, shift="actuation:gain-0.5")
-    assert (toy.family, toy.max_steps, toy.position_key, toy.shift) == ("gym", 7, "ee_pos", "actuation:gain-0.5")
+    assert (toy.family, toy.max_steps, toy.position_key, toy.shift) == ("gym", 7, "ee_pos",
+                                                                              "actuation:gain-0.50")  # canonical
     fac = resolve_env(f"{__name__}:make_goal_env", success_key="reached", kwargs={"a": 1})
     assert (fac.family, fac.success_key, fac.kwargs) == ("factory", "reached", {"a": 1})
     assert resolve_env(fac.to_dict()) == fac  # plain JSON round trip

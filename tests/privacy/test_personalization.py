@@ -4,7 +4,6 @@ import json
 import torch
 
 from steerlab.cli import main
-from steerlab.privacy.attacks import attack_summary
 from steerlab.privacy.baselines import train_cvae, train_finetune, train_lora
 from steerlab.privacy.evaluate import Personalized, evaluate_key_cases, user_study_indicators
 from steerlab.privacy.keyed import KeyedModel
@@ -63,13 +62,6 @@ def test_baselines_train_and_evaluate():
     assert torch.equal(Personalized("lora", lora_model, [user.bits()], adapters).runner(None)(x), base(x))
 
 
-def test_attacks_run_and_report_rates():
-    task, base, model, user = _trained(steps=100)
-    s = attack_summary(model, base, task, user.bits(), 1.0, -0.1, quick=True)
-    for k in ("key_search_random_recovery", "gate_space_recovery", "encoder_input_recovery", "weight_reading_recovery"):
-        assert 0.0 <= s[k] <= 1.0
-
-
 def test_run_folder_never_contains_the_key(tmp_path):
     keyfile = tmp_path / "alice.key"
     assert main(["keygen", "--out", str(keyfile)]) == 0
@@ -77,10 +69,11 @@ def test_run_folder_never_contains_the_key(tmp_path):
     out = tmp_path / "run"
     assert main(["personalize", "--task", "point_robot", "--keys", str(keyfile), "--out", str(out),
                  "--steps", "20"]) == 0
-    assert main(["attack", str(out), "--key", str(keyfile), "--quick"]) == 0
+    report = tmp_path / "attack.json"  # the attacks' report (tests/privacy/test_attacks.py checks what it finds)
+    assert main(["attack", str(out), "--key", str(keyfile), "--quick", "--out", str(report)]) == 0
     bits = "".join(str(int(b)) for b in UserKey(bytes.fromhex(key_hex)).bits())
     raw = bytes.fromhex(key_hex)
-    for f in out.rglob("*"):
+    for f in [*out.rglob("*"), report]:
         if f.is_file():
             data = f.read_bytes()
             assert key_hex.encode() not in data and bits.encode() not in data and raw not in data, f

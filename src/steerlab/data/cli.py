@@ -15,24 +15,31 @@ def default_dataset_dir(task: str, quality: str, episodes: int, seed: int) -> Pa
 
 def run_collect(args: argparse.Namespace) -> int:
     from steerlab.core.config import check_count
+    from steerlab.core.errors import UserError
     from steerlab.core.outdir import output_dir
     from steerlab.data.collect import collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
     from steerlab.envs.registry import resolve_env
+    from steerlab.envs.shifts import shift_name
 
+    if args.coverage and args.shift:
+        raise UserError("give either --shift or --coverage, not both")
+    shift = shift_name(f"coverage:{args.coverage}" if args.coverage else args.shift)
     check_count("--episodes", args.episodes)
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
     spec = resolve_env(args.task, max_steps=args.max_steps)  # an unknown env fails before any folder is made
     preset_dict(args.quality)  # an unknown quality fails before any folder is made
     out = Path(args.out) if args.out else default_dataset_dir(args.task, args.quality, args.episodes, args.seed)
+    if shift and not args.out:
+        out = out.with_name(out.name + "__" + shift.replace(":", "_"))
     # the guard refuses a foreign or existing dataset folder (or moves it aside with --overwrite) and holds
     # the folder's lock; the dataset itself is built beside it and switched in whole (write_dataset)
     with output_dir(out, "dataset", overwrite=args.overwrite, resume=False) as (folder, _):
-        episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, spec.max_steps)
+        episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, spec.max_steps, shift=shift)
         staged = write_dataset(folder / ".collect.tmp", episodes, args.task, extra_info={
             "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
-            "max_steps": spec.max_steps, "env": spec.family})
+            "max_steps": spec.max_steps, "env": spec.family, **({"shift": shift} if shift else {})})
         # move the complete dataset up into the guarded folder (which keeps its marker and lock); meta/ last,
         # so a reader never finds meta/info.json before the data it describes
         for part in sorted(staged.iterdir(), key=lambda p: p.name == "meta"):
@@ -55,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None,
                    help="episode horizon (default: the env family's, Meta-World 200, panda-gym 50)")
     p.add_argument("--out", default=None, help="dataset folder (default runs/datasets/<task>__<quality>__n<N>__seed<S>)")
+    p.add_argument("--shift", default=None, help="shift name (steerlab.envs.shifts): a coverage shift restricts the "
+                                                 "demos' initial states, e.g. coverage:low-0.50")
+    p.add_argument("--coverage", default=None, help="shorthand for --shift coverage:ARG, e.g. --coverage low-0.50")
     p.add_argument("--overwrite", action="store_true",
                    help="move an existing --out folder aside (renamed, never deleted) instead of refusing")
     p.set_defaults(func=run_collect)

@@ -29,7 +29,7 @@ from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
 from steerlab.envs.registry import make_env, resolve_env
-from steerlab.envs.seeds import episode_seeds
+from steerlab.envs.seeds import SEED_OFFSETS, episode_seeds
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def expert_for(spec, goal_offset=None) -> Callable:
 
 def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 0,
                   max_steps: int | None = None, progress: bool = True, goal_offset=None,
-                  noise_scale: float | None = None) -> list[Episode]:
+                  noise_scale: float | None = None, shift: str | None = None) -> list[Episode]:
     """Roll out the scripted expert with the preset's corruption; one Episode per rollout.
 
     Episodes end at the first success (the evaluation counts success at any step), at the horizon,
@@ -95,28 +95,42 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     panda-gym 50). `goal_offset` records a user's personal preference instead: the
     expert aims at goal + offset while the observation keeps the task's goal. `noise_scale` multiplies
     the preset's noise levels (default: the task's entry in TASK_NOISE_SCALE, else 1).
+
+    `shift` (steerlab.envs.shifts): a coverage shift keeps only demo seeds whose initial object/goal
+    positions lie in its region (the next demo seeds are tried until `episodes` are accepted); an
+    actuation shift records the demonstrations on the shifted robot.
     """
+    from steerlab.envs.shifts import parse_shift
+
+    spec = parse_shift(shift)
     preset = get_preset(quality)
     check_count("episodes", episodes)
     if max_steps is not None:
         check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
     kwargs = {} if goal_offset is None else {"goal_offset": np.asarray(goal_offset, np.float32).tolist()}
-    spec = resolve_env(task, max_steps=max_steps, kwargs=kwargs)
-    env = make_env(spec, seed=seed, terminate_on_success=True)
-    expert = expert_for(spec, goal_offset)
+    env_spec = resolve_env(task, max_steps=max_steps, kwargs=kwargs, shift=spec.name if spec else None)
+    env = make_env(env_spec, seed=seed, terminate_on_success=True)
+    expert = expert_for(env_spec, goal_offset)
     act_dim = env.action_space.shape[0]
-    max_steps = spec.max_steps
+    max_steps = env_spec.max_steps
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
     scale = TASK_NOISE_SCALE.get(task, 1.0) if noise_scale is None else float(noise_scale)
     out: list[Episode] = []
-    for ep_seed in tqdm(episode_seeds("demo", seed, episodes), desc=f"collect {task} ({quality})",
-                        disable=not progress, unit="ep"):
+    bar = tqdm(total=episodes, desc=f"collect {task} ({quality})", disable=not progress, unit="ep")
+    first = episode_seeds("demo", seed, 1)[0]
+    candidates = iter(range(first, SEED_OFFSETS["train"]))  # demo seeds in order; never a train/eval seed
+    while len(out) < episodes:
+        ep_seed = next(candidates, None)
+        if ep_seed is None:
+            raise UserError(f"shift {spec.name}: no initial state in its region among the demo seeds")
+        obs, _ = env.reset(seed=ep_seed)
+        if spec is not None and not spec.accepts(env):
+            continue  # outside the demonstration region (coverage shift): draw nothing, try the next seed
         std = scale * float(rng.choice(preset.noise_levels, p=preset.noise_probs))
         cut = rng.random() < preset.cut_fraction
         cut_at = int(max_steps * rng.uniform(*preset.cut_range) * 0.5) if cut else max_steps
-        obs, _ = env.reset(seed=ep_seed)
         obs_l, act_l, rew_l = [], [], []
         noise = np.zeros(act_dim, np.float32)
         success = False
@@ -134,6 +148,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
         out.append(Episode(np.asarray(obs_l, np.float32), np.asarray(act_l, np.float32),
                            np.asarray(rew_l, np.float32), success,
                            meta={"noise_std": std, "cut_short": bool(cut), "seed": ep_seed}))
+        bar.update(1)
+    bar.close()
     env.close()
     return out
 

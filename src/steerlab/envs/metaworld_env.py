@@ -98,8 +98,10 @@ class MetaWorldTask(gym.Wrapper):
 
 def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, terminate_on_success: bool = False,
              reward: str = "dense", render_mode: str | None = None, camera_name: str = "corner2",
-             goal_offset=None) -> MetaWorldTask:
-    """Build one seeded Meta-World v3 task with freshly randomized object/goal positions per reset."""
+             goal_offset=None, shift: str | None = None) -> gym.Env:
+    """Build one seeded Meta-World v3 task with freshly randomized object/goal positions per reset.
+
+    `shift`: a deployment shift name (steerlab.envs.shifts), e.g. 'actuation:offset-x+0.10'."""
     check_task(task)
     if render_mode is not None:
         os.environ.setdefault("MUJOCO_GL", "osmesa")
@@ -120,7 +122,9 @@ def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, termi
             raise ValueError(f"unknown camera {camera_name!r}; cameras: {', '.join(cams)}")
         raw.mujoco_renderer.camera_id = cam
     raw.seed(seed)
-    return MetaWorldTask(env, task, max_steps, terminate_on_success, reward, goal_offset)
+    from steerlab.envs.shifts import apply_shift
+
+    return apply_shift(MetaWorldTask(env, task, max_steps, terminate_on_success, reward, goal_offset), shift)
 
 
 def expert_policy(task: str, goal_offset=None):

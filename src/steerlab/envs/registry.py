@@ -266,7 +266,9 @@ def resolve_env(env: str | dict | EnvSpec, *, family: str | None = None, max_ste
     if position_key != "":
         spec.position_key = position_key
     if shift is not None:
-        spec.shift = shift
+        from steerlab.envs.shifts import shift_name
+
+        spec.shift = shift_name(shift)  # canonical (the recorded name rebuilds it); unknown names fail here
     if kwargs:
         spec.kwargs = {**spec.kwargs, **kwargs}
     return spec

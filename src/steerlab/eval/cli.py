@@ -45,7 +45,7 @@ def default_result_path(checkpoint: Path, task: str, seed: int, episodes: int, n
     """Beside the checkpoint (never inside its input), named after everything that changes the numbers."""
     name = f"eval_{task}_seed{seed}_ep{episodes}_noise{_num(noise_scale)}_max{max_steps}"
     if shift is not None:
-        name += f"_shift{shift if isinstance(shift, str) else _num(float(shift))}"
+        name += f"_shift{shift.replace(':', '_') if isinstance(shift, str) else _num(float(shift))}"
     return checkpoint.parent / f"{checkpoint.name}.evals" / f"{name}.json"
 
 
@@ -62,7 +62,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
     checkpoint = resolve_checkpoint(args.checkpoint)
     policy = load_policy(checkpoint)
-    spec = env_spec(checkpoint, args.env, args.max_steps, args.shift)
+    spec = env_spec(checkpoint, args.env, args.max_steps)
+    if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
+        from steerlab.envs.shifts import shift_name
+
+        spec.shift = shift_name(args.shift)
     task, max_steps = spec.id, spec.max_steps
     name = task.replace(":", "_").replace("/", "_")
     out = Path(args.out) if args.out else default_result_path(checkpoint, name, args.seed, args.episodes,
@@ -81,7 +85,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is not writable ({err.strerror})") from err
     lo, hi = result["ci95"]
     s = result["smoothness"]
-    print(f"{task}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
+    print(f"{task}{' [' + result['shift'] + ']' if result.get('shift') else ''}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
           f"length {result['length_mean']:.0f} | EE |v| {s['velocity']:.4f} |a| {s['acceleration']:.4f} "
           f"|jerk| {s['jerk']:.4f} | -> {out}")
     if args.video:
@@ -105,7 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scale of the flow sampler's initial noise: 1 = as trained, 0 = deterministic from ε = 0")
     p.add_argument("--env", "--task", dest="env", default=None,
                    help="override the checkpoint's env: Meta-World task, Gymnasium id or module:factory")
-    p.add_argument("--shift", default=None, help="named deployment shift (steerlab.envs.shifts)")
+    p.add_argument("--shift", default=None,
+                   help="deployment shift, e.g. actuation:offset-x+0.10 (default: the one the checkpoint was finetuned "
+                        "under, if any; 'none' for no shift)")
     p.add_argument("--max-steps", type=int, default=None, help="override the checkpoint's horizon")
     p.add_argument("--out", default=None, help="JSON path (default <checkpoint>.evals/eval_<task>_seed<S>_ep<N>_"
                                                "noise<x>_max<M>.json, beside the checkpoint)")

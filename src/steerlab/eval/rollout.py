@@ -39,17 +39,22 @@ def chunk_sampler(policy):
     return fn, noise_shape
 
 
-def as_spec(env: str | dict | EnvSpec, max_steps: int | None = None, goal_offset=None) -> EnvSpec:
+def as_spec(env: str | dict | EnvSpec, max_steps: int | None = None, goal_offset=None,
+            shift: str | None = None) -> EnvSpec:
     spec = resolve_env(env, max_steps=max_steps)
     if goal_offset is not None:  # Meta-World's personal-preference variant (privacy benchmark)
         spec.kwargs = {**spec.kwargs, "goal_offset": np.asarray(goal_offset, np.float32).tolist()}
+    if shift is not None:  # a deployment shift (steerlab.envs.shifts); canonical name, unknown names fail here
+        from steerlab.envs.shifts import shift_name
+
+        spec.shift = shift_name(shift)
     return spec
 
 
 def make_vector_env(env: str | dict | EnvSpec, n_envs: int, seed: int, max_steps: int | None = None,
                     asynchronous: bool = True, terminate_on_success: bool = True, reward: str = "dense",
-                    goal_offset=None) -> gym.vector.VectorEnv:
-    spec = as_spec(env, max_steps, goal_offset)
+                    goal_offset=None, shift: str | None = None) -> gym.vector.VectorEnv:
+    spec = as_spec(env, max_steps, goal_offset, shift)
     fns = [functools.partial(make_env, spec, seed=seed + i, terminate_on_success=terminate_on_success, reward=reward)
            for i in range(n_envs)]
     cls = gym.vector.AsyncVectorEnv if asynchronous and n_envs > 1 else gym.vector.SyncVectorEnv
@@ -58,18 +63,19 @@ def make_vector_env(env: str | dict | EnvSpec, n_envs: int, seed: int, max_steps
 
 def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: int = 0, n_envs: int = 2,
                      max_steps: int | None = None, asynchronous: bool = True, progress: bool = True,
-                     split: str = "eval", goal_offset=None, noise_scale: float = 1.0) -> list[dict]:
+                     split: str = "eval", goal_offset=None, noise_scale: float = 1.0,
+                     shift: str | None = None) -> list[dict]:
     """Run `episodes` episodes (terminating at success) and return one record per episode.
 
     `noise_scale` multiplies the sampler's initial noise: 1 samples the policy as trained, 0 integrates
-    every chunk from ε = 0 (a deterministic, mode-seeking sampler)."""
+    every chunk from ε = 0 (a deterministic, mode-seeking sampler). `shift`: deployment shift name."""
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
     if not np.isfinite(noise_scale) or noise_scale < 0:
         raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale}")
     n_envs = max(1, min(n_envs, episodes))
     seeds = episode_seeds(split, seed, episodes)
-    spec = as_spec(task, max_steps, goal_offset)
+    spec = as_spec(task, max_steps, goal_offset, shift)
     pos_key = spec.position_key
     envs = make_vector_env(spec, n_envs, seed, asynchronous=asynchronous)
     k = policy.n_action_steps
@@ -139,9 +145,10 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
 
 def evaluate(policy, task: str | dict | EnvSpec, episodes: int = 50, seed: int = 0, n_envs: int = 2,
              max_steps: int | None = None, asynchronous: bool = True, progress: bool = True,
-             noise_scale: float = 1.0) -> dict:
-    spec = as_spec(task, max_steps)
+             noise_scale: float = 1.0, shift: str | None = None) -> dict:
+    """`shift`: a deployment shift name (else the spec's own, if it names one)."""
+    spec = as_spec(task, max_steps, shift=shift)
     eps = rollout_episodes(policy, spec, episodes, seed, n_envs, None, asynchronous, progress,
                            noise_scale=noise_scale)
-    return {"task": spec.id, "env": spec.to_dict(), "seed": seed, "noise_scale": noise_scale,
+    return {"task": spec.id, "env": spec.to_dict(), "seed": seed, "noise_scale": noise_scale, "shift": spec.shift,
             **summarize_episodes(eps), "per_episode": eps}

@@ -97,24 +97,52 @@ def run_personalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def attack_table(report: dict) -> str:
+    """The per-attack table `steerlab attack` prints (plain text)."""
+    head = f"{'attack':<22}{'attempts':>9}{'best-of-N':>10}{'share':>8}{'best personal':>15}{'non-base':>9}{'distinct':>9}"
+    rows = [head, "-" * len(head)]
+    for name, r in [*report["by_attack"].items(), ("overall (no key)", report["overall"])]:
+        tag = " *" if r.get("uses_key") else ""
+        rows.append(f"{name + tag:<22}{r['attempts']:>9}{'yes' if r['best_of_n'] else 'no':>10}{r['share']:>8.3f}"
+                    f"{r['best_personal']:>15.3f}{r['non_base']:>9}{r['distinct_behaviours']:>9}")
+    rows.append(f"recovered = personal score >= {report['threshold']:.3f} (halfway from the base's "
+                f"{report['base_personal']:.3f} to the correct key's {report['correct_personal']:.3f}); "
+                "distinct = clusters of non-base behaviours on public inputs")
+    if any(r.get("uses_key") for r in report["by_attack"].values()):
+        rows.append("* starts from the user's key (a robustness check, not an attack); not in the overall row")
+    return "\n".join(rows)
+
+
 def run_attack(args: argparse.Namespace) -> int:
-    from steerlab.privacy.attacks import attack_summary
+    from steerlab.core.errors import OutputExistsError, UserError
+    from steerlab.privacy.attacks import ATTACKS, AttackBudget, run_attacks
     from steerlab.privacy.keys import load_key_file
     from steerlab.privacy.tasks import scores
 
+    if args.restarts is not None and args.restarts <= 0:
+        raise UserError(f"--restarts must be > 0, got {args.restarts}")
+    unknown = [a for a in args.attacks or [] if a not in ATTACKS]
+    if unknown:
+        raise UserError(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
+    model_dir = Path(args.model).resolve()
+    out = Path(args.out) if args.out else model_dir.parent / f"{model_dir.name}.attack-seed{args.seed}{'-quick' if args.quick else ''}.json"
+    if out.resolve().is_relative_to(model_dir):
+        raise UserError(f"--out {out} is inside the model folder {model_dir}; the attack never writes into its input")
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it, or --out another file")
     task, model, base = load_keyed(args.model)
-    key = load_key_file(args.key)  # the evaluator's ground truth; the attacks themselves never use it
+    key = load_key_file(args.key)  # the evaluator's ground truth; the attacks never see it (near_keys aside)
     model.set_key(key)
     correct = scores(task, lambda x: task.predict(model, x), users=1)["personal"]
     model.set_key(None)
-    summary = attack_summary(model, base, task, key.bits(), correct, scores(task, lambda x: task.predict(base, x))["personal"],
-                             quick=args.quick, seed=args.seed)
-    atomic_write_json(Path(args.model) / "attack.json", summary)
-    print(f"key search (random keys):      {summary['key_search_random_recovery']:.3f} recovery")
-    print(f"key search (near keys, by bits): {summary['key_search_near_recovery']}")
-    print(f"gate-space ascent:             {summary['gate_space_recovery']:.3f}")
-    print(f"encoder-input ascent:          {summary['encoder_input_recovery']:.3f}")
-    print(f"weight amplification:          {summary['weight_reading_recovery']:.3f}")
+    budget = AttackBudget.quick() if args.quick else AttackBudget()
+    if args.restarts is not None:
+        budget.restarts = args.restarts
+    report = run_attacks(model, base, task, key.bits(), correct, scores(task, lambda x: task.predict(base, x))["personal"],
+                         budget=budget, seed=args.seed, attacks=args.attacks, progress=True)
+    atomic_write_json(out, report)
+    print(attack_table(report))
+    print(f"report: {out}")
     return 0
 
 
@@ -146,10 +174,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_personalize)
 
-    p = sub.add_parser("attack", help="adaptive attacks on a keyed model (key search, gate space, weights)",
+    p = sub.add_parser("attack", help="adaptive attacks on a keyed model: best-of-N recovery, share, distinct behaviours",
                        description="Example: steerlab attack runs/personalize/digits --key alice.key")
     p.add_argument("model", help="run folder written by `steerlab personalize`")
     p.add_argument("--key", required=True, help="the user's key file (to score recovery; attacks never see it)")
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None, help="JSON report to write (default: <model>.attack-seed<S>.json beside "
+                                               "the model folder; never inside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--attacks", nargs="+", default=None, help="run only these registered attacks")
+    p.add_argument("--restarts", type=int, default=None, help="starts per gradient attack / random keys (default 256)")
+    p.add_argument("--quick", action="store_true", help="a small budget (32 starts) for smoke runs")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_attack)

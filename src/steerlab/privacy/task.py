@@ -18,6 +18,9 @@ class Task:
     layers: list[str] = []
     lr = 1e-3
     base_steps = 1500
+    output_kind = "regression"
+    """What `predict` returns: "regression" (targets, actions) or "logits" (class scores); attacks measure
+    divergence from the base as squared deviation or as KL accordingly."""
 
     def make_model(self) -> nn.Module:
         raise NotImplementedError

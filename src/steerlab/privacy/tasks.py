@@ -78,6 +78,7 @@ class DigitsTask(Task):
     cvae_layer = "fc1"
     base_steps = 800
     lr = 2e-3
+    output_kind = "logits"
 
     def __init__(self, n_users: int = 1, mnist_dir: str | None = None):
         from steerlab.envs.classification import load_digits_split

@@ -132,10 +132,12 @@ def hardening_loss(model: KeyedModel, task, gen: torch.Generator, attack_pool: d
         return task.loss(model, x, y)
 
 
-def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig) -> list[dict]:
+def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig, extra_loss=None) -> list[dict]:
     """`task` gives batches and the loss (see steerlab.privacy.tasks); `users` are UserKey objects whose
     personal data is `task.personal_batch(user_index, ...)`. Returns the loss log. Tasks that learn by
-    RL (`task.train_keyed`, e.g. panda_reach: keyed PPO episodes) bring their own loop."""
+    RL (`task.train_keyed`, e.g. panda_reach: keyed PPO episodes) bring their own loop.
+    `extra_loss(model, task, step, gen) -> tensor`, if given, is added to every step's loss (research
+    variants, e.g. steerlab.privacy.variants' adversarial negatives)."""
     if hasattr(task, "train_keyed"):
         return task.train_keyed(model, users, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -162,6 +164,10 @@ def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig) -> 
             loss_h = hardening_loss(model, task, gen, attack_pool, cfg.batch_size)
             loss = loss + cfg.hardening_weight * loss_h
             logs["hardening"] = loss_h.item()
+        if extra_loss is not None:
+            loss_x = extra_loss(model, task, step, gen)
+            loss = loss + loss_x
+            logs["extra"] = loss_x.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

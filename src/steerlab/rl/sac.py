@@ -101,6 +101,12 @@ class SACConfig:
     """Lower bound of the actor's log std (tanh-rescaled, so the bound is smooth)."""
     log_std_max: float = 2.0
     """Upper bound of the actor's log std."""
+    actor_init_zero_mean: bool = False
+    """Zero the actor's mean head: the untrained actor's mean action is exactly 0 (for a residual method,
+    the base policy itself), so the first actor updates start from the base instead of a random offset."""
+    actor_init_std: float | None = None
+    """Initial std of the actor's pre-tanh Gaussian, the same for every state (log-std head weights zeroed);
+    None: the default initialisation (std ≈ exp((log_std_min + log_std_max) / 2) ≈ 0.22, varying by state)."""
 
     def __post_init__(self):
         for name in ("hidden", "batch_size", "target_update_interval", "actor_update_interval", "num_critics", "utd"):
@@ -118,6 +124,10 @@ class SACConfig:
             raise ValueError(f"actor_q must be 'mean' or 'min', got {self.actor_q!r}")
         if not self.log_std_min < self.log_std_max:
             raise ValueError(f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}")
+        if self.actor_init_std is not None and not (
+                math.exp(self.log_std_min) < self.actor_init_std < math.exp(self.log_std_max)):
+            raise ValueError(f"actor_init_std must lie strictly between exp(log_std_min) and exp(log_std_max), "
+                             f"got {self.actor_init_std}")
 
 
 # ====================================================================== 2. networks
@@ -144,6 +154,17 @@ class Actor(nn.Module):
         self.mean = nn.Linear(hidden, act_dim)
         self.log_std = nn.Linear(hidden, act_dim)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    @torch.no_grad()
+    def init_start(self, zero_mean: bool, init_std: float | None) -> None:
+        """Where the policy starts: mean action exactly 0 and/or one given std in every state."""
+        if zero_mean:
+            self.mean.weight.zero_()
+            self.mean.bias.zero_()
+        if init_std is not None:  # invert the tanh rescaling of forward() for log(init_std)
+            x = 2 * (math.log(init_std) - self.log_std_min) / (self.log_std_max - self.log_std_min) - 1
+            self.log_std.weight.zero_()
+            self.log_std.bias.fill_(math.atanh(x))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(obs)
@@ -232,6 +253,7 @@ class SAC:
         with torch.random.fork_rng(devices=[]):  # initialise from `seed`, leave the global RNG alone
             torch.random.default_generator.manual_seed(seed)
             self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.log_std_min, cfg.log_std_max, cfg.actor_layer_norm)
+            self.actor.init_start(cfg.actor_init_zero_mean, cfg.actor_init_std)
             self.critic = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
             self.critic_target = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
         self.critic_target.load_state_dict(self.critic.state_dict())
@@ -321,13 +343,14 @@ class SAC:
                 raise ValueError(f"SAC.update: batch[{k!r}] has shape {tuple(b[k].shape)}, expected {shape}")
         return b
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor], update_actor: bool = True) -> dict[str, float]:
         """One critic update; the actor and α every `actor_update_interval`, the target every
         `target_update_interval` updates. `batch`: float tensors obs (B, obs_dim), action (B, act_dim),
         reward/discount/terminated (B,), next_obs (B, obs_dim), e.g. `ReplayBuffer.sample`.
 
         Returns floats: critic_loss (mean over heads of each head's MSE), q_mean, target_mean, alpha,
-        and the latest actor_loss, alpha_loss, entropy (NaN before the first actor update)."""
+        and the latest actor_loss, alpha_loss, entropy (NaN before the first actor update).
+        `update_actor=False`: critic (and target) only, e.g. while the critic learns the actor's start."""
         cfg = self.cfg
         b = self._check_batch(batch)
 
@@ -338,7 +361,7 @@ class SAC:
         self._step(self.critic_opt, critic_loss, self.critic.parameters())
 
         # 2. actor: maximise Q(s, ã) − α log π(ã|s), ã ~ π(·|s), through critic_action_fn, critic held fixed
-        if self.updates % cfg.actor_update_interval == 0:
+        if update_actor and self.updates % cfg.actor_update_interval == 0:
             a, logp = self.actor.sample(b["obs"], self.gen)
             q_pi = self.critic(self.critic_input(b["obs"], a), frozen=True)
             q_pi = q_pi.mean(0) if cfg.actor_q == "mean" else q_pi.min(0).values
@@ -360,10 +383,10 @@ class SAC:
         return {"critic_loss": critic_loss.item() / cfg.num_critics, "q_mean": q.detach().mean().item(),
                 "target_mean": y.mean().item(), "alpha": self.alpha.item(), **self._actor_logs}
 
-    def update_many(self, replay, n: int | None = None) -> dict[str, float]:
+    def update_many(self, replay, n: int | None = None, update_actor: bool = True) -> dict[str, float]:
         """`n` updates (default `cfg.utd`) on fresh batches of `cfg.batch_size` from `replay`; mean logs."""
         n = self.cfg.utd if n is None else int(n)
-        logs = [self.update(replay.sample(self.cfg.batch_size)) for _ in range(n)]
+        logs = [self.update(replay.sample(self.cfg.batch_size), update_actor) for _ in range(n)]
         return {k: float(np.mean([x[k] for x in logs])) for k in logs[0]} if logs else {}
 
     # ------------------------------------------------------------------ save / resume (no pickle)

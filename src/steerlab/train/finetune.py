@@ -61,6 +61,7 @@ from steerlab.policies.factory import is_factory_ref, load_policy_source
 from steerlab.rl.replay import ReplayBuffer
 from steerlab.rl.sac import SAC, SACConfig
 from steerlab.rl.steering import REGISTRY, SteeredPolicy, make_adapter, method_class, save_steered_policy
+from steerlab.train.results import write_run_result
 
 
 @dataclass
@@ -99,6 +100,9 @@ class FinetuneConfig:
     checkpoint_every: int = 10_000
     """Environment steps between resumable training-state snapshots (taken once every env ends its episode)."""
     buffer_size: int = 200_000
+    final_episodes: int = 0
+    """Fresh evaluation episodes of the final policy (sampled and from ε = 0) for result.json; 0: none
+    (AUC and dip only). The CLI's default is 50."""
     n_envs: int = 1
     """Environments stepped together; each decision is one batched actor + steering call over the envs
     that need a new chunk."""
@@ -127,6 +131,10 @@ class FinetuneConfig:
         if self.utd is not None and not self.utd > 0:
             raise UserError(f"utd must be > 0, got {self.utd}")
         method_class(self.method).Config.from_dict(self.steering)  # unknown method or option: one line
+        if self.shift is not None:
+            from steerlab.envs.shifts import shift_name
+
+            self.shift = shift_name(self.shift)  # canonical name in config.json; an unknown one fails here
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,7 +166,7 @@ STATE_FORMAT = 2
 # fields a resume may change: where the run lives and how it is shown, not what it computes
 # (env_steps may only grow; the base is compared by content, so another path to the same files is fine)
 # (async_envs changes where the simulators run, not the numbers)
-RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_envs")
+RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_envs", "final_episodes")
 
 
 def file_digest(path: Path) -> str:
@@ -209,6 +217,7 @@ class Finetuner:
                             f"policy: pass its base checkpoint (e.g. runs/pretrain/<task>)")
         self.env_spec = cfg.env_spec(checkpoint_env(self.base_meta))
         self.adapter = make_adapter(self.base, cfg.method, cfg.steering, self.base_meta.get("latent_stats", {}))
+        cfg.sac = self.adapter.resolve_sac(cfg.sac)  # where the method's actor starts (recorded in config.json)
         self.sac = SAC(self.adapter.obs_dim, self.adapter.act_dim, cfg.sac, seed=cfg.seed,
                        critic_action_fn=self.adapter.critic_action)
         self.replay = ReplayBuffer(cfg.buffer_size, self.adapter.obs_dim, self.adapter.act_dim, seed=cfg.seed)
@@ -314,7 +323,9 @@ class Finetuner:
         n = min(int(self.update_credit), self.update_cap)
         if n > 0:
             self.update_credit -= n
-            self.last_update = self.sac.update_many(self.replay, n)
+            # the first `critic_warmup` decisions after the warm-up train the critic only (the actor keeps its start)
+            actor_on = self.decisions >= self.cfg.warmup_decisions + self.adapter.critic_warmup
+            self.last_update = self.sac.update_many(self.replay, n, update_actor=actor_on)
 
     def step(self) -> list[dict]:
         """One vector step of every env (decisions where a chunk is used up); returns finished episodes."""
@@ -522,6 +533,9 @@ class Finetuner:
         save_steered_policy(self.steered_policy(), self.out / "policy", sac_config=asdict(cfg.sac))
         if not self.active.any():  # every env between episodes: an exact resume point (always so with one env)
             self.save_state()
+        # result.json last: AUC, dip, final success sampled and from ε = 0 (steerlab.train.results)
+        write_run_result(self.out, cfg, self.env_spec, cfg.final_episodes,
+                         warmup_env_steps=cfg.warmup_decisions * self.k)
         return self.out
 
     def _loop(self, logger: RunLogger, resumed: bool) -> None:
@@ -624,7 +638,8 @@ def resume_command(cfg: FinetuneConfig, env: EnvSpec) -> str:
             "--seed", str(cfg.seed), "--reward", cfg.reward, "--gamma", repr(cfg.gamma),
             "--warmup", str(cfg.warmup_decisions), "--eval-every", str(cfg.eval_every),
             "--eval-episodes", str(cfg.eval_episodes), "--checkpoint-every", str(cfg.checkpoint_every),
-            "--buffer-size", str(cfg.buffer_size), "--n-envs", str(cfg.n_envs)]
+            "--buffer-size", str(cfg.buffer_size), "--n-envs", str(cfg.n_envs),
+            "--final-episodes", str(cfg.final_episodes)]
     for flag, value in (("--success-key", cfg.success_key), ("--position-key", cfg.position_key),
                         ("--shift", cfg.shift), ("--utd", None if cfg.utd is None else repr(cfg.utd))):
         if value is not None:
@@ -654,15 +669,22 @@ def _json_arg(text: str | None, flag: str) -> dict:
     return value
 
 
+# Named SAC settings. 'bench' is what benchmarks/finetune.py measured (hidden 128: one update costs 6.0 ms
+# vs 12.2 ms at 256 on one core, benchmarks/results/sac_update_speed.json) and the CLI's default, so the
+# README's command reproduces the tables; 'paper' is the ZPRL paper's width.
+PRESETS = {"bench": {"hidden": 128}, "paper": {"hidden": 256}}
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     for flag, value, minimum in (("--env-steps", args.env_steps, 1), ("--eval-every", args.eval_every, 1),
                                  ("--checkpoint-every", args.checkpoint_every, 1),
                                  ("--eval-episodes", args.eval_episodes, 1), ("--warmup", args.warmup, 0),
-                                 ("--buffer-size", args.buffer_size, 1), ("--n-envs", args.n_envs, 1)):
+                                 ("--buffer-size", args.buffer_size, 1), ("--n-envs", args.n_envs, 1),
+                                 ("--final-episodes", args.final_episodes, 0)):
         check_count(flag, value, minimum)
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
-    sac = build(SACConfig, _json_arg(args.sac_json, "--sac-json"), "--sac-json")
+    sac = build(SACConfig, {**PRESETS[args.preset], **_json_arg(args.sac_json, "--sac-json")}, "--sac-json")
     steering = _json_arg(args.steering_json, "--steering-json")
     method_class(args.method).Config.from_dict(steering)  # unknown options: one line naming them
     if args.latent_scale is not None:
@@ -674,7 +696,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                          success_key=args.success_key, position_key=args.position_key, shift=args.shift,
                          env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"), n_envs=args.n_envs,
                          async_envs=args.async_envs, utd=args.utd, tensorboard=not args.no_tensorboard, sac=sac,
-                         steering=steering)
+                         steering=steering, final_episodes=args.final_episodes)
     tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
     out = tuner.out
     if tuner.interrupted:
@@ -684,6 +706,10 @@ def run_finetune(args: argparse.Namespace) -> int:
         print(f"stopped by {tuner.stop_signal} at env step {tuner.env_steps}; {saved}. Resume with:\n"
               f"  {resume_command(cfg, tuner.env_spec)}")
         return 0
+    res = read_json(out / "result.json")
+    if "final_sampled" in res:
+        print(f"final success over {res['final_episodes']} episodes: sampled {res['final_sampled']:.2f}, "
+              f"from ε = 0 {res['final_eps0']:.2f} | AUC {res['auc']:.2f} | dip {res['dip']:+.2f}")
     print(f"run folder: {out} (steered policy: {out / 'policy'}; evaluate it with `steerlab evaluate {out}`)")
     return 0
 
@@ -714,6 +740,11 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2_000, help="decisions acting as the base policy first (>= 0)")
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--final-episodes", type=int, default=50,
+                   help="final evaluation episodes (sampled and from ε = 0) written to result.json; 0: none")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="bench",
+                   help="SAC settings: bench (what the README tables measured, hidden 128) or paper (hidden 256); "
+                        "--sac-json overrides on top")
     p.add_argument("--checkpoint-every", type=int, default=10_000,
                    help="env steps between resumable snapshots of the training state (taken once every env ends "
                         "its episode)")

@@ -101,7 +101,9 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
         pcfg = FlowPolicyConfig.from_dict({
             "obs_dim": ds.observations.shape[1], "action_dim": ds.actions.shape[1],
             "env": {"suite": ds.extra.get("env", "metaworld"), "task": task,
-                    "max_steps": ds.extra.get("max_steps", 200)},
+                    "max_steps": ds.extra.get("max_steps", 200),
+                    # the shift the demonstrations were collected under (coverage region), if any
+                    **({"demo_shift": ds.extra["shift"]} if ds.extra.get("shift") else {})},
             **cfg.policy})
         policy = FlowMatchingPolicy(pcfg)
         policy.obs_norm.fit(ds.stats["observation.state"]["mean"], ds.stats["observation.state"]["std"])

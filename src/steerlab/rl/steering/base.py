@@ -17,7 +17,7 @@ is one module that subclasses `SteeringMethod` and decorates it with `@register`
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -28,7 +28,23 @@ from steerlab.policies.protocol import check_steerable
 
 @dataclass
 class MethodConfig:
-    """Options common to every method (none yet); subclasses add theirs, one docstring per field."""
+    """Options common to every method; subclasses add theirs, one docstring per field."""
+
+    start: str = "base"
+    """Where the actor starts (issue 13). 'base': the method's own start (`SteeringMethod.sac_start`):
+    for the latent/embedding residuals a zero-mean, low-std actor (the base policy plus small
+    exploration), for dsrl the base's own noise distribution; and `critic_warmup` critic-only decisions
+    before the actor moves. 'random': the plain SAC initialisation, no critic-only phase (the runs
+    recorded before issue 13)."""
+    critic_warmup: int | None = None
+    """Decisions after the warm-up during which only the critic learns (the actor keeps its start and
+    explores with it). None: the method's default with start='base' (`default_critic_warmup`), else 0."""
+
+    def __post_init__(self):
+        if self.start not in ("base", "random"):
+            raise UserError(f"steering start must be 'base' or 'random', got {self.start!r}")
+        if self.critic_warmup is not None and (isinstance(self.critic_warmup, bool) or int(self.critic_warmup) < 0):
+            raise UserError(f"critic_warmup must be an integer >= 0, got {self.critic_warmup!r}")
 
     @classmethod
     def from_dict(cls, d: dict, strict: bool = True) -> MethodConfig:
@@ -52,6 +68,10 @@ class SteeringMethod:
     """The method's own options."""
     scale_field: str | None = None
     """Config field whose None means "derive the scale from data statistics"; checkpoints pin it."""
+    sac_start: dict = {}
+    """SACConfig fields this method sets with start='base' (where its actor starts), unless set explicitly."""
+    default_critic_warmup: int = 0
+    """Critic-only decisions after the warm-up with start='base' when `critic_warmup` is None."""
 
     def __init__(self, policy, cfg: MethodConfig | None = None, stats: dict | None = None):
         check_steerable(policy, self.level, self.name)
@@ -85,6 +105,22 @@ class SteeringMethod:
     def explore(self, action: torch.Tensor, env_steps: int, rng: np.random.Generator) -> torch.Tensor:
         """The method's exploration schedule while training (default: the SAC sample as is)."""
         return action
+
+    # ------------------------------------------------------------------ where the actor starts
+    def resolve_sac(self, sac_cfg):
+        """The SACConfig this method trains with: `sac_cfg` plus the method's start (start='base'); a value
+        set explicitly (different from SACConfig's default) wins."""
+        if self.cfg.start != "base" or not self.sac_start:
+            return sac_cfg
+        defaults = type(sac_cfg)()
+        return replace(sac_cfg, **{k: v for k, v in self.sac_start.items()
+                                   if getattr(sac_cfg, k) == getattr(defaults, k)})
+
+    @property
+    def critic_warmup(self) -> int:
+        if self.cfg.critic_warmup is not None:
+            return int(self.cfg.critic_warmup)
+        return self.default_critic_warmup if self.cfg.start == "base" else 0
 
     # ------------------------------------------------------------------ serialization
     def config_dict(self) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from steerlab.rl.steering.base import MethodConfig, SteeringMethod, register
+from steerlab.rl.steering.zprl import LATENT_START
 
 
 @dataclass
@@ -21,6 +22,8 @@ class EmbeddingResidualConfig(MethodConfig):
 @register
 class EmbeddingResidual(SteeringMethod):
     name = "embedding-residual"
+    sac_start = LATENT_START  # the ablation of ZPRL's bottleneck starts like ZPRL
+    default_critic_warmup = 1_000
     level = "embedding"
     Config = EmbeddingResidualConfig
     scale_field = "embedding_scale"

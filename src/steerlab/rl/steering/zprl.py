@@ -25,12 +25,21 @@ class ZPRLConfig(MethodConfig):
     """The actor sees a posterior sample z ~ q(z|e) while training (μ when acting deterministically)."""
 
 
+# Latent residuals start as the base: Δz = 0 exactly, exploration std 0.2 in pre-tanh units (a typical
+# applied residual λ·0.2 ≈ 0.06·RMS(z)), and the critic learns 1,000 decisions of that exploration
+# before the actor moves. The random initial mean (|Δz| ≈ 0.1–0.5) otherwise steered every state off
+# the base from the first evaluation on (issue 13, item 5; docs/zprl.md, "The start of online RL").
+LATENT_START = {"actor_init_zero_mean": True, "actor_init_std": 0.2}
+
+
 @register
 class ZPRL(SteeringMethod):
     name = "zprl"
     level = "latent"
     Config = ZPRLConfig
     scale_field = "latent_scale"
+    sac_start = LATENT_START
+    default_critic_warmup = 1_000
 
     def __init__(self, policy, cfg=None, stats=None):
         super().__init__(policy, cfg, stats)

@@ -1,0 +1,119 @@
+"""Where the actor starts (issue 13): zero-mean / fixed-std initialisation, critic-only decisions, method defaults."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_POLICY
+
+from steerlab.core.checkpoint import load_policy
+from steerlab.core.errors import UserError
+from steerlab.rl.sac import SAC, SACConfig
+from steerlab.rl.steering import make_adapter
+from steerlab.train.finetune import FinetuneConfig, Finetuner
+from steerlab.train.pretrain import PretrainConfig, pretrain
+
+
+@pytest.fixture(scope="module")
+def base_ckpt(tmp_path_factory):
+    from conftest import make_episodes
+
+    from steerlab.data.dataset import write_dataset
+
+    root = tmp_path_factory.mktemp("base")
+    ds = write_dataset(root / "ds", make_episodes(), "reach-v3", extra_info={"env": "metaworld", "max_steps": 20})
+    return pretrain(PretrainConfig(dataset=str(ds), out=str(root / "ckpt"), steps=30, batch_size=16,
+                                   policy=dict(TINY_POLICY)), progress=False)
+
+
+def test_zero_mean_fixed_std_start():
+    sac = SAC(6, 3, SACConfig(hidden=16, actor_init_zero_mean=True, actor_init_std=0.3), seed=0)
+    obs = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(sac.act(obs, deterministic=True), np.zeros((5, 3), np.float32))
+    _, log_std = sac.actor(torch.as_tensor(obs))
+    np.testing.assert_allclose(log_std.exp().detach().numpy(), 0.3, rtol=1e-5)
+    with pytest.raises(ValueError, match="actor_init_std"):
+        SACConfig(actor_init_std=100.0)
+
+
+def test_critic_only_updates_leave_the_actor_alone():
+    sac = SAC(4, 2, SACConfig(hidden=16, batch_size=8), seed=0)
+    g = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randn(8, 4, generator=g), "action": torch.rand(8, 2, generator=g) * 2 - 1,
+             "reward": torch.rand(8, generator=g), "next_obs": torch.randn(8, 4, generator=g),
+             "discount": torch.full((8,), 0.99), "terminated": torch.zeros(8)}
+    actor0 = {k: v.clone() for k, v in sac.actor.state_dict().items()}
+    critic0 = {k: v.clone() for k, v in sac.critic.state_dict().items()}
+    sac.update(batch, update_actor=False)
+    assert all(torch.equal(v, actor0[k]) for k, v in sac.actor.state_dict().items())
+    assert not all(torch.equal(v, critic0[k]) for k, v in sac.critic.state_dict().items())
+    sac.update(batch)
+    assert not all(torch.equal(v, actor0[k]) for k, v in sac.actor.state_dict().items())
+
+
+def test_method_starts(base_ckpt):
+    meta = json.loads((base_ckpt / "config.json").read_text())
+    base = load_policy(base_ckpt)
+    zprl = make_adapter(base, "zprl", {}, meta["latent_stats"])
+    assert zprl.resolve_sac(SACConfig()).actor_init_zero_mean and zprl.critic_warmup == 1000
+    dsrl = make_adapter(base, "dsrl", {}, meta["latent_stats"])
+    s = dsrl.resolve_sac(SACConfig())
+    assert s.target_entropy == 0.0 and s.actor_init_std == 0.8
+    old = make_adapter(base, "dsrl", {"start": "random"}, meta["latent_stats"])
+    assert old.resolve_sac(SACConfig()) == SACConfig() and old.critic_warmup == 0
+    res = make_adapter(base, "action-residual", {}, meta["latent_stats"])
+    assert res.resolve_sac(SACConfig()) == SACConfig() and res.critic_warmup == 0  # its own schedule instead
+    with pytest.raises(UserError, match="start"):
+        make_adapter(base, "zprl", {"start": "zero"}, meta["latent_stats"])
+    explicit = zprl.resolve_sac(SACConfig(actor_init_std=0.5))  # an explicit setting wins over the start
+    assert explicit.actor_init_std == 0.5 and explicit.actor_init_zero_mean
+
+
+def test_finetune_actor_waits_for_the_critic(base_ckpt, tmp_path):
+    cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", env="reach-v3", env_steps=60, seed=0,
+                         out=str(tmp_path / "run"), max_steps=20, warmup_decisions=10, eval_every=1000,
+                         eval_episodes=1, checkpoint_every=1000, buffer_size=1000, tensorboard=False,
+                         sac=SACConfig(hidden=16, batch_size=8), steering={"critic_warmup": 15})
+    tuner = Finetuner(cfg, progress=False)
+    actor0 = {k: v.clone() for k, v in tuner.sac.actor.state_dict().items()}
+    obs = np.zeros((1, tuner.adapter.obs_dim), np.float32)
+    np.testing.assert_array_equal(tuner.sac.act(obs, deterministic=True), 0.0)  # starts as the base
+    tuner.start()
+    while tuner.decisions < 10 + 15:
+        tuner.step()
+        if tuner.decisions <= 10 + 15:  # updates so far ran with decisions < warm-up + critic warm-up
+            assert all(torch.equal(v, actor0[k]) for k, v in tuner.sac.actor.state_dict().items())
+    assert tuner.sac.updates > 0  # the critic learned meanwhile
+    for _ in range(40):
+        tuner.step()
+    assert not all(torch.equal(v, actor0[k]) for k, v in tuner.sac.actor.state_dict().items())
+    recorded = json.loads(json.dumps(tuner.cfg.to_dict()))
+    assert recorded["sac"]["actor_init_zero_mean"] is True and recorded["sac"]["actor_init_std"] == 0.2
+
+
+def test_finetune_writes_result_json_with_dip_and_both_final_modes(base_ckpt, tmp_path):
+    cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", env="reach-v3", env_steps=60, seed=0,
+                         out=str(tmp_path / "run"), max_steps=10, warmup_decisions=5, eval_every=20,
+                         eval_episodes=1, checkpoint_every=1000, buffer_size=1000, tensorboard=False, final_episodes=2,
+                         shift="actuation:offset-x+0.1", sac=SACConfig(hidden=16, batch_size=8))
+    out = Finetuner(cfg, progress=False).run()
+    res = json.loads((out / "result.json").read_text())
+    for key in ("auc", "dip", "final_sampled", "final_eps0", "final_best", "curve"):
+        assert key in res, key
+    assert res["dip"] <= 0.0 and res["final_best"] == max(res["final_sampled"], res["final_eps0"])
+    # the shift (canonical name) is recorded in the result, the run's config and the steered checkpoint
+    assert res["final_episodes"] == 2 and res["shift"] == "actuation:offset-x+0.10"
+    assert json.loads((out / "config.json").read_text())["finetune"]["shift"] == "actuation:offset-x+0.10"
+    assert load_policy(out / "policy").env_spec["shift"] == "actuation:offset-x+0.10"
+
+
+def test_curve_summary_dip_counts_only_after_warmup():
+    from steerlab.train.results import curve_summary
+
+    rows = [{"step": 0, "eval_success": 0.5}, {"step": 100, "eval_success": 0.1},
+            {"step": 300, "eval_success": 0.3}, {"step": 400, "eval_success": 0.9}]
+    s = curve_summary(rows, warmup_env_steps=200)
+    assert s["dip"] == pytest.approx(-0.2) and s["lowest_after_warmup"] == pytest.approx(0.3)
+    assert curve_summary(rows[:1] + rows[3:], 200)["dip"] == 0.0
+    assert s["auc"] == pytest.approx(np.trapezoid([0.5, 0.1, 0.3, 0.9], [0, 100, 300, 400]) / 400)
