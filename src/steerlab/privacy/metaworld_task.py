@@ -71,8 +71,8 @@ class MetaWorldPreferenceTask(Task):
         self.cvae_layer = self.layers[0]
         self.scorer = EnvSuccessScorer(self.task_id, [user_offset(u) for u in range(n_users)], eval_episodes)
         self.general = _frames(collect_demos(self.task_id, general_demos, "expert", seed, progress=False), self.horizon)
-        self.personal = [_frames(collect_demos(self.task_id, personal_demos, "expert", seed + 100 + u, progress=False,
-                                               goal_offset=user_offset(u)), self.horizon) for u in range(n_users)]
+        self.personal = [_frames(collect_demos(self.task_id, personal_demos, "expert", seed + u, progress=False,
+                                               goal_offset=user_offset(u), split="train"), self.horizon) for u in range(n_users)]
 
     # ------------------------------------------------------------------ model
     def make_model(self) -> nn.Module:
