@@ -54,6 +54,7 @@ bench-quick: setup         ## every benchmark in --quick mode
 	$(BIN)/python benchmarks/finetune.py --quick
 	$(BIN)/python benchmarks/privacy.py --quick
 	$(BIN)/python benchmarks/throughput.py --quick
+	$(BIN)/python benchmarks/vector_efficiency.py --quick
 	$(BIN)/python benchmarks/make_readme.py
 
 bench: setup               ## the full benchmark suite (hours; resumes where it stopped)
@@ -61,6 +62,7 @@ bench: setup               ## the full benchmark suite (hours; resumes where it 
 	$(BIN)/python benchmarks/finetune.py
 	$(BIN)/python benchmarks/privacy.py
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/vector_efficiency.py
 	$(BIN)/python benchmarks/make_readme.py
 
 readme: setup              ## regenerate README tables from benchmarks/results/*.json

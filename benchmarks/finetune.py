@@ -120,7 +120,7 @@ def finetune_cell(cell: dict) -> dict:
                          seed=cell["seed"], out=str(out), eval_every=cell["eval_every"],
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
                          checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
-                         final_episodes=cell["final_episodes"],
+                         final_episodes=cell["final_episodes"], max_steps=cell.get("max_steps"),
                          sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
     t0 = time.perf_counter()
     finetune(cfg, progress=False)
@@ -140,12 +140,13 @@ def finetune_cell(cell: dict) -> dict:
     return result
 
 
-def zero_noise_final(policy, task: str, episodes: int, seed: int) -> dict:
+def zero_noise_final(policy, task: str, episodes: int, seed: int, max_steps: int | None = None) -> dict:
     """The final steered policy sampled from ε = 0, beside the ε = 0 base row of the pretrain benchmark
     (for dsrl the actor picks ε, so this equals its ordinary evaluation)."""
     from steerlab.eval.rollout import evaluate
 
-    res = evaluate(policy, task, episodes, seed=seed, n_envs=1, asynchronous=False, progress=False, noise_scale=0.0)
+    res = evaluate(policy, task, episodes, seed=seed, n_envs=1, asynchronous=False, progress=False, noise_scale=0.0,
+                   max_steps=max_steps)
     return {"final_zero_noise_success": res["success"], "final_zero_noise_ci95": res["ci95"]}
 
 
@@ -175,9 +176,10 @@ def sim_steps_per_s(task: str, steps: int = 2000) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def aggregate(root: Path = RUN_ROOT) -> dict:
-    """finetune.json from every recorded run (mean over the seeds each cell has)."""
-    pre = load_cell(RESULTS / "pretrain.json") or {"tasks": {}}
+def aggregate(root: Path = RUN_ROOT, base_rows: dict | None = None) -> dict:
+    """finetune.json from every recorded run (mean over the seeds each cell has). The base rows come from
+    `base_rows` ({task: {success, zero_noise_success, eval_jerk}}), default the pretrain benchmark's."""
+    pre = {"tasks": base_rows} if base_rows is not None else load_cell(RESULTS / "pretrain.json") or {"tasks": {}}
     runs = [r for r in (load_cell(p) for p in sorted(root.glob("*/result.json"))) if r]
     tasks: dict[str, dict] = {}
     curves: dict[str, dict] = {}

@@ -19,7 +19,9 @@ README = HERE.parent / "README.md"
 # section -> (results file, module with table(results) -> markdown)
 SECTIONS = {"pretrain": ("pretrain.json", "pretrain"), "finetune": ("finetune.json", "finetune"),
             "finetune_quick": ("finetune_quick.json", "finetune"), "ablations": ("ablations.json", "ablations"),
-            "privacy": ("privacy.json", "privacy"), "throughput": ("throughput.json", "throughput")}
+            "privacy": ("privacy.json", "privacy"), "throughput": ("throughput.json", "throughput"),
+            "panda_pretrain": ("panda_pretrain.json", "panda"), "panda_finetune": ("panda_finetune.json", "panda"),
+            "vector_efficiency": ("vector_efficiency.json", "vector_efficiency")}
 
 
 def render(name: str) -> str:

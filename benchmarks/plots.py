@@ -133,3 +133,33 @@ def plot_privacy(results: dict, out_dir: Path) -> None:
         fig.tight_layout(rect=(0, 0.05, 1, 1))
         fig.savefig(out_dir / "privacy_table.png", dpi=100)
         plt.close(fig)
+
+
+def plot_vector_efficiency(results: dict, path: Path) -> None:
+    """Success vs env steps per task, one line per number of envs (each seed thin, their mean thick)."""
+    import numpy as np
+
+    tasks = [t for t in results["tasks"] if results["tasks"][t]]
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.2), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, task in zip(axes.flat, tasks):
+        for k, (n, m) in enumerate(results["tasks"][task].items()):
+            c = colors[k % len(colors)]
+            curves = m["curves"]
+            for cv in curves if len(curves) > 1 else []:
+                ax.plot(np.array(cv["steps"]) / 1000, cv["success"], color=c, lw=0.7, alpha=0.4)
+            length = min(len(cv["success"]) for cv in curves)
+            steps = np.array(curves[0]["steps"][:length]) / 1000
+            mean = np.mean([cv["success"][:length] for cv in curves], axis=0)
+            rate = m.get("train_env_steps_per_s")
+            label = f"N = {n}: AUC {m['auc']:.2f}" + (f", {rate:.0f} steps/s" if rate else "")
+            ax.plot(steps, mean, color=c, lw=2, marker="o", ms=3, label=label)
+        seeds = max(len(m["seeds"]) for m in results["tasks"][task].values())
+        ax.set(title=f"{task}, {results['method']} ({seeds} seed{'s' if seeds > 1 else ''})", xlabel="env steps (k)",
+               ylabel="eval success", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

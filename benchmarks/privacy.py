@@ -39,6 +39,11 @@ from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 CELLS = RESULTS / "privacy_runs"
 METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora"]
+SEALED = ["sealed", "sealed_full"]  # released as the public base + AEAD blobs (steerlab.privacy.sealed)
+# tasks that run the sealed methods, with at most this many seeds (CPU time; the flow policy has none)
+ANCHOR_SEEDS = {"metaworld_reach_mlp": 4}  # prop_anchor: the fix for wrong keys drifting to the personal goal
+SEALED_SEEDS = {"point_robot": 6, "digits_cnn": 4, "digits_transformer": 2, "metaworld_reach_mlp": 2,
+                "panda_reach": 2}
 EXTRA = ["prop_output", "prop_rawbits", "prop_frozen"]  # gate-mode comparison, hash ablation, frozen base
 # tasks that also run the EXTRA methods, with at most this many seeds (the variant comparison needs fewer
 # seeds than the main table; this caps CPU time)
@@ -65,15 +70,15 @@ def is_done(c: dict) -> bool:
 
 
 def build(c: dict):
-    """Train the public base and the personalized model of one cell; returns (task, base, Personalized)."""
+    """Train the public base and the personalized model of one cell; returns (task, base, Personalized).
+    The method table lives in the library (steerlab.privacy.methods): `steerlab personalize --task T
+    --method M --steps S --seed N` trains the same configuration (with the user's key instead of the
+    seed-derived one)."""
     import torch
 
-    from steerlab.privacy.baselines import train_cvae, train_finetune, train_lora
-    from steerlab.privacy.evaluate import Personalized
-    from steerlab.privacy.keyed import KeyedModel
     from steerlab.privacy.keys import UserKey
+    from steerlab.privacy.methods import MethodConfig, build_personalized
     from steerlab.privacy.tasks import make_task
-    from steerlab.privacy.train import KeyedTrainConfig, train_keyed
 
     torch.set_num_threads(1)
     cache = {"cache_dir": str(HERE / "runs" / "privacy_bases")} if c["task"] in RL_TASKS else {}  # PPO bases: costly
@@ -82,30 +87,9 @@ def build(c: dict):
     # benchmark user keys are derived from the seed so cells are reproducible; real users use `keygen`
     rng = np.random.default_rng(1_000 + c["seed"])
     users = [UserKey(rng.bytes(16)) for _ in range(task.n_users)]
-    bits = [u.bits() for u in users]
-    m = c["method"]
-    steps = c["steps"]
-    if c["task"] in RL_TASKS and (m.startswith("prop") or m == "key_mlp"):
-        steps *= 2  # half of keyed PPO's episodes are general: twice the steps = as many personal episodes
-    # prop_frozen trains the key encoders only: the no-key model stays the public base, bit for bit
-    cfg = KeyedTrainConfig(steps=steps, lr=task.lr, seed=c["seed"], hardening=c.get("hardened", False),
-                           train_base=m != "prop_frozen")
-    if m.startswith("prop") or m == "key_mlp":
-        mode = {"prop": "input", "prop_output": "output", "prop_rawbits": "input", "prop_frozen": "input",
-                "key_mlp": "concat"}[m]
-        layers = [task.concat_layer] if m == "key_mlp" else task.layers
-        model = KeyedModel(copy.deepcopy(base), layers, mode=mode, key_hash=m not in ("key_mlp", "prop_rawbits"),
-                           sharpness=8.0 if c.get("hardened") else 1.0)
-        train_keyed(model, task, users, cfg)
-        return task, base, Personalized("key_mlp" if m == "key_mlp" else "prop", model, bits, predict=task.predict)
-    if m == "cvae":
-        return task, base, Personalized("cvae", train_cvae(base, task, users, cfg), bits, predict=task.predict)
-    if m == "finetune":
-        return task, base, Personalized("finetune", train_finetune(base, task, 0, cfg), bits, predict=task.predict)
-    if m == "lora":
-        model, adapters = train_lora(base, task, 0, cfg)
-        return task, base, Personalized("lora", model, bits, adapters, predict=task.predict)
-    raise ValueError(m)
+    p = build_personalized(c["method"], task, base, users,
+                           MethodConfig(steps=c["steps"], seed=c["seed"], hardened=c.get("hardened", False)))
+    return task, base, p
 
 
 def run_cell(c: dict) -> dict:
@@ -129,12 +113,20 @@ def run_cell(c: dict) -> dict:
         out["user_study"] = user_study_indicators(cases)
         if c["method"] in ("prop", "key_mlp", "cvae", "prop_rawbits") and c["task"] not in ROLLOUT_TASKS:
             out["leakage"] = leakage_curve(p, task, c["seed"])
-        if c["method"] in ("prop", "prop_frozen"):  # no key: how far from the public base are the outputs?
+        if c["method"] in ("prop", "prop_frozen", "prop_anchor") + tuple(SEALED):  # no key: how far from the base?
             xg, _ = task.test_general()
             with torch.no_grad():
                 out["no_key_max_abs_diff"] = float((p.runner(None)(xg) - task.predict(base, xg)).abs().max())
     elif c["kind"] == "users":
         out["cases"] = evaluate_key_cases(p, task, c["seed"])
+    elif c["kind"] == "sealed_attack":  # what the attack suite can get from a sealed release
+        from steerlab.privacy.sealed import attack_release
+
+        cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)
+        out["cases"] = cases
+        out["attacks"] = attack_release(p.model, task, p.user_bits[0],
+                                        lambda run: scores(task, run, users=1)["personal"],
+                                        base_scores["personal"], cases["correct"]["personal"], seed=c["seed"])
     out["seconds"] = time.perf_counter() - t0
     atomic_write_json(cell_path(c), out)
     return out
@@ -200,6 +192,10 @@ def aggregate() -> dict:
         nk = [c["no_key_max_abs_diff"] for c in by.get("prop", []) if "no_key_max_abs_diff" in c]
         if nk:
             meta[task]["prop_no_key_max_abs_diff"] = float(max(nk))
+        for method in SEALED:  # 0.0 when the no-key release is the base bit for bit
+            nk = [c["no_key_max_abs_diff"] for c in by.get(method, []) if "no_key_max_abs_diff" in c]
+            if nk:
+                meta[task][f"{method}_no_key_max_abs_diff"] = float(max(nk))
     users: dict = {}
     for c in (c for c in cells if c["kind"] == "users"):
         users.setdefault(c["task"], {}).setdefault(str(c["users"]), []).append(c["cases"])
@@ -216,8 +212,23 @@ def aggregate() -> dict:
                                       max(r["key_search_near_recovery"].values()), r["weight_reading_recovery"])
                                   for r in rows]))
         attack[task] = {f"{k}_recovery": worst(v) for k, v in by.items()}
-    return {"tasks": table, "attacks": aggregate_attacks(cells, table), "attack": attack, "attack_detail": attack_detail, "leakage_vs_hamming": leak,
-            "user_study": study, "users": users, "meta": meta}
+    attacks = aggregate_attacks(cells, table)
+    for task in sorted({c["task"] for c in cells if c["kind"] == "sealed_attack"}):  # the sealed release's row
+        rows = [c for c in cells if c["kind"] == "sealed_attack" and c["task"] == task]
+        ft = table.get(task, {}).get("finetune", {}).get("correct", {}).get("personal")
+        correct = float(np.mean([c["cases"]["correct"]["personal"] for c in rows]))
+        attacks.setdefault(task, {})["sealed"] = {
+            "budget": rows[0]["attacks"]["budget"], "seeds": len(rows), "quick": False,
+            "correct_personal": correct, "personal_vs_finetune": correct / ft if ft else None,
+            "random_general": float(np.mean([c["cases"]["random"]["general"] for c in rows])),
+            "best_of_n": float(np.mean([c["attacks"]["best_of_n"] for c in rows])),
+            "share": float(np.mean([c["attacks"]["share"] for c in rows])),
+            "distinct_behaviours": float(np.mean([c["attacks"]["distinct_behaviours"] for c in rows])),
+            "largest_is_personal": 0.0,  # no non-base behaviour exists to cluster
+            "by_attack": {a: {m: float(np.mean([c["attacks"]["by_attack"][a][m] for c in rows]))
+                              for m in ("best_of_n", "share")} for a in rows[0]["attacks"]["by_attack"]}}
+    return {"tasks": table, "attacks": attacks, "attack": attack, "attack_detail": attack_detail,
+            "leakage_vs_hamming": leak, "user_study": study, "users": users, "meta": meta}
 
 
 def table(results: dict) -> str:
@@ -230,7 +241,7 @@ def table(results: dict) -> str:
     for task, by in results["tasks"].items():
         base = results["meta"][task]["base"]
         rows.append([task, "public base", "", f"{base['personal']:.3f}", f"{base['general']:.3f}", "", "", "", "", ""])
-        for method in METHODS + EXTRA:
+        for method in METHODS + EXTRA + ["prop_anchor"] + SEALED:
             if method not in by:
                 continue
             m = by[method]
@@ -246,7 +257,11 @@ def table(results: dict) -> str:
             "'public base' shows the base model's personal score (what no personalization gives) and general score. "
             "`prop_output` gates layer outputs (research-code variant), `prop_rawbits` feeds raw key bits to the "
             "encoders (no HKDF expansion), as in the paper; `prop_frozen` trains the key encoders only, so its "
-            "no-key model is the public base bit for bit.")
+            "no-key model is the public base bit for bit. `sealed` (rank-8 LoRA deltas on every linear layer) and "
+            "`sealed_full` (every weight) train one adapter per user with the base frozen and release it encrypted "
+            "(AES-GCM, key from HKDF of the user key): any key other than the user's fails authentication and "
+            "runs the public base itself. `prop_anchor` is PRoP whose wrong keys and no key are also held at the "
+            "public base's outputs on the users' personal inputs (states the general demos never visit).")
     if results.get("attacks"):
         out += ("\n\nAdaptive attacks on the released keyed model (attacker: weights, encoders, public base; no key, "
                 "no personal data), per variant:\n\n") + attack_table(results["attacks"])
@@ -297,13 +312,17 @@ def main() -> int:
 
     seeds = QUICK_SEEDS if args.quick else SEEDS
     cells = [{"kind": "table", "task": t, "method": m, "seed": s, "steps": STEPS[t]}
-             for t in args.tasks for s in range(seeds[t]) for m in METHODS + (EXTRA if t in EXTRA_SEEDS else [])
-             if not (m in EXTRA and s >= EXTRA_SEEDS[t])
+             for t in args.tasks for s in range(seeds[t])
+             for m in METHODS + (EXTRA if t in EXTRA_SEEDS else []) + (SEALED if t in SEALED_SEEDS else [])
+             + (["prop_anchor"] if s < ANCHOR_SEEDS.get(t, 0) else [])
+             if not (m in EXTRA and s >= EXTRA_SEEDS[t]) and not (m in SEALED and s >= SEALED_SEEDS[t])
              if not (t in RL_TASKS and m == "cvae")]
     cells += [{"kind": "users", "task": t, "method": "prop", "users": u, "seed": s, "steps": STEPS[t]}
               for t in ("point_robot", "digits_cnn") if t in args.tasks for u in (2, 4, 8) for s in range(2 if not args.quick else 1)]
     cells += attack_cells(args.tasks, STEPS, args.quick)
-    cells = [c for c in cells if c["kind"] in args.kinds]
+    cells += [{"kind": "sealed_attack", "task": t, "method": "sealed", "seed": 0, "steps": STEPS[t]}
+              for t in args.tasks if t in SEALED_SEEDS]
+    cells = [c for c in cells if c["kind"] in args.kinds or (c["kind"] == "sealed_attack" and "attacks" in args.kinds)]
     CELLS.mkdir(parents=True, exist_ok=True)
     run_grid(cells, run_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="privacy cells")
     results = aggregate()

@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -29,3 +31,19 @@ TINY_POLICY = {"hidden": 32, "embed_dim": 16, "vib_hidden": 32, "latent_dim": 4,
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def policy_module(tmp_path, monkeypatch):
+    """Write a policy module into tmp_path and return its `module:make` reference (a user's own policy)."""
+    written = []
+
+    def write(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(source)
+        written.append(name)
+        return f"{name}:make"
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)

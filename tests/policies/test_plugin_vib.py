@@ -1,6 +1,5 @@
 """The plug-in VIB: fitted post hoc on any embedding-steerable policy, the policy untouched."""
 
-import sys
 
 import numpy as np
 import pytest
@@ -47,11 +46,8 @@ SMALL = PluginVIBConfig(latent_dim=3, vib_hidden=16, vib_depth=1, steps=40, batc
 
 
 @pytest.fixture
-def foreign(tmp_path, monkeypatch):
-    (tmp_path / "foreign_policy.py").write_text(POLICY_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield "foreign_policy:make"
-    sys.modules.pop("foreign_policy", None)
+def foreign(policy_module):
+    return policy_module("foreign_policy", POLICY_MODULE)
 
 
 def test_fit_leaves_the_policy_bitwise_unchanged_and_reloads(foreign, tmp_path):

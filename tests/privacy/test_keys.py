@@ -7,6 +7,8 @@ import torch
 
 from steerlab.cli import main
 from steerlab.privacy.keys import (
+    InsecureKeyFileError,
+    KeyExistsError,
     KeyFormatError,
     derive_key,
     flip_bits,
@@ -31,6 +33,7 @@ def test_passphrase_derivation_is_deterministic_per_salt():
     assert derive_key("correct horse", salt).raw != derive_key("correct horsf", salt).raw
     with pytest.raises(KeyFormatError, match="empty"):
         derive_key("", salt)
+    assert derive_key("  a b c d e f g h  ", salt).n_bits == 128  # 8 non-space characters are enough
 
 
 def test_key_file_round_trip_mode_0600_and_no_overwrite(tmp_path):
@@ -38,7 +41,7 @@ def test_key_file_round_trip_mode_0600_and_no_overwrite(tmp_path):
     path = save_key_file(tmp_path / "alice.key", key, user="alice")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_key_file(path).raw == key.raw
-    with pytest.raises(FileExistsError):
+    with pytest.raises(KeyExistsError):
         save_key_file(path, generate_key())
 
 
@@ -58,6 +61,7 @@ def test_repr_never_shows_key_material():
 def test_bad_key_files_give_clear_errors_without_echoing(tmp_path, content, match):
     p = tmp_path / "bad.key"
     p.write_text(content)
+    p.chmod(0o600)
     with pytest.raises(KeyFormatError, match=match) as err:
         load_key_file(p)
     assert "zz-secret-zz" not in str(err.value)
@@ -81,3 +85,62 @@ def test_keygen_cli_passphrase_is_not_stored(tmp_path, monkeypatch, capsys):
     assert "my secret phrase" not in text and json.loads(text)["kdf"]["name"] == "scrypt"
     out = capsys.readouterr().out
     assert json.loads(text)["key_hex"] not in out
+
+
+# ----------------------------------------------------------------------------- issue 10, one test per defect
+def test_keygen_onto_existing_file_is_one_line_error_and_keeps_the_file(tmp_path, capsys):
+    path = tmp_path / "alice.key"
+    assert main(["keygen", "--out", str(path)]) == 0
+    before = path.read_bytes()
+    capsys.readouterr()
+    assert main(["keygen", "--out", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already exists" in err and "Traceback" not in err
+    assert path.read_bytes() == before
+
+
+def test_key_file_readable_by_others_is_refused_unless_allow_insecure(tmp_path, capsys):
+    path = save_key_file(tmp_path / "alice.key", generate_key())
+    os.chmod(path, 0o644)
+    with pytest.raises(InsecureKeyFileError, match="chmod 600"):
+        load_key_file(path)
+    assert load_key_file(path, allow_insecure=True).n_bits == 128
+    assert "warning" in capsys.readouterr().err
+    os.chmod(path, 0o640)  # group-readable counts too
+    with pytest.raises(InsecureKeyFileError):
+        load_key_file(path)
+    # the CLI: one line, exit 2, nothing written
+    assert main(["personalize", "--task", "point_robot", "--keys", str(path), "--out", str(tmp_path / "run"),
+                 "--steps", "5"]) == 2
+    assert "accessible by others" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("phrase", ["   ", "short", "a b c d e f g", "\t1234567 "])
+def test_passphrase_shorter_than_8_non_space_characters_is_rejected(tmp_path, monkeypatch, capsys, phrase):
+    import io
+
+    with pytest.raises(KeyFormatError, match="too short"):
+        derive_key(phrase, new_salt())
+    monkeypatch.setattr("sys.stdin", io.StringIO(phrase + "\n"))
+    assert main(["keygen", "--passphrase", "--out", str(tmp_path / "k.key")]) == 2
+    assert "too short" in capsys.readouterr().err and not (tmp_path / "k.key").exists()
+
+
+def test_key_files_of_different_lengths_are_one_line_error(tmp_path, capsys):
+    a = save_key_file(tmp_path / "a.key", generate_key(128))
+    b = save_key_file(tmp_path / "b.key", generate_key(64))
+    assert main(["personalize", "--task", "point_robot", "--keys", str(a), str(b), "--out", str(tmp_path / "run"),
+                 "--steps", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different lengths" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("steps", ["0", "-5", "x"])
+def test_personalize_steps_zero_or_negative_is_rejected(tmp_path, capsys, steps):
+    key = save_key_file(tmp_path / "a.key", generate_key())
+    with pytest.raises(SystemExit) as exit_:
+        main(["personalize", "--task", "point_robot", "--keys", str(key), "--out", str(tmp_path / "run"),
+              "--steps", steps])
+    assert exit_.value.code == 2 and "--steps" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -2,7 +2,6 @@
 
 import json
 import math
-import sys
 
 import pytest
 
@@ -32,11 +31,8 @@ def make():
 
 
 @pytest.fixture
-def pendulum_policy(tmp_path, monkeypatch):
-    (tmp_path / "pendulum_policy.py").write_text(PENDULUM_POLICY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield "pendulum_policy:make"
-    sys.modules.pop("pendulum_policy", None)
+def pendulum_policy(policy_module):
+    return policy_module("pendulum_policy", PENDULUM_POLICY)
 
 
 @pytest.mark.parametrize("method", ["action-residual", "dsrl"])

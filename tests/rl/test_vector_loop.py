@@ -1,7 +1,6 @@
 """The vectorized finetune loop: N envs, batched decisions, UTD, same numbers sync/async, exact resume."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -34,11 +33,8 @@ def make():
 
 
 @pytest.fixture
-def toy_policy(tmp_path, monkeypatch):
-    (tmp_path / "vec_toy_policy.py").write_text(POLICY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield "vec_toy_policy:make"
-    sys.modules.pop("vec_toy_policy", None)
+def toy_policy(policy_module):
+    return policy_module("vec_toy_policy", POLICY)
 
 
 def _cfg(policy, out, steps=150, **kw):

@@ -28,7 +28,11 @@ POLICY_LOADERS = {
     "steered": "steerlab.rl.steering:load_steered_policy",
     "plugin_vib": "steerlab.policies.plugin_vib:load_plugin_vib_policy",
     "factory": "steerlab.policies.factory:load_factory_policy",
+    "keyed": "steerlab.privacy.release:load_keyed_policy",
+    "sealed": "steerlab.privacy.release:load_sealed_policy",
+    "public_base": "steerlab.privacy.release:load_public_base",
 }
+KEYED_TYPES = ("keyed", "sealed")  # loaders that take a user key
 
 
 def versions() -> dict[str, str]:
@@ -72,19 +76,27 @@ def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
     module.load_state_dict(tensors)
 
 
-def build_policy(meta: dict, tensors: dict[str, torch.Tensor], folder: str | Path):
-    """Rebuild a policy from a checkpoint's parsed config.json and tensors (also used for nested bases)."""
+def build_policy(meta: dict, tensors: dict[str, torch.Tensor], folder: str | Path, key=None):
+    """Rebuild a policy from a checkpoint's parsed config.json and tensors (also used for nested bases).
+    `key` selects a user's personal policy in a keyed or sealed release (steerlab.privacy.release)."""
     kind = meta.get("policy_type")
     if kind not in POLICY_LOADERS:
         raise CheckpointError(f"{folder}: unknown policy_type {kind!r}; known: {sorted(POLICY_LOADERS)}")
     module, fn = POLICY_LOADERS[kind].split(":")
-    return getattr(importlib.import_module(module), fn)(meta, tensors, Path(folder))
+    loader = getattr(importlib.import_module(module), fn)
+    if key is None:
+        return loader(meta, tensors, folder)
+    if kind not in KEYED_TYPES:
+        raise CheckpointError(f"{folder} is a {kind!r} checkpoint: it takes no key (only keyed and sealed "
+                              f"releases from `steerlab personalize` do)")
+    return loader(meta, tensors, folder, key=key)
 
 
-def load_policy(folder: str | Path):
-    """Rebuild any steerlab policy from its checkpoint folder."""
+def load_policy(folder: str | Path, key=None):
+    """Rebuild any steerlab policy from its checkpoint folder. `key` (a steerlab.privacy.keys.UserKey)
+    selects a user's personal policy in a keyed or sealed release; without it, the release's no-key policy."""
     meta, tensors = read_checkpoint(folder)
-    return build_policy(meta, tensors, folder)
+    return build_policy(meta, tensors, Path(folder), key=key)
 
 
 # ---------------------------------------------------------------------- resumable training state

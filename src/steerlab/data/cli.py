@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS
-
 
 def default_dataset_dir(task: str, quality: str, episodes: int, seed: int) -> Path:
     return Path("runs") / "datasets" / f"{task}__{quality}__n{episodes}__seed{seed}"
@@ -21,13 +19,16 @@ def run_collect(args: argparse.Namespace) -> int:
     from steerlab.core.outdir import output_dir
     from steerlab.data.collect import collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
+    from steerlab.envs.registry import resolve_env
     from steerlab.envs.shifts import shift_name
 
     if args.coverage and args.shift:
         raise UserError("give either --shift or --coverage, not both")
     shift = shift_name(f"coverage:{args.coverage}" if args.coverage else args.shift)
     check_count("--episodes", args.episodes)
-    check_count("--max-steps", args.max_steps)
+    if args.max_steps is not None:
+        check_count("--max-steps", args.max_steps)
+    spec = resolve_env(args.task, max_steps=args.max_steps)  # an unknown env fails before any folder is made
     preset_dict(args.quality)  # an unknown quality fails before any folder is made
     out = Path(args.out) if args.out else default_dataset_dir(args.task, args.quality, args.episodes, args.seed)
     if shift and not args.out:
@@ -35,10 +36,12 @@ def run_collect(args: argparse.Namespace) -> int:
     # the guard refuses a foreign or existing dataset folder (or moves it aside with --overwrite) and holds
     # the folder's lock; the dataset itself is built beside it and switched in whole (write_dataset)
     with output_dir(out, "dataset", overwrite=args.overwrite, resume=False) as (folder, _):
-        episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, args.max_steps, shift=shift)
+        episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, spec.max_steps,
+                                 goal_offset=args.goal_offset, shift=shift)
         staged = write_dataset(folder / ".collect.tmp", episodes, args.task, extra_info={
             "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
-            "max_steps": args.max_steps, "env": "metaworld", **({"shift": shift} if shift else {})})
+            "max_steps": spec.max_steps, "env": spec.family, **({"shift": shift} if shift else {}),
+            **({"goal_offset": list(args.goal_offset)} if args.goal_offset else {})})
         # move the complete dataset up into the guarded folder (which keeps its marker and lock); meta/ last,
         # so a reader never finds meta/info.json before the data it describes
         for part in sorted(staged.iterdir(), key=lambda p: p.name == "meta"):
@@ -51,14 +54,19 @@ def run_collect(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("collect", help="roll out Meta-World scripted experts into a dataset",
-                       description="Example: steerlab collect --task push-wall-v3 --episodes 50 --quality mixed")
-    p.add_argument("--task", required=True, help="Meta-World v3 task, e.g. push-wall-v3")
+    p = sub.add_parser("collect", help="roll out scripted experts (Meta-World, panda-gym) into a dataset",
+                       description="Example: steerlab collect --task push-wall-v3 --episodes 50 --quality mixed "
+                                   "(or --task PandaPush-v3 / PandaPickAndPlace-v3)")
+    p.add_argument("--task", required=True, help="Meta-World v3 task (push-wall-v3) or panda-gym task (PandaPush-v3)")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--quality", default="mixed", help="expert | mixed | noisy (see steerlab.data.collect)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="episode horizon (default: the env family's, Meta-World 200, panda-gym 50)")
     p.add_argument("--out", default=None, help="dataset folder (default runs/datasets/<task>__<quality>__n<N>__seed<S>)")
+    p.add_argument("--goal-offset", nargs=3, type=float, default=None, metavar=("DX", "DY", "DZ"),
+                   help="a user's own preference: the expert aims at the task's goal moved by this offset (metres) "
+                        "while the observation keeps the task's goal (demos for `steerlab personalize --personal`)")
     p.add_argument("--shift", default=None, help="shift name (steerlab.envs.shifts): a coverage shift restricts the "
                                                  "demos' initial states, e.g. coverage:low-0.50")
     p.add_argument("--coverage", default=None, help="shorthand for --shift coverage:ARG, e.g. --coverage low-0.50")

@@ -19,6 +19,7 @@ lands roughly in the 20–70% success band (recorded in benchmarks/results/pretr
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -27,7 +28,6 @@ from tqdm.auto import tqdm
 from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
-from steerlab.envs.metaworld_env import DEFAULT_MAX_STEPS, expert_policy
 from steerlab.envs.registry import make_env, resolve_env
 from steerlab.envs.seeds import SEED_OFFSETS, episode_seeds
 
@@ -51,9 +51,12 @@ QUALITY_PRESETS: dict[str, QualityPreset] = {
 # benchmarks/pretrain.py at scale 1.0 (50 demos, seed 0): assembly 0.12, disassemble 0.12 (too hard at
 # 1.0), box-close 0.70, pick-place / hammer / shelf-place 0.72 (too easy); push-wall 0.42, peg-insert 0.28.
 # pick-place is steep: 0.72 at 1.0, 0.04 at 1.4 (second pass), hence 1.15.
+# panda-gym: set by the calibration rule of benchmarks/panda.py (first of 0.5, 1, 1.5, 2, 3 whose base is at
+# most 70% successful in its best mode), recorded in benchmarks/results/panda_calibration.json.
 TASK_NOISE_SCALE: dict[str, float] = {
     "assembly-v3": 0.6, "disassemble-v3": 0.6,
     "box-close-v3": 1.3, "pick-place-v3": 1.15, "hammer-v3": 1.4, "shelf-place-v3": 1.4,
+    "PandaPush-v3": 0.5, "PandaPickAndPlace-v3": 0.5,
 }
 
 
@@ -63,37 +66,68 @@ def get_preset(quality: str) -> QualityPreset:
     return QUALITY_PRESETS[quality]
 
 
+# scripted experts per environment family ("module:function(task, goal_offset) -> callable obs -> action");
+# a family with experts is one line here
+EXPERTS: dict[str, str] = {
+    "metaworld": "steerlab.envs.metaworld_env:expert_policy",
+    "panda": "steerlab.envs.panda_experts:expert_policy",
+}
+
+
+def expert_for(spec, goal_offset=None) -> Callable:
+    """The scripted expert for the env `spec` (an EnvSpec), looked up by its family."""
+    import importlib
+
+    if spec.family not in EXPERTS:
+        raise UserError(f"no scripted expert for {spec.id!r} (family {spec.family!r}); families with experts: "
+                        f"{', '.join(EXPERTS)}")
+    module, _, fn = EXPERTS[spec.family].partition(":")
+    return getattr(importlib.import_module(module), fn)(spec.id, goal_offset)
+
+
 def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 0,
-                  max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True, goal_offset=None,
-                  shift: str | None = None) -> list[Episode]:
+                  max_steps: int | None = None, progress: bool = True, goal_offset=None,
+                  noise_scale: float | None = None, shift: str | None = None, split: str = "demo") -> list[Episode]:
     """Roll out the scripted expert with the preset's corruption; one Episode per rollout.
 
     Episodes end at the first success (the evaluation counts success at any step), at the horizon,
-    or at the preset's cut point. `goal_offset` records a user's personal preference instead: the
-    expert aims at goal + offset while the observation keeps the task's goal.
+    or at the preset's cut point (`max_steps` None: the env family's horizon, e.g. Meta-World 200,
+    panda-gym 50). `goal_offset` records a user's personal preference instead: the
+    expert aims at goal + offset while the observation keeps the task's goal. `noise_scale` multiplies
+    the preset's noise levels (default: the task's entry in TASK_NOISE_SCALE, else 1).
 
     `shift` (steerlab.envs.shifts): a coverage shift keeps only demo seeds whose initial object/goal
     positions lie in its region (the next demo seeds are tried until `episodes` are accepted); an
     actuation shift records the demonstrations on the shifted robot.
+
+    `split` names the episode-seed range (`steerlab.envs.seeds`): 'demo' for imitation data; the
+    privacy recipes draw their users' personal demonstrations from 'train' (training data that is not
+    the shared demos). Either way the seeds never reach the next range, so never an evaluation seed.
     """
     from steerlab.envs.shifts import parse_shift
 
     spec = parse_shift(shift)
     preset = get_preset(quality)
     check_count("episodes", episodes)
-    check_count("max_steps", max_steps)
+    if max_steps is not None:
+        check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
     kwargs = {} if goal_offset is None else {"goal_offset": np.asarray(goal_offset, np.float32).tolist()}
-    env = make_env(resolve_env(task, max_steps=max_steps, kwargs=kwargs, shift=spec.name if spec else None),
-                   seed=seed, terminate_on_success=True)
-    expert = expert_policy(task, goal_offset)
+    env_spec = resolve_env(task, max_steps=max_steps, kwargs=kwargs, shift=spec.name if spec else None)
+    env = make_env(env_spec, seed=seed, terminate_on_success=True)
+    expert = expert_for(env_spec, goal_offset)
+    act_dim = env.action_space.shape[0]
+    max_steps = env_spec.max_steps
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
-    scale = TASK_NOISE_SCALE.get(task, 1.0)
+    scale = TASK_NOISE_SCALE.get(task, 1.0) if noise_scale is None else float(noise_scale)
     out: list[Episode] = []
     bar = tqdm(total=episodes, desc=f"collect {task} ({quality})", disable=not progress, unit="ep")
-    first = episode_seeds("demo", seed, 1)[0]
-    candidates = iter(range(first, SEED_OFFSETS["train"]))  # demo seeds in order; never a train/eval seed
+    first = episode_seeds(split, seed, 1)[0]
+    end = min([o for o in SEED_OFFSETS.values() if o > SEED_OFFSETS[split]], default=first + 10_000)
+    if first >= end:
+        raise UserError(f"seed {seed} is too large for the {split!r} episode-seed range")
+    candidates = iter(range(first, end))  # seeds in order, never past the split's own range
     while len(out) < episodes:
         ep_seed = next(candidates, None)
         if ep_seed is None:
@@ -105,11 +139,11 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
         cut = rng.random() < preset.cut_fraction
         cut_at = int(max_steps * rng.uniform(*preset.cut_range) * 0.5) if cut else max_steps
         obs_l, act_l, rew_l = [], [], []
-        noise = np.zeros(4, np.float32)
+        noise = np.zeros(act_dim, np.float32)
         success = False
         for t in range(min(cut_at, max_steps)):
             if t % preset.hold == 0:
-                noise = (rng.standard_normal(4) * std).astype(np.float32)
+                noise = (rng.standard_normal(act_dim) * std).astype(np.float32)
             action = np.clip(np.asarray(expert(obs), np.float32) + noise, -1.0, 1.0)
             obs_l.append(obs)
             act_l.append(action)

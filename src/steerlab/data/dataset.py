@@ -348,3 +348,13 @@ def read_dataset(root: str | Path) -> Dataset:
         episode_index=ep_idx, frame_index=frame_idx, info=info, stats=stats, episodes=episodes,
         tasks=tasks, task_index=task_idx,
     )
+
+
+def chunk_indices(ds: Dataset, horizon: int) -> np.ndarray:
+    """(N, horizon) frame indices of the action chunk starting at each frame; chunks running past the
+    end of their episode repeat its last action (the robot holds its final command)."""
+    idx = np.empty((len(ds.actions), horizon), np.int64)
+    for sl in ds.episode_slices():
+        frames = np.arange(sl.start, sl.stop)
+        idx[sl] = np.minimum(frames[:, None] + np.arange(horizon)[None], sl.stop - 1)
+    return idx

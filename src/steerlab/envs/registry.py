@@ -18,7 +18,7 @@ Every env steerlab builds speaks one small contract, whatever its family:
 * `spec.shift`: a named deployment shift (`steerlab.envs.shifts`) applied around the env.
 
 `EnvSpec` is plain JSON (`to_dict`) and is recorded in checkpoints and results. A new family is one
-`EnvFamily` subclass + `register_family` (the three below are the examples).
+`EnvFamily` subclass + `register_family` (the three below are the examples; `panda_tasks.PandaFamily` a fourth).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 
 import steerlab.envs.toy  # noqa: F401  (registers steerlab/PointReach-v0, the tests' and docs' tiny env)
 from steerlab.core.errors import UserError
+from steerlab.envs.panda_tasks import PandaFamily
 
 DEFAULT_MAX_STEPS = 200
 
@@ -233,7 +234,8 @@ def register_family(family: EnvFamily) -> EnvFamily:
     return family
 
 
-for _family in (MetaWorldFamily(), FactoryFamily(), GymFamily()):
+# asked in this order: panda before gym, which would also own 'PandaPush-v3' once panda_gym is imported
+for _family in (MetaWorldFamily(), PandaFamily(), FactoryFamily(), GymFamily()):
     register_family(_family)
 
 

@@ -60,8 +60,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         check_count("--max-steps", args.max_steps)
     if not math.isfinite(args.noise_scale) or args.noise_scale < 0:
         raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
+    key = None
+    if args.key:  # a keyed or sealed release from `steerlab personalize`: run this user's personal policy
+        from steerlab.privacy.keys import load_key_file
+
+        key = load_key_file(args.key, allow_insecure=args.allow_insecure)
     checkpoint = resolve_checkpoint(args.checkpoint)
-    policy = load_policy(checkpoint)
+    policy = load_policy(checkpoint, key=key)
     spec = env_spec(checkpoint, args.env, args.max_steps)
     if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
         from steerlab.envs.shifts import shift_name
@@ -71,6 +76,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     name = task.replace(":", "_").replace("/", "_")
     out = Path(args.out) if args.out else default_result_path(checkpoint, name, args.seed, args.episodes,
                                                               args.noise_scale, max_steps, spec.shift)
+    if key is not None and not args.out:  # one user's results never replace another's or the no-key ones
+        out = out.with_name(f"{out.stem}_key{key.fingerprint()}{out.suffix}")
     check_not_input(out, [checkpoint])
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it (the old file is renamed "
@@ -119,4 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
     p.add_argument("--video-episodes", type=int, default=2)
     p.add_argument("--print-json", action="store_true")
+    p.add_argument("--key", default=None, help="key file: run a keyed / sealed release as this user's personal policy "
+                                              "(without it: the release's no-key policy, i.e. the base)")
+    p.add_argument("--allow-insecure", action="store_true", help="accept a key file others can read (warns)")
     p.set_defaults(func=run_evaluate)

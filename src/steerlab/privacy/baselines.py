@@ -24,24 +24,13 @@ from torch import nn
 from steerlab.policies.backbones import mlp
 from steerlab.privacy.keyed import replace_module
 from steerlab.privacy.keys import random_keys
-from steerlab.privacy.train import KeyedTrainConfig, negative_keys, personal_batches, split_sizes
+from steerlab.privacy.train import KeyedTrainConfig, learner_of, negative_keys, personal_batches, split_sizes
 
 
 def fit_personal(model: nn.Module, params, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
-    """Plain supervised training of `params` on one user's personal data (no keys involved); RL tasks
-    (`task.optimize_personal`, e.g. panda_reach) run PPO on the personal reward instead."""
-    if hasattr(task, "optimize_personal"):
-        task.optimize_personal(model, list(params), user, cfg)
-        return model.eval()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    model.train()
-    for _ in range(cfg.steps):
-        x, y = task.personal_batch(user, cfg.batch_size, gen)
-        loss = task.loss(model, x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    """Train `params` on one user's objective only, no keys involved (`task.learner`: gradient steps on the
+    personal data, or PPO on the personal reward for RL tasks)."""
+    learner_of(task).fit_personal(model, list(params), task, user, cfg)
     return model.eval()
 
 

@@ -8,10 +8,8 @@ prints contains key material.
 from __future__ import annotations
 
 import argparse
-import copy
 import getpass
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from steerlab.core.checkpoint import atomic_write_json
@@ -19,13 +17,36 @@ from steerlab.core.checkpoint import atomic_write_json
 KEYED_TYPE = "keyed"
 
 
-def run_keygen(args: argparse.Namespace) -> int:
-    from steerlab.privacy.keys import SCRYPT_PARAMS, derive_key, generate_key, new_salt, save_key_file
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive count, got {value}")
+    return value
 
+
+def read_passphrase() -> str:
+    return sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("passphrase: ")
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    from steerlab.privacy.keys import (
+        SCRYPT_PARAMS,
+        KeyExistsError,
+        derive_key,
+        generate_key,
+        new_salt,
+        save_key_file,
+    )
+
+    if Path(args.out).exists():  # before asking for a passphrase
+        raise KeyExistsError(f"{args.out} already exists; refusing to overwrite a key file (the old key would be "
+                             f"lost): choose another --out")
     if args.passphrase:
-        phrase = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("passphrase: ")
         salt = new_salt()
-        key = derive_key(phrase, salt, args.bits)
+        key = derive_key(read_passphrase(), salt, args.bits)
         kdf = {"name": "scrypt", "salt_hex": salt.hex(), **SCRYPT_PARAMS}
     else:
         key, kdf = generate_key(args.bits), None
@@ -34,66 +55,96 @@ def run_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def save_keyed(folder: Path, model, base, meta: dict) -> None:
-    from steerlab.core.checkpoint import save_checkpoint
-
-    save_checkpoint(folder, KEYED_TYPE, meta, model.state_dict())
-    save_checkpoint(folder / "public_base", "public_base", {"task": meta["task"]}, base.state_dict())
-
-
 def load_keyed(folder: str | Path):
-    """(task, keyed model, public base) from a `personalize` run folder."""
-    from steerlab.core.checkpoint import CheckpointError, load_state_strict, read_checkpoint
-    from steerlab.privacy.keyed import KeyedModel
-    from steerlab.privacy.tasks import make_task
+    """(task, keyed model, public base) of a keyed release written by `steerlab personalize`."""
+    from steerlab.privacy.release import open_keyed, task_from_config
 
-    meta, tensors = read_checkpoint(folder)
-    if meta["policy_type"] != KEYED_TYPE:
-        raise CheckpointError(f"{folder} is not a keyed model (policy_type {meta['policy_type']!r})")
-    cfg = meta["config"]
-    task = make_task(cfg["task"], n_users=cfg["n_users"])
-    model = KeyedModel(task.make_model(), cfg["layers"], cfg["key_bits"], cfg["mode"], key_hash=cfg["key_hash"],
-                       sharpness=cfg["sharpness"])
-    load_state_strict(model, tensors, str(folder))
-    _, base_tensors = read_checkpoint(Path(folder) / "public_base")
-    base = task.make_model()
-    load_state_strict(base, base_tensors, str(Path(folder) / "public_base"))
-    return task, model.eval(), base.eval()
+    model, base, meta = open_keyed(folder)
+    return task_from_config(meta["config"]["task"]), model, base
+
+
+def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
+    """How to rebuild the task (recorded in the release), and the command's input paths."""
+    from steerlab.core.checkpoint import read_checkpoint
+    from steerlab.core.errors import UserError
+
+    if args.task:
+        if args.base or args.personal or args.general:
+            raise UserError("pass either --task (a built-in recipe) or --base with --personal, not both")
+        kwargs = {"n_users": n_users, **({"mnist_dir": str(Path(args.mnist).resolve())} if args.mnist else {})}
+        return {"recipe": args.task, "kwargs": kwargs}, [args.mnist]
+    if not (args.base and args.personal):
+        raise UserError("pass --task RECIPE, or --base CHECKPOINT with --personal DATASET (one per key)")
+    if len(args.personal) != n_users:
+        raise UserError(f"{len(args.personal)} personal datasets for {n_users} keys: pass one --personal dataset per key")
+    general = args.general
+    if general is None:  # the base's own training data holds the shared behaviour
+        meta, _ = read_checkpoint(args.base)
+        general = meta.get("pretrain", {}).get("dataset")
+        if not general:
+            raise UserError(f"{args.base} records no training dataset: pass --general DATASET")
+    options = {"score": args.score, "holdout": args.holdout, "layers": args.layers, "tolerance": args.tolerance,
+               "goal_offsets": args.goal_offset}
+    if args.score == "env":  # where the base acts, as `steerlab evaluate` reads it from the checkpoint
+        from steerlab.envs.registry import EnvSpec, checkpoint_env
+
+        recorded = checkpoint_env(read_checkpoint(args.base)[0])
+        if recorded:
+            env = EnvSpec.from_dict(recorded)
+            options.update(env_task=env.id, env_max_steps=env.max_steps)
+    spec = {"datasets": {"base": str(Path(args.base).resolve()), "general": str(Path(general).resolve()),
+                         "personal": [str(Path(p).resolve()) for p in args.personal], "options": options}}
+    return spec, [args.base, general, *args.personal]
 
 
 def run_personalize(args: argparse.Namespace) -> int:
     import torch
 
+    from steerlab.core.errors import UserError
     from steerlab.core.logger import RunLogger
-    from steerlab.privacy.evaluate import Personalized, evaluate_key_cases
-    from steerlab.privacy.keyed import KeyedModel
-    from steerlab.privacy.keys import load_key_file
-    from steerlab.privacy.tasks import make_task
-    from steerlab.privacy.train import KeyedTrainConfig, train_keyed
+    from steerlab.core.outdir import output_dir
+    from steerlab.privacy.evaluate import evaluate_key_cases
+    from steerlab.privacy.keys import load_key_files
+    from steerlab.privacy.methods import RELEASABLE, MethodConfig, build_personalized
+    from steerlab.privacy.protocols import HeldOutScorer
+    from steerlab.privacy.release import save_release, task_from_config
 
     torch.set_num_threads(1)
-    users = [load_key_file(k) for k in args.keys]
-    task = make_task(args.task, n_users=len(users), **({"mnist_dir": args.mnist} if args.mnist else {}))
-    base = task.train_base(args.seed)
-    model = KeyedModel(copy.deepcopy(base), args.layers or task.layers, users[0].n_bits, args.mode,
-                       sharpness=8.0 if args.harden else 1.0)
-    cfg = KeyedTrainConfig(steps=args.steps or getattr(task, "default_steps", 1500), lr=task.lr, seed=args.seed, hardening=args.harden,
-                           near_miss_bits=args.near_miss_bits, train_base=not args.freeze_base, progress=True)
-    log = train_keyed(model, task, users, cfg)
-    out = Path(args.out)
-    logger = RunLogger(out, tensorboard=False)
-    for row in log:
-        logger.log(row.pop("step"), **row)
-    cases = evaluate_key_cases(Personalized("prop", model, [u.bits() for u in users], predict=task.predict), task, args.seed)
-    logger.log(cfg.steps, **{f"{c}/{k}": v for c, d in cases.items() for k, v in d.items()})
-    logger.close()
-    model.set_key(None)
-    save_keyed(out, model, base, {"task": args.task, "layers": model.layer_names, "mode": args.mode,
-                                  "key_bits": model.key_bits, "key_hash": model.key_hash, "n_users": len(users),
-                                  "sharpness": 8.0 if args.harden else 1.0, "train": asdict(cfg)})
+    torch.manual_seed(args.seed)
+    method = args.method
+    if args.freeze_base or args.mode == "output":  # the older flags name methods of the table
+        if method != "prop":
+            raise UserError("--freeze-base / --mode output select prop_frozen / prop_output: drop them or --method")
+        method = "prop_frozen" if args.freeze_base else "prop_output"
+    users = load_key_files(args.keys, allow_insecure=args.allow_insecure)
+    spec, inputs = _task_spec(args, len(users))
+    with output_dir(args.out, "personalize", overwrite=args.overwrite, inputs=[*args.keys, *inputs]) as (out, _):
+        task = task_from_config(spec)
+        base = task.train_base(args.seed)
+        m = MethodConfig(steps=args.steps or task.default_steps, seed=args.seed, hardened=args.harden,
+                         near_miss_bits=args.near_miss_bits, layers=args.layers, progress=True)
+        p = build_personalized(method, task, base, users, m)
+        # wrong-key cases: 8 keys each, 2 where every score is a set of rollouts
+        cases = evaluate_key_cases(p, task, args.seed, n_keys=8 if isinstance(task.scorer, HeldOutScorer) else 2)
+        logger = RunLogger(out, tensorboard=False)
+        for row in p.log:
+            row = dict(row)
+            logger.log(row.pop("step", 0), **{k: v for k, v in row.items() if isinstance(v, (int, float))})
+        logger.log(m.steps, **{f"{c}/{k}": v for c, d in cases.items() for k, v in d.items()})
+        logger.close()
+        config = {"method": method, "task": spec, "n_users": len(users), "seed": args.seed, "steps": m.steps,
+                  "hardened": args.harden, "near_miss_bits": args.near_miss_bits}
+        atomic_write_json(out / "cases.json", {"config": config, "cases": cases})
+        if method in RELEASABLE:
+            save_release(out, p, config, base, args.base)
     for case, d in cases.items():
         print(f"{case:>12}: general {d['general']:.3f}  personal {d['personal']:.3f}")
-    print(f"keyed model: {out} (contains no key; keep your key file private)")
+    if method in RELEASABLE:
+        what = "sealed release" if method.startswith("sealed") else "keyed model"
+        print(f"{what}: {out} (contains no key; keep your key files private). Run it: steerlab evaluate {out} "
+              f"--key {args.keys[0]}")
+    else:
+        print(f"{method} is a comparison baseline: its scores are in {out / 'cases.json'}, no model is released")
     return 0
 
 
@@ -151,26 +202,49 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Examples: steerlab keygen --out alice.key ;  "
                                    "echo 'correct horse' | steerlab keygen --passphrase --out bob.key")
     p.add_argument("--out", required=True, help="key file to create (mode 0600; never overwritten)")
-    p.add_argument("--bits", type=int, default=128)
+    p.add_argument("--bits", type=positive_int, default=128)
     p.add_argument("--passphrase", action="store_true", help="derive from a passphrase read from stdin / prompt")
     p.add_argument("--user", default=None, help="optional label stored in the key file")
     p.set_defaults(func=run_keygen)
 
-    p = sub.add_parser("personalize", help="keyed training (PRoP) of a recipe for one or more users",
-                       description="Example: steerlab personalize --task digits_cnn --keys alice.key bob.key "
-                                   "--out runs/personalize/digits")
-    p.add_argument("--task", required=True, help="point_robot | digits_cnn | digits_transformer | panda_reach | "
-                                                  "metaworld_reach_mlp | metaworld_reach_flow")
+    p = sub.add_parser("personalize", help="private personalization (keyed PRoP or a sealed release) of a recipe "
+                                           "or of your own policy from your demonstrations",
+                       description="Examples: steerlab personalize --task digits_cnn --keys alice.key bob.key --out "
+                                   "runs/personalize/digits ;  steerlab personalize --base runs/pretrain/reach "
+                                   "--personal runs/datasets/alice_demos --keys alice.key --method sealed "
+                                   "--out runs/personalize/reach-alice")
+    src = p.add_argument_group("what to personalize (a recipe, or your policy and demonstrations)")
+    src.add_argument("--task", default=None, help="built-in recipe: point_robot | digits_cnn | digits_transformer | "
+                                                  "panda_reach | metaworld_reach_mlp | metaworld_reach_flow")
+    src.add_argument("--base", default=None, help="your policy's checkpoint folder (e.g. from `steerlab pretrain`)")
+    src.add_argument("--personal", nargs="+", default=None,
+                     help="one dataset of the user's demonstrations per key (LeRobotDataset v3 folders)")
+    src.add_argument("--general", default=None,
+                     help="dataset of the shared behaviour (default: the dataset the base was trained on)")
+    src.add_argument("--score", choices=["agreement", "accuracy", "env"], default="agreement",
+                     help="--base only: how behaviour is scored: action agreement (R²) or accuracy (share of "
+                          "actions within --tolerance) on held-out demos, or env success with the user's goal")
+    src.add_argument("--goal-offset", nargs=3, type=float, action="append", default=None, metavar=("DX", "DY", "DZ"),
+                     help="--score env: a user's goal offset, once per key (default: recorded by collect --goal-offset)")
+    src.add_argument("--holdout", type=float, default=0.2, help="share of each dataset's episodes held out for scoring")
+    src.add_argument("--tolerance", type=float, default=0.1, help="--score accuracy: max-norm action tolerance")
     p.add_argument("--keys", nargs="+", required=True, help="one key file per user (user i gets personal data i)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=None,
-                   help="gradient steps (default 1500); environment steps for panda_reach (default 60000)")
-    p.add_argument("--mode", choices=["input", "output"], default="input", help="gate W·diag(δ) or the output")
-    p.add_argument("--layers", nargs="+", default=None, help="nn.Linear layers to key (default: the task's)")
-    p.add_argument("--near-miss-bits", type=int, default=4)
+    p.add_argument("--out", required=True, help="folder to create (refused if it holds anything else)")
+    p.add_argument("--overwrite", action="store_true", help="move an existing --out folder aside (never deleted)")
+    p.add_argument("--method", default="prop", help="prop | prop_output | prop_rawbits | prop_frozen | key_mlp | "
+                                                    "sealed | sealed_full (released); cvae | finetune | lora (scores only)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="gradient steps (default 1500; recipes' own defaults); environment steps for panda_reach "
+                        "(default 30000; keyed methods get twice)")
+    p.add_argument("--mode", choices=["input", "output"], default="input",
+                   help="gate W·diag(δ) or the output (output = --method prop_output)")
+    p.add_argument("--layers", nargs="+", default=None,
+                   help="nn.Linear layers to key, or for sealed to give LoRA deltas (default: the task's / all)")
+    p.add_argument("--near-miss-bits", type=positive_int, default=4)
     p.add_argument("--harden", action="store_true", help="adversarial negatives against gate-space attacks")
-    p.add_argument("--freeze-base", action="store_true", help="train only the key encoders (no-key = base, bitwise)")
+    p.add_argument("--freeze-base", action="store_true", help="= --method prop_frozen (no-key = base, bitwise)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (digits tasks)")
+    p.add_argument("--allow-insecure", action="store_true", help="use key files others can read (with a warning)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_personalize)
 

@@ -16,15 +16,17 @@ class Personalized:
     """Uniform view of PRoP and the baselines: `runner(case_bits)` returns a predict function.
 
     `bits` is a key (tensor of 0/1) or None for "no key". For `finetune` the key is ignored (the model
-    always behaves personally); for `lora` only the user's own key "unlocks" its adapter.
+    always behaves personally); for `lora` only the user's own key "unlocks" its adapter; for `sealed`
+    (steerlab.privacy.sealed.SealedRelease) a key runs the personal policy only if it decrypts a blob.
     """
 
     def __init__(self, kind: str, model, user_bits: list[torch.Tensor], adapters=None, predict=None):
         self.kind, self.model, self.user_bits, self.adapters = kind, model, user_bits, adapters
         self.predict = predict or (lambda m, x: m(x))  # task.predict for models that are not plain callables
+        self.log: list[dict] = []  # the training log, when the method keeps one
 
     def runner(self, bits: torch.Tensor | None):
-        if self.kind in ("prop", "key_mlp"):
+        if self.kind in ("prop", "key_mlp", "sealed"):  # sealed: a key that opens no blob gives the base
             self.model.set_key(bits)
         elif self.kind == "cvae":
             return lambda x: self.model.run(x, bits, self.predict)
@@ -45,13 +47,8 @@ def evaluate_key_cases(p: Personalized, task: Task, seed: int, n_keys: int = 8) 
     per_user = []
     for u, bits in enumerate(p.user_bits):
         run = p.runner(bits)
-        if hasattr(task, "rollout_scores"):
-            general = task.rollout_scores(run)["general"] if u == 0 else per_user[0]["general"]
-            per_user.append({"general": general, "personal": task.personal_rollout_score(run, u)})
-            continue
-        xg, yg = task.test_general()
-        xp, yp = task.test_personal(u)
-        per_user.append({"general": task.score(run(xg), yg), "personal": task.score(run(xp), yp)})
+        per_user.append({"general": task.scorer.general_score(task, run),
+                         "personal": task.scorer.personal_score(task, run, u)})
     out["correct"] = {k: float(np.mean([r[k] for r in per_user])) for k in ("general", "personal")}
     rand = [scores(task, p.runner(k)) for k in random_keys(n_keys, len(p.user_bits[0]), gen)]
     near = [scores(task, p.runner(flip_bits(p.user_bits[i % len(p.user_bits)], 1, gen))) for i in range(n_keys)]

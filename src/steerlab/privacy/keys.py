@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import stat
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +23,26 @@ from pathlib import Path
 import torch
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from steerlab.core.errors import UserError
+
 KEY_FILE_FORMAT = "steerlab-key"
 KEY_FILE_VERSION = 1
 DEFAULT_BITS = 128
 SCRYPT_PARAMS = {"n": 2**14, "r": 8, "p": 1}
+MIN_PASSPHRASE_CHARS = 8
+"""Passphrases need at least this many non-space characters (scrypt slows guessing; it cannot fix a tiny space)."""
 
 
-class KeyFormatError(ValueError):
+class KeyFormatError(UserError):
     """A key or key file is malformed. Messages never contain key material."""
+
+
+class KeyExistsError(UserError):
+    """`keygen` would replace an existing key file (the old key would be lost: we never do that)."""
+
+
+class InsecureKeyFileError(UserError):
+    """A key file is readable or writable by group or others (like ssh, we refuse to use it)."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -49,6 +62,17 @@ class UserKey:
         as_int = int.from_bytes(self.raw, "big")
         return torch.tensor([(as_int >> (self.n_bits - 1 - i)) & 1 for i in range(self.n_bits)], dtype=torch.float32)
 
+    @classmethod
+    def from_bits(cls, bits: torch.Tensor) -> UserKey:
+        """The key whose `bits()` are `bits` (0/1, most significant first, a multiple of 8 of them)."""
+        b = torch.as_tensor(bits).flatten()
+        if b.numel() == 0 or b.numel() % 8 or not bool(((b == 0) | (b == 1)).all()):
+            raise KeyFormatError("key bits must be 0/1 values, a positive multiple of 8 of them")
+        value = 0
+        for x in b.tolist():
+            value = (value << 1) | int(x)
+        return cls(value.to_bytes(b.numel() // 8, "big"))
+
     def fingerprint(self) -> str:
         return hashlib.sha256(self.raw).hexdigest()[:8]
 
@@ -66,8 +90,13 @@ def generate_key(bits: int = DEFAULT_BITS) -> UserKey:
 
 def derive_key(passphrase: str, salt: bytes, bits: int = DEFAULT_BITS, params: dict | None = None) -> UserKey:
     """scrypt(passphrase, salt) -> key. Same passphrase + salt -> same key."""
+    if bits % 8 or bits <= 0:
+        raise KeyFormatError(f"key size must be a positive multiple of 8 bits, got {bits}")
     if not passphrase:
         raise KeyFormatError("the passphrase is empty")
+    if len("".join(passphrase.split())) < MIN_PASSPHRASE_CHARS:
+        raise KeyFormatError(f"the passphrase is too short: use at least {MIN_PASSPHRASE_CHARS} characters "
+                             f"that are not spaces")
     p = dict(SCRYPT_PARAMS, **(params or {}))
     kdf = Scrypt(salt=salt, length=bits // 8, n=p["n"], r=p["r"], p=p["p"])
     return UserKey(kdf.derive(passphrase.encode("utf-8")))
@@ -80,8 +109,9 @@ def new_salt() -> bytes:
 def save_key_file(path: str | Path, key: UserKey, kdf: dict | None = None, user: str | None = None) -> Path:
     """Write a key file with mode 0600, atomically; refuses to overwrite an existing key file."""
     path = Path(path)
-    if path.exists():
-        raise FileExistsError(f"{path} exists; refusing to overwrite a key file")
+    if path.exists() or path.is_symlink():
+        raise KeyExistsError(f"{path} already exists; refusing to overwrite a key file (the old key would be "
+                             f"lost): choose another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"format": KEY_FILE_FORMAT, "version": KEY_FILE_VERSION, "bits": key.n_bits, "key_hex": key.raw.hex(),
            "kdf": kdf, "user": user, "fingerprint": key.fingerprint()}
@@ -97,10 +127,24 @@ def save_key_file(path: str | Path, key: UserKey, kdf: dict | None = None, user:
     return path
 
 
-def load_key_file(path: str | Path) -> UserKey:
+def check_key_file_mode(path: Path, allow_insecure: bool = False) -> None:
+    """Refuse a key file that group or others may read or write, as ssh does with private keys;
+    `allow_insecure` turns the refusal into a warning on stderr."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & 0o077:
+        return
+    msg = (f"key file {path} is accessible by others (mode {mode:04o}); run `chmod 600 {path}`"
+           f"{'' if allow_insecure else ' or pass --allow-insecure'}")
+    if not allow_insecure:
+        raise InsecureKeyFileError(msg)
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def load_key_file(path: str | Path, allow_insecure: bool = False) -> UserKey:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"key file {path} does not exist")
+        raise KeyFormatError(f"key file {path} does not exist")
+    check_key_file_mode(path, allow_insecure)
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -116,6 +160,17 @@ def load_key_file(path: str | Path) -> UserKey:
     if 8 * len(raw) != doc.get("bits"):
         raise KeyFormatError(f"{path}: key length {8 * len(raw)} bits does not match 'bits' = {doc.get('bits')}")
     return UserKey(raw)
+
+
+def load_key_files(paths: list, allow_insecure: bool = False) -> list[UserKey]:
+    """Several users' key files; they must all have the same length (one keyed model, one key size)."""
+    keys = [load_key_file(p, allow_insecure) for p in paths]
+    sizes = {k.n_bits for k in keys}
+    if len(sizes) > 1:
+        detail = ", ".join(f"{p}: {k.n_bits} bits" for p, k in zip(paths, keys))
+        raise KeyFormatError(f"the key files have different lengths ({detail}); all users of one model need "
+                             f"keys of the same size")
+    return keys
 
 
 def random_keys(n: int, bits: int, generator: torch.Generator) -> torch.Tensor:

@@ -22,6 +22,8 @@ from torch import nn
 from steerlab.data.collect import collect_demos
 from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
+from steerlab.privacy.scorers import EnvSuccessScorer
+from steerlab.privacy.sealed import policy_of
 from steerlab.privacy.task import Task
 
 OFFSET = 0.08
@@ -67,9 +69,10 @@ class MetaWorldPreferenceTask(Task):
         self.layers = ["net.2"] if policy == "mlp" else ["encoder.2"]
         self.concat_layer = "net.0" if policy == "mlp" else "encoder.0"
         self.cvae_layer = self.layers[0]
+        self.scorer = EnvSuccessScorer(self.task_id, [user_offset(u) for u in range(n_users)], eval_episodes)
         self.general = _frames(collect_demos(self.task_id, general_demos, "expert", seed, progress=False), self.horizon)
-        self.personal = [_frames(collect_demos(self.task_id, personal_demos, "expert", seed + 100 + u, progress=False,
-                                               goal_offset=user_offset(u)), self.horizon) for u in range(n_users)]
+        self.personal = [_frames(collect_demos(self.task_id, personal_demos, "expert", seed + u, progress=False,
+                                               goal_offset=user_offset(u), split="train"), self.horizon) for u in range(n_users)]
 
     # ------------------------------------------------------------------ model
     def make_model(self) -> nn.Module:
@@ -89,7 +92,7 @@ class MetaWorldPreferenceTask(Task):
 
     @staticmethod
     def _inner(model):
-        return getattr(model, "model", model) if not hasattr(model, "compute_loss") else model
+        return policy_of(model)
 
     # ------------------------------------------------------------------ data and loss
     def _sample(self, data, n, gen):
@@ -119,37 +122,3 @@ class MetaWorldPreferenceTask(Task):
         cond = inner.condition(inner.embed(x))
         chunk = inner.unnormalize_actions(inner.generate(cond, torch.zeros(len(x), *inner.chunk_shape)))
         return chunk[:, 0]
-
-    # ------------------------------------------------------------------ rollout scores
-    def rollout_scores(self, run) -> dict[str, float]:
-        from steerlab.eval.rollout import rollout_episodes
-
-        policy = _RunAsChunkPolicy(run)
-        general = rollout_episodes(policy, self.task_id, self.eval_episodes, seed=0, n_envs=1, max_steps=100,
-                                   asynchronous=False, progress=False)
-        personal = [rollout_episodes(policy, self.task_id, self.eval_episodes, seed=0, n_envs=1, max_steps=100,
-                                     asynchronous=False, progress=False, goal_offset=user_offset(u))
-                    for u in range(self.n_users)]
-        return {"general": float(np.mean([e["success"] for e in general])),
-                "personal": float(np.mean([np.mean([e["success"] for e in p]) for p in personal]))}
-
-    def personal_rollout_score(self, run, user: int) -> float:
-        from steerlab.eval.rollout import rollout_episodes
-
-        eps = rollout_episodes(_RunAsChunkPolicy(run), self.task_id, self.eval_episodes, seed=0, n_envs=1,
-                               max_steps=100, asynchronous=False, progress=False, goal_offset=user_offset(user))
-        return float(np.mean([e["success"] for e in eps]))
-
-
-class _RunAsChunkPolicy:
-    """Adapts `run(obs) -> actions (B, A)` to the rollout's chunk-policy protocol (one action per plan)."""
-
-    n_action_steps = 1
-    chunk_shape = (1, 4)
-
-    def __init__(self, run):
-        self.run = run
-
-    @torch.no_grad()
-    def predict_chunk(self, obs, *, noise=None):
-        return self.run(torch.as_tensor(np.asarray(obs, np.float32))).numpy()[:, None, :]

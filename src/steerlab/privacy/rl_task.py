@@ -83,7 +83,7 @@ class PandaReachTask(Task):
     layers = ["net.2"]  # PRoP gates the input of the actor's second hidden layer
     concat_layer = "net.0"  # key-MLP: the key joins the actor's input
     cvae_layer = None  # no CVAE baseline for RL
-    default_steps = 60_000  # environment steps of keyed PPO / fine-tuning / LoRA
+    default_steps = 30_000  # environment steps of fine-tuning / LoRA / sealed; keyed PPO gets twice (methods.py)
     lr = 3e-3  # personalization (keyed PPO, fine-tuning, LoRA): it must move far from the base quickly
     base_lr = 1e-3  # PPO from scratch for the public base
     rl = True
@@ -154,50 +154,6 @@ class PandaReachTask(Task):
             ac.critic.load_state_dict(self._base_ac.critic.state_dict())
         return ac
 
-    # ------------------------------------------------------------------ training hooks (used by train_keyed
-    # and the fine-tuning / LoRA baselines in place of the supervised loops)
-    def train_keyed(self, model, users: list, cfg) -> list[dict]:
-        """Keyed PPO: user-key episodes earn the personal reward, wrong-key / no-key episodes the general
-        one. Every minibatch also carries the supervised general loss of the other tasks — the actor under
-        random, near-miss and no keys matches the public base's actions on probe states — which keeps
-        wrong keys at the base behaviour despite PPO's noisy updates (and, with `cfg.hardening`, the
-        adversarial negatives)."""
-        from steerlab.privacy.train import general_loss, hardening_loss, refresh_attack_pool
-
-        user_bits = torch.stack([u.bits() for u in users])
-        for p in model.base_parameters():
-            p.requires_grad_(cfg.train_base)
-        ac = self._warm_ac(model)
-        gen = torch.Generator().manual_seed(cfg.seed + 7)
-        pool: dict[str, list] = {"inputs": [], "deltas": []}
-        last = [-1]
-
-        def aux(update: int) -> torch.Tensor:
-            loss = cfg.general_weight * general_loss(model, self, user_bits, cfg, gen)
-            if cfg.hardening:
-                if update != last[0] and update > 0 and update % self.attack_every_updates == 0:
-                    refresh_attack_pool(model, self, pool, cfg.seed + update)
-                last[0] = update
-                loss = loss + self.hardening_weight * hardening_loss(model, self, gen, pool, cfg.batch_size)
-            return loss
-
-        env = self.make_env(cfg.seed + 1)
-        log = train_ppo(ac, env, self.ppo_config(cfg.steps, cfg.seed, cfg.lr), KeyedEpisodes(user_bits, cfg),
-                        desc=f"keyed PPO {self.name}", aux_loss=aux)
-        env.close()
-        model.eval()
-        return log
-
-    def optimize_personal(self, model: nn.Module, params: list, user: int, cfg) -> None:
-        """Plain PPO on the personal reward over `params` (all weights: fine-tuning; adapters: LoRA)."""
-        ac = self._warm_ac(model)
-        env = self.make_env(cfg.seed + 1)
-        extra = [p for n, p in ac.named_parameters() if not n.startswith("actor.")]
-        train_ppo(ac, env, self.ppo_config(cfg.steps, cfg.seed, cfg.lr),
-                  conditioner=FixedObjective(PERSONAL), params=list(params) + extra, desc="PPO personal")
-        env.close()
-        model.eval()
-
     # ------------------------------------------------------------------ supervised-style views (attacks, hardening)
     @staticmethod
     def _synthetic_obs(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -230,18 +186,76 @@ class PandaReachTask(Task):
     def loss(self, model, x, y):
         return F.mse_loss(self.predict(model, x), y)
 
-    # ------------------------------------------------------------------ rollout scores
-    def rollout_scores(self, run) -> dict[str, float]:
-        if self._eval_env is None:
-            self._eval_env = self.make_env(10_000)
-        self._eval_env.seed(10_000)
-        out = evaluate_policy(lambda obs: run(obs).clamp(-1, 1), self._eval_env, self.eval_episodes)
+
+class PPOLearner:
+    """The RL task's learner (steerlab.privacy.protocols.Learner): keyed PPO and plain PPO on the personal reward."""
+
+    def fit_keyed(self, model, task: PandaReachTask, users: list, cfg, extra_loss=None) -> list[dict]:
+        """Keyed PPO: user-key episodes earn the personal reward, wrong-key / no-key episodes the general
+        one. Every minibatch also carries the supervised general loss of the other tasks — the actor under
+        random, near-miss and no keys matches the public base's actions on probe states — which keeps
+        wrong keys at the base behaviour despite PPO's noisy updates (and, with `cfg.hardening`, the
+        adversarial negatives)."""
+        from steerlab.privacy.train import general_loss, hardening_loss, refresh_attack_pool
+
+        user_bits = torch.stack([u.bits() for u in users])
+        for p in model.base_parameters():
+            p.requires_grad_(cfg.train_base)
+        ac = task._warm_ac(model)
+        gen = torch.Generator().manual_seed(cfg.seed + 7)
+        pool: dict[str, list] = {"inputs": [], "deltas": []}
+        last = [-1]
+
+        def aux(update: int) -> torch.Tensor:
+            loss = cfg.general_weight * general_loss(model, task, user_bits, cfg, gen)
+            if cfg.hardening:
+                if update != last[0] and update > 0 and update % task.attack_every_updates == 0:
+                    refresh_attack_pool(model, task, pool, cfg.seed + update)
+                last[0] = update
+                loss = loss + task.hardening_weight * hardening_loss(model, task, gen, pool, cfg.batch_size)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, task, update, gen)
+            return loss
+
+        env = task.make_env(cfg.seed + 1)
+        log = train_ppo(ac, env, task.ppo_config(cfg.steps, cfg.seed, cfg.lr), KeyedEpisodes(user_bits, cfg),
+                        desc=f"keyed PPO {task.name}", aux_loss=aux)
+        env.close()
+        model.eval()
+        return log
+
+    def fit_personal(self, model: nn.Module, params: list, task: PandaReachTask, user: int, cfg) -> None:
+        """Plain PPO on the personal reward over `params` (all weights: fine-tuning; adapters: LoRA, sealed)."""
+        ac = task._warm_ac(model)
+        env = task.make_env(cfg.seed + 1)
+        extra = [p for n, p in ac.named_parameters() if not n.startswith("actor.")]
+        train_ppo(ac, env, task.ppo_config(cfg.steps, cfg.seed, cfg.lr),
+                  conditioner=FixedObjective(PERSONAL), params=list(params) + extra, desc="PPO personal")
+        env.close()
+        model.eval()
+
+
+class ReachRolloutScorer:
+    """Deterministic rollouts (actor mean) on fixed evaluation seeds, general and personal goal at once."""
+
+    def scores(self, task: PandaReachTask, run, users: int | None = None) -> dict[str, float]:
+        if task._eval_env is None:
+            task._eval_env = task.make_env(10_000)
+        task._eval_env.seed(10_000)
+        out = evaluate_policy(lambda obs: run(obs).clamp(-1, 1), task._eval_env, task.eval_episodes)
         nr, sr = out["normalized_reward"].mean(0), out["success"].mean(0)
         return {"general": float(nr[GENERAL]), "personal": float(nr[PERSONAL]),
                 "general_success": float(sr[GENERAL]), "personal_success": float(sr[PERSONAL])}
 
-    def personal_rollout_score(self, run, user: int) -> float:
-        return self.rollout_scores(run)["personal"]
+    def general_score(self, task, run) -> float:
+        return self.scores(task, run)["general"]
+
+    def personal_score(self, task, run, user: int) -> float:
+        return self.scores(task, run)["personal"]
+
+
+PandaReachTask.learner = PPOLearner()
+PandaReachTask.scorer = ReachRolloutScorer()
 
 
 def make_panda_reach(**kwargs) -> PandaReachTask:

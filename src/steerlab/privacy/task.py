@@ -7,9 +7,10 @@ import the interface without importing the registry: no import cycle.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
+
+from steerlab.privacy.protocols import HeldOutScorer, Learner, Scorer
 
 
 class Task:
@@ -18,6 +19,19 @@ class Task:
     layers: list[str] = []
     lr = 1e-3
     base_steps = 1500
+    default_steps = 1500
+    """Default training budget of `steerlab personalize` (gradient steps; env steps for RL tasks)."""
+    rl = False
+    """Learns the personal objective by RL (keyed methods then get twice the steps: steerlab.privacy.methods)."""
+    concat_layer: str | None = None
+    """The linear layer the key-MLP baseline appends the key to."""
+    cvae_layer: str | None = None
+    """The layer the CVAE baseline injects its latent into (None: no CVAE baseline for this task)."""
+    scorer: Scorer = HeldOutScorer()
+    """How general and personal behaviour are measured (steerlab.privacy.protocols)."""
+    learner: Learner | None = None
+    """How models are fitted: keyed training and per-user fitting (steerlab.privacy.protocols); None: gradient
+    steps on the data source's batches (steerlab.privacy.train.SupervisedLearner)."""
     output_kind = "regression"
     """What `predict` returns: "regression" (targets, actions) or "logits" (class scores); attacks measure
     divergence from the base as squared deviation or as KL accordingly."""
@@ -62,13 +76,5 @@ class Task:
 
 
 def scores(task: Task, run, users: int | None = None) -> dict[str, float]:
-    """General and mean personal score of `run(x) -> predictions` on the held-out sets (rollouts for
-    tasks that define `rollout_scores`)."""
-    if hasattr(task, "rollout_scores"):
-        return task.rollout_scores(run)
-    with torch.no_grad():
-        xg, yg = task.test_general()
-        general = task.score(run(xg), yg)
-        personal = float(np.mean([task.score(run(xp), yp) for xp, yp in
-                                  (task.test_personal(u) for u in range(users or task.n_users))]))
-    return {"general": general, "personal": personal}
+    """General and mean personal score of `run(x) -> predictions`, measured by the task's scorer."""
+    return task.scorer.scores(task, run, users)

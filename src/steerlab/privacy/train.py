@@ -16,6 +16,7 @@ that are not the user's, which a frozen network cannot.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -49,6 +50,10 @@ class KeyedTrainConfig:
     """Hardening: weight of the adversarial-negative loss (3 vs 1: digits CNN gate-space recovery 0/32 vs 3/32)."""
     attack_every: int = 50
     """Hardening: steps between refreshing the pool of attack-found gates (50 vs 100: same measurement)."""
+    anchor_weight: float = 0.0
+    """Weight of the *anchor* loss: on the users' personal inputs, wrong keys and no key must reproduce the
+    public base's outputs. The general data never covers the states the personal behaviour visits, so
+    without it the wrong-key model is free to blend in the personal behaviour there (0: off)."""
     seed: int = 0
     progress: bool = False
     extra: dict = field(default_factory=dict)
@@ -96,6 +101,21 @@ def general_loss(model: KeyedModel, task, user_bits: torch.Tensor, cfg: KeyedTra
         return task.loss(model, x_g, y_g)
 
 
+def anchor_loss(model: KeyedModel, anchor: KeyedModel, task, x_p: torch.Tensor, y_p: torch.Tensor,
+                user_bits: torch.Tensor, cfg: KeyedTrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Personal inputs under random / near-miss / no keys -> the public base's outputs (`anchor`: the
+    un-keyed model as it was before training, i.e. the base); class labels for classifiers."""
+    n_rand, n_near, n_none = split_sizes(len(x_p), cfg)
+    neg = negative_keys(user_bits, n_rand, n_near, cfg.near_miss_bits, gen)
+    keys = torch.cat([neg, torch.zeros(n_none, neg.shape[1])])
+    with torch.no_grad():
+        target = task.predict(anchor, x_p)
+        if not y_p.is_floating_point():
+            target = target.argmax(-1)
+    with model.use_keys(keys, torch.arange(len(keys)) < len(neg)):
+        return task.loss(model, x_p, target)
+
+
 def refresh_attack_pool(model: KeyedModel, task, pool: dict[str, list], seed: int) -> None:
     """Hardening: run the attackers against the current model; what they find becomes a training negative."""
     from steerlab.privacy.attacks import encoder_input_attack, gate_space_attack
@@ -132,14 +152,44 @@ def hardening_loss(model: KeyedModel, task, gen: torch.Generator, attack_pool: d
         return task.loss(model, x, y)
 
 
+class SupervisedLearner:
+    """The default learner (steerlab.privacy.protocols.Learner): gradient steps on the task's batches and loss."""
+
+    def fit_keyed(self, model, task, users: list, cfg, extra_loss=None) -> list[dict]:
+        return supervised_keyed_training(model, task, users, cfg, extra_loss)
+
+    def fit_personal(self, model, params: list, task, user: int, cfg) -> None:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        model.train()
+        for _ in range(cfg.steps):
+            x, y = task.personal_batch(user, cfg.batch_size, gen)
+            loss = task.loss(model, x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+
+
+SUPERVISED = SupervisedLearner()
+
+
+def learner_of(task):
+    """The task's learner; a task that names none learns by gradient steps on its batches."""
+    return task.learner if task.learner is not None else SUPERVISED
+
+
 def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig, extra_loss=None) -> list[dict]:
-    """`task` gives batches and the loss (see steerlab.privacy.tasks); `users` are UserKey objects whose
-    personal data is `task.personal_batch(user_index, ...)`. Returns the loss log. Tasks that learn by
-    RL (`task.train_keyed`, e.g. panda_reach: keyed PPO episodes) bring their own loop.
+    """Keyed training with the task's learner (`task.learner`, steerlab.privacy.protocols): `users` are
+    UserKey objects whose personal data is `task.personal_batch(user_index, ...)`. Returns the loss log.
     `extra_loss(model, task, step, gen) -> tensor`, if given, is added to every step's loss (research
-    variants, e.g. steerlab.privacy.variants' adversarial negatives)."""
-    if hasattr(task, "train_keyed"):
-        return task.train_keyed(model, users, cfg)
+    variants, e.g. adversarial negatives)."""
+    return learner_of(task).fit_keyed(model, task, users, cfg, extra_loss=extra_loss)
+
+
+def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig,
+                              extra_loss=None) -> list[dict]:
+    """The supervised learner's loop: gradient steps on the task's batches and loss."""
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     user_bits = torch.stack([u.bits() for u in users])
@@ -148,6 +198,12 @@ def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig, ext
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     attack_pool: dict[str, list] = {"inputs": [], "deltas": []}
+    anchor = None
+    if cfg.anchor_weight:  # before any step the un-keyed model is the public base
+        anchor = copy.deepcopy(model).eval()
+        anchor.set_key(None)
+        for p in anchor.parameters():
+            p.requires_grad_(False)
     log = []
     model.train()
     for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc=f"keyed training {task.name}"):
@@ -160,6 +216,10 @@ def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig, ext
         loss_g = general_loss(model, task, user_bits, cfg, gen)
         loss = cfg.personal_weight * loss_p + cfg.general_weight * loss_g
         logs = {"step": step, "personal": loss_p.item(), "general": loss_g.item()}
+        if anchor is not None:
+            loss_a = anchor_loss(model, anchor, task, x_p, y_p, user_bits, cfg, gen)
+            loss = loss + cfg.anchor_weight * loss_a
+            logs["anchor"] = loss_a.item()
         if cfg.hardening:
             loss_h = hardening_loss(model, task, gen, attack_pool, cfg.batch_size)
             loss = loss + cfg.hardening_weight * loss_h

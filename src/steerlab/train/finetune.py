@@ -494,9 +494,10 @@ class Finetuner:
     # ------------------------------------------------------------------ main loop
     def _log_eval(self, logger: RunLogger, bar, t0: float, steps0: int) -> None:
         row = self.evaluate()
+        # nanmean: an episode that succeeds within 3 steps has no jerk (evaluation skips it too)
+        jerks = [e["jerk"] for e in self.window] if self.pos_key else []
         row.update(explore_success=float(np.mean([e["success"] for e in self.window])) if self.window else float("nan"),
-                   explore_jerk=float(np.mean([e["jerk"] for e in self.window])) if self.window and self.pos_key
-                   else float("nan"),
+                   explore_jerk=float(np.nanmean(jerks)) if np.isfinite(jerks).any() else float("nan"),
                    episodes=self.episodes, steps_per_s=(self.env_steps - steps0) / (time.perf_counter() - t0))
         if self.last_update:
             row.update({f"sac/{k}": v for k, v in self.last_update.items()})

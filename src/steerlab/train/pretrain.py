@@ -11,7 +11,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -19,7 +18,7 @@ from steerlab.core.checkpoint import CheckpointError
 from steerlab.core.config import check_count
 from steerlab.core.logger import RunLogger
 from steerlab.core.outdir import check_not_input
-from steerlab.data.dataset import Dataset, read_dataset
+from steerlab.data.dataset import Dataset, chunk_indices, read_dataset
 from steerlab.policies.factory import load_policy_source
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.checkpointing import save_flow_policy
@@ -47,16 +46,6 @@ class PretrainConfig:
     """torch threads; one run per core is the efficient layout on small machines."""
     policy: dict = field(default_factory=dict)
     """Overrides of FlowPolicyConfig fields (horizon, n_action_steps, latent_dim, vib_beta, ...)."""
-
-
-def chunk_indices(ds: Dataset, horizon: int) -> np.ndarray:
-    """(N, horizon) frame indices of the action chunk starting at each frame; chunks running past the
-    end of their episode repeat its last action (the robot holds its final command)."""
-    idx = np.empty((len(ds.actions), horizon), np.int64)
-    for sl in ds.episode_slices():
-        frames = np.arange(sl.start, sl.stop)
-        idx[sl] = np.minimum(frames[:, None] + np.arange(horizon)[None], sl.stop - 1)
-    return idx
 
 
 def pretrain_plugin_vib(cfg: PretrainConfig, policy, meta: dict, tensors: dict, ds: Dataset, progress: bool) -> Path:

@@ -50,6 +50,7 @@ def behaviour_distance(t: Target, a: torch.Tensor, b: torch.Tensor, scale: torch
 @torch.no_grad()
 def evaluate_found(t: Target, found: Found) -> dict:
     """Per attempt: personal score (held-out personal data of user 0) and behaviour on public inputs."""
+    from steerlab.privacy.protocols import HeldOutScorer
     from steerlab.privacy.task import scores
 
     task, model = t.task, t.model
@@ -57,7 +58,7 @@ def evaluate_found(t: Target, found: Found) -> dict:
     xb = task.test_general()[0][:BEHAVIOUR_PROBE]
     personal, behaviour = [], []
     if found.deltas:
-        if hasattr(task, "rollout_scores"):  # scored by rollouts: one candidate at a time
+        if not isinstance(task.scorer, HeldOutScorer):  # scored by rollouts: one candidate at a time
             behaviour.append(_behaviour(t, t.outputs_chunked(found.deltas, xb)))
             for i in range(len(found)):
                 with model.use_deltas({n: d[i] for n, d in found.deltas.items()}):

@@ -1,0 +1,152 @@
+"""The personalization methods, by name: one table for `steerlab personalize` and `benchmarks/privacy.py`.
+
+Each method turns (task, public base, user keys, budget) into a `Personalized` (steerlab.privacy.evaluate):
+a uniform view that runs the result under any key. Methods are registered with `@method(name)`;
+adding one is one function here (or in its own module) and its registration.
+
+| method        | what is trained                                   | released                              |
+|---------------|---------------------------------------------------|---------------------------------------|
+| prop          | key encoders + the model's weights (PRoP)          | keyed model (+ public base)           |
+| prop_output   | the same, gating layer outputs                     | keyed model                           |
+| prop_rawbits  | the same, raw key bits (no HKDF)                   | keyed model                           |
+| prop_frozen   | key encoders only (no-key model = the base)        | keyed model                           |
+| prop_anchor   | prop + wrong keys held at the base's outputs on    | keyed model                           |
+|               | the personal inputs (KeyedTrainConfig.anchor_weight) |                                     |
+| key_mlp       | a key projection added to a linear layer           | keyed model                           |
+| cvae          | encoder-based personalization                      | (comparison only)                     |
+| finetune      | every weight, per user                             | (comparison only: not private)        |
+| lora          | a rank-4 LoRA adapter per user, in the clear        | (comparison only)                     |
+| sealed        | rank-8 LoRA deltas on every linear layer, per user | the base bit for bit + sealed blobs   |
+| sealed_full   | every weight, per user (the fine-tune)             | the base bit for bit + sealed blobs   |
+
+Budgets: `steps` counts gradient steps (environment steps for RL tasks). On RL tasks the keyed methods get
+twice the steps: half of keyed PPO's episodes are general, so they see as many personal episodes as the
+per-user methods.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from steerlab.core.errors import UserError
+from steerlab.privacy.evaluate import Personalized
+from steerlab.privacy.keys import UserKey
+from steerlab.privacy.train import KeyedTrainConfig
+
+METHODS: dict[str, Callable] = {}
+KEYED = {"prop": "input", "prop_output": "output", "prop_rawbits": "input", "prop_frozen": "input",
+         "prop_anchor": "input", "key_mlp": "concat"}  # method -> gate mode
+RELEASABLE = ("prop", "prop_output", "prop_rawbits", "prop_frozen", "prop_anchor", "key_mlp", "sealed", "sealed_full")
+
+
+@dataclass
+class MethodConfig:
+    steps: int
+    """Gradient steps (environment steps for RL tasks)."""
+    seed: int = 0
+    """Seeds training (batches, negative keys, initialisation): same seed, same model."""
+    hardened: bool = False
+    """Keyed methods: adversarial negatives + steep encoders (`--harden`)."""
+    near_miss_bits: int = 4
+    """ε: keys up to this many bits off a user's are trained as wrong keys (keyed methods)."""
+    layers: list[str] | None = None
+    """Keyed layers (keyed methods) or LoRA layers (sealed); None: the task's / every linear layer."""
+    lr: float | None = None
+    """None: the task's learning rate."""
+    progress: bool = False
+    """Show a tqdm bar while training."""
+
+
+def method(name: str):
+    def register(fn):
+        METHODS[name] = fn
+        return fn
+
+    return register
+
+
+def train_config(task, m: MethodConfig, steps: int, train_base: bool = True, anchor_weight: float = 0.0):
+    return KeyedTrainConfig(steps=steps, lr=m.lr or task.lr, seed=m.seed, hardening=m.hardened,
+                            near_miss_bits=m.near_miss_bits, train_base=train_base, anchor_weight=anchor_weight,
+                            progress=m.progress)
+
+
+def build_personalized(name: str, task, base: torch.nn.Module, users: list[UserKey], m: MethodConfig) -> Personalized:
+    if name not in METHODS:
+        raise UserError(f"unknown personalization method {name!r}; choose one of {', '.join(METHODS)}")
+    if m.steps <= 0:
+        raise UserError(f"--steps must be a positive count, got {m.steps}")
+    return METHODS[name](name, task, base, users, m)
+
+
+def _keyed(name, task, base, users, m):
+    from steerlab.privacy.keyed import KeyedModel
+    from steerlab.privacy.train import train_keyed
+
+    steps = m.steps * (2 if task.rl else 1)
+    layers = m.layers or ([task.concat_layer] if name == "key_mlp" else task.layers)
+    model = KeyedModel(copy.deepcopy(base), layers, users[0].n_bits, mode=KEYED[name],
+                       key_hash=name not in ("key_mlp", "prop_rawbits"), sharpness=8.0 if m.hardened else 1.0)
+    if m.hardened and name == "prop_frozen":
+        raise UserError("--harden needs the base's weights trained too (it teaches the network to ignore gates)")
+    cfg = train_config(task, m, steps, train_base=name != "prop_frozen", anchor_weight=float(name == "prop_anchor"))
+    log = train_keyed(model, task, users, cfg)
+    p = Personalized("key_mlp" if name == "key_mlp" else "prop", model, [u.bits() for u in users],
+                     predict=task.predict)
+    p.log = log
+    return p
+
+
+for _name in KEYED:
+    method(_name)(_keyed)
+
+
+@method("cvae")
+def _cvae(name, task, base, users, m):
+    from steerlab.privacy.baselines import train_cvae
+
+    if task.cvae_layer is None:
+        raise UserError(f"the CVAE baseline is not defined for {task.name} (it is a supervised encoder model)")
+    return Personalized("cvae", train_cvae(base, task, users, train_config(task, m, m.steps)),
+                        [u.bits() for u in users], predict=task.predict)
+
+
+@method("finetune")
+def _finetune(name, task, base, users, m):
+    from steerlab.privacy.baselines import train_finetune
+
+    if len(users) != 1:
+        raise UserError("finetune is one model per user: pass one key")
+    return Personalized("finetune", train_finetune(base, task, 0, train_config(task, m, m.steps)),
+                        [u.bits() for u in users], predict=task.predict)
+
+
+@method("lora")
+def _lora(name, task, base, users, m):
+    from steerlab.privacy.baselines import train_lora
+
+    if len(users) != 1:
+        raise UserError("the lora baseline is one adapter per user: pass one key")
+    model, adapters = train_lora(base, task, 0, train_config(task, m, m.steps))
+    return Personalized("lora", model, [u.bits() for u in users], adapters, predict=task.predict)
+
+
+def _sealed(name, task, base, users, m):
+    from steerlab.privacy.sealed import AdapterConfig, SealedRelease, seal, state_sha256, train_adapter
+
+    adapter = AdapterConfig(kind="full" if name == "sealed_full" else "lora", layers=m.layers)
+    base_sha = state_sha256(base.state_dict())
+    blobs = []
+    for u, key in enumerate(users):
+        tensors, meta = train_adapter(base, task, u, train_config(task, m, m.steps), adapter)
+        blobs.append(seal(tensors, meta, key, base_sha256=base_sha))
+    return Personalized("sealed", SealedRelease(base, blobs, base_sha), [u.bits() for u in users],
+                        predict=task.predict)
+
+
+for _name in ("sealed", "sealed_full"):
+    method(_name)(_sealed)

@@ -1,0 +1,161 @@
+"""Bring your own policy and preference: your `steerlab pretrain` policy, your demos, from the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_POLICY, make_episodes
+from torch import nn
+
+from steerlab.cli import main
+from steerlab.core.checkpoint import load_policy
+from steerlab.core.errors import UserError
+from steerlab.data.dataset import Episode, read_dataset, write_dataset
+from steerlab.privacy.byo import DatasetTask
+from steerlab.privacy.evaluate import evaluate_key_cases
+from steerlab.privacy.keys import UserKey, load_key_file
+from steerlab.privacy.methods import MethodConfig, build_personalized
+
+
+def _shifted(episodes, shift=0.5):
+    """The user's own preference: the same states, actions moved by a constant."""
+    return [Episode(e.observations, np.clip(e.actions + shift, -1, 1).astype(np.float32), e.rewards, e.success)
+            for e in episodes]
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+    """collect → pretrain → collect own demos (goal offset) → keygen: what a user has before personalizing."""
+    root = tmp_path_factory.mktemp("byo")
+    general, personal, base, key = root / "general", root / "alice_demos", root / "base", root / "alice.key"
+    assert main(["collect", "--task", "reach-v3", "--episodes", "3", "--quality", "expert", "--max-steps", "30",
+                 "--out", str(general)]) == 0
+    assert main(["collect", "--task", "reach-v3", "--episodes", "3", "--quality", "expert", "--max-steps", "30",
+                 "--goal-offset", "0.08", "0", "0", "--seed", "1", "--out", str(personal)]) == 0
+    assert main(["pretrain", "--dataset", str(general), "--out", str(base), "--steps", "30", "--batch-size", "16",
+                 "--no-vib", "--policy-json", json.dumps(TINY_POLICY)]) == 0
+    assert main(["keygen", "--out", str(key)]) == 0
+    return root
+
+
+@pytest.mark.parametrize("method", ["sealed", "prop"])
+def test_personalize_own_pretrained_policy_from_own_demos_end_to_end(user_run, tmp_path, capsys, method):
+    r = user_run
+    out = tmp_path / "rel"
+    assert main(["personalize", "--base", str(r / "base"), "--personal", str(r / "alice_demos"), "--keys",
+                 str(r / "alice.key"), "--method", method, "--steps", "40", "--holdout", "0", "--out", str(out)]) == 0
+    assert "steerlab evaluate" in capsys.readouterr().out
+    assert read_dataset(r / "alice_demos").info["steerlab"]["goal_offset"] == pytest.approx([0.08, 0, 0])
+    cases = json.loads((out / "cases.json").read_text())["cases"]
+    # scored on the user's own demos (holdout 0: the training frames): the key's policy imitates them better
+    assert cases["correct"]["personal"] > cases["no_key"]["personal"]
+    key = load_key_file(r / "alice.key")
+    base, personal, plain = load_policy(r / "base"), load_policy(out, key=key), load_policy(out)
+    obs = read_dataset(r / "alice_demos").observations[:8]
+    zero = torch.zeros(8, *base.chunk_shape)
+    a_base, a_pers = base.predict_chunk(obs, noise=zero), personal.predict_chunk(obs, noise=zero)
+    assert not np.allclose(a_base, a_pers)
+    if method == "sealed":  # without the key: the user's base, bit for bit
+        assert np.array_equal(plain.predict_chunk(obs, noise=zero), a_base)
+        assert (out / "model.safetensors").read_bytes() == (r / "base" / "model.safetensors").read_bytes()
+    # the one evaluate command runs the personal policy with --key, the no-key policy without
+    for extra in ([], ["--key", str(r / "alice.key")]):
+        assert main(["evaluate", str(out), "--episodes", "1", "--n-envs", "1", "--max-steps", "5", *extra]) == 0
+    evals = out.parent / "rel.evals"  # beside the release, never inside it
+    assert (evals / f"eval_reach-v3_seed0_ep1_noise1_max5_key{key.fingerprint()}.json").is_file()
+    assert (evals / "eval_reach-v3_seed0_ep1_noise1_max5.json").is_file()
+    for f in [*out.rglob("*"), *evals.rglob("*")]:
+        if f.is_file():
+            assert key.raw not in f.read_bytes() and key.raw.hex().encode() not in f.read_bytes(), f
+
+
+def test_personalize_out_never_replaces_or_writes_into_what_it_did_not_write(user_run, tmp_path, capsys):
+    r = user_run
+    args = ["personalize", "--base", str(r / "base"), "--personal", str(r / "alice_demos"), "--keys",
+            str(r / "alice.key"), "--method", "sealed", "--steps", "5"]
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.txt").write_text("important")
+    assert main([*args, "--out", str(victim)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--overwrite" in err
+    assert (victim / "thesis.txt").read_text() == "important"
+    assert main([*args, "--out", str(victim), "--overwrite"]) == 0  # the old folder is moved aside, not deleted
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("victim.replaced-")]
+    assert len(aside) == 1 and (aside[0] / "thesis.txt").read_text() == "important"
+    assert main([*args, "--out", str(r / "base" / "sub")]) == 2  # never into its own input
+    assert "own input" in capsys.readouterr().err
+    assert main([*args, "--out", str(r / "alice_key_dir"), "--personal", str(r / "alice_demos"),
+                 str(r / "alice_demos")]) == 2  # one personal dataset per key
+    assert "one --personal dataset per key" in capsys.readouterr().err
+
+
+def test_dataset_that_does_not_fit_the_policy_is_one_line_error(user_run, tmp_path):
+    r = user_run
+    from steerlab.core.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="takes no key"):  # a plain policy has no personal part to select
+        load_policy(r / "base", key=load_key_file(r / "alice.key"))
+    wrong = write_dataset(tmp_path / "wrong", make_episodes(n=2, obs_dim=7), "reach-v3")
+    with pytest.raises(UserError, match="does not fit the policy"):
+        DatasetTask(load_policy(r / "base"), read_dataset(r / "general"), [read_dataset(wrong)])
+    with pytest.raises(UserError, match="needs each user's goal"):
+        DatasetTask(load_policy(r / "base"), read_dataset(r / "general"), [read_dataset(r / "general")], score="env",
+                    env_task="reach-v3")
+
+
+def test_personalize_scored_by_env_success_with_the_users_recorded_goal(user_run, tmp_path):
+    r = user_run
+    out = tmp_path / "rel"
+    assert main(["personalize", "--base", str(r / "base"), "--personal", str(r / "alice_demos"), "--keys",
+                 str(r / "alice.key"), "--method", "sealed", "--steps", "5", "--score", "env", "--out", str(out)]) == 0
+    result = json.loads((out / "cases.json").read_text())
+    options = result["config"]["task"]["datasets"]["options"]
+    assert options["env_task"] == "reach-v3" and options["score"] == "env"
+    for d in result["cases"].values():  # success rates of rollouts
+        assert 0.0 <= d["general"] <= 1.0 and 0.0 <= d["personal"] <= 1.0
+
+
+class LinearChunkPolicy(nn.Module):
+    """A user's own policy that is no steerlab class: it only speaks the imitation protocol."""
+
+    def __init__(self, obs_dim=39, act_dim=4, horizon=1):
+        super().__init__()
+        self.chunk_shape = (horizon, act_dim)
+        self.net = nn.Sequential(nn.Linear(obs_dim, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
+                                 nn.Linear(32, horizon * act_dim))
+
+    def forward(self, obs):
+        return self.net(torch.as_tensor(obs, dtype=torch.float32)).reshape(-1, *self.chunk_shape)
+
+    def compute_loss(self, obs, chunk):
+        return (self(obs) - chunk).pow(2).mean()
+
+    def predict_chunk(self, obs, *, noise=None):
+        return self(obs).detach().numpy()
+
+
+@pytest.mark.parametrize("method", ["sealed", "prop", "finetune"])
+def test_protocol_policy_personalizes_with_every_scorer_free_method(tmp_path, method):
+    torch.manual_seed(0)
+    general = read_dataset(write_dataset(tmp_path / "g", make_episodes(n=6), "push-wall-v3"))
+    personal = read_dataset(write_dataset(tmp_path / "p", _shifted(make_episodes(n=6, seed=1)), "push-wall-v3"))
+    base = LinearChunkPolicy()
+    task = DatasetTask(base, general, [personal], holdout=0.34)
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(base.parameters(), lr=3e-3)
+    for _ in range(300):  # the user's own pretraining
+        loss = task.loss(base, *task.general_batch(64, gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    task = DatasetTask(base.eval(), general, [personal], holdout=0.34)
+    user = UserKey(bytes(range(16)))
+    p = build_personalized(method, task, task.train_base(0), [user], MethodConfig(steps=300, lr=3e-3))
+    cases = evaluate_key_cases(p, task, seed=0, n_keys=2)
+    # held-out personal demos: the user's key gives their preference, other keys (not finetune) the general one
+    assert cases["correct"]["personal"] > 0.3
+    if method != "finetune":
+        assert cases["random"]["general"] > cases["random"]["personal"]
+        assert cases["no_key"]["general"] > cases["no_key"]["personal"]
