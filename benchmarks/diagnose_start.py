@@ -46,7 +46,7 @@ def actor_stats(tuner, probe_obs) -> dict:
         sampled = sac.actor.sample(x, gen)[0]
     out = {"det_rms": float(det.pow(2).mean().sqrt()), "det_saturated": float((det.abs() > 0.95).float().mean()),
            "std_mean": float(log_std.exp().mean())}
-    if adapter.name == "dsrl":
+    if adapter.level == "noise":  # dsrl, dsrl-na
         out["noise_rms_det"] = float((adapter.scale * det).pow(2).mean().sqrt())
         out["noise_rms_sampled"] = float((adapter.scale * sampled).pow(2).mean().sqrt())
     if adapter.name == "zprl":
@@ -85,7 +85,7 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
             probe["obs"] = tuner.replay.obs[:256].copy() if hasattr(tuner.replay, "obs") else None
         stats = actor_stats(tuner, probe["obs"]) if probe.get("obs") is not None else {}
         logs = {k: v for k, v in (getattr(tuner, "last_update", None) or {}).items()
-                if k in ("entropy", "alpha", "q_mean", "critic_loss")}
+                if k in ("entropy", "alpha", "q_mean", "critic_loss", "distill_loss", "q_noise_mean")}
         curve.append({"step": tuner.env_steps, "success": row["eval_success"], **stats, **logs})
         print(f"{method}/{start} step {tuner.env_steps}: success {row['eval_success']:.2f} "
               + " ".join(f"{k} {v:.3g}" for k, v in {**stats, **logs}.items()), flush=True)
@@ -107,7 +107,7 @@ def table(res: dict) -> str:
     for _key, r in sorted(res.items()):
         last = r["curve"][-1]
         extra = (f"noise RMS det {last.get('noise_rms_det', float('nan')):.2f}, sampled "
-                 f"{last.get('noise_rms_sampled', float('nan')):.2f}" if r["method"] == "dsrl" else
+                 f"{last.get('noise_rms_sampled', float('nan')):.2f}" if r["method"] in ("dsrl", "dsrl-na") else
                  f"λ·Δz / RMS(z) det {last.get('latent_shift_rel', float('nan')):.3f}")
         rows.append([r["task"], r["method"], r["start"], str(r["seed"]), f"{r['step0']:.2f}",
                      f"{r['min_after_warmup']:.2f}", f"{r['final']:.2f}", extra])

@@ -353,35 +353,43 @@ class SAC:
         `update_actor=False`: critic (and target) only, e.g. while the critic learns the actor's start."""
         cfg = self.cfg
         b = self._check_batch(batch)
+        logs = self._critic_update(b)
+        if update_actor and self.updates % cfg.actor_update_interval == 0:
+            self._actor_update(b)
+        self.updates += 1
+        if self.updates % cfg.target_update_interval == 0:
+            self._target_update()
+        return {**logs, "alpha": self.alpha.item(), **self._actor_logs}
 
-        # 1. critic: every head regresses on the same target y
+    # The three steps of `update`, separate so that a learner built on this SAC (a steering method's
+    # `make_learner`, e.g. dsrl-na's two critics) replaces one step and keeps the others.
+    def _critic_update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        """1. critic: every head regresses on the same target y; returns critic_loss, q_mean, target_mean."""
         y = self.critic_target_value(b)
         q = self.critic(self.critic_input(b["obs"], b["action"]))  # (num_critics, B), stored actor outputs
         critic_loss = (q - y).pow(2).mean(1).sum()  # sum over heads of each head's MSE
         self._step(self.critic_opt, critic_loss, self.critic.parameters())
+        return {"critic_loss": critic_loss.item() / self.cfg.num_critics, "q_mean": q.detach().mean().item(),
+                "target_mean": y.mean().item()}
 
-        # 2. actor: maximise Q(s, ã) − α log π(ã|s), ã ~ π(·|s), through critic_action_fn, critic held fixed
-        if update_actor and self.updates % cfg.actor_update_interval == 0:
-            a, logp = self.actor.sample(b["obs"], self.gen)
-            q_pi = self.critic(self.critic_input(b["obs"], a), frozen=True)
-            q_pi = q_pi.mean(0) if cfg.actor_q == "mean" else q_pi.min(0).values
-            actor_loss = (self.alpha * logp - q_pi).mean()
-            self._step(self.actor_opt, actor_loss, self.actor.parameters())
+    def _actor_update(self, b: dict[str, torch.Tensor]) -> None:
+        """2. actor: maximise Q(s, ã) − α log π(ã|s), ã ~ π(·|s), through critic_action_fn, critic held fixed;
+        3. temperature: α rises when the entropy (−log π) is below target, falls when above."""
+        a, logp = self.actor.sample(b["obs"], self.gen)
+        q_pi = self.critic(self.critic_input(b["obs"], a), frozen=True)
+        q_pi = q_pi.mean(0) if self.cfg.actor_q == "mean" else q_pi.min(0).values
+        actor_loss = (self.alpha * logp - q_pi).mean()
+        self._step(self.actor_opt, actor_loss, self.actor.parameters())
 
-            # 3. temperature: α rises when the entropy (−log π) is below target, falls when above
-            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-            self._step(self.alpha_opt, alpha_loss, [self.log_alpha])
-            self._actor_logs = {"actor_loss": actor_loss.item(), "alpha_loss": alpha_loss.item(),
-                                "entropy": -logp.detach().mean().item()}
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        self._step(self.alpha_opt, alpha_loss, [self.log_alpha])
+        self._actor_logs = {"actor_loss": actor_loss.item(), "alpha_loss": alpha_loss.item(),
+                            "entropy": -logp.detach().mean().item()}
 
-        # 4. target critics: polyak average every target_update_interval updates
-        self.updates += 1
-        if self.updates % cfg.target_update_interval == 0:
-            with torch.no_grad():
-                torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), cfg.tau)
-
-        return {"critic_loss": critic_loss.item() / cfg.num_critics, "q_mean": q.detach().mean().item(),
-                "target_mean": y.mean().item(), "alpha": self.alpha.item(), **self._actor_logs}
+    @torch.no_grad()
+    def _target_update(self) -> None:
+        """4. target critics: polyak average (every target_update_interval updates)."""
+        torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.cfg.tau)
 
     def update_many(self, replay, n: int | None = None, update_actor: bool = True) -> dict[str, float]:
         """`n` updates (default `cfg.utd`) on fresh batches of `cfg.batch_size` from `replay`; mean logs."""

@@ -59,7 +59,7 @@ from steerlab.eval.metrics import smoothness
 from steerlab.eval.rollout import evaluate
 from steerlab.policies.factory import is_factory_ref, load_policy_source
 from steerlab.rl.replay import ReplayBuffer
-from steerlab.rl.sac import SAC, SACConfig
+from steerlab.rl.sac import SACConfig
 from steerlab.rl.steering import REGISTRY, SteeredPolicy, make_adapter, method_class, save_steered_policy
 from steerlab.train.results import write_run_result
 
@@ -218,8 +218,7 @@ class Finetuner:
         self.env_spec = cfg.env_spec(checkpoint_env(self.base_meta))
         self.adapter = make_adapter(self.base, cfg.method, cfg.steering, self.base_meta.get("latent_stats", {}))
         cfg.sac = self.adapter.resolve_sac(cfg.sac)  # where the method's actor starts (recorded in config.json)
-        self.sac = SAC(self.adapter.obs_dim, self.adapter.act_dim, cfg.sac, seed=cfg.seed,
-                       critic_action_fn=self.adapter.critic_action)
+        self.sac = self.adapter.make_learner(cfg.sac, cfg.seed)  # the shared SAC unless the method brings its own
         self.replay = ReplayBuffer(cfg.buffer_size, self.adapter.obs_dim, self.adapter.act_dim, seed=cfg.seed)
         self.out = Path(cfg.out) if cfg.out else default_run_dir(self.env_spec.id, cfg.method, cfg.seed)
         self.n = cfg.n_envs

@@ -5,6 +5,7 @@
 | zprl                | latent         | Δz ∈ [-1,1]^latent_dim       | z + λ·Δz, decoded by the VIB, frozen generator |
 | action-residual     | action         | r ∈ [-1,1]^(n_exec·A)        | base actions + scale·r (Policy-Decorator)   |
 | dsrl                | noise          | w ∈ [-1,1]^(noise size)      | generator initial noise ε = magnitude·w     |
+| dsrl-na             | noise          | w ∈ [-1,1]^(noise size)      | as dsrl; Q^W distilled from an action critic |
 | embedding-residual  | embedding      | Δe ∈ [-1,1]^embed_dim        | e + λ_e·Δe, no bottleneck (ablation)        |
 
 Adding a method: one module beside these with a `@register`-ed `SteeringMethod` subclass, and its name
@@ -25,7 +26,7 @@ from steerlab.rl.steering.base import (
 )
 
 # modules imported for their @register side effect, in the order `--method` lists them
-BUILTIN = ("zprl", "action_residual", "dsrl", "embedding_residual")
+BUILTIN = ("zprl", "action_residual", "dsrl", "dsrl_na", "embedding_residual")
 for _module in BUILTIN:
     importlib.import_module(f"steerlab.rl.steering.{_module}")
 

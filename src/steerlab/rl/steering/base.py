@@ -9,6 +9,8 @@ one training loop (`train/finetune.py` never asks which method it runs):
 * `warmup_action(batch, noise)`        the actor output that reproduces the base policy (warm-up)
 * `explore(action, env_steps, rng)`    its exploration schedule on top of the SAC's own sampling
 * `Config` + `scale` + `config_dict()` its options, its resolved scale rule, and what its checkpoints hold
+* `make_learner(sac_cfg, seed)`       the learner that trains the actor: the shared SAC by default; a method
+                                      whose update differs (dsrl-na's two critics) returns a SAC subclass
 
 Each method talks to the policy through `steerlab.policies.protocol` only, at its `level`. A new method
 is one module that subclasses `SteeringMethod` and decorates it with `@register` (see docs/steering.md).
@@ -105,6 +107,14 @@ class SteeringMethod:
     def explore(self, action: torch.Tensor, env_steps: int, rng: np.random.Generator) -> torch.Tensor:
         """The method's exploration schedule while training (default: the SAC sample as is)."""
         return action
+
+    def make_learner(self, sac_cfg, seed: int):
+        """The learner of this method: the shared SAC on (features, actor output) by default. A method whose
+        update is not one SAC update returns a `SAC` subclass (same acting, replay and save/resume interface)
+        that replaces the steps it changes; the training loop never asks which method it runs."""
+        from steerlab.rl.sac import SAC
+
+        return SAC(self.obs_dim, self.act_dim, sac_cfg, seed=seed, critic_action_fn=self.critic_action)
 
     # ------------------------------------------------------------------ where the actor starts
     def resolve_sac(self, sac_cfg):
