@@ -47,3 +47,14 @@ def policy_module(tmp_path, monkeypatch):
     yield write
     for name in written:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def base_ckpt(tmp_path_factory):
+    """A tiny flow-matching base (reach-v3-shaped frames, 30 steps): one per test module, never written to."""
+    from steerlab.train.pretrain import PretrainConfig, pretrain
+
+    root = tmp_path_factory.mktemp("base")
+    ds = write_dataset(root / "ds", make_episodes(), "reach-v3", extra_info={"env": "metaworld", "max_steps": 20})
+    return pretrain(PretrainConfig(dataset=str(ds), out=str(root / "ckpt"), steps=30, batch_size=16,
+                                   policy=dict(TINY_POLICY)), progress=False)

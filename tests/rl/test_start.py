@@ -5,26 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_POLICY
 
 from steerlab.core.checkpoint import load_policy
 from steerlab.core.errors import UserError
 from steerlab.rl.sac import SAC, SACConfig
 from steerlab.rl.steering import make_adapter
 from steerlab.train.finetune import FinetuneConfig, Finetuner
-from steerlab.train.pretrain import PretrainConfig, pretrain
-
-
-@pytest.fixture(scope="module")
-def base_ckpt(tmp_path_factory):
-    from conftest import make_episodes
-
-    from steerlab.data.dataset import write_dataset
-
-    root = tmp_path_factory.mktemp("base")
-    ds = write_dataset(root / "ds", make_episodes(), "reach-v3", extra_info={"env": "metaworld", "max_steps": 20})
-    return pretrain(PretrainConfig(dataset=str(ds), out=str(root / "ckpt"), steps=30, batch_size=16,
-                                   policy=dict(TINY_POLICY)), progress=False)
 
 
 def test_zero_mean_fixed_std_start():
