@@ -32,7 +32,8 @@ def run_quickstart(args: argparse.Namespace) -> int:
         ds_dir = out / "datasets" / f"{args.task}__{quality}"
         episodes = collect_demos(args.task, args.episodes, quality, args.seed)
         write_dataset(ds_dir, episodes, args.task, extra_info={"quality": quality, "preset": preset_dict(quality),
-                                                               "seed": args.seed, "max_steps": 200, "env": "metaworld"})
+                                                               "seed": args.seed, "max_steps": 200, "env": "metaworld"},
+                      overwrite=True)  # quickstart reruns replace its own datasets under --out
         ckpt = pretrain(PretrainConfig(dataset=str(ds_dir), out=str(out / "policies" / f"{args.task}__{quality}"),
                                        steps=args.steps, seed=args.seed))
         result = evaluate(load_policy(ckpt), args.task, args.eval_episodes, args.seed, n_envs=2)

@@ -55,3 +55,26 @@ def test_resume_drops_rows_after_the_snapshot_and_a_torn_line(tmp_path):
     assert [(r["step"], r["x"]) for r in read_metrics(tmp_path)] == [(0, 0), (10, 10), (20, 20), (30, -1)]
     assert truncate_metrics(tmp_path / "metrics.jsonl", None) == [] and read_metrics(tmp_path) == []
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_dir_never_replaces_or_deletes_what_it_did_not_write(tmp_path):
+    from steerlab.core.errors import OutputExistsError
+    from steerlab.core.io import atomic_dir
+
+    mine = tmp_path / "data"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("important")
+    neighbour = tmp_path / "snap.old"  # a user's folder that happens to carry the .old name
+    neighbour.mkdir()
+    (neighbour / "keep.txt").write_text("keep")
+    with pytest.raises(OutputExistsError):
+        with atomic_dir(mine) as tmp:
+            (tmp / "x").write_text("new")
+    assert (mine / "thesis.txt").read_text() == "important"
+    with atomic_dir(tmp_path / "snap") as tmp:  # a new folder: the unrelated snap.old stays
+        (tmp / "a").write_text("1")
+    assert (neighbour / "keep.txt").read_text() == "keep"
+    with atomic_dir(tmp_path / "snap", replace=True) as tmp:  # replacing its own output is allowed
+        (tmp / "a").write_text("2")
+    assert (tmp_path / "snap" / "a").read_text() == "2"
+    assert not list(tmp_path.glob(".*.tmp"))

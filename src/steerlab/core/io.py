@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from steerlab.core.errors import CheckpointError
+from steerlab.core.errors import CheckpointError, OutputExistsError
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -92,27 +92,33 @@ def load_tensors(path: str | Path, check_finite: bool = True) -> dict[str, torch
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside `final`; on success it replaces `final` in one step.
+def atomic_dir(final: str | Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside `final`; on success it becomes `final` in one step.
 
-    Readers see either the previous complete folder or the new complete one, never a mix. The old
-    folder is renamed aside first and deleted only after the new one is in place, so a crash at any
-    moment leaves a complete folder under `final` or under `final`'s `.old` name (`recover_dir`).
+    Readers see either the previous complete folder or the new complete one, never a mix. An existing
+    `final` is replaced only with `replace=True` (the caller's own earlier output, e.g. a run's previous
+    snapshot); it is renamed aside to `final.old` first and deleted only after the new one is in place, so
+    a crash at any moment leaves a complete folder under `final` or `final.old` (`recover_dir`). Nothing
+    this call did not move aside itself is ever deleted.
     """
     final = Path(final)
+    if final.exists() and not replace:
+        raise OutputExistsError(f"{final} already exists; refusing to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o755)
+    old = final.with_name(final.name + ".old")
+    moved = False
     try:
         yield tmp
-        old = final.with_name(final.name + ".old")
         if final.exists():
-            if old.exists():
+            if old.exists():  # a crash between our two renames left the previous snapshot here: ours
                 shutil.rmtree(old)
             os.replace(final, old)
+            moved = True
         os.replace(tmp, final)
         fsync_dir(final.parent)
-        if old.exists():
+        if moved:
             shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -71,7 +71,7 @@ class RunLogger:
             tb = self.dir / "tb"
             recover_dir(tb)
             if append or tb.exists():
-                with atomic_dir(tb) as tmp:
+                with atomic_dir(tb, replace=True) as tmp:  # this run's own TensorBoard folder, rebuilt
                     writer = _summary_writer(tmp)
                     if writer is not None:
                         for row in kept:

@@ -165,9 +165,10 @@ def _tasks_table(tasks: list[str]) -> pa.Table:
 
 
 def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int = 80,
-                  robot_type: str | None = "sawyer", extra_info: dict | None = None) -> Path:
+                  robot_type: str | None = "sawyer", extra_info: dict | None = None, overwrite: bool = False) -> Path:
     """Write `episodes` (all of task `task`) as a LeRobotDataset v3 folder. The folder is built beside
-    `root` and renamed into place, so an existing dataset is never left half-overwritten."""
+    `root` and renamed into place; an existing `root` is refused unless `overwrite=True` (then it is
+    replaced whole, never left half-overwritten)."""
     if not episodes:
         raise ValueError("cannot write a dataset with no episodes")
     with_reward = episodes[0].rewards is not None
@@ -229,7 +230,7 @@ def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int
         "data_path": DATA_PATH, "video_path": None, "robot_type": robot_type,
         "splits": {"train": f"0:{len(episodes)}"},
     }
-    with atomic_dir(root) as tmp:
+    with atomic_dir(root, replace=overwrite) as tmp:
         data_file = tmp / DATA_PATH.format(chunk_index=0, file_index=0)
         data_file.parent.mkdir(parents=True)
         pq.write_table(frames, data_file)

@@ -401,7 +401,7 @@ class Finetuner:
         Each part also records the env step it belongs to, so a resume can prove the set is one snapshot.
         """
         tag = {"env_steps": self.env_steps}
-        with atomic_dir(self.out / STATE_DIR) as tmp:
+        with atomic_dir(self.out / STATE_DIR, replace=True) as tmp:  # the run's own previous snapshot
             self.sac.save(tmp / "sac", tag=tag)
             self.replay.save(tmp / "replay.npz", tag=tag)
             atomic_write_json(tmp / "loop.json", {
