@@ -36,8 +36,13 @@ def test_lerobot_v3_layout(tmp_path):
 
 
 def test_rewrite_replaces_atomically(tmp_path):
+    from steerlab.core.errors import OutputExistsError
+
     root = write_dataset(tmp_path / "ds", make_episodes(n=2), "push-wall-v3")
-    write_dataset(root, make_episodes(n=3), "push-wall-v3")
+    with pytest.raises(OutputExistsError):  # an existing dataset is replaced only when asked
+        write_dataset(root, make_episodes(n=3), "push-wall-v3")
+    assert read_dataset(root).num_episodes == 2
+    write_dataset(root, make_episodes(n=3), "push-wall-v3", overwrite=True)
     assert read_dataset(root).num_episodes == 3
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no staging or backup folders left behind
 
