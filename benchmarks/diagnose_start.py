@@ -57,7 +57,8 @@ def actor_stats(tuner, probe_obs) -> dict:
 
 
 def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: int, eval_every: int,
-        eval_episodes: int, hidden: int, sac_overrides: dict | None = None, tag: str = "") -> dict:
+        eval_episodes: int, hidden: int, sac_overrides: dict | None = None, tag: str = "",
+        steering_overrides: dict | None = None) -> dict:
     import torch
     from pretrain import base_checkpoint
 
@@ -67,7 +68,7 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
     torch.set_num_threads(1)
     base = base_checkpoint(task, seed=0, progress=False)
     out = RUNS / "diagnose_start" / f"{task}__{method}__{start}{tag}__seed{seed}"
-    steering = {"start": start}
+    steering = {"start": start, **(steering_overrides or {})}
     if start == "random" and method == "dsrl":
         steering["critic_warmup"] = 0
     cfg = FinetuneConfig(base=str(base), method=method, env=task, env_steps=env_steps, seed=seed, out=str(out),
@@ -78,9 +79,17 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
     curve = []
     probe = {}
     evaluate = tuner.evaluate
+    last = {}
 
     def evaluate_and_probe():
-        row = evaluate()
+        # the evaluation is deterministic (fixed episode seeds, the actor's mean): while the actor has not
+        # changed since the previous evaluation (warm-up, critic-only phase) its result is that one's, exactly
+        params = [p.detach().clone() for p in tuner.sac.actor.parameters()]
+        if "params" in last and all(torch.equal(a, b) for a, b in zip(params, last["params"], strict=True)):
+            row = last["row"]
+        else:
+            row = evaluate()
+        last.update(params=params, row=row)
         if "obs" not in probe and len(tuner.replay) >= 256:  # the first 256 states seen, fixed from then on
             probe["obs"] = tuner.replay.obs[:256].copy() if hasattr(tuner.replay, "obs") else None
         stats = actor_stats(tuner, probe["obs"]) if probe.get("obs") is not None else {}
@@ -96,7 +105,12 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
     tuner.run(resume=False)
     base_s = curve[0]["success"]
     after = [c["success"] for c in curve if c["step"] > 2 * warmup]
-    return {"task": task, "method": method, "start": start + tag, "sac_overrides": sac_overrides or {}, "seed": seed, "env_steps": env_steps, "warmup": warmup,
+    xs = [c["step"] for c in curve]
+    ys = [c["success"] for c in curve]
+    auc = sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1)) / max(xs[-1], 1)
+    return {"task": task, "method": method, "start": start + tag, "sac_overrides": sac_overrides or {},
+            "steering_overrides": steering_overrides or {}, "seed": seed, "env_steps": env_steps, "warmup": warmup,
+            "auc": auc,
             "eval_episodes": eval_episodes, "hidden": hidden, "curve": curve, "seconds": time.perf_counter() - t0,
             "step0": base_s, "min_after_warmup": min(after) if after else None,
             "dip": (min(after) - base_s) if after else None, "final": curve[-1]["success"]}
@@ -109,10 +123,11 @@ def table(res: dict) -> str:
         extra = (f"noise RMS det {last.get('noise_rms_det', float('nan')):.2f}, sampled "
                  f"{last.get('noise_rms_sampled', float('nan')):.2f}" if r["method"] in ("dsrl", "dsrl-na") else
                  f"λ·Δz / RMS(z) det {last.get('latent_shift_rel', float('nan')):.3f}")
-        rows.append([r["task"], r["method"], r["start"], str(r["seed"]), f"{r['step0']:.2f}",
-                     f"{r['min_after_warmup']:.2f}", f"{r['final']:.2f}", extra])
-    return markdown_table(["task", "method", "start", "seed", "success at step 0", "lowest after warm-up", "final",
-                           "actor at the end"], rows)
+        auc = f"{r['auc']:.2f}" if "auc" in r else "–"
+        rows.append([r["task"], r["method"], r["start"], str(r["seed"]), f"{r['env_steps'] // 1000}k / {r['eval_episodes']}",
+                     f"{r['step0']:.2f}", f"{r['min_after_warmup']:.2f}", f"{r['dip']:+.2f}", f"{r['final']:.2f}", auc, extra])
+    return markdown_table(["task", "method", "start", "seed", "steps / eval episodes", "success at step 0",
+                           "lowest after warm-up", "dip", "final", "AUC", "actor at the end"], rows)
 
 
 def main() -> int:
@@ -121,12 +136,13 @@ def main() -> int:
     ap.add_argument("--method", default="dsrl")
     ap.add_argument("--start", default="random", choices=["random", "base"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--env-steps", type=int, default=12_000)
-    ap.add_argument("--warmup", type=int, default=1_000)
-    ap.add_argument("--eval-every", type=int, default=2_000)
+    ap.add_argument("--env-steps", type=int, default=6_000)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--eval-every", type=int, default=1_000)
     ap.add_argument("--eval-episodes", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=128, help="SAC width (the benchmark's 128)")
     ap.add_argument("--sac-json", default=None, help="SACConfig overrides on top of the start (a variant)")
+    ap.add_argument("--steering-json", default=None, help="steering-method options on top of the start (a variant)")
     ap.add_argument("--tag", default="", help="suffix naming the variant in the record, e.g. '+alpha0.1'")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
@@ -135,9 +151,13 @@ def main() -> int:
         print(table(res))
         return 0
     key = f"{args.task}|{args.method}|{args.start}{args.tag}|seed{args.seed}"
+    if (args.env_steps, args.warmup, args.eval_every, args.eval_episodes, args.hidden) != (8_000, 500, 1_000, 10, 128):
+        # the first records (8k steps, warm-up 500, 10-episode evaluations every 1k) keep their keys
+        key += f"|{args.env_steps}st-wu{args.warmup}-{args.eval_episodes}ep-every{args.eval_every}-h{args.hidden}"
     if key not in res:
         rec = run(args.task, args.method, args.start, args.seed, args.env_steps, args.warmup, args.eval_every,
-                  args.eval_episodes, args.hidden, json.loads(args.sac_json) if args.sac_json else None, args.tag)
+                  args.eval_episodes, args.hidden, json.loads(args.sac_json) if args.sac_json else None, args.tag,
+                  json.loads(args.steering_json) if args.steering_json else None)
         res = load_cell(OUT) or {}
         res[key] = rec
         atomic_write_json(OUT, res)
