@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -75,7 +76,17 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
                          warmup_decisions=warmup, eval_every=eval_every, eval_episodes=eval_episodes,
                          checkpoint_every=10 * env_steps, tensorboard=False, sac=SACConfig(hidden=hidden, **(sac_overrides or {})),
                          steering=steering)
-    tuner = Finetuner(cfg, progress=False)
+    # an override named here wins over the method's start even where it equals SACConfig's default
+    # (resolve_sac cannot tell an explicit default from an unset field), e.g. {"actor_tether": 0.0} for dsrl
+    from steerlab.rl.steering import method_class
+
+    cls = method_class(method)
+    start_fields = cls.sac_start
+    cls.sac_start = {k: v for k, v in start_fields.items() if k not in (sac_overrides or {})}
+    try:
+        tuner = Finetuner(cfg, progress=False)
+    finally:
+        cls.sac_start = start_fields
     curve = []
     probe = {}
     evaluate = tuner.evaluate
@@ -109,7 +120,7 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
     ys = [c["success"] for c in curve]
     auc = sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1)) / max(xs[-1], 1)
     return {"task": task, "method": method, "start": start + tag, "sac_overrides": sac_overrides or {},
-            "steering_overrides": steering_overrides or {}, "seed": seed, "env_steps": env_steps, "warmup": warmup,
+            "steering_overrides": steering_overrides or {}, "sac": asdict(tuner.cfg.sac), "seed": seed, "env_steps": env_steps, "warmup": warmup,
             "auc": auc,
             "eval_episodes": eval_episodes, "hidden": hidden, "curve": curve, "seconds": time.perf_counter() - t0,
             "step0": base_s, "min_after_warmup": min(after) if after else None,
@@ -130,6 +141,25 @@ def table(res: dict) -> str:
                            "lowest after warm-up", "dip", "final", "AUC", "actor at the end"], rows)
 
 
+def curves_table(res: dict) -> str:
+    """The records with 20-episode evaluations as docs/zprl.md shows them: one success curve per run."""
+    rows = []
+    for r in sorted(res.values(), key=lambda r: (r["task"], r["seed"], r["method"], r["start"])):
+        if r["eval_episodes"] < 20:
+            continue
+        last = r["curve"][-1]
+        actor = (f"noise RMS {last['noise_rms_det']:.2f}" if "noise_rms_det" in last else
+                 f"λ·Δz {last['latent_shift_rel']:.3f}·RMS(z)" if "latent_shift_rel" in last else
+                 f"RMS(a) {last.get('det_rms', float('nan')):.2f}")
+        actor += f", {100 * last.get('det_saturated', 0):.0f}% saturated, Q {last.get('q_mean', float('nan')):.1f}"
+        # the tether the run trained with (records from before it existed have no "sac": β = 0)
+        tether = r.get("sac", {}).get("actor_tether", r.get("sac_overrides", {}).get("actor_tether", 0.0))
+        variant = f"{r['start'].removeprefix('base').lstrip('+') or 'default'} (β = {tether:g})"
+        rows.append([f"{r['task']}, {r['seed']}", f"{r['method']}, {variant}",
+                     " ".join(f"{c['success']:.2f}" for c in r["curve"]), f"{r['dip']:+.2f}", f"{r['auc']:.2f}", actor])
+    return markdown_table(["task, seed", "method, variant", "success curve", "dip", "AUC", "actor at the end"], rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="push-wall-v3")
@@ -145,10 +175,11 @@ def main() -> int:
     ap.add_argument("--steering-json", default=None, help="steering-method options on top of the start (a variant)")
     ap.add_argument("--tag", default="", help="suffix naming the variant in the record, e.g. '+alpha0.1'")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--curves", action="store_true", help="print the 20-episode records' curves (docs/zprl.md)")
     args = ap.parse_args()
     res = load_cell(OUT) or {}
-    if args.table:
-        print(table(res))
+    if args.table or args.curves:
+        print(curves_table(res) if args.curves else table(res))
         return 0
     key = f"{args.task}|{args.method}|{args.start}{args.tag}|seed{args.seed}"
     if (args.env_steps, args.warmup, args.eval_every, args.eval_episodes, args.hidden) != (8_000, 500, 1_000, 10, 128):

@@ -45,7 +45,9 @@ def test_method_starts(base_ckpt):
     assert zprl.resolve_sac(SACConfig()).actor_init_zero_mean and zprl.critic_warmup == 1000
     dsrl = make_adapter(base, "dsrl", {}, meta["latent_stats"])
     s = dsrl.resolve_sac(SACConfig())
-    assert s.target_entropy == 0.0 and s.actor_init_std == 0.8
+    assert s.target_entropy == 0.0 and s.actor_init_std == 0.8 and s.actor_tether == 1.0
+    assert zprl.resolve_sac(SACConfig()).actor_tether == 0.0  # the tether is dsrl's start only
+    assert dsrl.resolve_sac(SACConfig(actor_tether=0.3)).actor_tether == 0.3  # an explicit setting wins
     old = make_adapter(base, "dsrl", {"start": "random"}, meta["latent_stats"])
     assert old.resolve_sac(SACConfig()) == SACConfig() and old.critic_warmup == 0
     res = make_adapter(base, "action-residual", {}, meta["latent_stats"])
