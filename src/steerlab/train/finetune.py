@@ -270,13 +270,15 @@ class Finetuner:
         self._rows = np.arange(self.n)
 
     # ------------------------------------------------------------------ collection (N envs, batched decisions)
-    @torch.no_grad()
+    # The policy, features and actor run in inference mode (no autograd bookkeeping: the same kernels, the same
+    # numbers, less overhead per small op); the buffers they write into are ordinary tensors.
+    @torch.inference_mode()
     def _features(self, obs: np.ndarray) -> torch.Tensor:
         return self.adapter.features(torch.as_tensor(obs), train=True, gen=self.noise_gen)
 
     def _set_feats(self, idx, feats: torch.Tensor) -> None:
         if self.feats is None:  # the feature buffers take the method's dtype and width
-            self.feats = feats.new_zeros((self.n, *feats.shape[1:]))
+            self.feats = torch.zeros((self.n, *feats.shape[1:]), dtype=feats.dtype)
             self.pend_feats = torch.zeros_like(self.feats)
         self.feats[idx] = feats
 
@@ -318,7 +320,7 @@ class Finetuner:
         stop = self.env_steps >= self.cfg.env_steps or self.stop_signal is not None
         return self.env_steps >= self.next_ckpt or (self.n == 1 and stop)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _decide(self, idx: np.ndarray) -> None:
         """One batched actor + steering call for the envs that need a new chunk."""
         cfg = self.cfg
@@ -335,7 +337,8 @@ class Finetuner:
         chunks = self.adapter.chunk(torch.as_tensor(self.obs[idx]), feats, act, noise).numpy()
         if self.plan is None:
             self.plan = np.zeros((self.n, self.k, *chunks.shape[2:]), chunks.dtype)
-            self.pend_action = act.new_zeros((self.n, *act.shape[1:]))
+            with torch.inference_mode(False):
+                self.pend_action = torch.zeros((self.n, *act.shape[1:]), dtype=act.dtype)
         used = min(self.k, chunks.shape[1])
         self.plan[idx, :used] = chunks[:, :used]
         self.cursor[idx], self.plan_len[idx] = 0, used

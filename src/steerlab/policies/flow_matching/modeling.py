@@ -230,7 +230,7 @@ class FlowMatchingPolicy(nn.Module):
         if key not in self._t_embeds:
             if len(self._t_embeds) >= 64:  # many batch sizes (an unusual caller): start afresh
                 self._t_embeds.clear()
-            with torch.no_grad():
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors, whatever mode the caller is in
                 self._t_embeds[key] = [timestep_embedding(t, self.config.time_embed_dim)
                                        for t in euler_times(batch, self.config.num_inference_steps, dtype, device)]
         return self._t_embeds[key]
