@@ -216,9 +216,10 @@ def table(results: dict) -> str:
                      f"{r['wall_env_steps_per_s']:.0f} ({r['ratio_wall']:.2f})", f"{r['update_cpu_ms']:.1f}",
                      f"{r['worker_cpu_ms_per_env_step']:.2f}" if r["async"] else "—"])
     u = results["update"]
-    phase = results.get("update_phase", "critic only")  # records before the field existed timed that phase
+    # (records written before the field existed do not say which updates their loops timed)
+    phase = f", updates training the {results['update_phase']}" if "update_phase" in results else ""
     head = (f"{results['task']}, {results['method']}, UTD {results['utd']:g}, {results['n_action_steps']} env steps per "
-            f"decision, one torch thread, updates training the {phase}. Bare simulator: {results['sim']['cpu_steps_per_s']:.0f} steps per CPU-second; "
+            f"decision, one torch thread{phase}. Bare simulator: {results['sim']['cpu_steps_per_s']:.0f} steps per CPU-second; "
             f"SAC update alone: {1e3 * u['cpu_s']:.1f} CPU-ms ({1e3 * u['wall_s']:.1f} ms wall), so the updates allow "
             f"{results['update_bound_cpu_env_steps_per_s']:.0f} env steps per CPU-second. Loop rate and, in brackets, "
             f"its fraction of the update-bound rate (= share of the loop's time spent in its own updates; target "
