@@ -18,6 +18,8 @@ def test_table_reports_rates_and_ratios():
            "update_bound_wall_env_steps_per_s": 100.0, "target_ratio": 0.8, "loadavg_start": [3.0], "cpus": 2,
            "loops": loops}
     table = throughput.table(res)
+    assert "updates training" not in table  # a record without the field does not say which updates it timed
+    assert "updates training the critic and actor" in throughput.table({**res, "update_phase": "critic and actor"})
     assert "SAC update alone: 12.5 CPU-ms (20.0 ms wall)" in table and "160 env steps per CPU-second" in table
     assert "| 1 | sync (one core) | 80 (0.50) | 40 (0.45) | 12.0 | — |" in table
     assert "| 8 | async (learner core) | 130 (0.81) | 60 (0.70) | 13.0 | 2.25 |" in table
