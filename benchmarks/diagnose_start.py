@@ -68,7 +68,8 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
 
     torch.set_num_threads(1)
     base = base_checkpoint(task, seed=0, progress=False)
-    out = RUNS / "diagnose_start" / f"{task}__{method}__{start}{tag}__seed{seed}"
+    # the protocol in the name: a run of another length or evaluation size never lands in an earlier run's folder
+    out = RUNS / "diagnose_start" / f"{task}__{method}__{start}{tag}__seed{seed}__{env_steps}st-{eval_episodes}ep"
     steering = {"start": start, **(steering_overrides or {})}
     if start == "random" and method == "dsrl":
         steering["critic_warmup"] = 0
