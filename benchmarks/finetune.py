@@ -340,7 +340,11 @@ def main() -> int:
     results = aggregate(root)
     results["planned_seeds"] = seeds
     tasks = sorted(results["tasks"]) or tasks
-    results["throughput"]["sim_steps_per_s"] = float(np.mean([sim_steps_per_s(t) for t in tasks]))
+    recorded = (load_cell(results_file) or {}).get("throughput", {}).get("sim_steps_per_s")
+    # --collect only re-aggregates runs: it keeps the recorded simulator speed (a re-measurement on a busy
+    # machine would change the throughput line without any new run)
+    results["throughput"]["sim_steps_per_s"] = (recorded if args.collect and recorded else
+                                                float(np.mean([sim_steps_per_s(t) for t in tasks])))
     atomic_write_json(results_file, results)
     from plots import plot_finetune
 

@@ -227,7 +227,7 @@ def aggregate(plan: Plan, tasks: list[str], shifts: dict) -> dict:
             "settings": (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {}),
             "tuning_tasks": tuning_tasks(BENCHMARK_TASKS), "curves": curves, "runs": len(walls),
             "wall_s": {"total": float(np.sum(walls)), "mean_per_run": float(np.mean(walls)) if walls else None},
-            "n_envs": plan.n_envs}
+            "n_envs": plan.n_envs, "quick": plan.quick}
 
 
 def family_summary(results: dict) -> str:
@@ -259,6 +259,9 @@ def table(results: dict) -> str:
     if settings:
         out += ("\n\nSettings (picked on " + ", ".join(results.get("tuning_tasks", [])) + " by the sweep in "
                 "tuning.json: " + PICK_RULE + "): " + "; ".join(f"{m}: {s['name']}" for m, s in settings.items()) + ".")
+    stem = "finetune_shift_quick" if results.get("quick") else "finetune_shift"
+    out += (f"\n\nCurves: benchmarks/results/{stem}_curves.png; best mode against the base: "
+            f"benchmarks/results/{stem}_best.png.")
     w = results.get("wall_s", {})
     if w.get("mean_per_run"):
         out += (f"\n\nBudget: {results['env_steps']} env steps per run, {results.get('n_envs')} envs per run; "

@@ -126,8 +126,11 @@ def headline_table(tasks: dict, methods: list[str], planned_seeds: int | None = 
             if m["final_eps0"] is not None and m["eps0_seeds"] < m["seeds"]:
                 eps0 += f" ({m['eps0_seeds']} of {m['seeds']} seeds)"
             auc = _pm(m["auc"]) + (f" ± {m['auc_stderr']:.2f}" if m["seeds"] > 1 else "")
+            mode = MODE_LABEL[m["best_mode"]]
+            if m["best_mode"] == "eps0" and m["eps0_seeds"] < m["seeds"]:  # say when the best mode rests on fewer seeds
+                mode += f", {m['eps0_seeds']} seed{'s' if m['eps0_seeds'] > 1 else ''}"
             rows.append([*lead, method, seeds, _pm(m["final_sampled"]), eps0,
-                         f"{_pm(m['final_best'], m['final_best_ci95'])} ({MODE_LABEL[m['best_mode']]})",
+                         f"{_pm(m['final_best'], m['final_best_ci95'])} ({mode})",
                          _pm(m.get("best_vs_base"), m.get("best_vs_base_ci95"), signed=True),
                          _pm(m.get("dip"), signed=True), auc])
     return markdown_table(header, rows)
