@@ -134,6 +134,22 @@ def make_cell(plan: Plan, task: str, method: str, name: str, seed: int, shift: s
     return cell
 
 
+def recorded_as(cell: dict) -> bool:
+    """Whether the cell's recorded run (config.json) used the cell's shift and settings."""
+    cfg = (load_cell(ft.cell_dir(cell) / "config.json") or {}).get("finetune", {})
+    return (cfg.get("shift") == cell["shift"]
+            and all(cfg.get("steering", {}).get(k) == v for k, v in cell["steering"].items())
+            and all(cfg.get("sac", {}).get(k) == v for k, v in cell["sac"].items()))
+
+
+def refuse_stale(cells: list[dict]) -> None:
+    """A finished run recorded with another shift or setting is never counted as this cell (nor overwritten)."""
+    stale = [c["out"] for c in cells if ft.is_done(c) and not recorded_as(c)]
+    if stale:
+        raise SystemExit(f"{len(stale)} recorded run(s) used another shift or setting than this invocation, e.g. "
+                         f"{stale[0]}; move them aside (the calibration or the sweep's pick changed?)")
+
+
 # ------------------------------------------------------------------ stage 1: bases and their rows
 def build_bases(tasks: list[str], shifts: dict, quick: bool) -> dict[str, str]:
     """Each task's base checkpoint (built on the driver if missing: the calibration normally built it)."""
@@ -308,6 +324,7 @@ def main() -> int:
         if args.stage in ("sweep", "grid"):
             cells = [make_cell(plan, t, m, label(m, s), 0, shifts[t], bases[t], s, plan.sweep_root)
                      for m, grid in plan.sweep.items() for s in grid for t in tune]
+            refuse_stale(cells)
             run_grid(cells, ft.finetune_cell, ft.is_done, desc="tuning sweep", ship=ship, **grid_kw)
             save_sweep(plan, sweep_record(plan, tune))
         if args.stage == "grid":
@@ -316,6 +333,7 @@ def main() -> int:
                 raise SystemExit(f"the sweep is incomplete (picked: {sorted(picked)}); rerun to finish it")
             cells = [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], plan.grid_root)
                      for s in range(plan.seeds) for t in tasks for m in METHODS]
+            refuse_stale(cells)
             run_grid(cells, ft.finetune_cell, ft.is_done, desc="shift-suite runs", ship=ship, **grid_kw)
     results = aggregate(plan, tasks, {t: shifts[t] for t in tasks})
     atomic_write_json(plan.results_file, results)

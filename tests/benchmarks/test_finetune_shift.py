@@ -108,3 +108,21 @@ def test_method_row_compares_modes_over_the_seeds_that_recorded_them():
     assert row["eps0_seeds"] == 1 and row["final_eps0"] == pytest.approx(0.3)
     assert row["best_vs_base"] == pytest.approx(0.0)
     assert row["best_vs_base_ci95"][0] < 0 < row["best_vs_base_ci95"][1]
+
+
+def test_a_run_recorded_with_other_settings_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(fs, "noise_dim", lambda base: 32)
+    plan = fs.Plan(quick=True)
+    cell = fs.make_cell(plan, "box-close-v3", "dsrl", "dsrl", 0, "actuation:offset-x+0.10", "b",
+                        {"noise_magnitude": 1.5, "target_entropy_per_dim": 0.0}, tmp_path)
+    out = Path(cell["out"])
+    _write(out, {"env_steps": plan.env_steps, "final_eval_success": 0.5})
+    cfg = {"finetune": {"shift": "actuation:offset-x+0.10", "steering": {"noise_magnitude": 1.5, "start": "base"},
+                        "sac": {"target_entropy": 0.0, "hidden": 128}}}
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert fs.recorded_as(cell)
+    fs.refuse_stale([cell])  # same settings: fine
+    cfg["finetune"]["steering"]["noise_magnitude"] = 2.5
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SystemExit, match="another shift or setting"):
+        fs.refuse_stale([cell])
