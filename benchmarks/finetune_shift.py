@@ -227,6 +227,10 @@ def aggregate(plan: Plan, tasks: list[str], shifts: dict) -> dict:
             continue
         base = base_row(b["final_sampled"], b["final_eps0"], b["final_episodes"], auc=b["final_sampled"],
                         explore_jerk=b["final_sampled_jerk"], wall_s=b["wall_seconds"])
+        # the same evaluation as the calibration's cell (same base, shift, episodes and seed): it must agree
+        cal = ((load_cell(TUNING) or {}).get("shift_calibration") or {}).get("cells", {}).get(f"{task}|{shifts[task]}")
+        if cal and not plan.quick and cal.get("episodes") == b["final_episodes"]:
+            base["matches_calibration"] = (cal["sampled"], cal["eps0"]) == (b["final_sampled"], b["final_eps0"])
         out_tasks[task] = {"base": base}
         for method in METHODS:
             rs = [r for r in (load_cell(p) for p in sorted(plan.grid_root.glob(f"{task}__{method}__seed*/result.json")))
@@ -268,6 +272,9 @@ def table(results: dict) -> str:
     out = headline_table(results["tasks"], METHODS, planned_seeds=results.get("planned_seeds"),
                          shifts=results.get("shifts"))
     out += "\n\n" + HEADLINE_NOTE
+    off = [t for t, r in results["tasks"].items() if r["base"].get("matches_calibration") is False]
+    if off:  # the base rows re-evaluate the calibration's cells: a difference means something is not reproducible
+        out += "\n\n**Warning:** the base row differs from its calibration cell on " + ", ".join(off) + "."
     summary = family_summary(results)
     if summary:
         out += "\n\n" + summary
