@@ -264,7 +264,7 @@ def family_summary(results: dict) -> str:
                 sure = sum(r["best_vs_base_ci95"][0] > 0 for r in rows)
                 parts.append(f"{method} {above}/{len(rows)} above the base's best ({sure} with the interval above 0)")
         if parts:
-            lines.append(f"*{fam}* ({len(tasks)} tasks): " + "; ".join(parts) + ".")
+            lines.append(f"*{fam}* ({len(tasks)} task{'s' if len(tasks) > 1 else ''}): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 

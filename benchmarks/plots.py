@@ -93,8 +93,8 @@ def plot_best_vs_base(results: dict, path: Path) -> None:
                 continue
             xs.append(i + (j - (len(methods) - 1) / 2) * width)
             ys.append(m["final_best"])
-            lo.append(m["final_best"] - m["final_best_ci95"][0])
-            hi.append(m["final_best_ci95"][1] - m["final_best"])
+            lo.append(max(m["final_best"] - m["final_best_ci95"][0], 0.0))
+            hi.append(max(m["final_best_ci95"][1] - m["final_best"], 0.0))
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=METHOD_COLORS.get(method), alpha=0.85, label=method)
     shifts = results.get("shifts", {})
     ax.set_xticks(np.arange(len(tasks)), [t.replace("-v3", "") + (f"\n{shifts[t]}" if t in shifts else "")

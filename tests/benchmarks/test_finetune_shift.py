@@ -126,3 +126,11 @@ def test_a_run_recorded_with_other_settings_is_refused(tmp_path, monkeypatch):
     (out / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(SystemExit, match="another shift or setting"):
         fs.refuse_stale([cell])
+
+
+def test_intervals_contain_their_estimate_at_zero_and_one():
+    base = suite.base_row(0.0, 1.0, 50)
+    assert base["sampled_ci95"][0] == 0.0 and base["eps0_ci95"][1] == 1.0
+    row = suite.method_row([{"seed": 0, "episodes": 4, "sampled": 0.0, "eps0": 0.0, "auc": 0.0}], base)
+    assert row["final_best_ci95"][0] == 0.0 and row["final_best_ci95"][1] > 0.2
+    assert row["best_vs_base_ci95"][1] == pytest.approx(-1.0 + row["final_best_ci95"][1], abs=0.1)
