@@ -23,6 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import RESULTS, RUNS, load_cell, markdown_table, stderr  # noqa: E402
+from suite import HEADLINE_NOTE, base_row, headline_table, method_row, run_outcome  # noqa: E402
 
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
@@ -121,6 +122,7 @@ def finetune_cell(cell: dict) -> dict:
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
                          checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
                          final_episodes=cell["final_episodes"], max_steps=cell.get("max_steps"),
+                         n_envs=cell.get("n_envs", 1),
                          sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
     t0 = time.perf_counter()
     finetune(cfg, progress=False)
@@ -176,11 +178,29 @@ def sim_steps_per_s(task: str, steps: int = 2000) -> float:
     return steps / (time.perf_counter() - t0)
 
 
+def run_dip(run_dir: Path, result: dict) -> float | None:
+    """The run's dip (`steerlab.train.results`); recomputed from its metrics for runs recorded before
+    `finetune` wrote it (warm-up env steps = warm-up decisions × the base's executed steps per chunk)."""
+    from steerlab.core.logger import read_metrics
+    from steerlab.train.results import curve_summary
+
+    if result.get("dip") is not None:
+        return result["dip"]
+    cfg = load_cell(run_dir / "config.json")
+    if not cfg or not (run_dir / "metrics.jsonl").is_file():
+        return None
+    warmup = cfg["finetune"]["warmup_decisions"] * cfg["base_config"]["n_action_steps"]
+    return curve_summary(read_metrics(run_dir), warmup_env_steps=warmup)["dip"]
+
+
 def aggregate(root: Path = RUN_ROOT, base_rows: dict | None = None) -> dict:
     """finetune.json from every recorded run (mean over the seeds each cell has). The base rows come from
     `base_rows` ({task: {success, zero_noise_success, eval_jerk}}), default the pretrain benchmark's."""
     pre = {"tasks": base_rows} if base_rows is not None else load_cell(RESULTS / "pretrain.json") or {"tasks": {}}
-    runs = [r for r in (load_cell(p) for p in sorted(root.glob("*/result.json"))) if r]
+    runs = []
+    for p in sorted(root.glob("*/result.json")):
+        if (r := load_cell(p)) is not None:
+            runs.append({**r, "dip": run_dip(p.parent, r)})
     tasks: dict[str, dict] = {}
     curves: dict[str, dict] = {}
     for r in runs:
@@ -195,6 +215,11 @@ def aggregate(root: Path = RUN_ROOT, base_rows: dict | None = None) -> dict:
                                    "eval_jerk": base_jerk, "seeds": 0}
         if "zero_noise_success" in pre["tasks"].get(task, {}):
             out_tasks[task]["base"]["final_zero_noise_success"] = pre["tasks"][task]["zero_noise_success"]
+        base = None
+        if task in pre["tasks"]:  # both modes and the best one, with intervals (benchmarks/suite.py)
+            p = pre["tasks"][task]
+            base = base_row(p["success"], p.get("zero_noise_success"), p.get("episodes", 50))
+            out_tasks[task]["base"].update(base)
         for method, rs in by_method.items():
             reach = [r["steps_to_base_plus_20"] for r in rs]
             out_tasks[task][method] = {
@@ -211,6 +236,8 @@ def aggregate(root: Path = RUN_ROOT, base_rows: dict | None = None) -> dict:
                 "reached_base_plus_20": sum(x is not None for x in reach),
                 "seeds": len(rs), "env_steps": rs[0]["env_steps"],
                 "train_env_steps_per_s": float(np.mean([r["train_env_steps_per_s"] for r in rs])),
+                # final sampled / ε = 0, best mode vs the base's best mode with 95% intervals, dip
+                **method_row([run_outcome(r) for r in rs], base),
             }
             curves.setdefault(task, {})[method] = [{"steps": r["curve_steps"], "success": r["curve"]} for r in rs]
     env_steps = max((r["env_steps"] for r in runs), default=0)
@@ -222,11 +249,19 @@ def aggregate(root: Path = RUN_ROOT, base_rows: dict | None = None) -> dict:
 
 
 def table(results: dict) -> str:
-    header = ["task", "method", "seeds", "AUC", "final success", "final success from ε = 0", "steps to base+0.2",
-              "explore mean jerk ×1e3", "eval mean jerk ×1e3"]
+    methods = [*METHODS, "embedding-residual"]
+    headline = any("final_best" in m for t in results["tasks"].values() for k, m in t.items() if k != "base")
+    out = ""
+    if headline:  # the comparison against the best base (issue 13, item 2), then the details
+        out = (headline_table(results["tasks"], methods, planned_seeds=results.get("planned_seeds"))
+               + "\n\n" + HEADLINE_NOTE + "\n\n")
+        header = ["task", "method", "seeds", "steps to base+0.2", "explore mean jerk ×1e3", "eval mean jerk ×1e3"]
+    else:  # a results file from before the headline columns existed
+        header = ["task", "method", "seeds", "AUC", "final success", "final success from ε = 0", "steps to base+0.2",
+                  "explore mean jerk ×1e3", "eval mean jerk ×1e3"]
     rows = []
     for task, by_method in results["tasks"].items():
-        for method in ["base", *METHODS, "embedding-residual"]:
+        for method in ["base", *methods]:
             if method not in by_method:
                 continue
             m = by_method[method]
@@ -239,9 +274,11 @@ def table(results: dict) -> str:
             zero = f"{m['final_zero_noise_success']:.2f}" if "final_zero_noise_success" in m else "—"
             if m.get("zero_noise_seeds", m["seeds"]) < m["seeds"]:  # only steered runs count their seeds
                 zero += f" ({m['zero_noise_seeds']} of {m['seeds']} seeds)"
-            rows.append([task, method, str(m.get("seeds", "")) if method != "base" else "—", auc, fin, zero, reach_s,
-                         f"{1e3 * m['explore_jerk']:.2f}", f"{1e3 * m['eval_jerk']:.2f}"])
-    out = markdown_table(header, rows)
+            seeds = str(m.get("seeds", "")) if method != "base" else "—"
+            jerks = [f"{1e3 * m['explore_jerk']:.2f}", f"{1e3 * m['eval_jerk']:.2f}"]
+            rows.append([task, method, seeds, reach_s, *jerks] if headline else
+                        [task, method, seeds, auc, fin, zero, reach_s, *jerks])
+    out += markdown_table(header, rows)
     t = results.get("throughput", {})
     if t.get("sim_steps_per_s") and t.get("train_env_steps_per_s"):
         out += (f"\n\nThroughput (one core per run): full training loop {t['train_env_steps_per_s']:.0f} env steps/s "
@@ -301,8 +338,13 @@ def main() -> int:
                  desc="finetune runs", ship=Shipping(inputs=("base",), output="out"))
     backfill_zero_noise(root)
     results = aggregate(root)
+    results["planned_seeds"] = seeds
     tasks = sorted(results["tasks"]) or tasks
-    results["throughput"]["sim_steps_per_s"] = float(np.mean([sim_steps_per_s(t) for t in tasks]))
+    recorded = (load_cell(results_file) or {}).get("throughput", {}).get("sim_steps_per_s")
+    # --collect only re-aggregates runs: it keeps the recorded simulator speed (a re-measurement on a busy
+    # machine would change the throughput line without any new run)
+    results["throughput"]["sim_steps_per_s"] = (recorded if args.collect and recorded else
+                                                float(np.mean([sim_steps_per_s(t) for t in tasks])))
     atomic_write_json(results_file, results)
     from plots import plot_finetune
 

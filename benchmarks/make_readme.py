@@ -18,7 +18,8 @@ from common import RESULTS, load_cell  # noqa: E402
 README = HERE.parent / "README.md"
 # section -> (results file, module with table(results) -> markdown)
 SECTIONS = {"pretrain": ("pretrain.json", "pretrain"), "finetune": ("finetune.json", "finetune"),
-            "finetune_quick": ("finetune_quick.json", "finetune"), "ablations": ("ablations.json", "ablations"),
+            "finetune_quick": ("finetune_quick.json", "finetune"), "finetune_shift": ("finetune_shift.json", "finetune_shift"),
+            "ablations": ("ablations.json", "ablations"),
             "privacy": ("privacy.json", "privacy"), "throughput": ("throughput.json", "throughput"),
             "panda_pretrain": ("panda_pretrain.json", "panda"), "panda_finetune": ("panda_finetune.json", "panda"),
             "vector_efficiency": ("vector_efficiency.json", "vector_efficiency")}

@@ -53,10 +53,12 @@ def plot_finetune(results: dict, path: Path) -> None:
             ax.plot(steps / 1000, mean, color=c, label=method)
             ax.fill_between(steps / 1000, mean - err, mean + err, color=c, alpha=0.2)
         base = results["tasks"][task].get("base", {})
-        if base.get("final_success") is not None:
-            ax.axhline(base["final_success"], ls="--", color="black", lw=1, label="base")
-        if base.get("final_zero_noise_success") is not None:
-            ax.axhline(base["final_zero_noise_success"], ls=":", color="gray", lw=1.2, label="base from ε = 0")
+        sampled = base.get("final_success", base.get("final_sampled"))  # finetune.json / finetune_shift.json names
+        eps0 = base.get("final_zero_noise_success", base.get("final_eps0"))
+        if sampled is not None:
+            ax.axhline(sampled, ls="--", color="black", lw=1, label="base")
+        if eps0 is not None:
+            ax.axhline(eps0, ls=":", color="gray", lw=1.2, label="base from ε = 0")
         seeds = max(len(r) for r in results["curves"][task].values())
         ax.set(title=f"{task} ({seeds} seed{'s' if seeds > 1 else ''})", xlabel="env steps (k)", ylabel="success",
                ylim=(-0.02, 1.02))
@@ -68,6 +70,38 @@ def plot_finetune(results: dict, path: Path) -> None:
             handles.setdefault(label, h)
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06 if rows > 1 else 0.1, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_best_vs_base(results: dict, path: Path) -> None:
+    """Per task: each method's best mode (sampled or ε = 0) beside the base's best mode, 95% intervals over
+    seeds and episodes (benchmarks/suite.py)."""
+    import numpy as np
+
+    tasks = [t for t in results["tasks"] if "base" in results["tasks"][t]]
+    if not tasks:
+        return
+    methods = ["base", *[m for m in METHOD_COLORS if m != "base" and any(m in results["tasks"][t] for t in tasks)]]
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(tasks)), 3.6))
+    for j, method in enumerate(methods):
+        xs, ys, lo, hi = [], [], [], []
+        for i, t in enumerate(tasks):
+            m = results["tasks"][t].get(method)
+            if m is None:
+                continue
+            xs.append(i + (j - (len(methods) - 1) / 2) * width)
+            ys.append(m["final_best"])
+            lo.append(max(m["final_best"] - m["final_best_ci95"][0], 0.0))
+            hi.append(max(m["final_best_ci95"][1] - m["final_best"], 0.0))
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=METHOD_COLORS.get(method), alpha=0.85, label=method)
+    shifts = results.get("shifts", {})
+    ax.set_xticks(np.arange(len(tasks)), [t.replace("-v3", "") + (f"\n{shifts[t]}" if t in shifts else "")
+                                          for t in tasks], fontsize=7)
+    ax.set(ylim=(0, 1.05), ylabel="final success, best mode (95%)")
+    ax.legend(fontsize=7, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

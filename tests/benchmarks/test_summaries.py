@@ -57,6 +57,23 @@ def test_aggregate_means_over_seeds_and_table_marks_missing_zero_noise(tmp_path)
     assert partial["final_zero_noise_success"] == pytest.approx(0.6) and partial["zero_noise_seeds"] == 1
     assert res["runs"] == 5 and res["run_wall_seconds"]["total"] == pytest.approx(3000.0)
     table = finetune.table(res)
-    assert "| push-wall-v3 | zprl | 2 | 0.60 ± 0.10 | 0.70 ± 0.10 | 0.80 |" in table
-    assert "| push-wall-v3 | dsrl | 1 | 0.20 | 0.10 | — |" in table
-    assert "| box-close-v3 | zprl | 2 | 0.50 ± 0.00 | 0.50 ± 0.00 | 0.60 (1 of 2 seeds) |" in table
+    # headline: final sampled | ε = 0 | best mode [95%] | best − base best [95%] | dip | AUC
+    assert "| push-wall-v3 | zprl | 2 | 0.70 | 0.80 | 0.80 [" in table and "(ε = 0) | -0.08 [" in table
+    assert "| push-wall-v3 | dsrl | 1 | 0.10 | — | 0.10 [" in table
+    assert "| box-close-v3 | zprl | 2 | 0.50 | 0.60 (1 of 2 seeds) | 0.60 [" in table
+    assert "(ε = 0, 1 seed) | -0.10 [" in table  # the best mode rests on one seed: said so
+    assert z["best_vs_base"] == pytest.approx(0.80 - res["tasks"]["push-wall-v3"]["base"]["final_best"])
+    assert z["dip"] is None  # no metrics recorded for these runs: no dip, shown as —
+
+
+def test_dip_of_runs_recorded_before_finetune_wrote_it_comes_from_their_metrics(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"finetune": {"warmup_decisions": 100},
+                                                      "base_config": {"n_action_steps": 2}}))
+    rows = [{"step": 0, "eval_success": 0.6}, {"step": 150, "eval_success": 0.1},  # inside the warm-up (200 env steps)
+            {"step": 400, "eval_success": 0.3}, {"step": 800, "eval_success": 0.9}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert finetune.run_dip(tmp_path, {}) == pytest.approx(0.3 - 0.6)
+    assert finetune.run_dip(tmp_path, {"dip": -0.05}) == -0.05  # recorded: used as is
+    assert finetune.run_dip(tmp_path / "missing", {}) is None

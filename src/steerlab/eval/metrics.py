@@ -51,3 +51,32 @@ def summarize_episodes(episodes: list[dict]) -> dict:
     return {"success": k / n, "ci95": [lo, hi], "episodes": n, "successes": k,
             "length_mean": float(lengths.mean()), "length_std": float(lengths.std()),
             "smoothness": smooth}
+
+
+def success_draws(successes, episodes, draws: int = 10_000, seed: int = 0) -> np.ndarray:
+    """Draws of the mean success over seeds, for intervals "over seeds and episodes".
+
+    `successes[i]` of `episodes[i]` evaluation episodes succeeded in seed i. Two levels, each a
+    resampling of what was observed: the seeds are resampled with replacement (run-to-run spread), and
+    each drawn seed's success rate is drawn from its Jeffreys posterior Beta(k + ½, n − k + ½) (episode
+    spread; unlike a plain binomial resample it stays honest at 0/n and n/n). With one seed this is the
+    Jeffreys interval of that seed's episodes. Deterministic for a given `seed`; the percentiles of the
+    result (`draws_interval`) are the 95% interval, and differences of two such arrays give the interval
+    of a difference (e.g. a method against the base).
+    """
+    k = np.asarray(successes, np.float64)
+    n = np.asarray(episodes, np.float64)
+    if k.ndim != 1 or k.shape != n.shape or len(k) == 0:
+        raise ValueError("success_draws needs equally long, non-empty per-seed lists")
+    if (n <= 0).any() or (k < 0).any() or (k > n).any():
+        raise ValueError("success_draws needs 0 <= successes <= episodes and episodes > 0")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(k), size=(draws, len(k)))  # seeds resampled with replacement
+    rates = rng.beta(k[pick] + 0.5, n[pick] - k[pick] + 0.5)
+    return rates.mean(axis=1)
+
+
+def draws_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Central percentile interval of bootstrap-style draws."""
+    lo, hi = np.quantile(np.asarray(draws, np.float64), [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
