@@ -45,7 +45,9 @@ def test_method_starts(base_ckpt):
     assert zprl.resolve_sac(SACConfig()).actor_init_zero_mean and zprl.critic_warmup == 1000
     dsrl = make_adapter(base, "dsrl", {}, meta["latent_stats"])
     s = dsrl.resolve_sac(SACConfig())
-    assert s.target_entropy == 0.0 and s.actor_init_std == 0.8
+    assert s.target_entropy == 0.0 and s.actor_init_std == 0.8 and s.actor_tether == 1.0
+    assert zprl.resolve_sac(SACConfig()).actor_tether == 0.0  # the tether is dsrl's start only
+    assert dsrl.resolve_sac(SACConfig(actor_tether=0.3)).actor_tether == 0.3  # an explicit setting wins
     old = make_adapter(base, "dsrl", {"start": "random"}, meta["latent_stats"])
     assert old.resolve_sac(SACConfig()) == SACConfig() and old.critic_warmup == 0
     res = make_adapter(base, "action-residual", {}, meta["latent_stats"])
@@ -103,3 +105,44 @@ def test_curve_summary_dip_counts_only_after_warmup():
     assert s["dip"] == pytest.approx(-0.2) and s["lowest_after_warmup"] == pytest.approx(0.3)
     assert curve_summary(rows[:1] + rows[3:], 200)["dip"] == 0.0
     assert s["auc"] == pytest.approx(np.trapezoid([0.5, 0.1, 0.3, 0.9], [0, 100, 300, 400]) / 400)
+
+
+def _linear_critic(sac, slope):
+    """Replace the critic by Q(s, a) = 5 + slope·Σ a: its gradient pushes every action dim to +1 forever."""
+    def critic(x, heads=None, frozen=False):
+        return (5.0 + slope * x[:, -sac.act_dim:].sum(-1)).expand(sac.cfg.num_critics, -1)
+    sac.critic = critic
+
+
+def test_tether_holds_the_mean_action_where_the_critic_slope_pays_for_it():
+    g = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randn(64, 4, generator=g)}
+    means = {}
+    for tether in (0.0, 1.0):
+        sac = SAC(4, 2, SACConfig(hidden=16, actor_lr=1e-2, actor_init_zero_mean=True, actor_tether=tether), seed=0)
+        _linear_critic(sac, slope=0.5)
+        for _ in range(300):
+            sac._actor_update(batch)
+        means[tether] = float(sac.actor.deterministic(batch["obs"]).detach().mean())
+    # untethered, Adam climbs the unbounded slope to the bound; tethered, the mean settles where the slope
+    # balances the pull: 0.5 = 2·β·|Q|·a / act_dim → a ≈ 0.5 / 5 = 0.1
+    assert means[0.0] > 0.9
+    assert 0.03 < means[1.0] < 0.2
+    assert sac.actor_updates == 300
+
+
+def test_tether_fades_and_its_counter_is_saved(tmp_path):
+    cfg = SACConfig(hidden=16, batch_size=8, actor_tether=0.4, actor_tether_updates=10)
+    sac = SAC(4, 2, cfg, seed=0)
+    assert sac.tether_weight() == pytest.approx(0.4)
+    sac.actor_updates = 5
+    assert sac.tether_weight() == pytest.approx(0.2)
+    sac.actor_updates = 12
+    assert sac.tether_weight() == 0.0
+    assert SAC(4, 2, SACConfig(hidden=16, actor_tether=0.4), seed=0).tether_weight() == pytest.approx(0.4)
+    sac.save(tmp_path)
+    again = SAC(4, 2, cfg, seed=0)
+    again.load(tmp_path)
+    assert again.actor_updates == 12
+    with pytest.raises(ValueError, match="actor_tether"):
+        SACConfig(actor_tether=-0.1)

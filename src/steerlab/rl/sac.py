@@ -107,6 +107,14 @@ class SACConfig:
     actor_init_std: float | None = None
     """Initial std of the actor's pre-tanh Gaussian, the same for every state (log-std head weights zeroed);
     None: the default initialisation (std ≈ exp((log_std_min + log_std_max) / 2) ≈ 0.22, varying by state)."""
+    actor_tether: float = 0.0
+    """Weight β of a pull of the actor's mean action toward 0 (for a steering method: the base policy):
+    the actor loss gains β · mean|Q| · mean over dims of tanh(mean)², so a mean at the bound in every
+    dimension costs a fraction β of the value (scale-free, as TD3+BC's λ). Adam moves the actor at a speed
+    set by its learning rate, not by how sure the critic is; the tether gives that move a restoring force,
+    so the actor leaves the base only as far as the critic's slope pays for. 0: off (plain SAC)."""
+    actor_tether_updates: int = 0
+    """Actor updates over which the tether fades linearly to 0; 0: it never fades."""
 
     def __post_init__(self):
         for name in ("hidden", "batch_size", "target_update_interval", "actor_update_interval", "num_critics", "utd"):
@@ -118,6 +126,9 @@ class SACConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if self.init_temperature <= 0:
             raise ValueError(f"init_temperature must be > 0 (α is learned as log α), got {self.init_temperature}")
+        if not self.actor_tether >= 0 or int(self.actor_tether_updates) < 0:
+            raise ValueError(f"actor_tether must be >= 0 and actor_tether_updates >= 0, got {self.actor_tether}, "
+                             f"{self.actor_tether_updates}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip}")
         if self.actor_q not in ("mean", "min"):
@@ -179,8 +190,13 @@ class Actor(nn.Module):
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterized action a = tanh(mean + std·ε) and its log-probability (tanh-corrected)."""
+        return self.sample_with_mean(obs, generator)[:2]
+
+    def sample_with_mean(self, obs: torch.Tensor, generator: torch.Generator | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`sample(...)` plus the pre-tanh mean (the tether's loss needs it): the same draw, the same action."""
         u, mean, log_std = self._pre_tanh(obs, generator)
-        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
+        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std), mean
 
     def sample_action(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """`sample(...)[0]` without the log-probability (acting needs none): the same draw, the same action."""
@@ -276,6 +292,7 @@ class SAC:
         self.alpha_opt = _adam([self.log_alpha], cfg.alpha_lr)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)  # every random draw of the SAC
         self.updates = 0  # critic updates done so far (drives the actor and target intervals)
+        self.actor_updates = 0  # actor updates done so far (drives the tether's fade)
         self._actor_logs = {"actor_loss": float("nan"), "alpha_loss": float("nan"), "entropy": float("nan")}
 
     def _probe_critic_action_dim(self) -> int:
@@ -385,16 +402,27 @@ class SAC:
     def _actor_update(self, b: dict[str, torch.Tensor]) -> None:
         """2. actor: maximise Q(s, ã) − α log π(ã|s), ã ~ π(·|s), through critic_action_fn, critic held fixed;
         3. temperature: α rises when the entropy (−log π) is below target, falls when above."""
-        a, logp = self.actor.sample(b["obs"], self.gen)
+        a, logp, mean = self.actor.sample_with_mean(b["obs"], self.gen)
         q_pi = self.critic(self.critic_input(b["obs"], a), frozen=True)
         q_pi = q_pi.mean(0) if self.cfg.actor_q == "mean" else q_pi.min(0).values
         actor_loss = (self.alpha * logp - q_pi).mean()
+        tether = self.tether_weight()
+        if tether > 0:  # pull the mean action toward the base (a = 0), in units of the value's scale
+            actor_loss = actor_loss + tether * q_pi.detach().abs().mean() * torch.tanh(mean).pow(2).mean()
         self._step(self.actor_opt, actor_loss, self.actor.parameters())
+        self.actor_updates += 1
 
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
         self._step(self.alpha_opt, alpha_loss, [self.log_alpha])
         self._actor_logs = {"actor_loss": actor_loss.item(), "alpha_loss": alpha_loss.item(),
                             "entropy": -logp.detach().mean().item()}
+
+    def tether_weight(self) -> float:
+        """β of the current actor update: `actor_tether`, faded linearly over `actor_tether_updates`."""
+        cfg = self.cfg
+        if cfg.actor_tether_updates > 0:
+            return cfg.actor_tether * max(0.0, 1.0 - self.actor_updates / cfg.actor_tether_updates)
+        return cfg.actor_tether
 
     @torch.no_grad()
     def _target_update(self) -> None:
@@ -421,7 +449,7 @@ class SAC:
             tensors |= {f"{name}.{k}": v for k, v in module.state_dict().items()}
         tensors["log_alpha"] = self.log_alpha.detach().clone()
         tensors["rng.sac"] = self.gen.get_state()  # uint8 tensor: exact, and small next to the weights
-        meta = {"format": STATE_FORMAT, "updates": self.updates, "obs_dim": self.obs_dim, "act_dim": self.act_dim,
+        meta = {"format": STATE_FORMAT, "updates": self.updates, "actor_updates": self.actor_updates, "obs_dim": self.obs_dim, "act_dim": self.act_dim,
                 "critic_action_dim": self.critic_action_dim, "config": asdict(self.cfg),
                 "actor_logs": {k: None if math.isnan(v) else v for k, v in self._actor_logs.items()}}
         for name, opt in self._optimizers():
@@ -448,6 +476,8 @@ class SAC:
         for name, opt in self._optimizers():
             optimizer_from_tensors(opt, name, tensors, meta[name])
         self.updates = int(meta["updates"])
+        # states saved before the counter existed: only the fade reads it, and those runs had no tether
+        self.actor_updates = int(meta.get("actor_updates", 0))
         for k, v in meta.get("actor_logs", {}).items():  # JSON has no NaN: "not yet computed" is stored as null
             self._actor_logs[k] = float("nan") if v is None else float(v)
 
