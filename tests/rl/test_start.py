@@ -146,3 +146,28 @@ def test_tether_fades_and_its_counter_is_saved(tmp_path):
     assert again.actor_updates == 12
     with pytest.raises(ValueError, match="actor_tether"):
         SACConfig(actor_tether=-0.1)
+
+
+def test_an_explicit_setting_equal_to_the_default_still_wins(base_ckpt):
+    """`--sac-json '{"actor_tether": 0}'` turns DSRL's tether off although 0 is SACConfig's default."""
+    meta = json.loads((base_ckpt / "config.json").read_text())
+    dsrl = make_adapter(load_policy(base_ckpt), "dsrl", {}, meta["latent_stats"])
+    assert dsrl.resolve_sac(SACConfig(), explicit=["actor_tether"]).actor_tether == 0.0
+    assert dsrl.resolve_sac(SACConfig(), explicit=["actor_tether"]).target_entropy == 0.0  # the rest of the start stays
+
+
+def test_cli_passes_the_sac_json_keys_as_explicit(base_ckpt, tmp_path, monkeypatch):
+    from steerlab import cli
+    from steerlab.train import finetune
+
+    seen = {}
+
+    def capture(cfg, **_):
+        seen["cfg"] = cfg
+        raise SystemExit(0)
+
+    monkeypatch.setattr(finetune, "run_folder", capture)
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", str(base_ckpt), "--method", "dsrl", "--out", str(tmp_path / "r"),
+                  "--sac-json", '{"actor_tether": 0, "hidden": 32}'])
+    assert seen["cfg"].sac_explicit == ["actor_tether", "hidden"] and seen["cfg"].sac.actor_tether == 0.0

@@ -114,6 +114,9 @@ class FinetuneConfig:
     num_threads: int = 1
     tensorboard: bool = True
     sac: SACConfig = field(default_factory=SACConfig)
+    sac_explicit: list[str] = field(default_factory=list)
+    """SAC fields the user set on purpose (`--sac-json`): the method's start never overrides them, even when the
+    value equals SACConfig's default (e.g. `{"actor_tether": 0}` turns DSRL's tether off)."""
     steering: dict = field(default_factory=dict)
     """Options of the steering method (its config dataclass in rl/steering/<method>.py)."""
 
@@ -218,7 +221,8 @@ class Finetuner:
                             f"policy: pass its base checkpoint (e.g. runs/pretrain/<task>)")
         self.env_spec = cfg.env_spec(checkpoint_env(self.base_meta))
         self.adapter = make_adapter(self.base, cfg.method, cfg.steering, self.base_meta.get("latent_stats", {}))
-        cfg.sac = self.adapter.resolve_sac(cfg.sac)  # where the method's actor starts (recorded in config.json)
+        # where the method's actor starts (recorded in config.json)
+        cfg.sac = self.adapter.resolve_sac(cfg.sac, explicit=cfg.sac_explicit)
         self.sac = self.adapter.make_learner(cfg.sac, cfg.seed)  # the shared SAC unless the method brings its own
         self.replay = ReplayBuffer(cfg.buffer_size, self.adapter.obs_dim, self.adapter.act_dim, seed=cfg.seed)
         self.out = Path(cfg.out) if cfg.out else default_run_dir(self.env_spec.id, cfg.method, cfg.seed)
@@ -716,7 +720,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         check_count(flag, value, minimum)
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
-    sac = build(SACConfig, {**PRESETS[args.preset], **_json_arg(args.sac_json, "--sac-json")}, "--sac-json")
+    sac_json = _json_arg(args.sac_json, "--sac-json")
+    sac = build(SACConfig, {**PRESETS[args.preset], **sac_json}, "--sac-json")
     steering = _json_arg(args.steering_json, "--steering-json")
     method_class(args.method).Config.from_dict(steering)  # unknown options: one line naming them
     if args.latent_scale is not None:
@@ -728,7 +733,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                          success_key=args.success_key, position_key=args.position_key, shift=args.shift,
                          env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"), n_envs=args.n_envs,
                          async_envs=args.async_envs, utd=args.utd, tensorboard=not args.no_tensorboard, sac=sac,
-                         steering=steering, final_episodes=args.final_episodes)
+                         sac_explicit=sorted(sac_json), steering=steering, final_episodes=args.final_episodes)
     tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
     out = tuner.out
     if tuner.interrupted:

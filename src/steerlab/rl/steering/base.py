@@ -117,14 +117,14 @@ class SteeringMethod:
         return SAC(self.obs_dim, self.act_dim, sac_cfg, seed=seed, critic_action_fn=self.critic_action)
 
     # ------------------------------------------------------------------ where the actor starts
-    def resolve_sac(self, sac_cfg):
-        """The SACConfig this method trains with: `sac_cfg` plus the method's start (start='base'); a value
-        set explicitly (different from SACConfig's default) wins."""
+    def resolve_sac(self, sac_cfg, explicit=()):
+        """The SACConfig this method trains with: `sac_cfg` plus the method's start (start='base'). A field named
+        in `explicit`, or set to anything but SACConfig's default, is the user's and wins."""
         if self.cfg.start != "base" or not self.sac_start:
             return sac_cfg
-        defaults = type(sac_cfg)()
+        defaults, explicit = type(sac_cfg)(), set(explicit)
         return replace(sac_cfg, **{k: v for k, v in self.sac_start.items()
-                                   if getattr(sac_cfg, k) == getattr(defaults, k)})
+                                   if k not in explicit and getattr(sac_cfg, k) == getattr(defaults, k)})
 
     @property
     def critic_warmup(self) -> int:
