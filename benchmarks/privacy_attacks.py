@@ -19,7 +19,7 @@ from common import RUNS, markdown_table
 BASES = RUNS / "privacy_attack_bases"
 
 # seeds per task for PRoP and PRoP hardened (full run); tasks not listed are not attacked by the full run
-ATTACK_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1}
+ATTACK_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1, "metaworld_reach_mlp": 1, "panda_reach": 1}
 # seeds per task for the research variants: one first (a variant recovered on its first seed already misses
 # the target); raise it for a variant that looks promising (cells already recorded are skipped)
 RESEARCH_SEEDS = {"point_robot": 1, "digits_cnn": 1}
