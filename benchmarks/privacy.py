@@ -333,11 +333,11 @@ def main() -> int:
     run_grid(cells, run_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="privacy cells")
     results = aggregate()
     previous = load_cell(RESULTS / "privacy.json") or {}
-    if "table" in args.kinds or "latency" not in previous:
+    if ("table" in args.kinds and not args.methods) or "latency" not in previous:
         lat = latency_ratio()
         results["keyed_latency_ratio"] = lat["ratio"]
         results["latency"] = lat
-    else:  # an attacks-only run keeps the recorded latency measurement
+    else:  # an attacks-only (or some-methods) run keeps the recorded latency measurement
         results["keyed_latency_ratio"], results["latency"] = previous["keyed_latency_ratio"], previous["latency"]
     atomic_write_json(RESULTS / "privacy.json", results)
     from plots import plot_privacy
