@@ -196,7 +196,14 @@ def attack_table(attacks: dict) -> str:
             "public inputs (1 with best-of-N 1 = the attacker sees the personal behaviour as the only one); "
             "largest is personal: the biggest cluster is the personal behaviour. Budget: starts per gradient "
             "attack and random keys tried (evolution: 64 runs × 16 × 30 evaluations; key reading: ≤ 40 "
-            "candidate keys; weight amplification: 4). Per attack, best-of-N / share "
+            "candidate keys; weight amplification: 4). `key_mlp`: the same suite (no hidden layer: hidden-layer "
+            "ascent and reading have no attempts); `lora`: the adapter is in the released file, so the attempts "
+            "are the base with it applied at scales 1, 2, 4, 8 (budget 4); `sealed`: 256 random keys, 80 near "
+            "keys and 4 weight amplifications through the loader (budget 340). Rollout-scored tasks "
+            "(Meta-World, PandaReach): every attempt is ranked by how far its actions on public states moved "
+            "from the base's toward the correct key's, and the 16 best overall plus the best of each attack "
+            "are scored by rollouts; the others count as not recovered, so best-of-N and share are lower "
+            "bounds there (privacy.json also gives `verified` and the proxy's own share). Per attack, best-of-N / share "
             "(*near keys start from the user's key: a robustness check, not in the overall columns):\n\n")
     out += markdown_table(["task", "variant"] + [SHORT.get(n, n) for n in names], rows2)
     return out
