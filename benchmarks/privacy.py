@@ -296,7 +296,7 @@ def main() -> int:
     ap.add_argument("--kinds", nargs="+", default=["table", "users", "attacks"],
                     help="which cell kinds to run (attacks: the attack suite on PRoP and its research variants)")
     ap.add_argument("--methods", nargs="+", default=None,
-                    help="table/users cells of these methods only (default: every method of the table)")
+                    help="cells of these methods / attacked variants only (default: all)")
     ap.add_argument("--aggregate-only", action="store_true",
                     help="rebuild privacy.json from the recorded cells (keeps its latency measurement)")
     args = ap.parse_args()
@@ -328,7 +328,7 @@ def main() -> int:
               for t in args.tasks if t in SEALED_SEEDS]
     cells = [c for c in cells if c["kind"] in args.kinds or (c["kind"] == "sealed_attack" and "attacks" in args.kinds)]
     if args.methods:
-        cells = [c for c in cells if c["kind"] not in ("table", "users") or c["method"] in args.methods]
+        cells = [c for c in cells if c.get("method", c.get("variant")) in args.methods]
     CELLS.mkdir(parents=True, exist_ok=True)
     run_grid(cells, run_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="privacy cells")
     results = aggregate()
