@@ -118,3 +118,24 @@ def test_both_conditionings_run(conditioning):
     loss, logs = policy.compute_loss(torch.randn(4, 39), torch.randn(4, 8, 4))
     loss.backward()
     assert {"flow", "vib_flow", "kl", "recon"} <= set(logs)
+
+
+def test_sampling_reuses_time_embeddings_bit_for_bit():
+    # generate() caches the Euler steps' time embeddings per batch size; the chunk must be exactly what the
+    # velocity net gives when it embeds t itself at every step (euler_times are the times euler_sample visits)
+    from steerlab.policies.flow_matching.sampler import euler_times
+
+    cfg = FlowPolicyConfig(obs_dim=6, action_dim=2, use_vib=False, **{k: v for k, v in TINY_POLICY.items()
+                                                                      if not k.startswith(("vib", "latent"))})
+    policy = FlowMatchingPolicy(cfg).eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for batch in (1, 3, 1, 8, 3):  # sizes recur: the cache is hit
+            cond = torch.randn(batch, cfg.embed_dim, generator=gen)
+            noise = torch.randn(batch, cfg.horizon, cfg.action_dim, generator=gen)
+            plain = euler_sample(lambda x, t, c=cond: policy.velocity(x, t, c), noise, cfg.num_inference_steps)
+            assert torch.equal(policy.generate(cond, noise), plain)
+    times = euler_times(2, 4, torch.float32, "cpu")
+    assert [float(t[0]) for t in times] == pytest.approx([1.0, 0.75, 0.5, 0.25]) and times[0].shape == (2,)
+    with pytest.raises(ValueError, match="steps"):
+        euler_times(1, 0, torch.float32, "cpu")

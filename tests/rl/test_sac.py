@@ -276,6 +276,10 @@ def test_bad_inputs():
         sac.act(np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="NaN"):
         sac.act(np.full((1, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match="NaN"):  # a tensor (the loop's features) is checked the same way
+        sac.act(torch.tensor([[0.0, float("inf"), 0.0]]))
+    with pytest.raises(ValueError, match="shape"):
+        sac.act(torch.zeros(2, 4))
     b = _batch()
     b["reward"] = b["reward"].unsqueeze(-1)  # (B, 1) would broadcast the target to (B, B)
     with pytest.raises(ValueError, match="reward"):
@@ -286,3 +290,17 @@ def test_bad_inputs():
                 dict(actor_q="max"), dict(grad_clip=-1.0), dict(utd=0)):
         with pytest.raises(ValueError):
             SACConfig(**bad)
+
+
+def test_acting_on_a_tensor_or_an_array_is_the_same_draw():
+    """act() takes the loop's feature tensor as is; the action and the generator stream are those of a numpy
+    input, and of the actor's own reparameterized sample (acting skips only the log-probability)."""
+    obs = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    a, b = SAC(3, 2, SACConfig(**CFG), seed=4), SAC(3, 2, SACConfig(**CFG), seed=4)
+    for _ in range(3):
+        np.testing.assert_array_equal(a.act(obs), b.act(torch.from_numpy(obs)))
+    gen = torch.Generator().manual_seed(7)
+    state = gen.get_state()
+    sampled = a.actor.sample(torch.from_numpy(obs), gen)[0]
+    gen.set_state(state)
+    assert torch.equal(a.actor.sample_action(torch.from_numpy(obs), gen), sampled)

@@ -172,12 +172,19 @@ class Actor(nn.Module):
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
         return self.mean(h), log_std
 
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterized action a = tanh(mean + std·ε) and its log-probability (tanh-corrected)."""
+    def _pre_tanh(self, obs: torch.Tensor, generator: torch.Generator | None):
         mean, log_std = self(obs)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        u = mean + log_std.exp() * eps
+        return mean + log_std.exp() * eps, mean, log_std
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized action a = tanh(mean + std·ε) and its log-probability (tanh-corrected)."""
+        u, mean, log_std = self._pre_tanh(obs, generator)
         return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
+
+    def sample_action(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`sample(...)[0]` without the log-probability (acting needs none): the same draw, the same action."""
+        return torch.tanh(self._pre_tanh(obs, generator)[0])
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(obs)[0])
@@ -287,15 +294,18 @@ class SAC:
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """(B, obs_dim) observations → (B, act_dim) actions in [−1, 1] (a sample, or tanh(mean))."""
-        obs = np.asarray(obs)
-        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
-            raise ValueError(f"SAC.act: observation must have shape (batch, {self.obs_dim}), got {obs.shape}")
-        if not np.isfinite(obs).all():
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
+        """(B, obs_dim) observations → (B, act_dim) actions in [−1, 1] (a sample, or tanh(mean)).
+
+        A tensor (the loop's features) is used as is, a numpy array converted; either is checked with one
+        shape test and one finiteness test over the batch."""
+        x = obs if torch.is_tensor(obs) else torch.as_tensor(np.asarray(obs))
+        if x.ndim != 2 or x.shape[1] != self.obs_dim:
+            raise ValueError(f"SAC.act: observation must have shape (batch, {self.obs_dim}), got {tuple(x.shape)}")
+        x = x.to(self.device, torch.float32)
+        if not bool(torch.isfinite(x).all()):
             raise ValueError("SAC.act: observation contains NaN or inf")
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        a = self.actor.deterministic(x) if deterministic else self.actor.sample(x, self.gen)[0]
+        a = self.actor.deterministic(x) if deterministic else self.actor.sample_action(x, self.gen)
         return a.cpu().numpy()
 
     def critic_input(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

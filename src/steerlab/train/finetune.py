@@ -55,6 +55,7 @@ from steerlab.core.logger import RunLogger
 from steerlab.core.outdir import output_dir
 from steerlab.envs.registry import EnvSpec, checkpoint_env, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
+from steerlab.envs.wrappers import KeepInfo
 from steerlab.eval.metrics import smoothness
 from steerlab.eval.rollout import evaluate
 from steerlab.policies.factory import is_factory_ref, load_policy_source
@@ -249,27 +250,49 @@ class Finetuner:
         self.last_update: dict | None = None  # SAC losses of the latest update (logged with each evaluation)
         self.stop_signal: str | None = None  # set by SIGINT/SIGTERM
         self.interrupted = False
-        # per-env episode state
+        # per-env episode state, one row per env (the loop works on whole rows, not env by env)
         self.active = np.zeros(self.n, bool)  # running a training episode (else idle: draining or done)
         self.obs = np.zeros((self.n, *self.envs.single_observation_space.shape), np.float32)
-        self.feats: list[torch.Tensor | None] = [None] * self.n  # what the actor sees at the next decision
-        self.queue: list[list[np.ndarray]] = [[] for _ in range(self.n)]
-        self.pending: list[dict | None] = [None] * self.n  # the decision being executed (its transition so far)
-        self.episode: list[dict] = [{} for _ in range(self.n)]  # path, return, length of the running episode
+        self.feats: torch.Tensor | None = None  # (n, feature dim): what the actor sees at the next decision
+        self.plan: np.ndarray | None = None  # (n, k, action dim): the chunk being executed
+        self.cursor = np.zeros(self.n, np.int64)  # next action of the chunk
+        self.plan_len = np.zeros(self.n, np.int64)  # actions of the chunk (cursor == plan_len: a decision is due)
+        # the decision being executed, its transition so far (reward and discount accumulate in float64)
+        self.pend_feats: torch.Tensor | None = None
+        self.pend_action: torch.Tensor | None = None
+        self.pend_reward = np.zeros(self.n)
+        self.pend_discount = np.ones(self.n)
+        self.pend_term = np.zeros(self.n, bool)
+        # the running episode: return, length, end-effector path
+        self.ep_ret = np.zeros(self.n)
+        self.ep_len = np.zeros(self.n, np.int64)
+        self.ep_path: list[list[np.ndarray]] = [[] for _ in range(self.n)]
+        self._rows = np.arange(self.n)
 
     # ------------------------------------------------------------------ collection (N envs, batched decisions)
-    @torch.no_grad()
+    # The policy, features and actor run in inference mode (no autograd bookkeeping: the same kernels, the same
+    # numbers, less overhead per small op); the buffers they write into are ordinary tensors.
+    @torch.inference_mode()
     def _features(self, obs: np.ndarray) -> torch.Tensor:
         return self.adapter.features(torch.as_tensor(obs), train=True, gen=self.noise_gen)
+
+    def _set_feats(self, idx, feats: torch.Tensor) -> None:
+        if self.feats is None:  # the feature buffers take the method's dtype and width
+            self.feats = torch.zeros((self.n, *feats.shape[1:]), dtype=feats.dtype)
+            self.pend_feats = torch.zeros_like(self.feats)
+        self.feats[idx] = feats
 
     def _start_episodes(self, idx: list[int], info: dict) -> None:
         """Envs `idx` were just reset into new episodes: their observation's features, in one batch."""
         if not idx:
             return
-        feats = self._features(self.obs[idx])
-        for j, i in enumerate(idx):
-            self.feats[i], self.queue[i], self.active[i] = feats[j], [], True
-            self.episode[i] = {"path": [info[self.pos_key][i].copy()] if self.pos_key else [], "ret": 0.0, "length": 0}
+        self._set_feats(idx, self._features(self.obs[idx]))
+        self.active[idx] = True
+        self.cursor[idx] = self.plan_len[idx] = 0
+        self.ep_ret[idx] = 0.0
+        self.ep_len[idx] = 0
+        for i in idx:
+            self.ep_path[i] = [info[self.pos_key][i].copy()] if self.pos_key else []
 
     def _reset(self, restart: list[int], idle: list[int]) -> None:
         """Reset `restart` into the next training episodes (seeded) and `idle` envs into a dummy episode
@@ -297,25 +320,30 @@ class Finetuner:
         stop = self.env_steps >= self.cfg.env_steps or self.stop_signal is not None
         return self.env_steps >= self.next_ckpt or (self.n == 1 and stop)
 
-    @torch.no_grad()
-    def _decide(self, idx: list[int]) -> None:
+    @torch.inference_mode()
+    def _decide(self, idx: np.ndarray) -> None:
         """One batched actor + steering call for the envs that need a new chunk."""
         cfg = self.cfg
         b = len(idx)
         noise = torch.randn((b, *self.noise_shape), generator=self.noise_gen) if self.noise_shape is not None else None
-        feats = torch.stack([self.feats[i] for i in idx])
+        feats = self.feats[idx]
         if self.decisions < cfg.warmup_decisions:
             action = self.adapter.warmup_action(b, noise)
         else:
-            action = self.sac.act(feats.numpy(), deterministic=False)
+            action = self.sac.act(feats, deterministic=False)  # one shape + finiteness check for the batch
         # the method's exploration schedule (e.g. action-residual's progressive residual); what it returns is
         # what runs, so that is what the replay stores
         act = self.adapter.explore(torch.as_tensor(action), self.env_steps, self.rng)
         chunks = self.adapter.chunk(torch.as_tensor(self.obs[idx]), feats, act, noise).numpy()
-        for j, i in enumerate(idx):
-            self.queue[i] = list(chunks[j, : self.k])
-            self.pending[i] = {"feats": feats[j], "action": act[j], "reward": 0.0, "discount": 1.0,
-                               "terminated": False}
+        if self.plan is None:
+            self.plan = np.zeros((self.n, self.k, *chunks.shape[2:]), chunks.dtype)
+            with torch.inference_mode(False):
+                self.pend_action = torch.zeros((self.n, *act.shape[1:]), dtype=act.dtype)
+        used = min(self.k, chunks.shape[1])
+        self.plan[idx, :used] = chunks[:, :used]
+        self.cursor[idx], self.plan_len[idx] = 0, used
+        self.pend_feats[idx], self.pend_action[idx] = feats, act
+        self.pend_reward[idx], self.pend_discount[idx], self.pend_term[idx] = 0.0, 1.0, False
 
     def _update(self) -> None:
         """The SAC updates owed so far, at most `update_cap` per vector step (runs while the envs step)."""
@@ -329,56 +357,55 @@ class Finetuner:
     def step(self) -> list[dict]:
         """One vector step of every env (decisions where a chunk is used up); returns finished episodes."""
         cfg = self.cfg
-        need = [i for i in range(self.n) if self.active[i] and not self.queue[i]]
-        if need:
+        active = self.active.copy()  # the envs running a training episode during this step
+        need = np.flatnonzero(active & (self.cursor >= self.plan_len))
+        if len(need):
             self._decide(need)
-        actions = np.stack([self.queue[i].pop(0) if self.active[i] else self.idle_action for i in range(self.n)])
+        if active.all():
+            actions = self.plan[self._rows, self.cursor]
+        else:
+            actions = np.stack([self.plan[i, self.cursor[i]] if active[i] else self.idle_action
+                                for i in range(self.n)])
+        self.cursor[active] += 1
         obs, rew, term, trunc, info = step_overlapped(self.envs, actions, self._update)
         self.obs[:] = obs
-        ended, finished, idle_done = [], [], []
-        for i in range(self.n):
-            done = bool(term[i] or trunc[i])
-            if not self.active[i]:
-                if done:
-                    idle_done.append(i)
-                continue
-            self.env_steps += 1
-            ep, p = self.episode[i], self.pending[i]
-            ep["length"] += 1
-            ep["ret"] += float(rew[i])
-            if self.pos_key:
-                ep["path"].append(info[self.pos_key][i].copy())
-            p["reward"] += p["discount"] * (float(rew[i]) + (self.bonus if term[i] else 0.0))
-            p["discount"] *= cfg.gamma
-            p["terminated"] = bool(term[i])
-            if done or not self.queue[i]:
-                ended.append(i)
-            if done:
-                finished.append(i)
-                self.queue[i] = []
-                ep["success"] = bool(info["is_success"][i])
-        if ended:  # one transition per finished chunk, the next features computed in one batch
+        term, done = np.asarray(term, bool), np.logical_or(term, trunc)
+        rew = np.asarray(rew, np.float64)
+        run = np.flatnonzero(active)
+        self.env_steps += len(run)
+        self.ep_len[run] += 1
+        self.ep_ret[run] += rew[run]
+        if self.pos_key:
+            for i in run:
+                self.ep_path[i].append(info[self.pos_key][i].copy())
+        # the chunk's discounted reward; a success termination adds the value of staying successful
+        self.pend_reward[run] += self.pend_discount[run] * (rew[run] + np.where(term[run], self.bonus, 0.0))
+        self.pend_discount[run] *= cfg.gamma
+        self.pend_term[run] = term[run]
+        finished = run[done[run]]
+        self.cursor[finished] = self.plan_len[finished]  # the rest of the chunk never runs
+        ended = run[self.cursor[run] >= self.plan_len[run]]  # one transition per finished chunk
+        if len(ended):  # the next features computed in one batch
             next_feats = self._features(self.obs[ended])
-            pend = [self.pending[i] for i in ended]
             stored = len(self.replay)
-            self.replay.add(torch.stack([p["feats"] for p in pend]).numpy(),
-                            torch.stack([p["action"] for p in pend]).numpy(),
-                            np.array([p["reward"] for p in pend], np.float32), next_feats.numpy(),
-                            np.array([p["discount"] for p in pend], np.float32),
-                            np.array([float(p["terminated"]) for p in pend], np.float32))
-            for j, i in enumerate(ended):  # transition by transition, as if they had been added one at a time
+            self.replay.add(self.pend_feats[ended].numpy(), self.pend_action[ended].numpy(),
+                            self.pend_reward[ended].astype(np.float32), next_feats.numpy(),
+                            self.pend_discount[ended].astype(np.float32), self.pend_term[ended].astype(np.float32))
+            for _ in ended:  # transition by transition, as if they had been added one at a time
                 self.decisions += 1
                 stored = min(stored + 1, self.replay.capacity)
                 if self.decisions >= cfg.warmup_decisions and stored >= cfg.sac.batch_size:
                     self.update_credit += self.utd
-                self.feats[i], self.pending[i] = next_feats[j], None
+            self.feats[ended] = next_feats
         records = []
         for i in finished:
-            ep = self.episode[i]
             self.active[i] = False
             self.episodes += 1
-            jerk = smoothness(np.asarray(ep["path"]))["jerk"] if self.pos_key else float("nan")
-            records.append({"success": ep["success"], "return": ep["ret"], "length": ep["length"], "jerk": jerk})
+            jerk = smoothness(np.asarray(self.ep_path[i]))["jerk"] if self.pos_key else float("nan")
+            records.append({"success": bool(info["is_success"][i]), "return": float(self.ep_ret[i]),
+                            "length": int(self.ep_len[i]), "jerk": jerk})
+        finished = finished.tolist()
+        idle_done = np.flatnonzero(~active & done).tolist()
         restart = [] if self._draining() else finished
         self._reset(restart, [i for i in finished if i not in restart] + idle_done)
         return records
@@ -586,12 +613,18 @@ class Finetuner:
         bar.close()
 
 
+def train_env(spec: EnvSpec, seed: int, reward: str) -> gym.Env:
+    """One training env: terminates on success, and reports only the `info` keys the loop reads."""
+    keep = ("is_success",) + ((spec.position_key,) if spec.position_key else ())
+    return KeepInfo(make_env(spec, seed=seed, terminate_on_success=True, reward=reward), keep)
+
+
 def make_train_envs(spec: EnvSpec, cfg: FinetuneConfig) -> gym.vector.VectorEnv:
     """`cfg.n_envs` training envs (env i seeded cfg.seed + i), in this process or in subprocesses."""
-    fns = [functools.partial(make_env, spec, seed=cfg.seed + i, terminate_on_success=True, reward=cfg.reward)
-           for i in range(cfg.n_envs)]
+    fns = [functools.partial(train_env, spec, cfg.seed + i, cfg.reward) for i in range(cfg.n_envs)]
     cls = gym.vector.AsyncVectorEnv if cfg.async_envs and cfg.n_envs > 1 else gym.vector.SyncVectorEnv
-    return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    # copy=False: the loop copies each step's observations into its own array at once
+    return cls(fns, copy=False, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
 def step_overlapped(envs: gym.vector.VectorEnv, actions: np.ndarray, work):

@@ -21,7 +21,7 @@ from steerlab.core.errors import UserError
 from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
 from steerlab.policies.flow_matching.configuration import FlowPolicyConfig
-from steerlab.policies.flow_matching.sampler import euler_sample
+from steerlab.policies.flow_matching.sampler import euler_sample, euler_times
 from steerlab.policies.vib import VIB, gaussian_kl
 
 
@@ -72,10 +72,14 @@ class VelocityNet(nn.Module):
         self.out = nn.Linear(cfg.hidden, x_dim)
         self.act = nn.GELU()
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                t_embed: torch.Tensor | None = None) -> torch.Tensor:
+        """`t_embed`: `timestep_embedding(t)` if the caller has it already (sampling reuses it across calls)."""
         shape = x.shape
         x = x.reshape(shape[0], -1)
-        c = torch.cat([cond, timestep_embedding(t, self.cfg.time_embed_dim)], dim=-1)
+        if t_embed is None:
+            t_embed = timestep_embedding(t, self.cfg.time_embed_dim)
+        c = torch.cat([cond, t_embed], dim=-1)
         if self.film:
             h = self.act(self.inp(x))
             gb = self.film_proj(c).chunk(2 * len(self.layers), dim=-1)
@@ -101,6 +105,7 @@ class FlowMatchingPolicy(nn.Module):
         self.vib = VIB(cfg.embed_dim, cfg.latent_dim, cfg.vib_hidden, cfg.vib_depth,
                        cfg.vib_stochastic) if cfg.use_vib else None
         self._queue: list[np.ndarray] = []
+        self._t_embeds: dict[tuple, list[torch.Tensor]] = {}  # sampling's time embeddings (see generate)
 
     # ----------------------------------------------------------------- steerable-policy protocol
     # (policies/protocol.py: sizes, sample_chunk, noise_shape, embed, chunk_from_embedding, vib)
@@ -213,8 +218,22 @@ class FlowMatchingPolicy(nn.Module):
             if noise.numel() != math.prod(shape):
                 raise UserError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
             noise = _finite_or_raise(noise.reshape(shape), "noise")
-        chunk = euler_sample(lambda x, t: self.velocity(x, t, cond), noise, cfg.num_inference_steps)
+        # the time embeddings depend on the batch size alone: computed once per size, exactly as the
+        # velocity net would compute them at each step (about a third of the sampler's small ops at batch 1-8)
+        embeds = iter(self._time_embeddings(shape[0], cond.dtype, cond.device))
+        chunk = euler_sample(lambda x, t: self.velocity(x, t, cond, next(embeds)), noise, cfg.num_inference_steps)
         return _finite_or_raise(chunk, "the generated action chunk")
+
+    def _time_embeddings(self, batch: int, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+        """`timestep_embedding(t)` for each time `euler_sample` visits, one (batch, dim) tensor per step."""
+        key = (batch, self.config.num_inference_steps, dtype, device)
+        if key not in self._t_embeds:
+            if len(self._t_embeds) >= 64:  # many batch sizes (an unusual caller): start afresh
+                self._t_embeds.clear()
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors, whatever mode the caller is in
+                self._t_embeds[key] = [timestep_embedding(t, self.config.time_embed_dim)
+                                       for t in euler_times(batch, self.config.num_inference_steps, dtype, device)]
+        return self._t_embeds[key]
 
     def unnormalize_actions(self, chunk: torch.Tensor) -> torch.Tensor:
         return self.action_norm.unnormalize(chunk).clamp(-1.0, 1.0)

@@ -14,12 +14,21 @@ def euler_sample(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     With the path x_t = (1 - t)·a + t·ε the target velocity is ε − a, so one step moves
     x ← x − dt·v. A constant field v ≡ c is integrated exactly: x(0) = noise − c.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    times = euler_times(noise.shape[0], steps, noise.dtype, noise.device)
     x = noise
     dt = 1.0 / steps
-    t = torch.ones(noise.shape[0], dtype=noise.dtype, device=noise.device)
-    for _ in range(steps):
+    for t in times:
         x = x - dt * velocity(x, t)
-        t = t - dt
     return x
+
+
+def euler_times(batch: int, steps: int, dtype: torch.dtype, device: torch.device | str) -> list[torch.Tensor]:
+    """The times `euler_sample` visits, each a (batch,) tensor: 1, 1 − dt, ..., dt, computed as it computes
+    them, so a caller may precompute what depends on t alone and get the same bits."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    dt = 1.0 / steps
+    times = [torch.ones(batch, dtype=dtype, device=device)]
+    for _ in range(steps - 1):
+        times.append(times[-1] - dt)
+    return times

@@ -39,7 +39,7 @@ class SteeredPolicy:
         if noise is None:
             noise = torch.randn((obs.shape[0], *self.noise_shape))
         feats = self.adapter.features(obs, train=False, noise=noise)
-        action = torch.as_tensor(self.sac.act(feats.numpy(), deterministic=True))
+        action = torch.as_tensor(self.sac.act(feats, deterministic=True))
         return self.adapter.chunk(obs, feats, action, noise)
 
     def predict_chunk(self, obs, *, noise=None) -> np.ndarray:
