@@ -51,7 +51,7 @@ EXTRA_SEEDS = {"point_robot": 20, "digits_cnn": 6}
 STEPS = {"point_robot": 1000, "digits_cnn": 1500, "digits_transformer": 1500, "metaworld_reach_mlp": 1000,
          "metaworld_reach_flow": 1000, "panda_reach": 50_000}  # panda_reach: PPO environment steps (see build)
 SEEDS = {"point_robot": 20, "digits_cnn": 20, "digits_transformer": 20, "metaworld_reach_mlp": 20, "metaworld_reach_flow": 1,
-         "panda_reach": 6}
+         "panda_reach": 10}
 QUICK_SEEDS = {"point_robot": 3, "digits_cnn": 2, "digits_transformer": 1, "metaworld_reach_mlp": 1, "panda_reach": 1,
                "metaworld_reach_flow": 0}
 ROLLOUT_TASKS = ("metaworld_reach_mlp", "metaworld_reach_flow")  # scored by simulator rollouts: costly
@@ -107,6 +107,8 @@ def run_cell(c: dict) -> dict:
     train_s = time.perf_counter() - t0
     base_scores = scores(task, lambda x: task.predict(base, x))
     out = {**c, "train_seconds": train_s, "base": base_scores}
+    if task.rl and p.log:  # keyed PPO's learning curve (mean return per objective), thinned: diagnoses runs
+        out["train_log"] = p.log[::max(1, len(p.log) // 25)] + p.log[-1:]
     if c["kind"] == "table":
         cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)
         out["cases"] = cases
@@ -293,6 +295,8 @@ def main() -> int:
     ap.add_argument("--table", action="store_true")
     ap.add_argument("--kinds", nargs="+", default=["table", "users", "attacks"],
                     help="which cell kinds to run (attacks: the attack suite on PRoP and its research variants)")
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="cells of these methods / attacked variants only (default: all)")
     ap.add_argument("--aggregate-only", action="store_true",
                     help="rebuild privacy.json from the recorded cells (keeps its latency measurement)")
     args = ap.parse_args()
@@ -323,15 +327,17 @@ def main() -> int:
     cells += [{"kind": "sealed_attack", "task": t, "method": "sealed", "seed": 0, "steps": STEPS[t]}
               for t in args.tasks if t in SEALED_SEEDS]
     cells = [c for c in cells if c["kind"] in args.kinds or (c["kind"] == "sealed_attack" and "attacks" in args.kinds)]
+    if args.methods:
+        cells = [c for c in cells if c.get("method", c.get("variant")) in args.methods]
     CELLS.mkdir(parents=True, exist_ok=True)
     run_grid(cells, run_cell, is_done, use_ray=not args.no_ray, address=args.address, desc="privacy cells")
     results = aggregate()
     previous = load_cell(RESULTS / "privacy.json") or {}
-    if "table" in args.kinds or "latency" not in previous:
+    if ("table" in args.kinds and not args.methods) or "latency" not in previous:
         lat = latency_ratio()
         results["keyed_latency_ratio"] = lat["ratio"]
         results["latency"] = lat
-    else:  # an attacks-only run keeps the recorded latency measurement
+    else:  # an attacks-only (or some-methods) run keeps the recorded latency measurement
         results["keyed_latency_ratio"], results["latency"] = previous["keyed_latency_ratio"], previous["latency"]
     atomic_write_json(RESULTS / "privacy.json", results)
     from plots import plot_privacy

@@ -19,11 +19,21 @@ from common import RUNS, markdown_table
 BASES = RUNS / "privacy_attack_bases"
 
 # seeds per task for PRoP and PRoP hardened (full run); tasks not listed are not attacked by the full run
-ATTACK_SEEDS = {"point_robot": 3, "digits_cnn": 3}
+ATTACK_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1, "metaworld_reach_mlp": 1, "panda_reach": 1}
 # seeds per task for the research variants: one first (a variant recovered on its first seed already misses
 # the target); raise it for a variant that looks promising (cells already recorded are skipped)
 RESEARCH_SEEDS = {"point_robot": 1, "digits_cnn": 1}
+METHOD_SEEDS = {"point_robot": 3, "digits_cnn": 3}  # key_mlp and lora
 BASELINE_VARIANTS = ("prop", "prop_hardened")
+# baselines of the method table attacked too: the key-MLP (a keyed model, the whole suite applies) and LoRA
+# (an adapter released in the clear: the attack applies it); seeds as ATTACK_SEEDS
+METHOD_VARIANTS = ("key_mlp", "lora")
+ROLLOUT_TASKS = ("metaworld_reach_mlp", "metaworld_reach_flow", "panda_reach")  # 2 wrong keys per case (rollouts)
+
+
+def task_kwargs(task: str) -> dict:
+    """PandaReach's PPO bases are costly: cached on disk like benchmarks/privacy.py's."""
+    return {"cache_dir": str(RUNS / "privacy_bases")} if task == "panda_reach" else {}
 QUICK_ATTACK_SEEDS = {"point_robot": 1, "digits_cnn": 1}
 QUICK_VARIANTS = ["prop", "prop_hardened"]
 
@@ -31,11 +41,13 @@ QUICK_VARIANTS = ["prop", "prop_hardened"]
 def attack_cells(tasks: list[str], steps: dict, quick: bool) -> list[dict]:
     from steerlab.privacy.variants import VARIANTS
 
-    variants = QUICK_VARIANTS if quick else list(VARIANTS)
+    variants = QUICK_VARIANTS if quick else list(VARIANTS) + list(METHOD_VARIANTS)
 
     def n_seeds(task: str, variant: str) -> int:
         if quick:
             return QUICK_ATTACK_SEEDS.get(task, 0)
+        if variant in METHOD_VARIANTS:
+            return METHOD_SEEDS.get(task, 0)
         return (ATTACK_SEEDS if variant in BASELINE_VARIANTS else RESEARCH_SEEDS).get(task, 0)
 
     top = max([n_seeds(t, v) for t in tasks for v in variants] + [0])
@@ -43,7 +55,8 @@ def attack_cells(tasks: list[str], steps: dict, quick: bool) -> list[dict]:
              for t in tasks for s in range(top) for v in variants if s < n_seeds(t, v)]
     # task by task; within a task the baselines' seeds first, then the research variants (seed-major), so an
     # interrupted run leaves complete baselines
-    return sorted(cells, key=lambda c: (tasks.index(c["task"]), c["variant"] not in BASELINE_VARIANTS, c["seed"]))
+    return sorted(cells, key=lambda c: (tasks.index(c["task"]), c["variant"] not in BASELINE_VARIANTS,
+                                        c["variant"] not in METHOD_VARIANTS, c["seed"]))
 
 
 def attack_cell_path(cells_dir: Path, c: dict) -> Path:
@@ -75,27 +88,37 @@ def run_attack_cell(c: dict) -> dict:
     import torch
 
     from steerlab.privacy.attacks import AttackBudget, run_attacks
+    from steerlab.privacy.baselines import attack_lora_release
     from steerlab.privacy.evaluate import Personalized, evaluate_key_cases
     from steerlab.privacy.keys import UserKey
+    from steerlab.privacy.methods import MethodConfig, build_personalized
     from steerlab.privacy.tasks import make_task, scores
     from steerlab.privacy.train import KeyedTrainConfig
     from steerlab.privacy.variants import build_variant
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    task = make_task(c["task"])  # one user: the one attacked (decoy variants train more behaviours)
+    task = make_task(c["task"], **task_kwargs(c["task"]))  # one user: the attacked one (decoys train more)
     base = cached_base(task, c["seed"])
     user = UserKey(np.random.default_rng(1_000 + c["seed"]).bytes(16))  # as benchmarks/privacy.py: build()
-    cfg = KeyedTrainConfig(steps=c["steps"], lr=task.lr, seed=c["seed"])
-    model = build_variant(c["variant"], lambda n: make_task(c["task"], n_users=n), base, user, cfg)
-    train_s = time.perf_counter() - t0
     bits = user.bits()
-    cases = evaluate_key_cases(Personalized("prop", model, [bits], predict=task.predict), task, c["seed"])
+    if c["variant"] in METHOD_VARIANTS:  # a baseline of the method table, trained as its table cells are
+        p = build_personalized(c["variant"], task, base, [user], MethodConfig(steps=c["steps"], seed=c["seed"]))
+    else:  # keyed RL methods get twice the environment steps (half their episodes are general), as in methods.py
+        cfg = KeyedTrainConfig(steps=c["steps"] * (2 if task.rl else 1), lr=task.lr, seed=c["seed"])
+        model = build_variant(c["variant"], lambda n: make_task(c["task"], n_users=n, **task_kwargs(c["task"])),
+                              base, user, cfg)
+        p = Personalized("prop", model, [bits], predict=task.predict)
+    train_s = time.perf_counter() - t0
+    cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)
     base_personal = scores(task, lambda x: task.predict(base, x))["personal"]
     budget = AttackBudget.quick() if c["quick"] else AttackBudget()
     t1 = time.perf_counter()
-    report = run_attacks(model, base, task, bits, cases["correct"]["personal"], base_personal, budget=budget,
-                         seed=c["seed"])
+    if c["variant"] == "lora":  # an adapter in the clear: no key to search, the attacker applies it
+        report = attack_lora_release(p.model, p.adapters, base, task, base_personal, cases["correct"]["personal"])
+    else:
+        report = run_attacks(p.model, base, task, bits, cases["correct"]["personal"], base_personal, budget=budget,
+                             seed=c["seed"])
     return {**c, "train_seconds": train_s, "attack_seconds": time.perf_counter() - t1, "cases": cases,
             "base_personal": base_personal, "report": report}
 
@@ -120,6 +143,9 @@ def aggregate_attacks(cells: list[dict], tasks_table: dict) -> dict:
             "distinct_behaviours": float(np.mean([o["distinct_behaviours"] for o in overall])),
             "largest_is_personal": float(np.mean([o["largest_is_personal"] for o in overall])),
             "attempts": int(np.mean([o["attempts"] for o in overall])),
+            **({"verified": float(np.mean([o["verified"] for o in overall])),  # rollout-scored tasks
+                "proxy_share": float(np.mean([o["proxy_share"] for o in overall]))}
+               if all("verified" in o for o in overall) else {}),
             "by_attack": {n: {k: float(np.mean([c["report"]["by_attack"][n][k] for c in cs]))
                               for k in ("best_of_n", "share", "distinct_behaviours", "attempts")}
                           | {"uses_key": bool(cs[0]["report"]["by_attack"][n]["uses_key"])} for n in names},
@@ -170,7 +196,14 @@ def attack_table(attacks: dict) -> str:
             "public inputs (1 with best-of-N 1 = the attacker sees the personal behaviour as the only one); "
             "largest is personal: the biggest cluster is the personal behaviour. Budget: starts per gradient "
             "attack and random keys tried (evolution: 64 runs × 16 × 30 evaluations; key reading: ≤ 40 "
-            "candidate keys; weight amplification: 4). Per attack, best-of-N / share "
+            "candidate keys; weight amplification: 4). `key_mlp`: the same suite (no hidden layer: hidden-layer "
+            "ascent and reading have no attempts); `lora`: the adapter is in the released file, so the attempts "
+            "are the base with it applied at scales 1, 2, 4, 8 (budget 4); `sealed`: 256 random keys, 80 near "
+            "keys and 4 weight amplifications through the loader (budget 340). Rollout-scored tasks "
+            "(Meta-World, PandaReach): every attempt is ranked by how far its actions on public states moved "
+            "from the base's toward the correct key's, and the 16 best overall plus the best of each attack "
+            "are scored by rollouts; the others count as not recovered, so best-of-N and share are lower "
+            "bounds there (privacy.json also gives `verified` and the proxy's own share). Per attack, best-of-N / share "
             "(*near keys start from the user's key: a robustness check, not in the overall columns):\n\n")
     out += markdown_table(["task", "variant"] + [SHORT.get(n, n) for n in names], rows2)
     return out

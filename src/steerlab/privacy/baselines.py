@@ -73,6 +73,64 @@ def set_lora(adapters: dict[str, LoRALinear], enabled: bool) -> None:
         a.enabled = enabled
 
 
+LORA_ATTACK_SCALES = (1.0, 2.0, 4.0, 8.0)
+
+
+@torch.no_grad()
+def attack_lora_release(model: nn.Module, adapters: dict[str, LoRALinear], base: nn.Module, task,
+                        base_personal: float, correct_personal: float, scales=LORA_ATTACK_SCALES) -> dict:
+    """What an attacker gets from a `lora` adapter released in the clear, in `run_attacks`' report format.
+
+    There is no key to search: the adapter is in the file. The attempts are the base with the adapter
+    applied at each of `scales` (1 = the personal model itself; larger ones amplify it, as the weight
+    amplification attack does for keyed models); each is scored with the personal data like any attack's
+    attempt (halfway rule), so the result is measured, not assumed."""
+    from steerlab.privacy.attacks.report import (
+        BEHAVIOUR_PROBE,
+        CLUSTER_RADIUS,
+        NON_BASE,
+        recovered,
+        recovery_threshold,
+    )
+    from steerlab.privacy.task import scores
+
+    xb = task.test_general()[0][:BEHAVIOUR_PROBE]
+    logits = getattr(task, "output_kind", "regression") == "logits"
+    base_out = task.predict(base, xb)
+    scale_var = base_out.var(0, unbiased=False).mean().clamp_min(1e-8)
+
+    def distance(a, b):  # as attacks.report.behaviour_distance
+        return float((a.argmax(-1) != b.argmax(-1)).float().mean()) if logits else float((a - b).pow(2).mean() / scale_var)
+
+    personal, outs = [], []
+    saved = {n: a.scale for n, a in adapters.items()}
+    try:
+        set_lora(adapters, True)
+        for s in scales:
+            for n, a in adapters.items():
+                a.scale = saved[n] * s
+            outs.append(task.predict(model, xb))
+            personal.append(scores(task, lambda x: task.predict(model, x), users=1)["personal"])
+    finally:
+        for n, a in adapters.items():
+            a.scale = saved[n]
+        set_lora(adapters, False)
+    rec = [recovered(p, base_personal, correct_personal) for p in personal]
+    leaders: list[torch.Tensor] = []
+    for o in outs:  # distinct non-base behaviours (leader clustering, as attacks.report.cluster)
+        if distance(o, base_out) >= NON_BASE and all(distance(o, ld) > CLUSTER_RADIUS for ld in leaders):
+            leaders.append(o)
+    block = {"attempts": len(scales), "recovered": int(sum(rec)), "best_of_n": float(any(rec)),
+             "share": float(sum(rec) / len(scales)), "best_personal": float(max(personal)),
+             "non_base": int(sum(distance(o, base_out) >= NON_BASE for o in outs)),
+             "distinct_behaviours": len(leaders), "largest_is_personal": bool(rec[0] and leaders),
+             "evaluations": len(scales)}
+    return {"overall": block, "by_attack": {"adapter_application": {**block, "uses_key": False}},
+            "threshold": recovery_threshold(base_personal, correct_personal), "base_personal": base_personal,
+            "correct_personal": correct_personal, "personal_per_scale": dict(zip(map(str, scales), personal)),
+            "budget": {"restarts": len(scales)}}
+
+
 # ----------------------------------------------------------------------------- CVAE
 class LatentInjection(nn.Module):
     """A linear layer plus W_z·z for the latent currently set (none: the plain layer)."""

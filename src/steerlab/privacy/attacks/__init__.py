@@ -41,7 +41,13 @@ from steerlab.privacy.attacks import (  # noqa: F401  (registration)
 )
 from steerlab.privacy.attacks.core import AttackBudget, Found, Target
 from steerlab.privacy.attacks.registry import ATTACKS, AttackSpec, register
-from steerlab.privacy.attacks.report import evaluate_found, recovered, recovery_threshold, summarise
+from steerlab.privacy.attacks.report import (
+    evaluate_found,
+    recovered,
+    recovery_threshold,
+    summarise,
+    verify_by_rollouts,
+)
 
 __all__ = ["ATTACKS", "AttackBudget", "AttackSpec", "Found", "Target", "attack_summary", "encoder_input_attack",
            "gate_space_attack", "recovered", "recovery_threshold", "register", "run_attacks"]
@@ -65,10 +71,17 @@ def run_attacks(model, base, task, user_bits: torch.Tensor, correct_personal: fl
         found = ATTACKS[name].run(target)
         results[name] = (found, evaluate_found(target, found))
         seconds[name] = time.perf_counter() - t0
+    uses_key = {n for n in names if ATTACKS[n].uses_key}
+    if any("proxy" in r for _, r in results.values()):  # rollout-scored task: verify the most promising
+        t0 = time.perf_counter()
+        verify_by_rollouts(target, results, uses_key)
+        seconds["rollout_verification"] = time.perf_counter() - t0
     model.set_key(None)
-    report = summarise(target, results, {n for n in names if ATTACKS[n].uses_key}, base_personal, correct_personal)
+    report = summarise(target, results, uses_key, base_personal, correct_personal)
     for name, s in seconds.items():
-        report["by_attack"][name]["seconds"] = s
+        if name in report["by_attack"]:
+            report["by_attack"][name]["seconds"] = s
+    report["rollout_verification_seconds"] = seconds.get("rollout_verification", 0.0)
     report["budget"] = {**vars(budget)}
     report["seed"] = seed
     return report

@@ -45,12 +45,18 @@ class AttackBudget:
     """Near-miss keys per Hamming distance (robustness check; uses the user's key)."""
     diversity_weight: float = 1.0
     """Weight of the repulsion between starts in the diverse gate-space attack."""
+    rollout_verify: int | None = 16
+    """Tasks scored by rollouts (Meta-World, PandaReach): rank every attempt by how close its actions on
+    public states come to the correct key's (the evaluator's proxy), score the `rollout_verify` best plus
+    the best `ROLLOUT_PER_ATTACK` of each attack by rollouts, count the rest as not recovered (best-of-N
+    and share are then lower bounds; the proxy's own share is reported beside them). None: every attempt
+    by rollouts (slow: one rollout set per attempt)."""
 
     @classmethod
     def quick(cls) -> AttackBudget:
         """Tests and smoke runs: same attacks, fewer starts."""
         return cls(restarts=32, iters=30, evo_runs=8, evo_population=8, evo_generations=10, probe=16,
-                   near_per_distance=4)
+                   near_per_distance=4, rollout_verify=4)
 
 
 @dataclass

@@ -47,20 +47,37 @@ def behaviour_distance(t: Target, a: torch.Tensor, b: torch.Tensor, scale: torch
     return (a - b).pow(2).flatten(1).mean(1) / scale
 
 
+def _rollout_scored(t: Target) -> bool:
+    from steerlab.privacy.protocols import HeldOutScorer
+
+    return not isinstance(t.task.scorer, HeldOutScorer)
+
+
 @torch.no_grad()
 def evaluate_found(t: Target, found: Found) -> dict:
-    """Per attempt: personal score (held-out personal data of user 0) and behaviour on public inputs."""
-    from steerlab.privacy.protocols import HeldOutScorer
+    """Per attempt: personal score (held-out personal data of user 0) and behaviour on public inputs.
+
+    Rollout-scored tasks with `budget.rollout_verify` set: personal scores are left NaN here and filled in
+    for the most promising attempts by `verify_by_rollouts`; each attempt gets a `proxy` instead: how far
+    its outputs on public inputs moved from the base's to the correct key's (1 − MSE(attempt, key) /
+    MSE(base, key); ≥ 0.5 is the halfway rule in action space)."""
     from steerlab.privacy.task import scores
 
     task, model = t.task, t.model
     model.set_key(None)
     xb = task.test_general()[0][:BEHAVIOUR_PROBE]
-    personal, behaviour = [], []
+    rollouts = _rollout_scored(t)
+    deferred = rollouts and t.budget.rollout_verify is not None
+    personal, behaviour, raw = [], [], []
     if found.deltas:
-        if not isinstance(task.scorer, HeldOutScorer):  # scored by rollouts: one candidate at a time
-            behaviour.append(_behaviour(t, t.outputs_chunked(found.deltas, xb)))
+        if rollouts:
+            out = t.outputs_chunked(found.deltas, xb)
+            behaviour.append(_behaviour(t, out))
+            raw.append(out)
             for i in range(len(found)):
+                if deferred:
+                    personal.append(float("nan"))
+                    continue
                 with model.use_deltas({n: d[i] for n, d in found.deltas.items()}):
                     personal.append(scores(task, lambda x: task.predict(model, x), users=1)["personal"])
         else:
@@ -70,14 +87,63 @@ def evaluate_found(t: Target, found: Found) -> dict:
             same = len(xp) >= len(xb) and torch.equal(xp[:len(xb)], xb)  # personal test inputs = public ones
             behaviour.append(_behaviour(t, out[:, :len(xb)] if same else t.outputs_chunked(found.deltas, xb)))
     for m in found.models:
-        behaviour.append(_behaviour(t, task.predict(m, xb))[None])
-        personal.append(scores(task, lambda x, m=m: task.predict(m, x), users=1)["personal"])
-    base_b = _behaviour(t, task.predict(t.base, xb))
-    scale = task.predict(t.base, xb).var(0, unbiased=False).mean().clamp_min(1e-8)
+        out = task.predict(m, xb)
+        behaviour.append(_behaviour(t, out)[None])
+        raw.append(out[None])
+        personal.append(float("nan") if deferred else scores(task, lambda x, m=m: task.predict(m, x), users=1)["personal"])
+    base_out = task.predict(t.base, xb)
+    base_b = _behaviour(t, base_out)
+    scale = base_out.var(0, unbiased=False).mean().clamp_min(1e-8)
     behaviour = torch.cat(behaviour) if behaviour else torch.empty(0, *base_b.shape)
-    return {"personal": np.asarray(personal, float), "behaviour": behaviour,
-            "distance_to_base": behaviour_distance(t, behaviour, base_b, scale).numpy() if len(behaviour) else np.zeros(0),
-            "scale": scale}
+    result = {"personal": np.asarray(personal, float), "behaviour": behaviour,
+              "distance_to_base": behaviour_distance(t, behaviour, base_b, scale).numpy() if len(behaviour) else np.zeros(0),
+              "scale": scale}
+    if deferred:
+        result["proxy"] = _action_proxy(t, torch.cat(raw) if raw else torch.empty(0, *base_out.shape), base_out, xb)
+    return result
+
+
+def _action_proxy(t: Target, out: torch.Tensor, base_out: torch.Tensor, xb: torch.Tensor) -> np.ndarray:
+    """1 − MSE(attempt, correct key) / MSE(base, correct key) on public inputs, per attempt (evaluator only)."""
+    if t.user_bits is None or not len(out):
+        return np.full(len(out), np.nan)
+    t.model.set_key(t.user_bits)
+    try:
+        key_out = t.task.predict(t.model, xb)
+    finally:
+        t.model.set_key(None)
+    gap = (base_out - key_out).pow(2).mean().clamp_min(1e-12)
+    return (1 - (out - key_out).pow(2).flatten(1).mean(1) / gap).numpy()
+
+
+ROLLOUT_PER_ATTACK = 1
+"""Rollout-scored tasks: the best attempts of each attack (by the proxy) verified by rollouts, besides the
+best `AttackBudget.rollout_verify` overall."""
+
+
+@torch.no_grad()
+def verify_by_rollouts(t: Target, results: dict[str, tuple[Found, dict]], uses_key: set[str]) -> None:
+    """Fill in rollout personal scores (in place) for the attempts the proxy ranks highest: the best
+    `rollout_verify` of the pooled attacks and the best `ROLLOUT_PER_ATTACK` of every attack."""
+    from steerlab.privacy.task import scores
+
+    ranked = [(float(r["proxy"][i]), n, i) for n, (f, r) in results.items() if "proxy" in r for i in range(len(f))]
+    ranked = [x for x in ranked if np.isfinite(x[0])]
+    ranked.sort(key=lambda x: -x[0])
+    chosen = {(n, i) for _, n, i in [x for x in ranked if x[1] not in uses_key][:t.budget.rollout_verify]}
+    for name in results:
+        chosen |= {(n, i) for _, n, i in [x for x in ranked if x[1] == name][:ROLLOUT_PER_ATTACK]}
+    model, task = t.model, t.task
+    model.set_key(None)
+    for name, i in sorted(chosen):
+        found, r = results[name]
+        n_deltas = len(next(iter(found.deltas.values()))) if found.deltas else 0
+        if i < n_deltas:
+            with model.use_deltas({k: d[i] for k, d in found.deltas.items()}):
+                r["personal"][i] = scores(task, lambda x: task.predict(model, x), users=1)["personal"]
+        else:
+            m = found.models[i - n_deltas]
+            r["personal"][i] = scores(task, lambda x, m=m: task.predict(m, x), users=1)["personal"]
 
 
 def cluster(t: Target, behaviour: torch.Tensor, order: np.ndarray, scale: torch.Tensor) -> np.ndarray:
@@ -104,6 +170,8 @@ def summarise(t: Target, results: dict[str, tuple[Found, dict]], uses_key: set[s
     dist = np.concatenate([results[n][1]["distance_to_base"] for n in names]) if names else np.zeros(0)
     owner = np.concatenate([[n] * len(results[n][0]) for n in names]) if names else np.zeros(0, str)
     personal = np.concatenate([results[n][1]["personal"] for n in names]) if names else np.zeros(0)
+    proxy = (np.concatenate([results[n][1]["proxy"] for n in names])
+             if names and all("proxy" in results[n][1] for n in names) else None)
     rec = np.array([recovered(p, base_personal, correct_personal) for p in personal], bool)
     non_base = dist >= NON_BASE
     scale = next(iter(results.values()))[1]["scale"] if results else torch.tensor(1.0)
@@ -115,9 +183,12 @@ def summarise(t: Target, results: dict[str, tuple[Found, dict]], uses_key: set[s
         found_ids = ids[mask & non_base]
         sizes = np.bincount(found_ids) if len(found_ids) else np.zeros(0, int)
         personal_ids = set(ids[mask & rec & non_base].tolist())
+        scored = mask & np.isfinite(personal)
+        extra = {} if proxy is None else {  # rollout-scored: which attempts were verified, and the proxy's view
+            "verified": int(scored.sum()), "proxy_share": float((proxy[mask] >= 0.5).sum() / n) if n else 0.0}
         return {"attempts": n, "recovered": int((mask & rec).sum()), "best_of_n": float((mask & rec).any()),
                 "share": float((mask & rec).sum() / n) if n else 0.0,
-                "best_personal": float(personal[mask].max()) if n else float("nan"),
+                "best_personal": float(personal[scored].max()) if scored.any() else float("nan"), **extra,
                 "non_base": int((mask & non_base).sum()), "distinct_behaviours": len(set(found_ids.tolist())),
                 "personal_behaviours": len(personal_ids),
                 "largest_is_personal": bool(len(sizes) and int(sizes.argmax()) in personal_ids)}
