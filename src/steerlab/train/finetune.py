@@ -170,7 +170,9 @@ STATE_FORMAT = 2
 # fields a resume may change: where the run lives and how it is shown, not what it computes
 # (env_steps may only grow; the base is compared by content, so another path to the same files is fine)
 # (async_envs changes where the simulators run, not the numbers)
-RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_envs", "final_episodes")
+# sac_explicit only says how the SAC settings were spelled; the resolved `sac` they produce is compared
+RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_envs", "final_episodes",
+               "sac_explicit")
 
 
 def file_digest(path: Path) -> str:
