@@ -9,21 +9,10 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import TINY_POLICY, make_episodes
 from faults import POINTS, assert_same_run, rows, run_child
 
-from steerlab.data.dataset import write_dataset
 from steerlab.rl.sac import SACConfig
 from steerlab.train.finetune import STATE_DIR, FinetuneConfig, run_folder
-from steerlab.train.pretrain import PretrainConfig, pretrain
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    ds = write_dataset(root / "ds", make_episodes(), "reach-v3", extra_info={"env": "metaworld", "max_steps": 20})
-    return pretrain(PretrainConfig(dataset=str(ds), out=str(root / "base"), steps=30, batch_size=16,
-                                   policy=dict(TINY_POLICY)), progress=False)
 
 
 def _cfg(base, out, env_steps=60, tensorboard=False, eval_every=60) -> FinetuneConfig:
@@ -35,9 +24,9 @@ def _cfg(base, out, env_steps=60, tensorboard=False, eval_every=60) -> FinetuneC
 
 
 @pytest.fixture(scope="module")
-def reference(base, tmp_path_factory):
+def reference(base_ckpt, tmp_path_factory):
     """The uninterrupted run every interrupted one must equal."""
-    return run_folder(_cfg(base, tmp_path_factory.mktemp("ref") / "run"), progress=False).out
+    return run_folder(_cfg(base_ckpt, tmp_path_factory.mktemp("ref") / "run"), progress=False).out
 
 
 def _kill_and_resume(cfg: FinetuneConfig, kills: list[str]) -> list[tuple[str, int]]:
@@ -52,8 +41,8 @@ def _kill_and_resume(cfg: FinetuneConfig, kills: list[str]) -> list[tuple[str, i
     return log
 
 
-def test_finetune_killed_inside_each_snapshot_part_resumes_bit_exact(base, reference, tmp_path):
-    cfg = _cfg(base, tmp_path / "killed")
+def test_finetune_killed_inside_each_snapshot_part_resumes_bit_exact(base_ckpt, reference, tmp_path):
+    cfg = _cfg(base_ckpt, tmp_path / "killed")
     # snapshot 40 torn inside sac/; snapshot 40 torn mid-switch; the step-60 row logged, no snapshot yet;
     # the final snapshot (after the policy) torn after loop.json. Each try resumes the last complete snapshot.
     log = _kill_and_resume(cfg, ["sac-mid:2", "switch:1", "metrics:1", "loop:1"])
@@ -64,9 +53,9 @@ def test_finetune_killed_inside_each_snapshot_part_resumes_bit_exact(base, refer
 
 
 @pytest.mark.parametrize("sig", ["sigint", "sigterm"])
-def test_finetune_sigint_saves_and_prints_resume_command(base, reference, tmp_path, sig):
+def test_finetune_sigint_saves_and_prints_resume_command(base_ckpt, reference, tmp_path, sig):
     out = tmp_path / "run"
-    cli = ["finetune", str(base), "--out", str(out), "--task", "reach-v3", "--env-steps", "60", "--max-steps", "20",
+    cli = ["finetune", str(base_ckpt), "--out", str(out), "--task", "reach-v3", "--env-steps", "60", "--max-steps", "20",
            "--warmup", "10", "--eval-every", "60", "--eval-episodes", "1", "--checkpoint-every", "1000",
            "--buffer-size", "1000", "--sac-json", '{"hidden": 32, "batch_size": 16}']
     code, text = run_child({}, f"{sig}:1", cli=cli)  # Ctrl-C right after the step-0 evaluation row
@@ -84,20 +73,20 @@ def test_finetune_sigint_saves_and_prints_resume_command(base, reference, tmp_pa
 
 
 @pytest.mark.faults
-def test_finetune_survives_many_random_kills(base, tmp_path):
+def test_finetune_survives_many_random_kills(base_ckpt, tmp_path):
     """>= 20 SIGKILLs that land: inside every snapshot part (twice each) and at random moments (seeded).
 
     Each run folder is killed until a try finishes; then it must equal the uninterrupted run and the next
     kills go to a fresh folder, until the schedule is spent.
     """
-    ref = run_folder(_cfg(base, tmp_path / "ref", env_steps=160, eval_every=40), progress=False).out
+    ref = run_folder(_cfg(base_ckpt, tmp_path / "ref", env_steps=160, eval_every=40), progress=False).out
     rng = random.Random(0)
     kills = [f"{p}:1" for p in POINTS for _ in range(2)]
     kills += [f"time:{rng.uniform(0.2, 3.0):.2f}" for _ in range(14)]
     rng.shuffle(kills)
     landed, finished = [], 0
     while kills:
-        cfg = _cfg(base, tmp_path / f"killed{finished}", env_steps=160, eval_every=40, tensorboard=True)
+        cfg = _cfg(base_ckpt, tmp_path / f"killed{finished}", env_steps=160, eval_every=40, tensorboard=True)
         while True:
             kill = kills.pop() if kills else "none"
             code, text = run_child(cfg.to_dict(), kill)
