@@ -19,11 +19,16 @@ from common import RUNS, markdown_table
 BASES = RUNS / "privacy_attack_bases"
 
 # seeds per task for PRoP and PRoP hardened (full run); tasks not listed are not attacked by the full run
-ATTACK_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1, "metaworld_reach_mlp": 1, "panda_reach": 1}
+ATTACK_SEEDS = {"point_robot": 3, "digits_cnn": 1, "digits_transformer": 1, "metaworld_reach_mlp": 1,
+                "metaworld_reach_flow": 1, "panda_reach": 1}
+# the same two with v1's loss (no anchor), as recorded before the anchor became PRoP's default
+UNANCHORED_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1, "metaworld_reach_mlp": 1}
+UNANCHORED_VARIANTS = ("prop_unanchored", "prop_hardened_unanchored")
 # seeds per task for the research variants: one first (a variant recovered on its first seed already misses
 # the target); raise it for a variant that looks promising (cells already recorded are skipped)
 RESEARCH_SEEDS = {"point_robot": 1, "digits_cnn": 1}
-METHOD_SEEDS = {"point_robot": 3, "digits_cnn": 3}  # key_mlp and lora
+METHOD_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1, "metaworld_reach_mlp": 1,
+                "metaworld_reach_flow": 1, "panda_reach": 1}  # key_mlp and lora
 BASELINE_VARIANTS = ("prop", "prop_hardened")
 # baselines of the method table attacked too: the key-MLP (a keyed model, the whole suite applies) and LoRA
 # (an adapter released in the clear: the attack applies it); seeds as ATTACK_SEEDS
@@ -48,6 +53,8 @@ def attack_cells(tasks: list[str], steps: dict, quick: bool) -> list[dict]:
             return QUICK_ATTACK_SEEDS.get(task, 0)
         if variant in METHOD_VARIANTS:
             return METHOD_SEEDS.get(task, 0)
+        if variant in UNANCHORED_VARIANTS:
+            return UNANCHORED_SEEDS.get(task, 0)
         return (ATTACK_SEEDS if variant in BASELINE_VARIANTS else RESEARCH_SEEDS).get(task, 0)
 
     top = max([n_seeds(t, v) for t in tasks for v in variants] + [0])
