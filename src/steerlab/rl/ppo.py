@@ -48,6 +48,28 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     seed: int = 0
     progress: bool = False
+    adv_norm: str = "objective"
+    """How each minibatch's advantages are normalized: "objective" (zero mean, unit std within each
+    objective's samples) or "batch" (one mean/std over the whole minibatch). They differ only when episodes
+    of several objectives share a batch (keyed PPO): their returns have different scales, and the critic
+    of a newly trained objective is biased, so one normalization leaves that objective's advantages with a
+    common sign and lets the larger-scale objective set everyone's step size."""
+
+
+ADV_NORMS = ("objective", "batch")
+
+
+def normalize_advantages(adv: torch.Tensor, objective: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
+    """Zero-mean, unit-std advantages: over the whole batch (`objective` None), or separately within each
+    objective's samples. A group of one sample has no spread: it is only centred (to 0)."""
+    if objective is None:
+        return (adv - adv.mean()) / (adv.std() + eps)
+    out = torch.empty_like(adv)
+    for o in torch.unique(objective).tolist():
+        m = objective == o
+        a = adv[m]
+        out[m] = (a - a.mean()) / (a.std() + eps) if len(a) > 1 else a - a.mean()
+    return out
 
 
 @dataclass
@@ -121,8 +143,10 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
               aux_loss=None) -> list[dict]:
     """Train `ac` in place; `params` limits what is optimised (e.g. LoRA adapters + critic + std).
     `aux_loss(update) -> scalar tensor`, if given, is added to every minibatch loss (e.g. PRoP's hardening:
-    gates no key produces must give the base actions). Returns a log of mean episode return per objective,
-    one row per update."""
+    gates no key produces must give the base actions). Returns one row per update: mean episode return per
+    objective, the rollout's raw advantage mean/std per objective, and the mean log std."""
+    if cfg.adv_norm not in ADV_NORMS:
+        raise ValueError(f"adv_norm must be one of {ADV_NORMS}, got {cfg.adv_norm!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     conditioner = conditioner or FixedObjective(0)
@@ -179,8 +203,7 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
                 mean = ac.mean(flat["obs"][i], mb_cond)
                 logp = ac.log_prob(mean, flat["act"][i])
                 ratio = (logp - flat["logp"][i]).exp()
-                a = adv[i]
-                a = (a - a.mean()) / (a.std() + 1e-8)
+                a = normalize_advantages(adv[i], flat["obj"][i] if cfg.adv_norm == "objective" else None)
                 pg = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
                 vf = (ac.value(flat["obs"][i], flat["obj"][i]) - ret[i]).pow(2).mean()
                 loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ac.entropy()
@@ -190,11 +213,15 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 opt.step()
-        row = {"update": update, "env_steps": (update + 1) * n * cfg.n_steps}
+        row = {"update": update, "env_steps": (update + 1) * n * cfg.n_steps,
+               "log_std": float(ac.log_std.detach().mean())}
         for o in range(ac.n_objectives):
             rets = [r for obj, r in finished if obj == o]
             if rets:
                 row[f"return_{o}"] = float(np.mean(rets))
+            m = flat["obj"] == o
+            if int(m.sum()) > 1:  # the rollout's raw advantages per objective: their scales and biases
+                row[f"adv_mean_{o}"], row[f"adv_std_{o}"] = float(adv[m].mean()), float(adv[m].std())
         finished.clear()
         log.append(row)
     ac.eval()
