@@ -1,6 +1,6 @@
 """Screen keyed-PPO settings for PRoP on PandaReach, one (setting, seed) at a time.
 
-    python benchmarks/privacy_panda_screen.py --seed 5 --adv-norm batch     # the recorded benchmark's setting
+    python benchmarks/privacy_panda_screen.py --seed 5 --adv-norm batch --std shared   # the recorded benchmark's setting
     python benchmarks/privacy_panda_screen.py --seed 5                      # the library default
 
 Trains the same cell as `benchmarks/privacy.py` (table, prop, 50k steps -> 100k keyed PPO environment
@@ -41,11 +41,15 @@ def main() -> int:
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--steps", type=int, default=50_000)
     ap.add_argument("--adv-norm", default=None, help="PPOConfig.adv_norm (default: the library's)")
+    ap.add_argument("--std", choices=["shared", "objective"], default=None,
+                    help="keyed PPO's exploration std: one shared, or one per objective (default: the task's)")
     ap.add_argument("--label", default=None, help="name of the setting in the results file")
     args = ap.parse_args()
     torch.set_num_threads(1)
     overrides = {"adv_norm": args.adv_norm} if args.adv_norm else {}
     task = make_task("panda_reach", cache_dir=str(HERE / "runs" / "privacy_bases"))
+    if args.std:
+        task.std_per_objective = args.std == "objective"
     task.ppo_config = lambda steps, seed, lr=None: dataclasses.replace(
         PandaReachTask.ppo_config(task, steps, seed, lr), **overrides)
     t0 = time.perf_counter()
@@ -55,8 +59,9 @@ def main() -> int:
     p = build_personalized("prop", task, base, users, MethodConfig(steps=args.steps, seed=args.seed, progress=True))
     train_s = time.perf_counter() - t0
     cases = evaluate_key_cases(p, task, args.seed, n_keys=4)
-    label = args.label or ",".join(f"{k}={v}" for k, v in overrides.items()) or "default"
-    row = {"label": label, "seed": args.seed, "steps": args.steps, "overrides": overrides,
+    settings = overrides | ({"std": args.std} if args.std else {})
+    label = args.label or ",".join(f"{k}={v}" for k, v in settings.items()) or "default"
+    row = {"label": label, "seed": args.seed, "steps": args.steps, "settings": settings,
            "train_seconds": train_s, "cases": cases, "train_log": p.log}
     results = load_cell(OUT) or {"runs": []}
     results["runs"] = [r for r in results["runs"] if (r["label"], r["seed"]) != (label, args.seed)] + [row]

@@ -56,3 +56,35 @@ def test_unknown_normalization_is_refused():
     ac = ActorCritic(PandaReachTask(env="point").make_model(), 9, 3)
     with pytest.raises(ValueError, match="adv_norm"):
         train_ppo(ac, PointReachVec(2, seed=0), PPOConfig(total_steps=200, adv_norm="global"))
+
+
+def test_per_objective_std_moves_only_the_trained_objectives_std():
+    """Episodes of one objective must not shrink (or grow) another objective's exploration noise."""
+    torch.manual_seed(0)
+    ac = ActorCritic(PandaReachTask(env="point").make_model(), 9, 3, n_objectives=2, std_per_objective=True)
+    before = ac.log_std.detach().clone()
+    log = train_ppo(ac, PointReachVec(4, seed=0), PPOConfig(total_steps=1600, seed=3, lr=1e-2))
+    after = ac.log_std.detach()
+    assert not torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    assert {"log_std_0", "log_std_1"} <= set(log[-1]) and log[-1]["log_std_1"] == -0.5
+
+
+def test_per_objective_log_prob_uses_each_samples_own_std():
+    ac = ActorCritic(torch.nn.Linear(9, 3), 9, 3, n_objectives=2, std_per_objective=True)
+    with torch.no_grad():
+        ac.log_std[1] = 0.7
+    mean, act, obj = torch.zeros(4, 3), torch.randn(4, 3), torch.tensor([0, 1, 1, 0])
+    shared = ActorCritic(torch.nn.Linear(9, 3), 9, 3)
+    for o, ls in ((0, -0.5), (1, 0.7)):
+        with torch.no_grad():
+            shared.log_std.fill_(ls)
+        m = obj == o
+        torch.testing.assert_close(ac.log_prob(mean, act, obj)[m], shared.log_prob(mean[m], act[m]))
+    with pytest.raises(ValueError, match="objective"):
+        ac.log_prob(mean, act)
+
+
+def test_keyed_ppo_explores_with_one_std_per_objective():
+    task = PandaReachTask(env="point")
+    assert task._warm_ac(task.make_model(), std_per_objective=task.std_per_objective).log_std.shape == (2, 3)
+    assert task._warm_ac(task.make_model()).log_std.shape == (3,)  # plain PPO (fine-tuning, LoRA): unchanged
