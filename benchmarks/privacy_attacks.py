@@ -78,6 +78,9 @@ def cached_base(task, seed: int):
 
     from steerlab.core.io import atomic_save_tensors, load_tensors
 
+    if task.rl:  # the RL task keeps its base's actor-critic (warm critic, the base's actions for the general
+        # loss): train_base sets that state and caches it on disk itself (task_kwargs' cache_dir)
+        return task.train_base(seed)
     path = BASES / f"{task.name}__seed{seed}.safetensors"
     if path.is_file():
         # `train_base` seeds torch and draws only the model's initialisation from the global generator:
@@ -113,8 +116,10 @@ def run_attack_cell(c: dict) -> dict:
         p = build_personalized(c["variant"], task, base, [user], MethodConfig(steps=c["steps"], seed=c["seed"]))
     else:  # keyed RL methods get twice the environment steps (half their episodes are general), as in methods.py
         cfg = KeyedTrainConfig(steps=c["steps"] * (2 if task.rl else 1), lr=task.lr, seed=c["seed"])
-        model = build_variant(c["variant"], lambda n: make_task(c["task"], n_users=n, **task_kwargs(c["task"])),
-                              base, user, cfg)
+        # an RL task holds its base (the general loss is the base's actions, the critic warm-starts from the
+        # base's): the variant must train on this cell's task. Supervised tasks are rebuilt as recorded.
+        model = build_variant(c["variant"], lambda n: task if task.rl and n == task.n_users
+                              else make_task(c["task"], n_users=n, **task_kwargs(c["task"])), base, user, cfg)
         p = Personalized("prop", model, [bits], predict=task.predict)
     train_s = time.perf_counter() - t0
     cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)

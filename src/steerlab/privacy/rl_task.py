@@ -146,6 +146,9 @@ class PandaReachTask(Task):
         self.base_actor = ac.actor
         return ac.actor
 
+    def adopt_base(self, base: nn.Module) -> None:
+        self.base_actor = base.eval()
+
     def _warm_ac(self, actor: nn.Module, std_per_objective: bool = False) -> ActorCritic:
         """An ActorCritic around `actor` that starts from the base's critic (its general-objective values
         are right already). Exploration noise restarts at its initial width: the base's has shrunk on the
@@ -167,8 +170,9 @@ class PandaReachTask(Task):
         return torch.cat([ee, vel, goal], 1)
 
     def _base_actions(self, x: torch.Tensor) -> torch.Tensor:
-        if self.base_actor is None:
-            return torch.zeros(len(x), 3)
+        if self.base_actor is None:  # zeros would silently teach wrong keys to stand still
+            raise RuntimeError(f"{self.name}: the general behaviour is the public base's actions; call "
+                               "train_base(seed) on this task first")
         with torch.no_grad():
             return self.base_actor(x).clamp(-1, 1)
 

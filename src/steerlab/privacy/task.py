@@ -67,6 +67,10 @@ class Task:
     def score(self, pred: torch.Tensor, y: torch.Tensor) -> float:
         raise NotImplementedError
 
+    def adopt_base(self, base: nn.Module) -> None:
+        """Use `base` (a released public base) as this task's base: tasks whose general behaviour is
+        defined by the base itself (RL: its actions) need it; data-defined tasks ignore it."""
+
     def train_base(self, seed: int, steps: int | None = None) -> nn.Module:
         """The public base model: trained on the general objective only."""
         torch.manual_seed(seed)
