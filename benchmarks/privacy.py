@@ -39,11 +39,14 @@ from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 CELLS = RESULTS / "privacy_runs"
 METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora"]
+# PRoP with v1's loss (no anchor: steerlab.privacy.methods), as recorded before the anchor became the default
+UNANCHORED = ["prop_unanchored"]
+# fewer seeds for a method on a task than SEEDS gives (CPU time: re-measured after the anchor became PRoP's default)
+SEED_CAPS = {("digits_transformer", "prop"): 3, ("digits_cnn", "prop"): 10, ("metaworld_reach_mlp", "prop"): 12}
 SEALED = ["sealed", "sealed_full"]  # released as the public base + AEAD blobs (steerlab.privacy.sealed)
-# tasks that run the sealed methods, with at most this many seeds (CPU time; the flow policy has none)
-ANCHOR_SEEDS = {"metaworld_reach_mlp": 4}  # prop_anchor: the fix for wrong keys drifting to the personal goal
+# tasks that run the sealed methods, with at most this many seeds (CPU time)
 SEALED_SEEDS = {"point_robot": 6, "digits_cnn": 4, "digits_transformer": 2, "metaworld_reach_mlp": 2,
-                "panda_reach": 2}
+                "metaworld_reach_flow": 1, "panda_reach": 2}
 EXTRA = ["prop_output", "prop_rawbits", "prop_frozen"]  # gate-mode comparison, hash ablation, frozen base
 # tasks that also run the EXTRA methods, with at most this many seeds (the variant comparison needs fewer
 # seeds than the main table; this caps CPU time)
@@ -113,9 +116,9 @@ def run_cell(c: dict) -> dict:
         cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)
         out["cases"] = cases
         out["user_study"] = user_study_indicators(cases)
-        if c["method"] in ("prop", "key_mlp", "cvae", "prop_rawbits") and c["task"] not in ROLLOUT_TASKS:
+        if c["method"] in ("prop", "prop_unanchored", "key_mlp", "cvae", "prop_rawbits") and c["task"] not in ROLLOUT_TASKS:
             out["leakage"] = leakage_curve(p, task, c["seed"])
-        if c["method"] in ("prop", "prop_frozen", "prop_anchor") + tuple(SEALED):  # no key: how far from the base?
+        if c["method"] in ("prop", "prop_unanchored", "prop_frozen") + tuple(SEALED):  # no key: how far from the base?
             xg, _ = task.test_general()
             with torch.no_grad():
                 out["no_key_max_abs_diff"] = float((p.runner(None)(xg) - task.predict(base, xg)).abs().max())
@@ -243,7 +246,7 @@ def table(results: dict) -> str:
     for task, by in results["tasks"].items():
         base = results["meta"][task]["base"]
         rows.append([task, "public base", "", f"{base['personal']:.3f}", f"{base['general']:.3f}", "", "", "", "", ""])
-        for method in METHODS + EXTRA + ["prop_anchor"] + SEALED:
+        for method in METHODS + UNANCHORED + EXTRA + SEALED:
             if method not in by:
                 continue
             m = by[method]
@@ -262,8 +265,11 @@ def table(results: dict) -> str:
             "no-key model is the public base bit for bit. `sealed` (rank-8 LoRA deltas on every linear layer) and "
             "`sealed_full` (every weight) train one adapter per user with the base frozen and release it encrypted "
             "(AES-GCM, key from HKDF of the user key): any key other than the user's fails authentication and "
-            "runs the public base itself. `prop_anchor` is PRoP whose wrong keys and no key are also held at the "
-            "public base's outputs on the users' personal inputs (states the general demos never visit).")
+            "runs the public base itself. `prop` holds wrong keys and no key at the public base's outputs on the "
+            "users' personal inputs too (the anchor loss: states the general demos never visit); "
+            "`prop_unanchored` is PRoP with v1's loss as published (its rows were measured before the anchor "
+            "became the default); `prop_output`, `prop_rawbits` and `prop_frozen` are ablations of v1's loss. "
+            "PandaReach trains by keyed PPO, where the anchor does not apply.")
     if results.get("attacks"):
         out += ("\n\nAdaptive attacks on the released keyed model (attacker: weights, encoders, public base; no key, "
                 "no personal data), per variant:\n\n") + attack_table(results["attacks"])
@@ -317,11 +323,12 @@ def main() -> int:
     seeds = QUICK_SEEDS if args.quick else SEEDS
     cells = [{"kind": "table", "task": t, "method": m, "seed": s, "steps": STEPS[t]}
              for t in args.tasks for s in range(seeds[t])
-             for m in METHODS + (EXTRA if t in EXTRA_SEEDS else []) + (SEALED if t in SEALED_SEEDS else [])
-             + (["prop_anchor"] if s < ANCHOR_SEEDS.get(t, 0) else [])
+             for m in METHODS + UNANCHORED + (EXTRA if t in EXTRA_SEEDS else []) + (SEALED if t in SEALED_SEEDS else [])
              if not (m in EXTRA and s >= EXTRA_SEEDS[t]) and not (m in SEALED and s >= SEALED_SEEDS[t])
-             if not (t in RL_TASKS and m == "cvae")]
-    cells += [{"kind": "users", "task": t, "method": "prop", "users": u, "seed": s, "steps": STEPS[t]}
+             and s < SEED_CAPS.get((t, m), seeds[t])
+             if not (t in RL_TASKS and m in ("cvae", *UNANCHORED))]  # PPO: the anchor does not apply (methods.py)
+    # several users in one model: measured with v1's loss (recorded before the anchor became the default)
+    cells += [{"kind": "users", "task": t, "method": "prop_unanchored", "users": u, "seed": s, "steps": STEPS[t]}
               for t in ("point_robot", "digits_cnn") if t in args.tasks for u in (2, 4, 8) for s in range(2 if not args.quick else 1)]
     cells += attack_cells(args.tasks, STEPS, args.quick)
     cells += [{"kind": "sealed_attack", "task": t, "method": "sealed", "seed": 0, "steps": STEPS[t]}

@@ -19,11 +19,16 @@ from common import RUNS, markdown_table
 BASES = RUNS / "privacy_attack_bases"
 
 # seeds per task for PRoP and PRoP hardened (full run); tasks not listed are not attacked by the full run
-ATTACK_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1, "metaworld_reach_mlp": 1, "panda_reach": 1}
+ATTACK_SEEDS = {"point_robot": 3, "digits_cnn": 1, "digits_transformer": 1, "metaworld_reach_mlp": 1,
+                "metaworld_reach_flow": 1, "panda_reach": 1}
+# the same two with v1's loss (no anchor), as recorded before the anchor became PRoP's default
+UNANCHORED_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1, "metaworld_reach_mlp": 1}
+UNANCHORED_VARIANTS = ("prop_unanchored", "prop_hardened_unanchored")
 # seeds per task for the research variants: one first (a variant recovered on its first seed already misses
 # the target); raise it for a variant that looks promising (cells already recorded are skipped)
 RESEARCH_SEEDS = {"point_robot": 1, "digits_cnn": 1}
-METHOD_SEEDS = {"point_robot": 3, "digits_cnn": 3}  # key_mlp and lora
+METHOD_SEEDS = {"point_robot": 3, "digits_cnn": 3, "digits_transformer": 1, "metaworld_reach_mlp": 1,
+                "metaworld_reach_flow": 1, "panda_reach": 1}  # key_mlp and lora
 BASELINE_VARIANTS = ("prop", "prop_hardened")
 # baselines of the method table attacked too: the key-MLP (a keyed model, the whole suite applies) and LoRA
 # (an adapter released in the clear: the attack applies it); seeds as ATTACK_SEEDS
@@ -48,6 +53,8 @@ def attack_cells(tasks: list[str], steps: dict, quick: bool) -> list[dict]:
             return QUICK_ATTACK_SEEDS.get(task, 0)
         if variant in METHOD_VARIANTS:
             return METHOD_SEEDS.get(task, 0)
+        if variant in UNANCHORED_VARIANTS:
+            return UNANCHORED_SEEDS.get(task, 0)
         return (ATTACK_SEEDS if variant in BASELINE_VARIANTS else RESEARCH_SEEDS).get(task, 0)
 
     top = max([n_seeds(t, v) for t in tasks for v in variants] + [0])
@@ -71,6 +78,9 @@ def cached_base(task, seed: int):
 
     from steerlab.core.io import atomic_save_tensors, load_tensors
 
+    if task.rl:  # the RL task keeps its base's actor-critic (warm critic, the base's actions for the general
+        # loss): train_base sets that state and caches it on disk itself (task_kwargs' cache_dir)
+        return task.train_base(seed)
     path = BASES / f"{task.name}__seed{seed}.safetensors"
     if path.is_file():
         # `train_base` seeds torch and draws only the model's initialisation from the global generator:
@@ -106,8 +116,10 @@ def run_attack_cell(c: dict) -> dict:
         p = build_personalized(c["variant"], task, base, [user], MethodConfig(steps=c["steps"], seed=c["seed"]))
     else:  # keyed RL methods get twice the environment steps (half their episodes are general), as in methods.py
         cfg = KeyedTrainConfig(steps=c["steps"] * (2 if task.rl else 1), lr=task.lr, seed=c["seed"])
-        model = build_variant(c["variant"], lambda n: make_task(c["task"], n_users=n, **task_kwargs(c["task"])),
-                              base, user, cfg)
+        # an RL task holds its base (the general loss is the base's actions, the critic warm-starts from the
+        # base's): the variant must train on this cell's task. Supervised tasks are rebuilt as recorded.
+        model = build_variant(c["variant"], lambda n: task if task.rl and n == task.n_users
+                              else make_task(c["task"], n_users=n, **task_kwargs(c["task"])), base, user, cfg)
         p = Personalized("prop", model, [bits], predict=task.predict)
     train_s = time.perf_counter() - t0
     cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)

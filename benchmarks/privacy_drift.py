@@ -1,13 +1,13 @@
 """Why do wrong keys drift toward the personal goal on Meta-World reach (MLP policy), and does the anchor fix it?
 
-For each seed: the public base, PRoP and PRoP with the anchor loss (`prop_anchor`), trained exactly as in
+For each seed: the public base, PRoP with v1's loss (`prop_unanchored`) and PRoP (anchored), trained exactly as in
 benchmarks/privacy.py (same task data, base seed, user key and step budget).
 
 * lean: on the general demos' states and on the personal demos' states, the mean of (action under no key /
   a random key − the base's action), projected on the unit vector of the user's goal offset (> 0: the
   wrong-key policy leans toward the personal goal);
 * rollouts (`--episodes E`): personal success (hand within 5 cm of the user's goal) of the base, and of PRoP
-  and prop_anchor with no key and with the user's key, on the same E evaluation episodes (seed 0) for every
+  and prop with no key and with the user's key, on the same E evaluation episodes (seed 0) for every
   policy, so differences are paired by seed and by episode.
 
     python benchmarks/privacy_drift.py --seeds 0 1 2 3 4 5 --episodes 30   # -> benchmarks/results/privacy_drift.json
@@ -35,7 +35,7 @@ from steerlab.privacy.scorers import EnvSuccessScorer  # noqa: E402
 from steerlab.privacy.tasks import make_task  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "privacy_drift.json"
-METHODS = ("prop", "prop_anchor")
+METHODS = ("prop_unanchored", "prop")
 
 
 def lean(p, task, base, bits) -> dict:
@@ -74,12 +74,12 @@ def summary(rows: list[dict]) -> dict:
                   "correct_personal": float(np.mean([r[m]["correct_personal"] for r in rows])),
                   "correct_personal_stderr": stderr(np.array([r[m]["correct_personal"] for r in rows])),
                   "lean_personal_states": float(lean_p.mean())}
-    d = np.array([r["prop_anchor"]["no_key_personal"] - r["prop"]["no_key_personal"] for r in rows])
-    out["anchor_minus_prop_no_key_personal"] = float(d.mean())
-    out["anchor_minus_prop_no_key_personal_stderr"] = stderr(d)
-    c = np.array([r["prop_anchor"]["correct_personal"] - r["prop"]["correct_personal"] for r in rows])
-    out["anchor_minus_prop_correct_personal"] = float(c.mean())
-    out["anchor_minus_prop_correct_personal_stderr"] = stderr(c)
+    d = np.array([r["prop"]["no_key_personal"] - r["prop_unanchored"]["no_key_personal"] for r in rows])
+    out["anchor_minus_unanchored_no_key_personal"] = float(d.mean())
+    out["anchor_minus_unanchored_no_key_personal_stderr"] = stderr(d)
+    c = np.array([r["prop"]["correct_personal"] - r["prop_unanchored"]["correct_personal"] for r in rows])
+    out["anchor_minus_unanchored_correct_personal"] = float(c.mean())
+    out["anchor_minus_unanchored_correct_personal_stderr"] = stderr(c)
     out["base_personal"] = float(base.mean())
     return out
 

@@ -151,3 +151,27 @@ def test_attack_cli_prints_the_table_and_writes_json_beside_the_model(tmp_path, 
     assert main(["attack", str(run), "--key", str(keyfile), "--quick", "--out", str(run / "a.json")]) == 2
     assert main(["attack", str(run), "--key", str(keyfile), "--attacks", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+class _SizedByInputTask(PointRobotTask):
+    """A task whose prediction sizes a tensor by the input batch and checks it, as a flow policy's sampler
+    does with its noise: candidates cannot be batched inside the model, the attack must run them whole."""
+
+    def predict(self, model, x):
+        out = model(x)
+        if out.shape[0] != len(x):
+            from steerlab.core.errors import UserError
+
+            raise UserError(f"noise must have shape ({len(x)}, ...), got ({out.shape[0]}, ...)")
+        return out
+
+
+def test_attacks_run_on_models_whose_prediction_is_sized_by_the_input_batch(setup):
+    from steerlab.privacy.attacks.core import Target
+
+    task, base, models, _, _ = setup
+    sized = _SizedByInputTask(hidden=32)
+    target = Target(models["plain"], base, sized, BUDGET, seed=0)
+    assert target.expand_at is None  # no shortcut: the widened batch fails the task's own check
+    deltas = {n: torch.zeros(3, k) for n, k in models["plain"].gate_dims().items()}
+    assert target.outputs(deltas, target.probe[:4]).shape[:2] == (3, 4)

@@ -159,3 +159,17 @@ def test_protocol_policy_personalizes_with_every_scorer_free_method(tmp_path, me
     if method != "finetune":
         assert cases["random"]["general"] > cases["random"]["personal"]
         assert cases["no_key"]["general"] > cases["no_key"]["personal"]
+
+
+def test_anchor_targets_of_a_flow_policy_are_chunks_sampled_from_the_anchor(user_run):
+    """PRoP's anchor loss takes the base's behaviour as labels: for a generative policy those are action
+    chunks drawn from it (the loss's own label shape), not its single zero-noise action."""
+    r = user_run
+    base = load_policy(r / "base")
+    task = DatasetTask(base, read_dataset(r / "general"), [read_dataset(r / "alice_demos")], holdout=0)
+    x, y = task.personal_batch(0, 16, torch.Generator().manual_seed(0))
+    a, b = (task.anchor_targets(base, x, torch.Generator().manual_seed(s)) for s in (1, 2))
+    assert a.shape == y.shape and a.dtype == y.dtype and torch.isfinite(a).all()
+    assert not torch.equal(a, b)  # sampled: different noise, different chunks
+    assert torch.equal(a, task.anchor_targets(base, x, torch.Generator().manual_seed(1)))  # seeded
+    assert torch.isfinite(task.loss(base, x, a))

@@ -34,11 +34,11 @@ def test_same_seed_same_numbers(setup):
     assert a == b
 
 
-def test_anchor_loss_is_trained_and_holds_wrong_keys_at_the_base(setup):
+def test_prop_trains_the_anchor_loss_and_prop_unanchored_does_not(setup):
     task, base, users = setup
-    p = build_personalized("prop_anchor", task, base, users, MethodConfig(steps=60))
+    p = build_personalized("prop", task, base, users, MethodConfig(steps=60))
     assert p.log and all("anchor" in row for row in p.log)
-    assert "anchor" not in build_personalized("prop", task, base, users, MethodConfig(steps=5)).log[0]
+    assert "anchor" not in build_personalized("prop_unanchored", task, base, users, MethodConfig(steps=5)).log[0]
 
 
 def test_bad_method_or_budget_is_a_one_line_error(setup):

@@ -82,3 +82,16 @@ def test_panda_reach_smoke():
         obs, rewards, done, info = env.step(np.ones((2, 3)))
     assert done.all() and rewards.shape == (2, 2) and (rewards <= 0).all()
     env.close()
+
+
+def test_the_general_behaviour_is_the_base_and_a_task_without_one_refuses():
+    """The RL task's general batch is the base's actions: without a base it is an error, never zeros
+    (zeros taught an attack benchmark's wrong keys to stand still); a released base can be adopted."""
+    task = PandaReachTask(env="point")
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(RuntimeError, match="train_base"):
+        task.general_batch(8, gen)
+    base = task.make_model().eval()
+    task.adopt_base(base)
+    x, y = task.general_batch(8, gen)
+    assert torch.equal(y, base(x).clamp(-1, 1).detach())

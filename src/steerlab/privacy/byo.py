@@ -156,6 +156,14 @@ class DatasetTask(Task):
         out = policy_of(model).compute_loss(x, y)
         return out[0] if isinstance(out, tuple) else out
 
+    def anchor_targets(self, anchor, x, gen):
+        """A generative policy's labels are action chunks: chunks *sampled* from the anchor (noise from
+        `gen`), so the flow-matching loss on them teaches the anchor's action distribution, not one
+        deterministic chunk (which would collapse the wrong-key policy's sampling onto it)."""
+        policy = policy_of(anchor)
+        chunk = policy.predict_chunk(x, noise=torch.randn(len(x), *policy.chunk_shape, generator=gen))
+        return torch.as_tensor(np.asarray(chunk), dtype=torch.float32)
+
     def predict(self, model, x):
         policy = policy_of(model)
         chunk = policy.predict_chunk(x, noise=torch.zeros(len(x), *policy.chunk_shape))

@@ -60,7 +60,9 @@ def load_keyed(folder: str | Path):
     from steerlab.privacy.release import open_keyed, task_from_config
 
     model, base, meta = open_keyed(folder)
-    return task_from_config(meta["config"]["task"]), model, base
+    task = task_from_config(meta["config"]["task"])
+    task.adopt_base(base)
+    return task, model, base
 
 
 def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:

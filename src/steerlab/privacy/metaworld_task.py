@@ -114,6 +114,16 @@ class MetaWorldPreferenceTask(Task):
             return F.mse_loss(model(x), y)
         return self._inner(model).compute_loss(x, y, train_vib=False)[0]
 
+    def anchor_targets(self, anchor, x, gen):
+        """A generative policy's labels are action chunks: chunks *sampled* from the anchor (noise from
+        `gen`), so the flow-matching loss on them teaches the anchor's action distribution, not one
+        deterministic chunk (which would collapse the wrong-key policy's sampling onto it)."""
+        if self.policy == "mlp":
+            return self.predict(anchor, x)
+        inner = self._inner(anchor)
+        noise = torch.randn(len(x), *inner.chunk_shape, generator=gen)
+        return inner.unnormalize_actions(inner.generate(inner.condition(inner.embed(x)), noise))
+
     def predict(self, model, x):
         """Deterministic actions: the MLP's output, or the flow's first action from zero noise."""
         if self.policy == "mlp":

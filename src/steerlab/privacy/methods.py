@@ -6,12 +6,12 @@ adding one is one function here (or in its own module) and its registration.
 
 | method        | what is trained                                   | released                              |
 |---------------|---------------------------------------------------|---------------------------------------|
-| prop          | key encoders + the model's weights (PRoP)          | keyed model (+ public base)           |
-| prop_output   | the same, gating layer outputs                     | keyed model                           |
-| prop_rawbits  | the same, raw key bits (no HKDF)                   | keyed model                           |
+| prop          | key encoders + the model's weights (PRoP), wrong   | keyed model (+ public base)           |
+|               | keys also held at the base on personal inputs      |                                       |
+| prop_unanchored | PRoP's loss as published (v1): no anchor loss    | keyed model                           |
+| prop_output   | prop_unanchored gating layer outputs               | keyed model                           |
+| prop_rawbits  | prop_unanchored on raw key bits (no HKDF)          | keyed model                           |
 | prop_frozen   | key encoders only (no-key model = the base)        | keyed model                           |
-| prop_anchor   | prop + wrong keys held at the base's outputs on    | keyed model                           |
-|               | the personal inputs (KeyedTrainConfig.anchor_weight) |                                     |
 | key_mlp       | a key projection added to a linear layer           | keyed model                           |
 | cvae          | encoder-based personalization                      | (comparison only)                     |
 | finetune      | every weight, per user                             | (comparison only: not private)        |
@@ -22,6 +22,16 @@ adding one is one function here (or in its own module) and its registration.
 Budgets: `steps` counts gradient steps (environment steps for RL tasks). On RL tasks the keyed methods get
 twice the steps: half of keyed PPO's episodes are general, so they see as many personal episodes as the
 per-user methods.
+
+The anchor (`KeyedTrainConfig.anchor_weight`): PRoP's published loss holds wrong keys at the base only on
+the *general* data. Where the personal data visits inputs the general data never covers (a user's own
+demonstrations of another goal), the wrong-key model is free to blend in the personal behaviour there:
+on Meta-World reach, no-key rollouts drifted toward the personal goal by +0.072 ± 0.020 success over the
+base (12 seeds), −0.003 ± 0.016 with the anchor, at the same correct-key score
+(benchmarks/results/privacy_drift.json). So `prop` anchors; `prop_unanchored` keeps v1's loss. The
+ablations `prop_output`, `prop_rawbits`, `prop_frozen` and the key-MLP baseline were measured against
+v1's loss and stay unanchored: compare them with `prop_unanchored`. (RL tasks learn by PPO, whose
+auxiliary general loss already covers the personal states: the anchor does not apply there.)
 """
 
 from __future__ import annotations
@@ -38,9 +48,12 @@ from steerlab.privacy.keys import UserKey
 from steerlab.privacy.train import KeyedTrainConfig
 
 METHODS: dict[str, Callable] = {}
-KEYED = {"prop": "input", "prop_output": "output", "prop_rawbits": "input", "prop_frozen": "input",
-         "prop_anchor": "input", "key_mlp": "concat"}  # method -> gate mode
-RELEASABLE = ("prop", "prop_output", "prop_rawbits", "prop_frozen", "prop_anchor", "key_mlp", "sealed", "sealed_full")
+# method -> (gate mode, anchored)
+KEYED = {"prop": ("input", True), "prop_unanchored": ("input", False), "prop_output": ("output", False),
+         "prop_rawbits": ("input", False), "prop_frozen": ("input", False), "key_mlp": ("concat", False)}
+ANCHOR_WEIGHT = 1.0  # the anchor loss's weight next to the personal and general losses (each weight 1)
+RELEASABLE = ("prop", "prop_unanchored", "prop_output", "prop_rawbits", "prop_frozen", "key_mlp", "sealed",
+              "sealed_full")
 
 
 @dataclass
@@ -89,11 +102,13 @@ def _keyed(name, task, base, users, m):
 
     steps = m.steps * (2 if task.rl else 1)
     layers = m.layers or ([task.concat_layer] if name == "key_mlp" else task.layers)
-    model = KeyedModel(copy.deepcopy(base), layers, users[0].n_bits, mode=KEYED[name],
+    mode, anchored = KEYED[name]
+    model = KeyedModel(copy.deepcopy(base), layers, users[0].n_bits, mode=mode,
                        key_hash=name not in ("key_mlp", "prop_rawbits"), sharpness=8.0 if m.hardened else 1.0)
     if m.hardened and name == "prop_frozen":
         raise UserError("--harden needs the base's weights trained too (it teaches the network to ignore gates)")
-    cfg = train_config(task, m, steps, train_base=name != "prop_frozen", anchor_weight=float(name == "prop_anchor"))
+    cfg = train_config(task, m, steps, train_base=name != "prop_frozen",
+                       anchor_weight=ANCHOR_WEIGHT if anchored else 0.0)
     log = train_keyed(model, task, users, cfg)
     p = Personalized("key_mlp" if name == "key_mlp" else "prop", model, [u.bits() for u in users],
                      predict=task.predict)

@@ -188,7 +188,9 @@ def load_release(folder: str | Path):
     task = task_from_config(meta["config"]["task"])
     if meta["policy_type"] == "sealed":
         release, _ = open_sealed(folder)
+        task.adopt_base(release.base)
         return task, Personalized("sealed", release, [], predict=task.predict), release.base
     model, base, _ = open_keyed(folder)
+    task.adopt_base(base)
     kind = "key_mlp" if meta["config"]["mode"] == "concat" else "prop"
     return task, Personalized(kind, model, [], predict=task.predict), base

@@ -88,6 +88,7 @@ class PandaReachTask(Task):
     base_lr = 1e-3  # PPO from scratch for the public base
     rl = True
     attack_every_updates = 10  # hardening: PPO updates between refreshing the attack-found negatives
+    std_per_objective = True  # keyed PPO: a shared std collapses on the solved general objective (see ActorCritic)
     hardening_weight = 1.0  # not the supervised default of 3: under PPO, 3 cut the personal score 0.78 -> 0.33
     # at the same attack recovery (0/32 gate-space starts), measured on seed 0
 
@@ -114,8 +115,8 @@ class PandaReachTask(Task):
     def make_model(self) -> nn.Module:
         return ReachActor()
 
-    def _actor_critic(self, actor: nn.Module) -> ActorCritic:
-        return ActorCritic(actor, OBS_DIM, 3, n_objectives=2, obs_scale=OBS_SCALE)
+    def _actor_critic(self, actor: nn.Module, std_per_objective: bool = False) -> ActorCritic:
+        return ActorCritic(actor, OBS_DIM, 3, n_objectives=2, obs_scale=OBS_SCALE, std_per_objective=std_per_objective)
 
     def ppo_config(self, steps: int, seed: int, lr: float | None = None) -> PPOConfig:
         return PPOConfig(total_steps=steps, lr=lr or self.base_lr, seed=seed)
@@ -145,11 +146,15 @@ class PandaReachTask(Task):
         self.base_actor = ac.actor
         return ac.actor
 
-    def _warm_ac(self, actor: nn.Module) -> ActorCritic:
+    def adopt_base(self, base: nn.Module) -> None:
+        self.base_actor = base.eval()
+
+    def _warm_ac(self, actor: nn.Module, std_per_objective: bool = False) -> ActorCritic:
         """An ActorCritic around `actor` that starts from the base's critic (its general-objective values
         are right already). Exploration noise restarts at its initial width: the base's has shrunk on the
-        general goal, and the personal goal is far from where the base goes."""
-        ac = self._actor_critic(actor)
+        general goal, and the personal goal is far from where the base goes. `std_per_objective` (keyed
+        PPO): general and personal episodes explore with stds of their own (ActorCritic)."""
+        ac = self._actor_critic(actor, std_per_objective)
         if self._base_ac is not None:
             ac.critic.load_state_dict(self._base_ac.critic.state_dict())
         return ac
@@ -165,8 +170,9 @@ class PandaReachTask(Task):
         return torch.cat([ee, vel, goal], 1)
 
     def _base_actions(self, x: torch.Tensor) -> torch.Tensor:
-        if self.base_actor is None:
-            return torch.zeros(len(x), 3)
+        if self.base_actor is None:  # zeros would silently teach wrong keys to stand still
+            raise RuntimeError(f"{self.name}: the general behaviour is the public base's actions; call "
+                               "train_base(seed) on this task first")
         with torch.no_grad():
             return self.base_actor(x).clamp(-1, 1)
 
@@ -201,7 +207,7 @@ class PPOLearner:
         user_bits = torch.stack([u.bits() for u in users])
         for p in model.base_parameters():
             p.requires_grad_(cfg.train_base)
-        ac = task._warm_ac(model)
+        ac = task._warm_ac(model, std_per_objective=task.std_per_objective)
         gen = torch.Generator().manual_seed(cfg.seed + 7)
         pool: dict[str, list] = {"inputs": [], "deltas": []}
         last = [-1]

@@ -57,8 +57,19 @@ class Task:
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def anchor_targets(self, anchor: nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Labels `loss` takes that carry `anchor`'s behaviour on `x` (PRoP's anchor loss,
+        steerlab.privacy.train.anchor_loss): its predictions, as class indices for classifiers. Tasks
+        whose labels are not predictions (action chunks of a generative policy) override this."""
+        out = self.predict(anchor, x)
+        return out.argmax(-1) if self.output_kind == "logits" else out
+
     def score(self, pred: torch.Tensor, y: torch.Tensor) -> float:
         raise NotImplementedError
+
+    def adopt_base(self, base: nn.Module) -> None:
+        """Use `base` (a released public base) as this task's base: tasks whose general behaviour is
+        defined by the base itself (RL: its actions) need it; data-defined tasks ignore it."""
 
     def train_base(self, seed: int, steps: int | None = None) -> nn.Module:
         """The public base model: trained on the general objective only."""

@@ -104,14 +104,12 @@ def general_loss(model: KeyedModel, task, user_bits: torch.Tensor, cfg: KeyedTra
 def anchor_loss(model: KeyedModel, anchor: KeyedModel, task, x_p: torch.Tensor, y_p: torch.Tensor,
                 user_bits: torch.Tensor, cfg: KeyedTrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Personal inputs under random / near-miss / no keys -> the public base's outputs (`anchor`: the
-    un-keyed model as it was before training, i.e. the base); class labels for classifiers."""
+    un-keyed model as it was before training, i.e. the base; labels from `task.anchor_targets`)."""
     n_rand, n_near, n_none = split_sizes(len(x_p), cfg)
     neg = negative_keys(user_bits, n_rand, n_near, cfg.near_miss_bits, gen)
     keys = torch.cat([neg, torch.zeros(n_none, neg.shape[1])])
     with torch.no_grad():
-        target = task.predict(anchor, x_p)
-        if not y_p.is_floating_point():
-            target = target.argmax(-1)
+        target = task.anchor_targets(anchor, x_p, gen)
     with model.use_keys(keys, torch.arange(len(keys)) < len(neg)):
         return task.loss(model, x_p, target)
 

@@ -3,8 +3,10 @@
 Issue 12, part 3. Each variant is one registered builder that wraps a public base and trains it for the
 users; the benchmark (benchmarks/privacy.py) runs the attack suite on each and reports best-of-N.
 
-    prop           the default: HKDF-expanded key, trainable 128 → 64 → n encoders, input gating
+    prop           the default: HKDF-expanded key, trainable 128 → 64 → n encoders, input gating, anchor
+                   loss (wrong keys held at the base on personal inputs; steerlab.privacy.methods)
     prop_hardened  `--harden`: first layer 8× steeper, uniform / relaxed / attack-found gates → base
+    prop_unanchored, prop_hardened_unanchored   the two above with v1's loss (no anchor)
     prop_fixed     no trainable first layer on the key: a fixed pseudo-random projection (HKDF-seeded,
                    public), so personal training cannot write the expanded key into the weights
     prop_adv       prop_hardened + adversarial negatives from the hidden-layer and evolutionary attacks,
@@ -15,6 +17,8 @@ users; the benchmark (benchmarks/privacy.py) runs the attack suite on each and r
                    plausible personal behaviour, so an attacker finds several and cannot tell which is real
     prop_wide      wider δ space: every nn.Linear layer keyed, encoders 256 wide
 
+The research variants below prop_hardened build on v1's loss (no anchor): they were measured before the
+anchor became PRoP's default, and the anchor targets drift on personal states, not these attacks.
 None of these is a released mode (only `prop`, `--harden` and sealed releases are); they exist to be
 measured.
 """
@@ -100,12 +104,16 @@ class Variant:
     adversarial: bool = False
     decoys: int = 0
     wide: bool = False
+    anchored: bool = False
+    """Train with PRoP's anchor loss (steerlab.privacy.methods.ANCHOR_WEIGHT)."""
     description: str = ""
 
 
 VARIANTS = {v.name: v for v in (
-    Variant("prop", description="default PRoP"),
-    Variant("prop_hardened", sharpness=8.0, hardening=True, description="--harden"),
+    Variant("prop", anchored=True, description="default PRoP"),
+    Variant("prop_hardened", sharpness=8.0, hardening=True, anchored=True, description="--harden"),
+    Variant("prop_unanchored", description="PRoP with v1's loss (no anchor)"),
+    Variant("prop_hardened_unanchored", sharpness=8.0, hardening=True, description="--harden, v1's loss"),
     Variant("prop_fixed", fixed_first_layer=True, description="fixed pseudo-random first layer on the key"),
     Variant("prop_adv", sharpness=8.0, hardening=True, adversarial=True,
             description="hardened + hidden-layer / evolutionary adversarial negatives"),
@@ -138,7 +146,10 @@ def build_variant(name: str, task_factory: Callable[[int], object], base: nn.Mod
         users += [UserKey(rng.bytes(len(user.raw))) for _ in range(v.decoys)]
     inputs = torch.stack([model._check_bits(u.bits()) for u in users])  # what the encoders see (expanded keys)
     extra = adversarial_negatives(inputs) if v.adversarial else None
-    train_keyed(model, task, users, replace(cfg, hardening=v.hardening), extra_loss=extra)
+    from steerlab.privacy.methods import ANCHOR_WEIGHT
+
+    cfg = replace(cfg, hardening=v.hardening, anchor_weight=ANCHOR_WEIGHT if v.anchored else 0.0)
+    train_keyed(model, task, users, cfg, extra_loss=extra)
     return model
 
 

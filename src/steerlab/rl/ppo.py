@@ -48,6 +48,29 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     seed: int = 0
     progress: bool = False
+    adv_norm: str = "batch"
+    """How each minibatch's advantages are normalized: "batch" (one mean/std over the minibatch) or
+    "objective" (zero mean, unit std within each objective's samples). They differ only when episodes of
+    several objectives share a batch (keyed PPO), whose raw advantages differ in scale (PandaReach, seed 5:
+    std 0.07 general vs 1.05 personal at the first update, 0.04 vs 0.06 from update ~90 on) and, while
+    the critic learns a new objective, in mean. The default stays "batch": the keyed-PPO failures traced
+    to the shared exploration std instead (ActorCritic.std_per_objective)."""
+
+
+ADV_NORMS = ("objective", "batch")
+
+
+def normalize_advantages(adv: torch.Tensor, objective: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
+    """Zero-mean, unit-std advantages: over the whole batch (`objective` None), or separately within each
+    objective's samples. A group of one sample has no spread: it is only centred (to 0)."""
+    if objective is None:
+        return (adv - adv.mean()) / (adv.std() + eps)
+    out = torch.empty_like(adv)
+    for o in torch.unique(objective).tolist():
+        m = objective == o
+        a = adv[m]
+        out[m] = (a - a.mean()) / (a.std() + eps) if len(a) > 1 else a - a.mean()
+    return out
 
 
 @dataclass
@@ -74,15 +97,22 @@ class FixedObjective:
 
 
 class ActorCritic(nn.Module):
-    """Gaussian policy around `actor(obs)` (state-independent std) and an objective-aware critic."""
+    """Gaussian policy around `actor(obs)` (state-independent std) and an objective-aware critic.
+
+    `std_per_objective`: one exploration std per objective instead of one shared. Like the critic it is a
+    training-time device (the released policy is the actor's mean). Keyed PPO needs it: its general
+    episodes start from a solved objective and shrink a shared std within a few dozen updates, which ends
+    exploration for the personal objective long before that one is learned."""
 
     def __init__(self, actor: nn.Module, obs_dim: int, act_dim: int, n_objectives: int = 1, hidden: int = 64,
-                 init_log_std: float = -0.5, obs_scale: torch.Tensor | None = None):
+                 init_log_std: float = -0.5, obs_scale: torch.Tensor | None = None, std_per_objective: bool = False):
         super().__init__()
         self.actor = actor
         self.n_objectives = n_objectives
+        self.std_per_objective = std_per_objective
         self.critic = mlp(obs_dim + n_objectives, hidden, 1, depth=2, act=nn.Tanh)
-        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+        shape = (n_objectives, act_dim) if std_per_objective else (act_dim,)
+        self.log_std = nn.Parameter(torch.full(shape, init_log_std))
         self.register_buffer("obs_scale", torch.ones(obs_dim) if obs_scale is None else obs_scale.float())
 
     def mean(self, obs: torch.Tensor, cond: Conditions | None = None) -> torch.Tensor:
@@ -95,12 +125,22 @@ class ActorCritic(nn.Module):
         onehot = nn.functional.one_hot(objective, self.n_objectives).float()
         return self.critic(torch.cat([obs * self.obs_scale, onehot], -1)).squeeze(-1)
 
-    def log_prob(self, mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        z = (action - mean) / self.log_std.exp()
-        return (-0.5 * z.pow(2) - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    def log_std_of(self, objective: torch.Tensor | None = None) -> torch.Tensor:
+        """Log std per sample (n, act_dim) for per-objective stds, else the shared (act_dim,)."""
+        if not self.std_per_objective:
+            return self.log_std
+        if objective is None:
+            raise ValueError("this policy has one std per objective: pass the samples' objectives")
+        return self.log_std[objective]
+
+    def log_prob(self, mean: torch.Tensor, action: torch.Tensor, objective: torch.Tensor | None = None) -> torch.Tensor:
+        log_std = self.log_std_of(objective)
+        z = (action - mean) / log_std.exp()
+        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def entropy(self) -> torch.Tensor:
-        return (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
+        """Entropy of the action distribution (mean over objectives for per-objective stds)."""
+        return (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1).mean()
 
 
 def _gae(rewards, values, dones, last_value, gamma, lam):
@@ -121,8 +161,11 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
               aux_loss=None) -> list[dict]:
     """Train `ac` in place; `params` limits what is optimised (e.g. LoRA adapters + critic + std).
     `aux_loss(update) -> scalar tensor`, if given, is added to every minibatch loss (e.g. PRoP's hardening:
-    gates no key produces must give the base actions). Returns a log of mean episode return per objective,
-    one row per update."""
+    gates no key produces must give the base actions). Returns one row per update: mean episode return per
+    objective, the rollout's raw advantage mean/std per objective, and the mean log std (per objective
+    with `ac.std_per_objective`)."""
+    if cfg.adv_norm not in ADV_NORMS:
+        raise ValueError(f"adv_norm must be one of {ADV_NORMS}, got {cfg.adv_norm!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     conditioner = conditioner or FixedObjective(0)
@@ -142,8 +185,8 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
             with torch.no_grad():
                 mean = ac.mean(obs, cond)
                 value = ac.value(obs, cond.objective)
-                action = mean + ac.log_std.exp() * torch.randn(mean.shape, generator=gen)
-                logp = ac.log_prob(mean, action)
+                action = mean + ac.log_std_of(cond.objective).exp() * torch.randn(mean.shape, generator=gen)
+                logp = ac.log_prob(mean, action, cond.objective)
             next_obs, rewards, done, info = env.step(action.numpy())
             r = torch.as_tensor(rewards[np.arange(n), cond.objective.numpy()], dtype=torch.float32)
             ep_ret += r.numpy()
@@ -177,10 +220,9 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
                 i = perm[start: start + cfg.minibatch]
                 mb_cond = Conditions(flat["bits"][i], flat["keyed"][i], flat["obj"][i])
                 mean = ac.mean(flat["obs"][i], mb_cond)
-                logp = ac.log_prob(mean, flat["act"][i])
+                logp = ac.log_prob(mean, flat["act"][i], flat["obj"][i])
                 ratio = (logp - flat["logp"][i]).exp()
-                a = adv[i]
-                a = (a - a.mean()) / (a.std() + 1e-8)
+                a = normalize_advantages(adv[i], flat["obj"][i] if cfg.adv_norm == "objective" else None)
                 pg = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
                 vf = (ac.value(flat["obs"][i], flat["obj"][i]) - ret[i]).pow(2).mean()
                 loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ac.entropy()
@@ -191,10 +233,18 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 opt.step()
         row = {"update": update, "env_steps": (update + 1) * n * cfg.n_steps}
+        log_std = ac.log_std.detach()
+        if ac.std_per_objective:
+            row |= {f"log_std_{o}": float(log_std[o].mean()) for o in range(ac.n_objectives)}
+        else:
+            row["log_std"] = float(log_std.mean())
         for o in range(ac.n_objectives):
             rets = [r for obj, r in finished if obj == o]
             if rets:
                 row[f"return_{o}"] = float(np.mean(rets))
+            m = flat["obj"] == o
+            if int(m.sum()) > 1:  # the rollout's raw advantages per objective: their scales and biases
+                row[f"adv_mean_{o}"], row[f"adv_std_{o}"] = float(adv[m].mean()), float(adv[m].std())
         finished.clear()
         log.append(row)
     ac.eval()
