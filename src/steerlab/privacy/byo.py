@@ -30,7 +30,7 @@ from torch import nn
 
 from steerlab.core.errors import UserError
 from steerlab.privacy.sealed import policy_of
-from steerlab.privacy.task import Task
+from steerlab.privacy.task import Task, sampled_chunks
 
 SCORES = ("agreement", "accuracy", "env")
 
@@ -157,12 +157,7 @@ class DatasetTask(Task):
         return out[0] if isinstance(out, tuple) else out
 
     def anchor_targets(self, anchor, x, gen):
-        """A generative policy's labels are action chunks: chunks *sampled* from the anchor (noise from
-        `gen`), so the flow-matching loss on them teaches the anchor's action distribution, not one
-        deterministic chunk (which would collapse the wrong-key policy's sampling onto it)."""
-        policy = policy_of(anchor)
-        chunk = policy.predict_chunk(x, noise=torch.randn(len(x), *policy.chunk_shape, generator=gen))
-        return torch.as_tensor(np.asarray(chunk), dtype=torch.float32)
+        return sampled_chunks(policy_of(anchor), x, gen)
 
     def predict(self, model, x):
         policy = policy_of(model)

@@ -55,16 +55,6 @@ def run_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_keyed(folder: str | Path):
-    """(task, keyed model, public base) of a keyed release written by `steerlab personalize`."""
-    from steerlab.privacy.release import open_keyed, task_from_config
-
-    model, base, meta = open_keyed(folder)
-    task = task_from_config(meta["config"]["task"])
-    task.adopt_base(base)
-    return task, model, base
-
-
 def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
     """How to rebuild the task (recorded in the release), and the command's input paths."""
     from steerlab.core.checkpoint import read_checkpoint
@@ -170,6 +160,7 @@ def run_attack(args: argparse.Namespace) -> int:
     from steerlab.core.errors import OutputExistsError, UserError
     from steerlab.privacy.attacks import ATTACKS, AttackBudget, run_attacks
     from steerlab.privacy.keys import load_key_file
+    from steerlab.privacy.release import load_keyed
     from steerlab.privacy.tasks import scores
 
     if args.restarts is not None and args.restarts <= 0:

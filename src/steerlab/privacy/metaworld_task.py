@@ -24,7 +24,7 @@ from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
 from steerlab.privacy.scorers import EnvSuccessScorer
 from steerlab.privacy.sealed import policy_of
-from steerlab.privacy.task import Task
+from steerlab.privacy.task import Task, sampled_chunks
 
 OFFSET = 0.08
 
@@ -115,14 +115,7 @@ class MetaWorldPreferenceTask(Task):
         return self._inner(model).compute_loss(x, y, train_vib=False)[0]
 
     def anchor_targets(self, anchor, x, gen):
-        """A generative policy's labels are action chunks: chunks *sampled* from the anchor (noise from
-        `gen`), so the flow-matching loss on them teaches the anchor's action distribution, not one
-        deterministic chunk (which would collapse the wrong-key policy's sampling onto it)."""
-        if self.policy == "mlp":
-            return self.predict(anchor, x)
-        inner = self._inner(anchor)
-        noise = torch.randn(len(x), *inner.chunk_shape, generator=gen)
-        return inner.unnormalize_actions(inner.generate(inner.condition(inner.embed(x)), noise))
+        return self.predict(anchor, x) if self.policy == "mlp" else sampled_chunks(self._inner(anchor), x, gen)
 
     def predict(self, model, x):
         """Deterministic actions: the MLP's output, or the flow's first action from zero noise."""

@@ -190,7 +190,14 @@ def load_release(folder: str | Path):
         release, _ = open_sealed(folder)
         task.adopt_base(release.base)
         return task, Personalized("sealed", release, [], predict=task.predict), release.base
-    model, base, _ = open_keyed(folder)
-    task.adopt_base(base)
+    task, model, base = load_keyed(folder)
     kind = "key_mlp" if meta["config"]["mode"] == "concat" else "prop"
     return task, Personalized(kind, model, [], predict=task.predict), base
+
+
+def load_keyed(folder: str | Path):
+    """(task, keyed model, public base) of a keyed release written by `steerlab personalize`."""
+    model, base, meta = open_keyed(folder)
+    task = task_from_config(meta["config"]["task"])
+    task.adopt_base(base)
+    return task, model, base

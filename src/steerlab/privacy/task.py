@@ -7,6 +7,7 @@ import the interface without importing the registry: no import cycle.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -84,6 +85,14 @@ class Task:
             loss.backward()
             opt.step()
         return model.eval()
+
+
+def sampled_chunks(policy, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Anchor labels of a chunk policy (`Task.anchor_targets`): action chunks *sampled* from it (noise from
+    `gen`), so the flow-matching loss on them teaches its action distribution, not one deterministic chunk
+    (which would collapse the wrong-key policy's sampling onto it)."""
+    chunk = policy.predict_chunk(x, noise=torch.randn(len(x), *policy.chunk_shape, generator=gen))
+    return torch.as_tensor(np.asarray(chunk), dtype=torch.float32)
 
 
 def scores(task: Task, run, users: int | None = None) -> dict[str, float]:

@@ -110,7 +110,6 @@ class Target:
                 fast = self.outputs(trial, self.probe[:4])
         except Exception:  # noqa: BLE001 — the widened batch meets code sized by the input batch (a residual
             # connection, a sampler's noise sized len(x) raising UserError): no shortcut, the plain way is exact
-            self.expand_at = None
             return None
         self.expand_at = None
         with torch.no_grad():
