@@ -163,3 +163,26 @@ def test_targets_count_each_comparison_and_wait_for_every_task():
     # a task without every row is left out of the counts
     del tasks[sorted(BENCHMARK_TASKS)[1]]["dsrl"]
     assert fs.targets({"tasks": tasks, "planned_seeds": 3})["tasks"] == 7
+
+
+def test_diagnosis_sets_the_eps0_sampler_run_beside_the_grid_runs(tmp_path, monkeypatch):
+    plan = fs.Plan(quick=True)
+    plan.grid_root, plan.diagnosis_root = tmp_path / "grid", tmp_path / "diag"
+    task = "box-close-v3"
+    row = {"start_success": 0.2, "final_sampled": 0.5, "final_eps0": 0.6, "dip": 0.0, "final_eval_success": 0.5}
+    _write(plan.diagnosis_root / f"{task}__{fs.DIAGNOSIS['name']}__seed0", {**row, "auc": 0.52, "start_success": 0.55})
+    _write(plan.grid_root / f"{task}__zprl__seed0", {**row, "auc": 0.34})
+    _write(plan.grid_root / f"{task}__dsrl__seed1", {**row, "auc": 0.9})  # not seed 0: not this diagnosis
+    diag = fs.diagnosis(plan, [task, "assembly-v3"])
+    assert list(diag) == [task]  # a task without the diagnosis run is left out
+    assert set(diag[task]) == {fs.DIAGNOSIS["name"], "zprl"} and diag[task]["zprl"]["auc"] == 0.34
+    text = fs.diagnosis_text(diag)
+    assert f"{fs.DIAGNOSIS['name']} 0.52 (from 0.55), zprl 0.34 (from 0.20)" in text
+    # the diagnosis run goes through the benchmark's finetune with its sampler setting
+    cell = fs.make_cell(plan, task, "zprl", fs.DIAGNOSIS["name"], 0, "actuation:offset-x+0.10", "b", {},
+                        plan.diagnosis_root, sampler_noise_scale=0.0)
+    assert cell["sampler_noise_scale"] == 0.0
+    (Path(cell["out"])).mkdir(parents=True, exist_ok=True)
+    (Path(cell["out"]) / "config.json").write_text(json.dumps(
+        {"finetune": {"shift": cell["shift"], "steering": {}, "sac": {}, "sampler_noise_scale": 1.0}}))
+    assert not fs.recorded_as(cell)  # a run recorded with the base sampler is not the diagnosis
