@@ -122,7 +122,7 @@ def finetune_cell(cell: dict) -> dict:
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
                          checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
                          final_episodes=cell["final_episodes"], max_steps=cell.get("max_steps"),
-                         n_envs=cell.get("n_envs", 1),
+                         n_envs=cell.get("n_envs", 1), sampler_noise_scale=cell.get("sampler_noise_scale", 1.0),
                          sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
     t0 = time.perf_counter()
     finetune(cfg, progress=False)

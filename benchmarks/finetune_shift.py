@@ -12,7 +12,9 @@ result.json, the small files that are committed), all through the sweep machiner
    The pick, by one rule fixed here: the setting with the highest mean AUC over the tuning tasks (ties: the
    earlier setting in the grid). Written to tuning.json "sweep".
 3. grid: `SEEDS` seeds × 8 tasks × 3 methods × 50k env steps with the picked settings (vectorized loop,
-   `N_ENVS` envs per run), then benchmarks/results/finetune_shift.json, the README table and the plots.
+   `N_ENVS` envs per run).
+4. diagnose: `DIAGNOSIS` (the tuned ZPRL with its sampler at ε = 0) on the tuning tasks, seed 0; then
+   benchmarks/results/finetune_shift.json, the README table and the plots.
 
     python benchmarks/finetune_shift.py --quick            # the whole pipeline with tiny runs (minutes)
     python benchmarks/finetune_shift.py --stage sweep      # base rows + the tuning sweep only
@@ -60,6 +62,12 @@ SWEEP = {
 }
 SAC_KNOBS = {"target_entropy_per_dim"}
 """Sweep keys that set the SAC rather than the steering method (translated in `overrides`)."""
+# A diagnosis, never a tuning step (nothing in the grid depends on it): the tuned ZPRL with the frozen sampler
+# integrated from ε = 0, in training and in the evaluations its curve is made of, on the tuning tasks, seed 0.
+# DSRL's actor starts with zero mean noise, so its deterministic evaluations start at the base's ε = 0 mode,
+# while ZPRL's and the action residual's evaluate the base's sampler: this run measures how much of an AUC
+# gap that difference alone explains.
+DIAGNOSIS = {"method": "zprl", "name": "zprl-eps0-sampler", "sampler_noise_scale": 0.0}
 PICK_RULE = ("per method, the setting with the highest mean AUC over the tuning tasks (1 seed each); "
              "ties: the earlier setting in the grid")
 
@@ -82,6 +90,7 @@ class Plan:
         self.base_root = RUNS / f"finetune_shift_base{tag}"
         self.sweep_root = RUNS / f"finetune_shift_sweep{tag}"
         self.grid_root = RUNS / f"finetune_shift{tag}"
+        self.diagnosis_root = RUNS / f"finetune_shift_diagnosis{tag}"
         self.results_file = RESULTS / f"finetune_shift{tag}.json"
         self.sweep_key = f"sweep{tag}"
 
@@ -124,12 +133,13 @@ def overrides(setting: dict, base: str) -> tuple[dict, dict]:
 
 
 def make_cell(plan: Plan, task: str, method: str, name: str, seed: int, shift: str, base: str, setting: dict,
-              root: Path) -> dict:
+              root: Path, sampler_noise_scale: float = 1.0) -> dict:
     steering, sac = overrides(setting, base)
     cell = {"task": task, "method": method, "name": name, "seed": seed, "env_steps": plan.env_steps,
             "eval_every": plan.eval_every, "eval_episodes": plan.eval_episodes, "final_episodes": plan.final_episodes,
             "warmup": plan.warmup, "max_steps": plan.max_steps, "n_envs": plan.n_envs, "shift": shift,
-            "root": str(root), "base": base, "steering": steering, "sac": sac, "setting": setting}
+            "root": str(root), "base": base, "steering": steering, "sac": sac, "setting": setting,
+            "sampler_noise_scale": sampler_noise_scale}
     cell["out"] = str(ft.run_dir(cell, root))
     return cell
 
@@ -138,6 +148,7 @@ def recorded_as(cell: dict) -> bool:
     """Whether the cell's recorded run (config.json) used the cell's shift and settings."""
     cfg = (load_cell(ft.cell_dir(cell) / "config.json") or {}).get("finetune", {})
     return (cfg.get("shift") == cell["shift"]
+            and cfg.get("sampler_noise_scale", 1.0) == cell.get("sampler_noise_scale", 1.0)
             and all(cfg.get("steering", {}).get(k) == v for k, v in cell["steering"].items())
             and all(cfg.get("sac", {}).get(k) == v for k, v in cell["sac"].items()))
 
@@ -250,6 +261,91 @@ def aggregate(plan: Plan, tasks: list[str], shifts: dict) -> dict:
             "n_envs": plan.n_envs, "quick": plan.quick}
 
 
+def targets(results: dict) -> dict:
+    """Issue 13's targets, counted over the tasks that have every row (`met` is decided only once all eight
+    tasks have every planned seed; before that it is None).
+
+    * best: ZPRL's best mode above the base's best mode on >= 6/8 tasks, its interval above 0 on >= 4;
+    * auc: ZPRL's AUC >= each tuned baseline's on >= 6/8;
+    * smooth: ZPRL's exploration jerk below the tuned action residual's on >= 6/8;
+    * collapse: DSRL collapses on no task; collapsed = its final best mode's 95% interval lies entirely below
+      its own first evaluation (mean over seeds), i.e. it ended surely worse than it started.
+    Also, as a diagnostic: each method's AUC gain over its own start (AUC − first evaluation), since the
+    methods start from different evaluations of the same base (dsrl's deterministic actor starts at ε = 0).
+    """
+    rows = {t: r for t, r in results["tasks"].items() if all(m in r for m in ("base", *METHODS))}
+    n, z = len(rows), {t: r["zprl"] for t, r in rows.items()}
+    others = [m for m in METHODS if m != "zprl"]
+    jerk_pairs = [(z[t]["explore_jerk"], rows[t]["action-residual"]["explore_jerk"]) for t in rows]
+    collapsed = sorted(t for t, r in rows.items() if r["dsrl"].get("start") is not None
+                       and r["dsrl"]["final_best_ci95"][1] < r["dsrl"]["start"])
+    out = {"tasks": n,
+           "best": {"above": sum(z[t]["best_vs_base"] > 0 for t in rows),
+                    "interval_above_0": sum(z[t]["best_vs_base_ci95"][0] > 0 for t in rows)},
+           "auc": {m: sum(z[t]["auc"] >= rows[t][m]["auc"] for t in rows) for m in others},
+           "smooth": sum(a < b for a, b in jerk_pairs if np.isfinite(a) and np.isfinite(b)),
+           "collapse": collapsed,
+           "auc_over_start": {m: {t: r[m]["auc"] - r[m]["start"] for t, r in rows.items()
+                                  if r[m].get("start") is not None} for m in METHODS}}
+    out["auc_over_start_zprl_ge"] = {m: sum(g >= out["auc_over_start"][m].get(t, np.inf)
+                                            for t, g in out["auc_over_start"]["zprl"].items()) for m in others}
+    complete = n == len(BENCHMARK_TASKS) and all(
+        r[m]["seeds"] >= results.get("planned_seeds", 0) for r in rows.values() for m in METHODS)
+    verdict = {"best": out["best"]["above"] >= 6 and out["best"]["interval_above_0"] >= 4,
+               "auc": all(v >= 6 for v in out["auc"].values()), "smooth": out["smooth"] >= 6,
+               "collapse": not collapsed}
+    out["met"] = verdict if complete else None
+    return out
+
+
+def targets_text(t: dict) -> str:
+    n = t["tasks"]
+    if not n:
+        return ""
+    met = t.get("met")
+    mark = (lambda k: " — met" if met[k] else " — **missed**") if met else (lambda k: "")
+    gain = "; ".join(f"{m} on {c}/{n}" for m, c in t["auc_over_start_zprl_ge"].items())
+    return ("Targets (issue 13), over the " + f"{n} task{'s' if n > 1 else ''} with every row"
+            + ("" if met else " (not decided until all 8 tasks have every seed)") + ": "
+            f"ZPRL's best mode above the base's best on {t['best']['above']}/{n} (target ≥ 6/8), its interval "
+            f"above 0 on {t['best']['interval_above_0']} (≥ 4){mark('best')}; ZPRL's AUC ≥ "
+            + ", ≥ ".join(f"{m}'s on {c}/{n}" for m, c in t["auc"].items()) + f" (≥ 6/8 each){mark('auc')}; "
+            f"ZPRL explores more smoothly than the action residual on {t['smooth']}/{n} (≥ 6/8){mark('smooth')}; "
+            f"DSRL collapsed (final best mode's interval below its first evaluation) on "
+            f"{', '.join(t['collapse']) if t['collapse'] else 'no task'} (target: none){mark('collapse')}. "
+            f"Diagnostic, AUC gained over its own first evaluation: ZPRL's ≥ {gain}.")
+
+
+def diagnosis(plan: Plan, tasks: list[str]) -> dict:
+    """Per tuning task, seed 0: the DIAGNOSIS run beside the grid's runs of every method (AUC, first
+    evaluation, final success sampled and from ε = 0)."""
+    out = {}
+    for task in tasks:
+        runs = {DIAGNOSIS["name"]: plan.diagnosis_root, **{m: plan.grid_root for m in METHODS}}
+        rows = {}
+        for name, root in runs.items():
+            r = load_cell(ft.run_dir({"task": task, "name": name, "seed": 0}, root) / "result.json")
+            if r and "final_eval_success" in r:
+                rows[name] = {k: r[k] for k in ("auc", "start_success", "final_sampled", "final_eps0", "dip")}
+        if DIAGNOSIS["name"] in rows:
+            out[task] = rows
+    return out
+
+
+def diagnosis_text(diag: dict) -> str:
+    if not diag:
+        return ""
+    name = DIAGNOSIS["name"]
+    parts = []
+    for task, rows in diag.items():
+        cells = ", ".join(f"{m} {r['auc']:.2f} (from {r['start_success']:.2f})" for m, r in rows.items())
+        parts.append(f"{task}: {cells}")
+    return (f"Diagnosis (seed 0, tuning tasks; AUC and, in brackets, the first evaluation): `{name}` is the tuned "
+            "ZPRL with the frozen sampler integrated from ε = 0 in training and evaluation (DSRL's actor starts "
+            "at zero mean noise, so its evaluations start at the base's ε = 0 mode; ZPRL's and the action "
+            "residual's evaluate the base's sampler). " + "; ".join(parts) + ".")
+
+
 def family_summary(results: dict) -> str:
     """Per shift family and method: on how many tasks the best mode is above the base's best, and on how
     many its interval excludes zero."""
@@ -275,6 +371,12 @@ def table(results: dict) -> str:
     off = [t for t, r in results["tasks"].items() if r["base"].get("matches_calibration") is False]
     if off:  # the base rows re-evaluate the calibration's cells: a difference means something is not reproducible
         out += "\n\n**Warning:** the base row differs from its calibration cell on " + ", ".join(off) + "."
+    verdicts = targets_text(results.get("targets") or {"tasks": 0})
+    if verdicts:
+        out += "\n\n" + verdicts
+    diag = diagnosis_text(results.get("diagnosis") or {})
+    if diag:
+        out += "\n\n" + diag
     summary = family_summary(results)
     if summary:
         out += "\n\n" + summary
@@ -297,7 +399,7 @@ def table(results: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--stage", choices=["base", "sweep", "grid"], default="grid",
+    ap.add_argument("--stage", choices=["base", "sweep", "grid", "diagnose"], default="diagnose",
                     help="run the stages up to this one (default: all)")
     ap.add_argument("--tasks", nargs="+", default=None)
     ap.add_argument("--seeds", type=int, default=None)
@@ -334,7 +436,7 @@ def main() -> int:
             refuse_stale(cells)
             run_grid(cells, ft.finetune_cell, ft.is_done, desc="tuning sweep", ship=ship, **grid_kw)
             save_sweep(plan, sweep_record(plan, tune))
-        if args.stage == "grid":
+        if args.stage in ("grid", "diagnose"):
             picked = (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {})
             if set(picked) != set(METHODS):
                 raise SystemExit(f"the sweep is incomplete (picked: {sorted(picked)}); rerun to finish it")
@@ -342,7 +444,16 @@ def main() -> int:
                      for s in range(plan.seeds) for t in tasks for m in METHODS]
             refuse_stale(cells)
             run_grid(cells, ft.finetune_cell, ft.is_done, desc="shift-suite runs", ship=ship, **grid_kw)
+        if args.stage == "diagnose":
+            m = DIAGNOSIS["method"]
+            cells = [make_cell(plan, t, m, DIAGNOSIS["name"], 0, shifts[t], bases[t], picked[m]["setting"],
+                               plan.diagnosis_root, sampler_noise_scale=DIAGNOSIS["sampler_noise_scale"])
+                     for t in tune]
+            refuse_stale(cells)
+            run_grid(cells, ft.finetune_cell, ft.is_done, desc="diagnosis runs", ship=ship, **grid_kw)
     results = aggregate(plan, tasks, {t: shifts[t] for t in tasks})
+    results["targets"] = targets(results)
+    results["diagnosis"] = diagnosis(plan, tune)
     atomic_write_json(plan.results_file, results)
     from plots import plot_best_vs_base, plot_finetune
 

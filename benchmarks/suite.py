@@ -30,7 +30,8 @@ def run_outcome(r: dict) -> dict:
     return {"seed": r.get("seed"), "episodes": int(r.get("final_episodes", r.get("final_eval_episodes", 50))),
             "sampled": r.get("final_sampled", r.get("final_eval_success")),
             "eps0": r.get("final_eps0", r.get("final_zero_noise_success")),
-            "auc": r["auc"], "dip": r.get("dip"), "explore_jerk": r.get("explore_jerk", float("nan")),
+            "auc": r["auc"], "dip": r.get("dip"), "start": r.get("start_success"),
+            "explore_jerk": r.get("explore_jerk", float("nan")),
             "wall_s": r.get("wall_seconds")}
 
 
@@ -86,6 +87,7 @@ def method_row(outcomes: list[dict], base: dict | None) -> dict:
     aucs = [o["auc"] for o in outcomes]
     dips = [o["dip"] for o in outcomes if o.get("dip") is not None]
     walls = [o["wall_s"] for o in outcomes if o.get("wall_s") is not None]
+    starts = [o["start"] for o in outcomes if o.get("start") is not None]
     jerks = [o["explore_jerk"] for o in outcomes if o.get("explore_jerk") is not None and math.isfinite(o["explore_jerk"])]
     row = {"auc": float(np.mean(aucs)),
            "auc_stderr": float(np.std(aucs, ddof=1) / np.sqrt(len(aucs))) if len(aucs) > 1 else 0.0,
@@ -94,6 +96,7 @@ def method_row(outcomes: list[dict], base: dict | None) -> dict:
            "explore_jerk": float(np.mean(jerks)) if jerks else float("nan"),
            "dip": float(np.mean(dips)) if dips else None, "dip_worst": float(min(dips)) if dips else None,
            "wall_s": float(np.mean(walls)) if walls else None,
+           "start": float(np.mean(starts)) if starts else None,
            "seeds": len(outcomes), "eps0_seeds": len(counts.get("eps0", ([], []))[1])}
     if base is not None:
         row["best_vs_base"] = means[best] - base["final_best"]

@@ -134,3 +134,55 @@ def test_intervals_contain_their_estimate_at_zero_and_one():
     row = suite.method_row([{"seed": 0, "episodes": 4, "sampled": 0.0, "eps0": 0.0, "auc": 0.0}], base)
     assert row["final_best_ci95"][0] == 0.0 and row["final_best_ci95"][1] > 0.2
     assert row["best_vs_base_ci95"][1] == pytest.approx(-1.0 + row["final_best_ci95"][1], abs=0.1)
+
+
+def _row(auc, start, best, ci, vs_base, vs_ci, jerk, seeds=3):
+    return {"auc": auc, "start": start, "final_best": best, "final_best_ci95": ci, "best_vs_base": vs_base,
+            "best_vs_base_ci95": vs_ci, "explore_jerk": jerk, "seeds": seeds}
+
+
+def test_targets_count_each_comparison_and_wait_for_every_task():
+    tasks = {}
+    for i, task in enumerate(sorted(BENCHMARK_TASKS)):
+        win = i < 6  # zprl wins the first six tasks on every count
+        tasks[task] = {"base": {"final_best": 0.5},
+                       "zprl": _row(0.6 if win else 0.2, 0.3, 0.8, [0.7, 0.9], 0.3 if win else -0.1,
+                                    [0.1, 0.5] if i < 4 else [-0.1, 0.4], 1.0 if win else 9.0),
+                       "action-residual": _row(0.4, 0.3, 0.5, [0.4, 0.6], 0.0, [-0.2, 0.2], 5.0),
+                       # dsrl ends surely below where it started on the last task only
+                       "dsrl": _row(0.5, 0.9 if i == 7 else 0.3, 0.4, [0.3, 0.5], -0.1, [-0.3, 0.1], 5.0)}
+    t = fs.targets({"tasks": tasks, "planned_seeds": 3})
+    assert t["tasks"] == 8 and t["best"] == {"above": 6, "interval_above_0": 4}
+    assert t["auc"] == {"action-residual": 6, "dsrl": 6} and t["smooth"] == 6
+    assert t["collapse"] == [sorted(BENCHMARK_TASKS)[7]]
+    assert t["met"] == {"best": True, "auc": True, "smooth": True, "collapse": False}
+    assert "**missed**" in fs.targets_text(t) and "6/8" in fs.targets_text(t)
+    # one seed short anywhere: counted, not decided
+    tasks[sorted(BENCHMARK_TASKS)[0]]["dsrl"]["seeds"] = 2
+    assert fs.targets({"tasks": tasks, "planned_seeds": 3})["met"] is None
+    # a task without every row is left out of the counts
+    del tasks[sorted(BENCHMARK_TASKS)[1]]["dsrl"]
+    assert fs.targets({"tasks": tasks, "planned_seeds": 3})["tasks"] == 7
+
+
+def test_diagnosis_sets_the_eps0_sampler_run_beside_the_grid_runs(tmp_path, monkeypatch):
+    plan = fs.Plan(quick=True)
+    plan.grid_root, plan.diagnosis_root = tmp_path / "grid", tmp_path / "diag"
+    task = "box-close-v3"
+    row = {"start_success": 0.2, "final_sampled": 0.5, "final_eps0": 0.6, "dip": 0.0, "final_eval_success": 0.5}
+    _write(plan.diagnosis_root / f"{task}__{fs.DIAGNOSIS['name']}__seed0", {**row, "auc": 0.52, "start_success": 0.55})
+    _write(plan.grid_root / f"{task}__zprl__seed0", {**row, "auc": 0.34})
+    _write(plan.grid_root / f"{task}__dsrl__seed1", {**row, "auc": 0.9})  # not seed 0: not this diagnosis
+    diag = fs.diagnosis(plan, [task, "assembly-v3"])
+    assert list(diag) == [task]  # a task without the diagnosis run is left out
+    assert set(diag[task]) == {fs.DIAGNOSIS["name"], "zprl"} and diag[task]["zprl"]["auc"] == 0.34
+    text = fs.diagnosis_text(diag)
+    assert f"{fs.DIAGNOSIS['name']} 0.52 (from 0.55), zprl 0.34 (from 0.20)" in text
+    # the diagnosis run goes through the benchmark's finetune with its sampler setting
+    cell = fs.make_cell(plan, task, "zprl", fs.DIAGNOSIS["name"], 0, "actuation:offset-x+0.10", "b", {},
+                        plan.diagnosis_root, sampler_noise_scale=0.0)
+    assert cell["sampler_noise_scale"] == 0.0
+    (Path(cell["out"])).mkdir(parents=True, exist_ok=True)
+    (Path(cell["out"]) / "config.json").write_text(json.dumps(
+        {"finetune": {"shift": cell["shift"], "steering": {}, "sac": {}, "sampler_noise_scale": 1.0}}))
+    assert not fs.recorded_as(cell)  # a run recorded with the base sampler is not the diagnosis

@@ -39,7 +39,7 @@ import math
 import shlex
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import gymnasium as gym
@@ -98,6 +98,11 @@ class FinetuneConfig:
     eval_every: int = 5_000
     """Environment steps between deterministic evaluations."""
     eval_episodes: int = 20
+    sampler_noise_scale: float = 1.0
+    """Scale of the frozen sampler's initial noise ε, in training decisions and in the evaluations the curve
+    (AUC, dip) is made of: 1 is the base's own sampler; 0 integrates every chunk from ε = 0, so the actor's
+    own exploration is the only randomness. Methods that choose ε themselves (dsrl) only use it in warm-up.
+    result.json's final success is measured both ways whatever it is."""
     checkpoint_every: int = 10_000
     """Environment steps between resumable training-state snapshots (taken once every env ends its episode)."""
     buffer_size: int = 200_000
@@ -128,6 +133,9 @@ class FinetuneConfig:
         if self.max_steps is not None:
             check_count("FinetuneConfig.max_steps", self.max_steps)
         check_count("FinetuneConfig.warmup_decisions", self.warmup_decisions, minimum=0)
+        if not (isinstance(self.sampler_noise_scale, (int, float)) and math.isfinite(self.sampler_noise_scale)
+                and self.sampler_noise_scale >= 0):
+            raise UserError(f"sampler_noise_scale must be a finite number >= 0, got {self.sampler_noise_scale!r}")
         if self.reward not in REWARDS:
             raise UserError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         if not 0.0 < self.gamma < 1.0:
@@ -164,6 +172,7 @@ class FinetuneConfig:
 
 
 REWARDS = ("dense", "sparse")
+FIELD_DEFAULTS = {f.name: f.default for f in fields(FinetuneConfig) if f.default is not MISSING}
 STATE_DIR = "training_state"
 MANIFEST = "manifest.json"
 STATE_FORMAT = 2
@@ -331,7 +340,8 @@ class Finetuner:
         """One batched actor + steering call for the envs that need a new chunk."""
         cfg = self.cfg
         b = len(idx)
-        noise = torch.randn((b, *self.noise_shape), generator=self.noise_gen) if self.noise_shape is not None else None
+        noise = (self.cfg.sampler_noise_scale * torch.randn((b, *self.noise_shape), generator=self.noise_gen)
+                 if self.noise_shape is not None else None)
         feats = self.feats[idx]
         if self.decisions < cfg.warmup_decisions:
             action = self.adapter.warmup_action(b, noise)
@@ -419,7 +429,7 @@ class Finetuner:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
         res = evaluate(self.steered_policy(), self.env_spec, self.cfg.eval_episodes, seed=self.cfg.seed, n_envs=1,
-                       asynchronous=False, progress=False)
+                       asynchronous=False, progress=False, noise_scale=self.cfg.sampler_noise_scale)
         return {"eval_success": res["success"], "eval_jerk": res["smoothness"]["jerk"],
                 "eval_length": res["length_mean"]}
 
@@ -497,6 +507,8 @@ class Finetuner:
         """Refuse to continue a run recorded with other arguments (only a longer env_steps is allowed)."""
         mine = json.loads(json.dumps(self.run_record()))
         old, new = _flat(recorded.get("finetune", {})), _flat(mine["finetune"])
+        # a field added after the run was recorded reads as its default (what the run computed with)
+        old = {**{k: v for k, v in FIELD_DEFAULTS.items() if k in new}, **old}
         differ = sorted(k for k in set(old) | set(new) if k not in RESUME_FREE and old.get(k) != new.get(k))
         if recorded.get("base_digest", mine["base_digest"]) != mine["base_digest"]:
             differ.insert(0, "base (different checkpoint contents)")
@@ -678,6 +690,8 @@ def resume_command(cfg: FinetuneConfig, env: EnvSpec) -> str:
             "--eval-episodes", str(cfg.eval_episodes), "--checkpoint-every", str(cfg.checkpoint_every),
             "--buffer-size", str(cfg.buffer_size), "--n-envs", str(cfg.n_envs),
             "--final-episodes", str(cfg.final_episodes)]
+    if cfg.sampler_noise_scale != 1.0:
+        argv += ["--sampler-noise-scale", repr(cfg.sampler_noise_scale)]
     for flag, value in (("--success-key", cfg.success_key), ("--position-key", cfg.position_key),
                         ("--shift", cfg.shift), ("--utd", None if cfg.utd is None else repr(cfg.utd))):
         if value is not None:
@@ -735,7 +749,8 @@ def run_finetune(args: argparse.Namespace) -> int:
                          success_key=args.success_key, position_key=args.position_key, shift=args.shift,
                          env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"), n_envs=args.n_envs,
                          async_envs=args.async_envs, utd=args.utd, tensorboard=not args.no_tensorboard, sac=sac,
-                         sac_explicit=sorted(sac_json), steering=steering, final_episodes=args.final_episodes)
+                         sac_explicit=sorted(sac_json), steering=steering, final_episodes=args.final_episodes,
+                         sampler_noise_scale=args.sampler_noise_scale)
     tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
     out = tuner.out
     if tuner.interrupted:
@@ -779,6 +794,9 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2_000, help="decisions acting as the base policy first (>= 0)")
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--sampler-noise-scale", type=float, default=1.0,
+                   help="scale of the frozen sampler's noise in training and in the curve's evaluations "
+                        "(1: the base's sampler; 0: every chunk from ε = 0)")
     p.add_argument("--final-episodes", type=int, default=50,
                    help="final evaluation episodes (sampled and from ε = 0) written to result.json; 0: none")
     p.add_argument("--preset", choices=sorted(PRESETS), default="bench",
