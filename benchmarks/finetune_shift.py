@@ -320,8 +320,8 @@ def diagnosis(plan: Plan, tasks: list[str]) -> dict:
     """Per tuning task, seed 0: the DIAGNOSIS run beside the grid's runs of every method (AUC, first
     evaluation, final success sampled and from ε = 0)."""
     out = {}
+    runs = {DIAGNOSIS["name"]: plan.diagnosis_root, **{m: plan.grid_root for m in METHODS}}
     for task in tasks:
-        runs = {DIAGNOSIS["name"]: plan.diagnosis_root, **{m: plan.grid_root for m in METHODS}}
         rows = {}
         for name, root in runs.items():
             r = load_cell(ft.run_dir({"task": task, "name": name, "seed": 0}, root) / "result.json")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import types
 import typing
 from typing import Any
@@ -82,6 +83,12 @@ def build(cls, d: dict, where: str):
         raise UserError(f"{where}: {err}") from err
     check_types(obj, where)
     return obj
+
+
+def check_scale(name: str, value: float) -> None:
+    """Scales (noise multipliers) are finite numbers >= 0; the message names the flag or field."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise UserError(f"{name} must be a finite number >= 0, got {value}")
 
 
 def check_count(name: str, value: int, minimum: int = 1) -> None:

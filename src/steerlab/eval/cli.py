@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from steerlab.core.checkpoint import atomic_write_json, read_json
-from steerlab.core.config import check_count
+from steerlab.core.config import check_count, check_scale
 from steerlab.core.errors import OutputExistsError, UserError
 from steerlab.core.outdir import check_not_input, move_aside
 from steerlab.core.outdir import read_marker as _marker
@@ -58,8 +57,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_count("--video-episodes", args.video_episodes)
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
-    if not math.isfinite(args.noise_scale) or args.noise_scale < 0:
-        raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
+    check_scale("--noise-scale", args.noise_scale)
     key = None
     if args.key:  # a keyed or sealed release from `steerlab personalize`: run this user's personal policy
         from steerlab.privacy.keys import load_key_file

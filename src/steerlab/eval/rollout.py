@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from steerlab.core.config import check_scale
 from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
@@ -71,8 +72,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
     every chunk from ε = 0 (a deterministic, mode-seeking sampler). `shift`: deployment shift name."""
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
-    if not np.isfinite(noise_scale) or noise_scale < 0:
-        raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale}")
+    check_scale("noise_scale", noise_scale)  # a UserError, i.e. a ValueError
     n_envs = max(1, min(n_envs, episodes))
     seeds = episode_seeds(split, seed, episodes)
     spec = as_spec(task, max_steps, goal_offset, shift)

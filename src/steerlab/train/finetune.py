@@ -48,7 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_json, read_json
-from steerlab.core.config import build, check_count, check_keys, check_types
+from steerlab.core.config import build, check_count, check_keys, check_scale, check_types
 from steerlab.core.errors import CheckpointError, UserError
 from steerlab.core.io import atomic_dir, clean_temps, recover_dir
 from steerlab.core.logger import RunLogger
@@ -133,9 +133,7 @@ class FinetuneConfig:
         if self.max_steps is not None:
             check_count("FinetuneConfig.max_steps", self.max_steps)
         check_count("FinetuneConfig.warmup_decisions", self.warmup_decisions, minimum=0)
-        if not (isinstance(self.sampler_noise_scale, (int, float)) and math.isfinite(self.sampler_noise_scale)
-                and self.sampler_noise_scale >= 0):
-            raise UserError(f"sampler_noise_scale must be a finite number >= 0, got {self.sampler_noise_scale!r}")
+        check_scale("sampler_noise_scale", self.sampler_noise_scale)
         if self.reward not in REWARDS:
             raise UserError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         if not 0.0 < self.gamma < 1.0:
@@ -340,7 +338,7 @@ class Finetuner:
         """One batched actor + steering call for the envs that need a new chunk."""
         cfg = self.cfg
         b = len(idx)
-        noise = (self.cfg.sampler_noise_scale * torch.randn((b, *self.noise_shape), generator=self.noise_gen)
+        noise = (cfg.sampler_noise_scale * torch.randn((b, *self.noise_shape), generator=self.noise_gen)
                  if self.noise_shape is not None else None)
         feats = self.feats[idx]
         if self.decisions < cfg.warmup_decisions:
