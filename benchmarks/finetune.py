@@ -27,7 +27,7 @@ from suite import HEADLINE_NOTE, base_row, headline_table, method_row, run_outco
 
 from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
-from steerlab.train.finetune import PRESETS  # noqa: E402
+from steerlab.train.finetune import FIELD_DEFAULTS, PRESETS  # noqa: E402
 
 METHODS = ["zprl", "action-residual", "dsrl"]
 # SAC for the CPU benchmark: the CLI's default preset 'bench' (hidden 128 instead of the library's 256;
@@ -122,7 +122,8 @@ def finetune_cell(cell: dict) -> dict:
                          eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
                          checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
                          final_episodes=cell["final_episodes"], max_steps=cell.get("max_steps"),
-                         n_envs=cell.get("n_envs", 1), sampler_noise_scale=cell.get("sampler_noise_scale", 1.0),
+                         n_envs=cell.get("n_envs", 1),
+                         sampler_noise_scale=cell.get("sampler_noise_scale", FIELD_DEFAULTS["sampler_noise_scale"]),
                          sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
     t0 = time.perf_counter()
     finetune(cfg, progress=False)

@@ -44,6 +44,7 @@ from suite import HEADLINE_NOTE, base_row, headline_table, method_row, run_outco
 
 from steerlab.core.io import atomic_write_json  # noqa: E402
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS  # noqa: E402
+from steerlab.train.finetune import FIELD_DEFAULTS  # noqa: E402
 
 METHODS = ft.METHODS
 SEEDS = 3
@@ -133,7 +134,7 @@ def overrides(setting: dict, base: str) -> tuple[dict, dict]:
 
 
 def make_cell(plan: Plan, task: str, method: str, name: str, seed: int, shift: str, base: str, setting: dict,
-              root: Path, sampler_noise_scale: float = 1.0) -> dict:
+              root: Path, sampler_noise_scale: float = FIELD_DEFAULTS["sampler_noise_scale"]) -> dict:
     steering, sac = overrides(setting, base)
     cell = {"task": task, "method": method, "name": name, "seed": seed, "env_steps": plan.env_steps,
             "eval_every": plan.eval_every, "eval_episodes": plan.eval_episodes, "final_episodes": plan.final_episodes,
@@ -148,7 +149,7 @@ def recorded_as(cell: dict) -> bool:
     """Whether the cell's recorded run (config.json) used the cell's shift and settings."""
     cfg = (load_cell(ft.cell_dir(cell) / "config.json") or {}).get("finetune", {})
     return (cfg.get("shift") == cell["shift"]
-            and cfg.get("sampler_noise_scale", 1.0) == cell.get("sampler_noise_scale", 1.0)
+            and {**FIELD_DEFAULTS, **cfg}["sampler_noise_scale"] == {**FIELD_DEFAULTS, **cell}["sampler_noise_scale"]
             and all(cfg.get("steering", {}).get(k) == v for k, v in cell["steering"].items())
             and all(cfg.get("sac", {}).get(k) == v for k, v in cell["sac"].items()))
 
