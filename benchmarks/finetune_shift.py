@@ -361,8 +361,24 @@ def family_summary(results: dict) -> str:
                 sure = sum(r["best_vs_base_ci95"][0] > 0 for r in rows)
                 parts.append(f"{method} {above}/{len(rows)} above the base's best ({sure} with the interval above 0)")
         if parts:
-            lines.append(f"*{fam}* ({len(tasks)} task{'s' if len(tasks) > 1 else ''}): " + "; ".join(parts) + ".")
+            lead = "; ".join(f"{what}: " + ", ".join(f"{m} {n}" for m, n in leaders(results["tasks"], tasks, key).items())
+                             for what, key in (("highest final best mode", "final_best"), ("highest AUC", "auc")))
+            lines.append(f"*{fam}* ({len(tasks)} task{'s' if len(tasks) > 1 else ''}): " + "; ".join(parts)
+                         + f". Who leads, tasks per method (ties count for each): {lead}.")
     return "\n".join(lines)
+
+
+def leaders(rows: dict, tasks: list[str], key: str) -> dict[str, int]:
+    """On how many of ``tasks`` each RL method has the highest ``key`` (rounded to the tables' two decimals, so
+    a tie in the table counts for every method in it); tasks missing a method's row are skipped."""
+    counts = dict.fromkeys(METHODS, 0)
+    for t in tasks:
+        if not all(m in rows[t] for m in METHODS):
+            continue
+        vals = {m: round(rows[t][m][key], 2) for m in METHODS}
+        for m, v in vals.items():
+            counts[m] += v == max(vals.values())
+    return counts
 
 
 def table(results: dict) -> str:

@@ -186,3 +186,18 @@ def test_diagnosis_sets_the_eps0_sampler_run_beside_the_grid_runs(tmp_path, monk
     (Path(cell["out"]) / "config.json").write_text(json.dumps(
         {"finetune": {"shift": cell["shift"], "steering": {}, "sac": {}, "sampler_noise_scale": 1.0}}))
     assert not fs.recorded_as(cell)  # a run recorded with the base sampler is not the diagnosis
+
+
+def test_family_summary_says_who_leads_each_family_with_ties_counted_for_each():
+    def rows(z, a, d):
+        return {"base": {"final_best": 0.5},
+                **{m: {"final_best": v, "auc": v, "best_vs_base": v - 0.5, "best_vs_base_ci95": [v - 0.6, v - 0.4]}
+                   for m, v in (("zprl", z), ("action-residual", a), ("dsrl", d))}}
+    results = {"families": {"a": "coverage", "b": "coverage", "c": "actuation"},
+               "tasks": {"a": rows(0.8, 0.6, 0.7), "b": rows(0.7, 0.6, 0.701), "c": rows(0.5, 0.9, 0.6)}}
+    summary = fs.family_summary(results).splitlines()
+    # b's 0.70 and 0.701 are one value in the table: a tie, counted for both
+    assert "highest final best mode: zprl 2, action-residual 0, dsrl 1" in summary[0]
+    assert "highest AUC: zprl 0, action-residual 1, dsrl 0" in summary[1]
+    del results["tasks"]["c"]["dsrl"]  # a task without every row is not counted
+    assert "highest AUC: zprl 0, action-residual 0, dsrl 0" in fs.family_summary(results).splitlines()[1]
