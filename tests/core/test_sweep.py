@@ -121,3 +121,44 @@ def test_ray_grid_ships_inputs_and_returns_artifacts(tmp_path):
     for c in cells:
         assert (Path(c["out"]) / "policy" / "model.safetensors").read_bytes() == b"weights-123"[::-1]
         assert not (Path(c["out"]) / "training_state").exists()
+
+
+def fake_run_where(cell: dict) -> dict:
+    import ray
+
+    return {**fake_run(cell), "node": ray.get_runtime_context().get_node_id()}
+
+
+@pytest.mark.slow
+def test_ray_grid_on_a_second_node_with_its_own_working_dir(tmp_path, monkeypatch):
+    """A real two-node cluster: the head has no CPUs, so every cell runs on a second node started from its own
+    working directory; the driver's files reach it only through Ray and its run folders come back to the driver."""
+    ray = pytest.importorskip("ray")
+    import sys
+
+    from ray.cluster_utils import Cluster
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    base = _base(tmp_path)
+    node_dir, driver_dir = tmp_path / "node", tmp_path / "driver"
+    node_dir.mkdir()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        monkeypatch.chdir(node_dir)  # the node's raylet, and so its workers, start here
+        node = cluster.add_node(num_cpus=1)
+        head_id, node_id = cluster.head_node.node_id, node.node_id
+        monkeypatch.chdir(driver_dir)
+        cells = [{"task": f"t{i}", "base": str(base), "out": str(driver_dir / "runs" / f"t{i}")} for i in range(2)]
+        res = run_grid(cells, fake_run_where, lambda c: (Path(c["out"]) / "result.json").is_file(), use_ray=True,
+                       address=cluster.address, ship=Shipping(inputs=("base",), output="out"))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(res) == 2 and {r["node"] for r in res} == {node_id} != {head_id}
+    for r in res:  # each cell ran in a temp dir on the node, read a shipped copy of the base, left nothing there
+        assert r["base"] != str(base) and not Path(r["cwd"]).exists() and not str(r["cwd"]).startswith(str(tmp_path))
+    assert list(node_dir.iterdir()) == []
+    for c in cells:
+        assert (Path(c["out"]) / "policy" / "model.safetensors").read_bytes() == b"weights-123"[::-1]
+        assert json.loads((Path(c["out"]) / "result.json").read_text()) == {"ok": True}
+        assert not (Path(c["out"]) / "training_state").exists()
