@@ -26,7 +26,7 @@ from steerlab.core.checkpoint import atomic_write_json  # noqa: E402
 
 # (label, file suffix, function name) of the cumulative-time entries we report
 PARTS = [("sac_update", "rl/sac.py", "update_many"), ("chunk_generation", "rl/steering/{method}.py", "chunk"),
-         ("simulator", "envs/metaworld_env.py", "step"), ("features", "train/finetune.py", "_features"),
+         ("simulator", "envs/metaworld_env.py", "step"), ("features", "train/finetune/finetuner.py", "_features"),
          ("replay_add", "rl/replay.py", "add")]
 
 

@@ -33,7 +33,7 @@ POINTS = ("sac-mid", "sac", "replay", "loop", "switch", "metrics")
 def _install(kill: str) -> None:
     import steerlab.core.io as core_io
     import steerlab.rl.sac as sac_mod
-    import steerlab.train.finetune as ft
+    import steerlab.train.finetune.snapshots as ft
     from steerlab.core.logger import RunLogger
     from steerlab.rl.replay import ReplayBuffer
 

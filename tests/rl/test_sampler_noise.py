@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import steerlab.train.finetune as finetune
+import steerlab.train.finetune.finetuner as finetune
 from steerlab.core.errors import UserError
 from steerlab.train.finetune import Finetuner
 from tests.rl.test_vector_loop import POLICY, _cfg

@@ -73,9 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_pretrain)
 
     try:
-        from steerlab.train.finetune import register_finetune
+        from steerlab.train.finetune.cli import register_finetune
     except ModuleNotFoundError as err:
-        if err.name != "steerlab.train.finetune":
+        if err.name not in ("steerlab.train.finetune", "steerlab.train.finetune.cli"):
             raise
     else:
         register_finetune(sub)

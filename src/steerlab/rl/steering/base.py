@@ -1,7 +1,7 @@
 """What every steering method is: a plug-in that tells one SAC what it controls on a frozen policy.
 
 A method answers these questions and nothing else, so all methods share one SAC, one replay buffer and
-one training loop (`train/finetune.py` never asks which method it runs):
+one training loop (`train/finetune/` never asks which method it runs):
 
 * `features(obs, train, gen, noise)`   what the actor and critic see
 * `chunk(obs, feats, action, noise)`   how an actor output in [-1, 1]^act_dim becomes an action chunk

@@ -1,0 +1,140 @@
+"""What one online-RL run computes: `FinetuneConfig` (every default written here once), the reward kinds, the
+named SAC presets, and which fields a resume may change."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from steerlab.core.config import build, check_count, check_keys, check_scale, check_types
+from steerlab.core.errors import UserError
+from steerlab.envs.registry import EnvSpec, resolve_env
+from steerlab.rl.sac import SACConfig
+from steerlab.rl.steering import method_class
+
+
+@dataclass
+class FinetuneConfig:
+    base: str = ""
+    """Pretrained policy (frozen throughout): a checkpoint folder, or 'module:factory' for any policy that
+    implements the steerable-policy protocol (docs/protocol.md)."""
+    method: str = "zprl"
+    """A registered steering method: zprl | action-residual | dsrl | embedding-residual | ..."""
+    env: str | None = None
+    """Meta-World task, Gymnasium id or 'module:factory'; default: the base checkpoint's environment."""
+    success_key: str | None = None
+    """`info` key that signals success; None: the env family's ('is_success')."""
+    position_key: str | None = None
+    """`info` key of the end-effector position (smoothness); None: the family's ('hand_pos' on Meta-World),
+    'none': the env has none."""
+    shift: str | None = None
+    """Named deployment shift (steerlab.envs.shifts) applied to the training env."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Keyword arguments for the env constructor."""
+    env_steps: int = 100_000
+    """Environment steps of online interaction."""
+    seed: int = 0
+    out: str | None = None
+    """Run folder; default runs/finetune/<env>__<method>__seed<k>."""
+    reward: str = "dense"
+    """dense (shaped/10 + success bonus) | sparse (1 on success)."""
+    gamma: float = 0.99
+    max_steps: int | None = None
+    """Episode horizon; None: the env spec's (Meta-World: 200, a Gymnasium id: its registered limit)."""
+    warmup_decisions: int = 2_000
+    """First decisions act with zero residual / the base's own noise (the base policy) to fill the buffer."""
+    eval_every: int = 5_000
+    """Environment steps between deterministic evaluations."""
+    eval_episodes: int = 20
+    sampler_noise_scale: float = 1.0
+    """Scale of the frozen sampler's initial noise ε, in training decisions and in the evaluations the curve
+    (AUC, dip) is made of: 1 is the base's own sampler; 0 integrates every chunk from ε = 0, so the actor's
+    own exploration is the only randomness. Methods that choose ε themselves (dsrl) only use it in warm-up.
+    result.json's final success is measured both ways whatever it is."""
+    checkpoint_every: int = 10_000
+    """Environment steps between resumable training-state snapshots (taken once every env ends its episode)."""
+    buffer_size: int = 200_000
+    final_episodes: int = 0
+    """Fresh evaluation episodes of the final policy (sampled and from ε = 0) for result.json; 0: none
+    (AUC and dip only). The CLI's default is 50."""
+    n_envs: int = 1
+    """Environments stepped together; each decision is one batched actor + steering call over the envs
+    that need a new chunk."""
+    async_envs: bool = False
+    """Step the envs in subprocesses, overlapping the simulators with the SAC updates (same numbers)."""
+    utd: float | None = None
+    """Gradient updates per decision (per stored transition); None: sac.utd. Fractions accumulate."""
+    num_threads: int = 1
+    tensorboard: bool = True
+    sac: SACConfig = field(default_factory=SACConfig)
+    sac_explicit: list[str] = field(default_factory=list)
+    """SAC fields the user set on purpose (`--sac-json`): the method's start never overrides them, even when the
+    value equals SACConfig's default (e.g. `{"actor_tether": 0}` turns DSRL's tether off)."""
+    steering: dict = field(default_factory=dict)
+    """Options of the steering method (its config dataclass in rl/steering/<method>.py)."""
+
+    def __post_init__(self):
+        check_types(self, "FinetuneConfig")
+        for name in ("env_steps", "eval_every", "eval_episodes", "checkpoint_every", "buffer_size", "num_threads",
+                     "n_envs"):
+            check_count(f"FinetuneConfig.{name}", getattr(self, name))
+        if self.max_steps is not None:
+            check_count("FinetuneConfig.max_steps", self.max_steps)
+        check_count("FinetuneConfig.warmup_decisions", self.warmup_decisions, minimum=0)
+        check_scale("sampler_noise_scale", self.sampler_noise_scale)
+        if self.reward not in REWARDS:
+            raise UserError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
+        if not 0.0 < self.gamma < 1.0:
+            raise UserError(f"gamma must be in (0, 1), got {self.gamma}")
+        if self.utd is not None and not self.utd > 0:
+            raise UserError(f"utd must be > 0, got {self.utd}")
+        method_class(self.method).Config.from_dict(self.steering)  # unknown method or option: one line
+        if self.shift is not None:
+            from steerlab.envs.shifts import shift_name
+
+            self.shift = shift_name(self.shift)  # canonical name in config.json; an unknown one fails here
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FinetuneConfig:
+        """Rebuild from `to_dict()`; unknown keys or wrong types are one-line errors naming them."""
+        d = dict(d)
+        if "task" in d:  # v1 configs named the (Meta-World) env 'task'
+            d.setdefault("env", d.pop("task"))
+        check_keys(cls, d, "finetune config")
+        sac = build(SACConfig, d.pop("sac", {}), "sac config")
+        return cls(sac=sac, **d)
+
+    def env_spec(self, recorded: dict | None) -> EnvSpec:
+        """The env of this run: `env` (or the base's recorded env) with this config's overrides."""
+        if not self.env and not recorded:
+            raise UserError("the base policy names no environment; pass --env")
+        source = self.env if self.env else EnvSpec.from_dict(recorded)
+        position = "" if self.position_key is None else (None if self.position_key == "none" else self.position_key)
+        return resolve_env(source, max_steps=self.max_steps, success_key=self.success_key, position_key=position,
+                           shift=self.shift, kwargs=self.env_kwargs)
+
+
+REWARDS = ("dense", "sparse")
+FIELD_DEFAULTS = {f.name: f.default for f in fields(FinetuneConfig) if f.default is not MISSING}
+# fields a resume may change: where the run lives and how it is shown, not what it computes
+# (env_steps may only grow; the base is compared by content, so another path to the same files is fine)
+# (async_envs changes where the simulators run, not the numbers)
+# sac_explicit only says how the SAC settings were spelled; the resolved `sac` they produce is compared
+RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_envs", "final_episodes",
+               "sac_explicit")
+
+
+# Named SAC settings. 'bench' is what benchmarks/finetune.py measured (hidden 128: one update costs 6.0 ms
+# vs 12.2 ms at 256 on one core, benchmarks/results/sac_update_speed.json) and the CLI's default, so the
+# README's command reproduces the tables; 'paper' is the ZPRL paper's width.
+PRESETS = {"bench": {"hidden": 128}, "paper": {"hidden": 256}}
+
+
+def default_run_dir(env: str, method: str, seed: int) -> Path:
+    name = env.replace(":", "_").replace("/", "_")
+    return Path("runs") / "finetune" / f"{name}__{method}__seed{seed}"
+
+
