@@ -50,23 +50,23 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench-quick: setup         ## every benchmark in --quick mode
-	$(BIN)/python benchmarks/pretrain.py --quick
-	$(BIN)/python benchmarks/finetune.py --quick
-	$(BIN)/python benchmarks/privacy.py --quick
-	$(BIN)/python benchmarks/throughput.py --quick
-	$(BIN)/python benchmarks/vector_efficiency.py --quick
-	$(BIN)/python benchmarks/make_readme.py
+	$(BIN)/steerlab bench pretrain --quick
+	$(BIN)/steerlab bench finetune --quick
+	$(BIN)/steerlab bench privacy --quick
+	$(BIN)/steerlab bench throughput --quick
+	$(BIN)/steerlab bench vector_efficiency --quick
+	$(BIN)/steerlab bench make_readme
 
 bench: setup               ## the full benchmark suite (hours; resumes where it stopped)
-	$(BIN)/python benchmarks/pretrain.py
-	$(BIN)/python benchmarks/finetune.py
-	$(BIN)/python benchmarks/privacy.py
-	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/vector_efficiency.py
-	$(BIN)/python benchmarks/make_readme.py
+	$(BIN)/steerlab bench pretrain
+	$(BIN)/steerlab bench finetune
+	$(BIN)/steerlab bench privacy
+	$(BIN)/steerlab bench throughput
+	$(BIN)/steerlab bench vector_efficiency
+	$(BIN)/steerlab bench make_readme
 
 readme: setup              ## regenerate README tables from benchmarks/results/*.json
-	$(BIN)/python benchmarks/make_readme.py
+	$(BIN)/steerlab bench make_readme
 
 clean:
 	rm -rf runs .pytest_cache

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "steerlab.eval.cli",          # evaluate
     "steerlab.privacy.cli",       # keygen, personalize, attack
     "steerlab.quickstart",        # quickstart
+    "steerlab.bench.cli",         # bench
 ]
 
 

@@ -112,9 +112,9 @@ def prepare_output_dir(out: str | Path, kind: str, *, overwrite: bool = False, r
 class FolderLock:
     """Exclusive lock on a folder for the life of one writer (`with FolderLock(path): ...`)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, name: str = LOCK):
         self.folder = Path(folder)
-        self.path = self.folder / LOCK
+        self.path = self.folder / name  # another name: a second, independent lock on the same folder
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:

@@ -1,0 +1,46 @@
+"""Helpers shared by the benchmark scripts: resumable per-cell result files and markdown tables."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def bench_dir() -> Path:
+    """The benchmarks folder results and run records live in: $STEERLAB_BENCH_DIR, else the `benchmarks/` folder
+    of the repository holding the current directory (found upwards), else ./benchmarks."""
+    if os.environ.get("STEERLAB_BENCH_DIR"):
+        return Path(os.environ["STEERLAB_BENCH_DIR"]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "benchmarks" / "results").is_dir():
+            return folder / "benchmarks"
+    return here / "benchmarks"
+
+
+BENCH_DIR = bench_dir()
+RESULTS = BENCH_DIR / "results"
+RUNS = BENCH_DIR / "runs"
+
+
+def load_cell(path: Path) -> dict | None:
+    """A finished cell's JSON, or None when it is absent or unreadable (then it is recomputed)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def stderr(xs) -> float:
+    """Standard error of the mean over seeds (sample std, ddof=1); 0 for a single seed."""
+    import numpy as np
+
+    xs = np.asarray(xs, float)
+    return float(xs.std(ddof=1) / np.sqrt(len(xs))) if len(xs) > 1 else 0.0
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)

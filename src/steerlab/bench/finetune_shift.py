@@ -1,0 +1,482 @@
+"""The deployment-shift suite (issue 13): ZPRL vs a tuned action residual vs tuned DSRL on the eight tasks,
+each under the shift its base was calibrated to (benchmarks/shift_calibrate.py, tuning.json "shift_calibration").
+
+Three stages, each resumable (recorded runs are skipped; a run folder keeps config.json, metrics.jsonl and
+result.json, the small files that are committed), all through the sweep machinery of benchmarks/finetune.py
+(Ray, inputs shipped through the object store, artifacts returned to the driver):
+
+1. base: each task's base (a coverage task's: the base pretrained on the restricted demos, the one the
+   calibration measured) on 50 evaluation episodes, sampled and from ε = 0, under the deployment shift.
+2. sweep: each method's main knob(s) on the two tuning tasks (the first task of each shift family in
+   alphabetical order), 1 seed, the grid `SWEEP` (six settings per method: an equal tuning budget).
+   The pick, by one rule fixed here: the setting with the highest mean AUC over the tuning tasks (ties: the
+   earlier setting in the grid). Written to tuning.json "sweep".
+3. grid: `SEEDS` seeds × 8 tasks × 3 methods × 50k env steps with the picked settings (vectorized loop,
+   `N_ENVS` envs per run).
+4. diagnose: `DIAGNOSIS` (the tuned ZPRL with its sampler at ε = 0) on the tuning tasks, seed 0; then
+   benchmarks/results/finetune_shift.json, the README table and the plots.
+
+    steerlab bench finetune_shift --quick            # the whole pipeline with tiny runs (minutes)
+    steerlab bench finetune_shift --stage sweep      # base rows + the tuning sweep only
+    steerlab bench finetune_shift                    # everything (the grid waits for a complete sweep)
+    steerlab bench finetune_shift --collect          # rebuild results/tables/plots from recorded runs
+    steerlab bench finetune_shift --table
+
+The tuning tasks are also evaluation tasks (eight tasks, no spare ones); every method is tuned on the same
+two with the same number of runs, so the comparison stays fair, and the table names them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from steerlab.bench import finetune as ft
+from steerlab.bench.common import RESULTS, RUNS, load_cell
+from steerlab.bench.shift_calibrate import GRIDS, TUNING, assign_families, base_for
+from steerlab.bench.suite import HEADLINE_NOTE, base_row, headline_table, method_row, run_outcome
+from steerlab.core.io import atomic_write_json
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS
+from steerlab.train.finetune import FIELD_DEFAULTS
+
+METHODS = ft.METHODS
+SEEDS = 3
+N_ENVS = 8
+"""Envs per run (the vectorized loop; benchmarks/vector_efficiency.py measured 8 against 1)."""
+
+# The tuning grid, fixed before any run: six settings per method (mildest / the old default first).
+# ZPRL: λ as a multiple of the RMS of the base latent (latent_rms_ratio). Action residual: its bound
+# (env units) × the length of its progressive exploration. DSRL: the noise bound × the entropy target of
+# its noise action, in nats per noise dimension (0: the DSRL paper's; −0.5: SAC's usual −dim/2).
+SWEEP = {
+    "zprl": [{"latent_rms_ratio": r} for r in (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)],
+    "action-residual": [{"residual_scale": s, "progressive_steps": p}
+                        for s in (0.05, 0.15, 0.5) for p in (5_000, 20_000)],
+    "dsrl": [{"noise_magnitude": m, "target_entropy_per_dim": e} for m in (1.0, 1.5, 2.5) for e in (0.0, -0.5)],
+}
+SAC_KNOBS = {"target_entropy_per_dim"}
+"""Sweep keys that set the SAC rather than the steering method (translated in `overrides`)."""
+# A diagnosis, never a tuning step (nothing in the grid depends on it): the tuned ZPRL with the frozen sampler
+# integrated from ε = 0, in training and in the evaluations its curve is made of, on the tuning tasks, seed 0.
+# DSRL's actor starts with zero mean noise, so its deterministic evaluations start at the base's ε = 0 mode,
+# while ZPRL's and the action residual's evaluate the base's sampler: this run measures how much of an AUC
+# gap that difference alone explains.
+DIAGNOSIS = {"method": "zprl", "name": "zprl-eps0-sampler", "sampler_noise_scale": 0.0}
+PICK_RULE = ("per method, the setting with the highest mean AUC over the tuning tasks (1 seed each); "
+             "ties: the earlier setting in the grid")
+
+
+class Plan:
+    """Sizes of a full or a --quick invocation (quick: tiny runs that exercise every stage)."""
+
+    def __init__(self, quick: bool, env_steps: int | None = None, seeds: int | None = None):
+        self.quick = quick
+        self.env_steps = env_steps or (600 if quick else 50_000)
+        self.seeds = seeds or (1 if quick else SEEDS)
+        self.eval_every = 300 if quick else 5_000
+        self.eval_episodes = 2 if quick else 20
+        self.final_episodes = 4 if quick else 50
+        self.warmup = 50 if quick else 2_000
+        self.max_steps = 100 if quick else None
+        self.n_envs = 2 if quick else N_ENVS
+        self.sweep = {m: g[:2] for m, g in SWEEP.items()} if quick else SWEEP
+        tag = "_quick" if quick else ""
+        self.base_root = RUNS / f"finetune_shift_base{tag}"
+        self.sweep_root = RUNS / f"finetune_shift_sweep{tag}"
+        self.grid_root = RUNS / f"finetune_shift{tag}"
+        self.diagnosis_root = RUNS / f"finetune_shift_diagnosis{tag}"
+        self.results_file = RESULTS / f"finetune_shift{tag}.json"
+        self.sweep_key = f"sweep{tag}"
+
+
+def tuning_tasks(tasks: list[str]) -> list[str]:
+    """The first task of each family in alphabetical order (fixed by the family assignment alone)."""
+    fam = assign_families(BENCHMARK_TASKS)
+    return [next(t for t in sorted(tasks) if fam[t] == f) for f in dict.fromkeys(fam[t] for t in sorted(tasks))]
+
+
+def shifts_for(tasks: list[str], quick: bool) -> dict[str, str]:
+    """The calibrated shift per task (tuning.json "shift_calibration"); --quick: each family's mildest value."""
+    fam = assign_families(BENCHMARK_TASKS)
+    if quick:
+        return {t: GRIDS[fam[t]][0] for t in tasks}
+    chosen = ((load_cell(TUNING) or {}).get("shift_calibration") or {}).get("chosen", {})
+    missing = [t for t in tasks if t not in chosen]
+    if missing:
+        raise SystemExit(f"no calibrated shift for {', '.join(missing)}: run benchmarks/shift_calibrate.py first")
+    return {t: chosen[t]["shift"] for t in tasks}
+
+
+def noise_dim(base: str) -> int:
+    from steerlab.core.checkpoint import load_policy
+
+    return int(np.prod(load_policy(base).noise_shape))
+
+
+def label(method: str, setting: dict) -> str:
+    return method + "-" + ",".join(f"{k}={v:g}" for k, v in setting.items())
+
+
+def overrides(setting: dict, base: str) -> tuple[dict, dict]:
+    """(steering options, SAC fields) of a sweep setting for the run on `base`."""
+    steering = {k: v for k, v in setting.items() if k not in SAC_KNOBS}
+    sac = {}
+    if "target_entropy_per_dim" in setting:
+        sac["target_entropy"] = float(setting["target_entropy_per_dim"]) * noise_dim(base)
+    return steering, sac
+
+
+def make_cell(plan: Plan, task: str, method: str, name: str, seed: int, shift: str, base: str, setting: dict,
+              root: Path, sampler_noise_scale: float = FIELD_DEFAULTS["sampler_noise_scale"]) -> dict:
+    steering, sac = overrides(setting, base)
+    cell = {"task": task, "method": method, "name": name, "seed": seed, "env_steps": plan.env_steps,
+            "eval_every": plan.eval_every, "eval_episodes": plan.eval_episodes, "final_episodes": plan.final_episodes,
+            "warmup": plan.warmup, "max_steps": plan.max_steps, "n_envs": plan.n_envs, "shift": shift,
+            "root": str(root), "base": base, "steering": steering, "sac": sac, "setting": setting,
+            "sampler_noise_scale": sampler_noise_scale}
+    cell["out"] = str(ft.run_dir(cell, root))
+    return cell
+
+
+def recorded_as(cell: dict) -> bool:
+    """Whether the cell's recorded run (config.json) used the cell's shift and settings."""
+    cfg = (load_cell(ft.cell_dir(cell) / "config.json") or {}).get("finetune", {})
+    return (cfg.get("shift") == cell["shift"]
+            and {**FIELD_DEFAULTS, **cfg}["sampler_noise_scale"] == {**FIELD_DEFAULTS, **cell}["sampler_noise_scale"]
+            and all(cfg.get("steering", {}).get(k) == v for k, v in cell["steering"].items())
+            and all(cfg.get("sac", {}).get(k) == v for k, v in cell["sac"].items()))
+
+
+def refuse_stale(cells: list[dict]) -> None:
+    """A finished run recorded with another shift or setting is never counted as this cell (nor overwritten)."""
+    stale = [c["out"] for c in cells if ft.is_done(c) and not recorded_as(c)]
+    if stale:
+        raise SystemExit(f"{len(stale)} recorded run(s) used another shift or setting than this invocation, e.g. "
+                         f"{stale[0]}; move them aside (the calibration or the sweep's pick changed?)")
+
+
+# ------------------------------------------------------------------ stage 1: bases and their rows
+def build_bases(tasks: list[str], shifts: dict, quick: bool) -> dict[str, str]:
+    """Each task's base checkpoint (built on the driver if missing: the calibration normally built it)."""
+    import torch
+
+    torch.set_num_threads(1)
+    fam = assign_families(BENCHMARK_TASKS)
+    return {t: str(base_for(t, fam[t], shifts[t], quick)) for t in tasks}
+
+
+def base_cell_done(cell: dict) -> bool:
+    res = load_cell(ft.cell_dir(cell) / "result.json")
+    return res is not None and res.get("final_episodes") == cell["final_episodes"] and res.get("shift") == cell["shift"]
+
+
+def evaluate_base(cell: dict) -> dict:
+    """The base under the deployment shift, sampled and from ε = 0 (a Ray task; writes result.json)."""
+    import torch
+
+    from steerlab.core.checkpoint import load_policy
+    from steerlab.envs.registry import resolve_env
+    from steerlab.train.results import final_evaluation
+
+    torch.set_num_threads(1)
+    out = ft.cell_dir(cell)
+    t0 = time.perf_counter()
+    env = resolve_env(cell["task"], max_steps=cell.get("max_steps"), shift=cell["shift"])
+    res = final_evaluation(load_policy(cell["base"]), env, cell["final_episodes"], seed=0)
+    origin = cell.get("shipped_from", {})
+    result = {"task": cell["task"], "shift": env.shift, "base": origin.get("base", cell["base"]), "seed": 0,
+              **res, "wall_seconds": time.perf_counter() - t0}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "result.json", result)
+    return result
+
+
+# ------------------------------------------------------------------ stage 2: the sweep and its pick
+def sweep_record(plan: Plan, tasks: list[str]) -> dict:
+    """Every recorded sweep run's AUC per setting and the pick per method (only once its sweep is complete)."""
+    runs, picked = {}, {}
+    for method, grid in plan.sweep.items():
+        runs[method] = {}
+        for setting in grid:
+            name = label(method, setting)
+            aucs = {}
+            for task in tasks:
+                res = load_cell(ft.run_dir({"task": task, "name": name, "seed": 0}, plan.sweep_root) / "result.json")
+                if res is not None and res.get("env_steps", 0) >= plan.env_steps and "final_eval_success" in res:
+                    aucs[task] = res["auc"]
+            runs[method][name] = {"setting": setting, "auc": aucs, "complete": len(aucs) == len(tasks),
+                                  "mean_auc": float(np.mean(list(aucs.values()))) if aucs else None}
+        rows = list(runs[method].values())
+        if all(r["complete"] for r in rows):
+            best = max(range(len(rows)), key=lambda i: (rows[i]["mean_auc"], -i))  # ties: earlier in the grid
+            picked[method] = {"name": list(runs[method])[best], "setting": rows[best]["setting"],
+                              "mean_auc": rows[best]["mean_auc"]}
+    return {"rule": PICK_RULE, "tasks": tasks, "seed": 0, "env_steps": plan.env_steps,
+            "grid": {m: [label(m, s) for s in g] for m, g in plan.sweep.items()}, "runs": runs, "picked": picked}
+
+
+def save_sweep(plan: Plan, rec: dict) -> None:
+    tuning = load_cell(TUNING) or {}  # re-read: the calibration writes its own key
+    tuning[plan.sweep_key] = rec
+    atomic_write_json(TUNING, tuning)
+
+
+# ------------------------------------------------------------------ stage 3: results
+def aggregate(plan: Plan, tasks: list[str], shifts: dict) -> dict:
+    """finetune_shift.json: the issue's schema (per task: base and each method with auc, final_sampled,
+    final_eps0, final_best, final_best_ci95, explore_jerk) plus dip, wall_s and the comparison fields."""
+    out_tasks, curves, walls, seeds_max, env_steps = {}, {}, [], 0, 0
+    for task in tasks:
+        b = load_cell(plan.base_root / f"{task}__base__seed0" / "result.json")
+        if b is None:
+            continue
+        base = base_row(b["final_sampled"], b["final_eps0"], b["final_episodes"], auc=b["final_sampled"],
+                        explore_jerk=b["final_sampled_jerk"], wall_s=b["wall_seconds"])
+        # the same evaluation as the calibration's cell (same base, shift, episodes and seed): it must agree
+        cal = ((load_cell(TUNING) or {}).get("shift_calibration") or {}).get("cells", {}).get(f"{task}|{shifts[task]}")
+        if cal and not plan.quick and cal.get("episodes") == b["final_episodes"]:
+            base["matches_calibration"] = (cal["sampled"], cal["eps0"]) == (b["final_sampled"], b["final_eps0"])
+        out_tasks[task] = {"base": base}
+        for method in METHODS:
+            rs = [r for r in (load_cell(p) for p in sorted(plan.grid_root.glob(f"{task}__{method}__seed*/result.json")))
+                  if r and r.get("shift") == shifts[task]]
+            if not rs:
+                continue
+            out_tasks[task][method] = method_row([run_outcome(r) for r in rs], base)
+            curves.setdefault(task, {})[method] = [{"steps": r["curve_steps"], "success": r["curve"]} for r in rs]
+            walls += [r["wall_seconds"] for r in rs]
+            seeds_max = max(seeds_max, len(rs))
+            env_steps = max(env_steps, *(r["env_steps"] for r in rs))
+    return {"env_steps": env_steps, "seeds": seeds_max, "planned_seeds": plan.seeds, "shifts": shifts,
+            "families": {t: assign_families(BENCHMARK_TASKS)[t] for t in tasks}, "tasks": out_tasks,
+            "settings": (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {}),
+            "tuning_tasks": tuning_tasks(BENCHMARK_TASKS), "curves": curves, "runs": len(walls),
+            "wall_s": {"total": float(np.sum(walls)), "mean_per_run": float(np.mean(walls)) if walls else None},
+            "n_envs": plan.n_envs, "quick": plan.quick}
+
+
+def targets(results: dict) -> dict:
+    """Issue 13's targets, counted over the tasks that have every row (`met` is decided only once all eight
+    tasks have every planned seed; before that it is None).
+
+    * best: ZPRL's best mode above the base's best mode on >= 6/8 tasks, its interval above 0 on >= 4;
+    * auc: ZPRL's AUC >= each tuned baseline's on >= 6/8;
+    * smooth: ZPRL's exploration jerk below the tuned action residual's on >= 6/8;
+    * collapse: DSRL collapses on no task; collapsed = its final best mode's 95% interval lies entirely below
+      its own first evaluation (mean over seeds), i.e. it ended surely worse than it started.
+    Also, as a diagnostic: each method's AUC gain over its own start (AUC − first evaluation), since the
+    methods start from different evaluations of the same base (dsrl's deterministic actor starts at ε = 0).
+    """
+    rows = {t: r for t, r in results["tasks"].items() if all(m in r for m in ("base", *METHODS))}
+    n, z = len(rows), {t: r["zprl"] for t, r in rows.items()}
+    others = [m for m in METHODS if m != "zprl"]
+    jerk_pairs = [(z[t]["explore_jerk"], rows[t]["action-residual"]["explore_jerk"]) for t in rows]
+    collapsed = sorted(t for t, r in rows.items() if r["dsrl"].get("start") is not None
+                       and r["dsrl"]["final_best_ci95"][1] < r["dsrl"]["start"])
+    out = {"tasks": n,
+           "best": {"above": sum(z[t]["best_vs_base"] > 0 for t in rows),
+                    "interval_above_0": sum(z[t]["best_vs_base_ci95"][0] > 0 for t in rows)},
+           "auc": {m: sum(z[t]["auc"] >= rows[t][m]["auc"] for t in rows) for m in others},
+           "smooth": sum(a < b for a, b in jerk_pairs if np.isfinite(a) and np.isfinite(b)),
+           "collapse": collapsed,
+           "auc_over_start": {m: {t: r[m]["auc"] - r[m]["start"] for t, r in rows.items()
+                                  if r[m].get("start") is not None} for m in METHODS}}
+    out["auc_over_start_zprl_ge"] = {m: sum(g >= out["auc_over_start"][m].get(t, np.inf)
+                                            for t, g in out["auc_over_start"]["zprl"].items()) for m in others}
+    complete = n == len(BENCHMARK_TASKS) and all(
+        r[m]["seeds"] >= results.get("planned_seeds", 0) for r in rows.values() for m in METHODS)
+    verdict = {"best": out["best"]["above"] >= 6 and out["best"]["interval_above_0"] >= 4,
+               "auc": all(v >= 6 for v in out["auc"].values()), "smooth": out["smooth"] >= 6,
+               "collapse": not collapsed}
+    out["met"] = verdict if complete else None
+    return out
+
+
+def targets_text(t: dict) -> str:
+    n = t["tasks"]
+    if not n:
+        return ""
+    met = t.get("met")
+    mark = (lambda k: " — met" if met[k] else " — **missed**") if met else (lambda k: "")
+    gain = "; ".join(f"{m} on {c}/{n}" for m, c in t["auc_over_start_zprl_ge"].items())
+    return ("Targets (issue 13), over the " + f"{n} task{'s' if n > 1 else ''} with every row"
+            + ("" if met else " (not decided until all 8 tasks have every seed)") + ": "
+            f"ZPRL's best mode above the base's best on {t['best']['above']}/{n} (target ≥ 6/8), its interval "
+            f"above 0 on {t['best']['interval_above_0']} (≥ 4){mark('best')}; ZPRL's AUC ≥ "
+            + ", ≥ ".join(f"{m}'s on {c}/{n}" for m, c in t["auc"].items()) + f" (≥ 6/8 each){mark('auc')}; "
+            f"ZPRL explores more smoothly than the action residual on {t['smooth']}/{n} (≥ 6/8){mark('smooth')}; "
+            f"DSRL collapsed (final best mode's interval below its first evaluation) on "
+            f"{', '.join(t['collapse']) if t['collapse'] else 'no task'} (target: none){mark('collapse')}. "
+            f"Diagnostic, AUC gained over its own first evaluation: ZPRL's ≥ {gain}.")
+
+
+def diagnosis(plan: Plan, tasks: list[str]) -> dict:
+    """Per tuning task, seed 0: the DIAGNOSIS run beside the grid's runs of every method (AUC, first
+    evaluation, final success sampled and from ε = 0)."""
+    out = {}
+    runs = {DIAGNOSIS["name"]: plan.diagnosis_root, **{m: plan.grid_root for m in METHODS}}
+    for task in tasks:
+        rows = {}
+        for name, root in runs.items():
+            r = load_cell(ft.run_dir({"task": task, "name": name, "seed": 0}, root) / "result.json")
+            if r and "final_eval_success" in r:
+                rows[name] = {k: r[k] for k in ("auc", "start_success", "final_sampled", "final_eps0", "dip")}
+        if DIAGNOSIS["name"] in rows:
+            out[task] = rows
+    return out
+
+
+def diagnosis_text(diag: dict) -> str:
+    if not diag:
+        return ""
+    name = DIAGNOSIS["name"]
+    parts = []
+    for task, rows in diag.items():
+        cells = ", ".join(f"{m} {r['auc']:.2f} (from {r['start_success']:.2f})" for m, r in rows.items())
+        parts.append(f"{task}: {cells}")
+    return (f"Diagnosis (seed 0, tuning tasks; AUC and, in brackets, the first evaluation): `{name}` is the tuned "
+            "ZPRL with the frozen sampler integrated from ε = 0 in training and evaluation (DSRL's actor starts "
+            "at zero mean noise, so its evaluations start at the base's ε = 0 mode; ZPRL's and the action "
+            "residual's evaluate the base's sampler). " + "; ".join(parts) + ".")
+
+
+def family_summary(results: dict) -> str:
+    """Per shift family and method: on how many tasks the best mode is above the base's best, and on how
+    many its interval excludes zero."""
+    lines = []
+    for fam in dict.fromkeys(results.get("families", {}).values()):
+        tasks = [t for t, f in results["families"].items() if f == fam and t in results["tasks"]]
+        parts = []
+        for method in METHODS:
+            rows = [results["tasks"][t][method] for t in tasks if method in results["tasks"][t]]
+            if rows:
+                above = sum(r["best_vs_base"] > 0 for r in rows)
+                sure = sum(r["best_vs_base_ci95"][0] > 0 for r in rows)
+                parts.append(f"{method} {above}/{len(rows)} above the base's best ({sure} with the interval above 0)")
+        if parts:
+            lead = "; ".join(f"{what}: " + ", ".join(f"{m} {n}" for m, n in leaders(results["tasks"], tasks, key).items())
+                             for what, key in (("highest final best mode", "final_best"), ("highest AUC", "auc")))
+            lines.append(f"*{fam}* ({len(tasks)} task{'s' if len(tasks) > 1 else ''}): " + "; ".join(parts)
+                         + f". Who leads, tasks per method (ties count for each): {lead}.")
+    return "\n".join(lines)
+
+
+def leaders(rows: dict, tasks: list[str], key: str) -> dict[str, int]:
+    """On how many of ``tasks`` each RL method has the highest ``key`` (rounded to the tables' two decimals, so
+    a tie in the table counts for every method in it); tasks missing a method's row are skipped."""
+    counts = dict.fromkeys(METHODS, 0)
+    for t in tasks:
+        if not all(m in rows[t] for m in METHODS):
+            continue
+        vals = {m: round(rows[t][m][key], 2) for m in METHODS}
+        for m, v in vals.items():
+            counts[m] += v == max(vals.values())
+    return counts
+
+
+def table(results: dict) -> str:
+    out = headline_table(results["tasks"], METHODS, planned_seeds=results.get("planned_seeds"),
+                         shifts=results.get("shifts"))
+    out += "\n\n" + HEADLINE_NOTE
+    off = [t for t, r in results["tasks"].items() if r["base"].get("matches_calibration") is False]
+    if off:  # the base rows re-evaluate the calibration's cells: a difference means something is not reproducible
+        out += "\n\n**Warning:** the base row differs from its calibration cell on " + ", ".join(off) + "."
+    verdicts = targets_text(results.get("targets") or {"tasks": 0})
+    if verdicts:
+        out += "\n\n" + verdicts
+    diag = diagnosis_text(results.get("diagnosis") or {})
+    if diag:
+        out += "\n\n" + diag
+    summary = family_summary(results)
+    if summary:
+        out += "\n\n" + summary
+    settings = results.get("settings", {})
+    if settings:
+        out += ("\n\nSettings (picked on " + ", ".join(results.get("tuning_tasks", [])) + " by the sweep in "
+                "tuning.json: " + PICK_RULE + "): " + "; ".join(f"{m}: {s['name']}" for m, s in settings.items()) + ".")
+    stem = "finetune_shift_quick" if results.get("quick") else "finetune_shift"
+    out += (f"\n\nCurves: benchmarks/results/{stem}_curves.png; best mode against the base: "
+            f"benchmarks/results/{stem}_best.png.")
+    w = results.get("wall_s", {})
+    if w.get("mean_per_run"):
+        out += (f"\n\nBudget: {results['env_steps']} env steps per run, {results.get('n_envs')} envs per run; "
+                f"{results['runs']} recorded runs took {w['total'] / 3600:.1f} core-hours "
+                f"({w['mean_per_run'] / 60:.0f} min per run on one core).")
+    return out
+
+
+# ------------------------------------------------------------------ driver
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="steerlab bench finetune_shift", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--stage", choices=["base", "sweep", "grid", "diagnose"], default="diagnose",
+                    help="run the stages up to this one (default: all)")
+    ap.add_argument("--tasks", nargs="+", default=None)
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--env-steps", type=int, default=None, help="per run, sweep and grid alike")
+    ap.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    ap.add_argument("--num-cpus", type=int, default=None, help="local Ray CPUs (default: all cores)")
+    ap.add_argument("--no-ray", action="store_true", help="run cells one by one in this process")
+    ap.add_argument("--collect", action="store_true", help="run nothing: rebuild results, table and plots")
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args(argv)
+    plan = Plan(args.quick, args.env_steps, args.seeds)
+    if args.table:
+        print(table(load_cell(plan.results_file)))
+        return 0
+    tasks = args.tasks or (tuning_tasks(BENCHMARK_TASKS) if args.quick else sorted(BENCHMARK_TASKS))
+    unknown = sorted(set(tasks) - set(BENCHMARK_TASKS))
+    if unknown:
+        raise SystemExit(f"not benchmark tasks: {', '.join(unknown)}")
+    tune = tuning_tasks(BENCHMARK_TASKS)  # fixed whatever --tasks says, so every sweep tunes on the same two
+    shifts = shifts_for(sorted(set(tasks) | set(tune)), args.quick)
+    if not args.collect:
+        from steerlab.sweep import Shipping, run_grid
+
+        grid_kw = {"use_ray": not args.no_ray, "address": args.address, "num_cpus": args.num_cpus}
+        ship = Shipping(inputs=("base",), output="out")
+        bases = build_bases(sorted(shifts), shifts, args.quick)
+        base_cells = [{"task": t, "name": "base", "seed": 0, "shift": shifts[t], "base": bases[t],
+                       "final_episodes": plan.final_episodes, "max_steps": plan.max_steps,
+                       "out": str(ft.run_dir({"task": t, "name": "base", "seed": 0}, plan.base_root))} for t in tasks]
+        run_grid(base_cells, evaluate_base, base_cell_done, desc="base rows", ship=ship, **grid_kw)
+        if args.stage in ("sweep", "grid"):
+            cells = [make_cell(plan, t, m, label(m, s), 0, shifts[t], bases[t], s, plan.sweep_root)
+                     for m, grid in plan.sweep.items() for s in grid for t in tune]
+            refuse_stale(cells)
+            run_grid(cells, ft.finetune_cell, ft.is_done, desc="tuning sweep", ship=ship, **grid_kw)
+            save_sweep(plan, sweep_record(plan, tune))
+        if args.stage in ("grid", "diagnose"):
+            picked = (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {})
+            if set(picked) != set(METHODS):
+                raise SystemExit(f"the sweep is incomplete (picked: {sorted(picked)}); rerun to finish it")
+            cells = [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], plan.grid_root)
+                     for s in range(plan.seeds) for t in tasks for m in METHODS]
+            refuse_stale(cells)
+            run_grid(cells, ft.finetune_cell, ft.is_done, desc="shift-suite runs", ship=ship, **grid_kw)
+        if args.stage == "diagnose":
+            m = DIAGNOSIS["method"]
+            cells = [make_cell(plan, t, m, DIAGNOSIS["name"], 0, shifts[t], bases[t], picked[m]["setting"],
+                               plan.diagnosis_root, sampler_noise_scale=DIAGNOSIS["sampler_noise_scale"])
+                     for t in tune]
+            refuse_stale(cells)
+            run_grid(cells, ft.finetune_cell, ft.is_done, desc="diagnosis runs", ship=ship, **grid_kw)
+    results = aggregate(plan, tasks, {t: shifts[t] for t in tasks})
+    results["targets"] = targets(results)
+    results["diagnosis"] = diagnosis(plan, tune)
+    atomic_write_json(plan.results_file, results)
+    from steerlab.bench.plots import plot_best_vs_base, plot_finetune
+
+    stem = plan.results_file.stem
+    plot_finetune(results, RESULTS / f"{stem}_curves.png")
+    plot_best_vs_base(results, RESULTS / f"{stem}_best.png")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
