@@ -220,7 +220,7 @@ def finetune_cells(seeds: int, env_steps: int, methods: list[str]) -> list[dict]
 
 
 def collect_finetune() -> dict:
-    import finetune
+    from steerlab.bench import finetune
 
     pre = collect_pretrain()
     base_rows = {t: {"success": b["sampled"]["success"], "zero_noise_success": b["eps0"]["success"],
@@ -235,7 +235,7 @@ def table(results: dict) -> str:
     """The README table for either results file (make_readme calls `table`)."""
     if results.get("kind") == "pretrain":
         return pretrain_table(results)
-    import finetune
+    from steerlab.bench import finetune
 
     return finetune.table(results)
 
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_json(PRETRAIN_FILE, collect_pretrain())
             print(pretrain_table(load_cell(PRETRAIN_FILE)))
     if "finetune" in stages or "collect" in stages:
-        import finetune
+        from steerlab.bench import finetune
 
         from steerlab.sweep import run_grid
 
