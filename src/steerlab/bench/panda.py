@@ -275,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
             print(pretrain_table(load_cell(PRETRAIN_FILE)))
     if "finetune" in stages or "collect" in stages:
         from steerlab.bench import finetune
-
         from steerlab.sweep import run_grid
 
         if "finetune" in stages:
