@@ -46,6 +46,7 @@ MAGIC = b"STLSEAL1"  # the container (magic, length, JSON header, ciphertext); t
 SEALED_FORMAT = "steerlab-sealed"
 SEALED_VERSION = 2
 HKDF_INFO = b"steerlab/sealed/aead-key/v1"
+HKDF_CHECK_INFO = b"steerlab/sealed/key-check/v2"
 ADAPTER_KINDS = ("lora", "full")
 MAX_HEADER = 1 << 16  # a header is ~400 bytes; a larger length field is damage, not a header
 PAYLOAD_META = "steerlab"  # the safetensors metadata entry holding the payload's JSON
@@ -109,6 +110,13 @@ def _aead_key(key: UserKey, salt: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=HKDF_INFO).derive(key.raw)
 
 
+def _key_check(key: UserKey, salt: bytes) -> str:
+    """A 128-bit check value of the key (another HKDF output: no more use to a key guesser than the AEAD
+    tag). It tells "not this key" (skip the blob) from "this key's blob, but its bytes fail authentication"
+    (damaged), and commits the blob to one key (AES-GCM alone does not)."""
+    return HKDF(algorithm=hashes.SHA256(), length=16, salt=salt, info=HKDF_CHECK_INFO).derive(key.raw).hex()
+
+
 # ----------------------------------------------------------------------------- payloads: named tensors + JSON
 def pack(parts: dict[str, tuple[dict[str, torch.Tensor], dict]], personal: dict | None = None) -> bytes:
     """Serialize parts {name: (tensors, JSON metadata)} and the user's personal options into one payload."""
@@ -146,7 +154,8 @@ def seal(payload: bytes, key: UserKey, binding: Binding, slot: int) -> bytes:
     """Encrypt a payload (`pack`) for `key`, bound to `binding` and this blob's `slot`."""
     salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
     header = {"format": SEALED_FORMAT, "version": SEALED_VERSION, "aead": "AES-256-GCM", "kdf": "HKDF-SHA256",
-              "salt": salt.hex(), "nonce": nonce.hex(), **binding.fields(), "slot": slot}
+              "salt": salt.hex(), "nonce": nonce.hex(), "key_check": _key_check(key, salt), **binding.fields(),
+              "slot": slot}
     head = json.dumps(header, sort_keys=True).encode()
     return MAGIC + len(head).to_bytes(4, "big") + head + AESGCM(_aead_key(key, salt)).encrypt(nonce, payload, head)
 
@@ -172,7 +181,7 @@ def read_header(blob: bytes, where: str = "sealed blob") -> tuple[dict, bytes, b
                 if isinstance(header.get("version"), int) and header["version"] < SEALED_VERSION else "")
         raise BlobDamagedError(f"{where}: sealed format version {header.get('version')!r} is not read by this "
                                f"steerlab (it reads version {SEALED_VERSION}){hint}")
-    for field, kind in (("salt", str), ("nonce", str), ("base_sha256", str), ("base_config_sha256", str),
+    for field, kind in (("salt", str), ("nonce", str), ("key_check", str), ("base_sha256", str), ("base_config_sha256", str),
                         ("release_id", str), ("n_blobs", int), ("slot", int)):
         if not isinstance(header.get(field), kind) or isinstance(header.get(field), bool):
             raise BlobDamagedError(f"{where}: corrupt header (field {field!r} missing or not a {kind.__name__})")
@@ -203,10 +212,12 @@ def unseal(blob: bytes, key: UserKey, binding: Binding, slot: int, where: str = 
         salt, nonce = bytes.fromhex(header["salt"]), bytes.fromhex(header["nonce"])
     except ValueError:
         raise BlobDamagedError(f"{where}: corrupt header (salt / nonce)") from None
+    if not secrets.compare_digest(_key_check(key, salt), header["key_check"]):
+        raise SealedKeyError(f"{where}: not this key's blob")
     try:
         payload = AESGCM(_aead_key(key, salt)).decrypt(nonce, ct, head)
     except (InvalidTag, ValueError):
-        raise SealedKeyError(f"{where}: authentication failed (not this user's key, or the file was altered)") from None
+        raise BlobDamagedError(f"{where} is this key's but fails authentication (its bytes were altered)") from None
     parts, personal = unpack(payload, where)
     return parts, personal, header
 
