@@ -158,16 +158,8 @@ def _lora(name, task, base, users, m):
 
 
 def _sealed(name, task, base, users, m):
-    from steerlab.privacy.sealed import (
-        AdapterConfig,
-        Binding,
-        SealedRelease,
-        config_sha256,
-        pack,
-        seal,
-        state_sha256,
-        train_adapter,
-    )
+    from steerlab.privacy.adapters import AdapterConfig, train_adapter
+    from steerlab.privacy.sealed import Binding, SealedRelease, config_sha256, pack, seal, state_sha256
 
     if m.personal is not None and len(m.personal) != len(users):
         raise UserError(f"{len(m.personal)} users' personal options for {len(users)} keys")

@@ -23,7 +23,6 @@ in it depends on the personal data, so no attack on the released bytes can see m
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import secrets
@@ -47,7 +46,6 @@ SEALED_FORMAT = "steerlab-sealed"
 SEALED_VERSION = 2
 HKDF_INFO = b"steerlab/sealed/aead-key/v1"
 HKDF_CHECK_INFO = b"steerlab/sealed/key-check/v2"
-ADAPTER_KINDS = ("lora", "full")
 MAX_HEADER = 1 << 16  # a header is ~400 bytes; a larger length field is damage, not a header
 PAYLOAD_META = "steerlab"  # the safetensors metadata entry holding the payload's JSON
 
@@ -58,18 +56,6 @@ class SealedKeyError(UserError):
 
 class BlobDamagedError(CheckpointError):
     """One blob is unreadable, malformed, or bound to another base / release / slot: that blob only."""
-
-
-@dataclass
-class AdapterConfig:
-    kind: str = "lora"
-    """`lora`: rank-r deltas on nn.Linear layers; `full`: new values for every parameter (per-user fine-tune)."""
-    rank: int = 8
-    """LoRA rank (lora only)."""
-    alpha: float = 16.0
-    """LoRA scale numerator: the delta is (alpha / rank)·B·A."""
-    layers: list[str] | None = None
-    """nn.Linear layers that get a LoRA delta (None: every nn.Linear layer of the model)."""
 
 
 @dataclass(frozen=True)
@@ -222,68 +208,6 @@ def unseal(blob: bytes, key: UserKey, binding: Binding, slot: int, where: str = 
     return parts, personal, header
 
 
-# ----------------------------------------------------------------------------- adapters
-def linear_layers(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-
-
-class LoRADelta(nn.Module):
-    """A frozen nn.Linear plus a trainable (alpha/rank)·B·A; B starts at 0, so training starts at the base."""
-
-    def __init__(self, linear: nn.Linear, rank: int, alpha: float):
-        super().__init__()
-        self.linear = linear
-        self.a = nn.Parameter(torch.randn(rank, linear.in_features) / linear.in_features**0.5)
-        self.b = nn.Parameter(torch.zeros(linear.out_features, rank))
-        self.scale = alpha / rank
-
-    def forward(self, x):
-        return self.linear(x) + self.scale * nn.functional.linear(nn.functional.linear(x, self.a), self.b)
-
-
-def train_adapter(base: nn.Module, task, user: int, train_cfg, adapter: AdapterConfig):
-    """Fit one user's adapter on that user's objective with the base frozen: (tensors, metadata) to seal."""
-    from steerlab.privacy.keyed import replace_module
-    from steerlab.privacy.train import learner_of
-
-    if adapter.kind not in ADAPTER_KINDS:
-        raise UserError(f"adapter kind must be one of {ADAPTER_KINDS}, got {adapter.kind!r}")
-    torch.manual_seed(train_cfg.seed)  # the LoRA initialisation (and any sampling in the loss): same seed, same adapter
-    model = copy.deepcopy(base)
-    if adapter.kind == "full":
-        learner_of(task).fit_personal(model, list(model.parameters()), task, user, train_cfg)
-        before = dict(base.named_parameters())
-        tensors = {n: p.detach().clone() for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-        return tensors, {"kind": "full"}
-    layers = adapter.layers or linear_layers(model)
-    unknown = [n for n in layers if n not in linear_layers(model)]
-    if unknown or not layers:
-        raise UserError(f"cannot add LoRA deltas to {unknown or layers}: not nn.Linear layers of the model; its "
-                        f"linear layers are {linear_layers(model)}")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    deltas = {n: replace_module(model, n, lambda lin: LoRADelta(lin, adapter.rank, adapter.alpha)) for n in layers}
-    learner_of(task).fit_personal(model, [p for d in deltas.values() for p in (d.a, d.b)], task, user, train_cfg)
-    # merged per-layer weight deltas: smaller to apply, and nothing about A and B separately is needed
-    tensors = {f"{n}.weight": (d.scale * d.b @ d.a).detach().clone() for n, d in deltas.items()}
-    return tensors, {"kind": "lora", "rank": adapter.rank}
-
-
-@torch.no_grad()
-def apply_adapter(base: nn.Module, tensors: dict[str, torch.Tensor], meta: dict, where: str) -> nn.Module:
-    """A copy of `base` with the adapter merged in: the same architecture, so the same inference cost."""
-    model = copy.deepcopy(base)
-    params = dict(model.named_parameters())
-    for name, t in tensors.items():
-        if name not in params or params[name].shape != t.shape:
-            raise BlobDamagedError(f"{where}: the sealed part does not fit this base (tensor {name!r})")
-        if meta.get("kind") == "full":
-            params[name].copy_(t)
-        else:
-            params[name].add_(t)
-    return model.eval()
-
-
 def apply_parts(base: nn.Module, parts: dict, where: str) -> nn.Module:
     """The personal policy a payload's parts make of `base` (today: the adapter; unknown parts are refused
     rather than ignored, so a newer blob never runs as a silently partial policy)."""
@@ -291,6 +215,8 @@ def apply_parts(base: nn.Module, parts: dict, where: str) -> nn.Module:
     if unknown or "adapter" not in parts:
         raise BlobDamagedError(f"{where}: sealed parts {sorted(parts)} are not readable by this steerlab (it reads "
                                f"'adapter'): update steerlab")
+    from steerlab.privacy.adapters import apply_adapter
+
     tensors, meta = parts["adapter"]
     return apply_adapter(base, tensors, meta, where)
 
