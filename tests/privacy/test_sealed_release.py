@@ -178,3 +178,16 @@ def test_a_format_1_release_is_refused_with_a_rerun_hint(release):
     _write_config(out, meta)
     with pytest.raises(CheckpointError, match="format 1.*re-run `steerlab personalize`"):
         load_personal(out, alice)
+
+
+def test_personalize_defaults_to_sealed_and_never_calls_a_keyed_model_private(built, capsys):
+    root, keys, a = built
+    meta = _config(a)
+    assert meta["policy_type"] == "sealed" and meta["config"]["method"] == "sealed"
+    assert (root / "a.private" / "cases.json").is_file() and not (a / "cases.json").exists()
+    from steerlab.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["personalize", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "sealed (default" in text and "recoverable from its weights" in text
