@@ -136,7 +136,11 @@ def test_attack_cli_prints_the_table_and_writes_json_beside_the_model(tmp_path, 
     keyfile = tmp_path / "alice.key"
     assert main(["keygen", "--out", str(keyfile)]) == 0
     run = tmp_path / "run"
-    assert main(["personalize", "--task", "point_robot", "--keys", str(keyfile), "--out", str(run), "--steps", "20"]) == 0
+    # a keyed model must be asked for now (sealed is the default), and it is released with a warning
+    assert main(["personalize", "--task", "point_robot", "--keys", str(keyfile), "--out", str(run), "--steps", "20",
+                 "--method", "prop"]) == 0
+    said = capsys.readouterr()
+    assert "recoverable" in said.err and "NOT private" in said.out and "keep your key files private" not in said.out
     before = sorted(p.name for p in run.rglob("*"))
     out = tmp_path / "report.json"
     assert main(["attack", str(run), "--key", str(keyfile), "--quick", "--attacks", "hidden_layer", "key_reading",

@@ -47,7 +47,8 @@ def test_personalize_own_pretrained_policy_from_own_demos_end_to_end(user_run, t
                  str(r / "alice.key"), "--method", method, "--steps", "40", "--holdout", "0", "--out", str(out)]) == 0
     assert "steerlab evaluate" in capsys.readouterr().out
     assert read_dataset(r / "alice_demos").info["steerlab"]["goal_offset"] == pytest.approx([0.08, 0, 0])
-    cases = json.loads((out / "cases.json").read_text())["cases"]
+    assert not (out / "cases.json").exists() and not (out / "metrics.jsonl").exists()  # personal: not released
+    cases = json.loads((tmp_path / "rel.private" / "cases.json").read_text())["cases"]
     # scored on the user's own demos (holdout 0: the training frames): the key's policy imitates them better
     assert cases["correct"]["personal"] > cases["no_key"]["personal"]
     key = load_key_file(r / "alice.key")
@@ -110,7 +111,7 @@ def test_personalize_scored_by_env_success_with_the_users_recorded_goal(user_run
     out = tmp_path / "rel"
     assert main(["personalize", "--base", str(r / "base"), "--personal", str(r / "alice_demos"), "--keys",
                  str(r / "alice.key"), "--method", "sealed", "--steps", "5", "--score", "env", "--out", str(out)]) == 0
-    result = json.loads((out / "cases.json").read_text())
+    result = json.loads((tmp_path / "rel.private" / "cases.json").read_text())
     options = result["config"]["task"]["datasets"]["options"]
     assert options["env_task"] == "reach-v3" and options["score"] == "env"
     for d in result["cases"].values():  # success rates of rollouts
@@ -173,3 +174,82 @@ def test_anchor_targets_of_a_flow_policy_are_chunks_sampled_from_the_anchor(user
     assert not torch.equal(a, b)  # sampled: different noise, different chunks
     assert torch.equal(a, task.anchor_targets(base, x, torch.Generator().manual_seed(1)))  # seeded
     assert torch.isfinite(task.loss(base, x, a))
+
+
+# ----------------------------------------------------------------------------- issue 24: nothing personal in a release
+def _encodings(value) -> set[bytes]:
+    """Ways a value could sit in a file: text in utf-8 / utf-16 / JSON escapes, floats as text and binary."""
+    import struct
+
+    texts = {str(value), repr(value), json.dumps(value)}
+    if isinstance(value, float):
+        texts |= {f"{value:g}", f"{value:.4f}", json.dumps(value)}
+    out = {e for t in texts for e in (t.encode(), t.encode("utf-16-le"), t.encode("utf-16-be"),
+                                       json.dumps(t)[1:-1].encode(), json.dumps(t, ensure_ascii=True)[1:-1].encode())}
+    if isinstance(value, float):
+        out |= {struct.pack("<d", value), struct.pack(">d", value), struct.pack("<f", value)}
+    return out
+
+
+def test_sealed_release_holds_no_personal_value_or_path(user_run, tmp_path, monkeypatch):
+    from steerlab.privacy.release import open_sealed
+    from steerlab.privacy.sealed import unseal
+
+    r = user_run
+    offset = [0.0731, -0.0412, 0.0219]  # distinctive: a chance match in weight bytes is out of the question
+    monkeypatch.chdir(r)
+    out = tmp_path / "rel"
+    assert main(["personalize", "--base", str(r / "base"), "--personal", "alice_demos", "--keys", "alice.key",
+                 "--goal-offset", *map(str, offset), "--steps", "5", "--holdout", "0", "--out", str(out)]) == 0
+    personal_path = str((r / "alice_demos").resolve())
+    needles = {"alice_demos", "alice", personal_path, str(r / "alice_demos"), *offset}
+    scores = json.loads((tmp_path / "rel.private" / "cases.json").read_text())["cases"]
+    needles |= {scores["correct"]["personal"]}  # a per-user score
+    files = [f for f in out.rglob("*") if f.is_file()]
+    assert {f.name for f in files} >= {"config.json", "model.safetensors", "user0.sealed"}
+    for f in files:
+        data = f.read_bytes()
+        for needle in needles:
+            for enc in _encodings(needle):
+                assert enc not in data, f"{f.relative_to(out)} holds {needle!r} ({enc!r})"
+    # the scan can see them: they are in the private report beside the release, and inside the user's blob
+    private = (tmp_path / "rel.private" / "task.json").read_bytes()
+    assert personal_path.encode() in private and b"0.0731" in private
+    assert (tmp_path / "rel.private").stat().st_mode & 0o077 == 0
+    release, _ = open_sealed(out)
+    _, personal, _ = unseal(release.blobs[0], load_key_file("alice.key"), release.binding, 0)
+    assert personal == {"personal_dataset": personal_path, "goal_offset": offset}
+
+
+def _evaluate(out, *extra):
+    return main(["evaluate", str(out), "--episodes", "1", "--n-envs", "1", "--max-steps", "5", *extra])
+
+
+def test_evaluate_key_says_what_ran_opened_wrong_key_damaged_and_strict(user_run, tmp_path, capsys):
+    r = user_run
+    out, other = tmp_path / "rel", tmp_path / "other.key"
+    assert main(["personalize", "--base", str(r / "base"), "--personal", str(r / "alice_demos"), "--keys",
+                 str(r / "alice.key"), "--steps", "5", "--holdout", "0", "--out", str(out)]) == 0  # sealed: the default
+    assert main(["keygen", "--out", str(other)]) == 0
+    evals = tmp_path / "rel.evals"
+    capsys.readouterr()
+    assert _evaluate(out, "--key", str(r / "alice.key")) == 0
+    fp = load_key_file(r / "alice.key").fingerprint()
+    opened = json.loads((evals / f"eval_reach-v3_seed0_ep1_noise1_max5_key{fp}.json").read_text())
+    assert opened["personal_opened"] is True and opened["personal_slot"] == 0
+    assert "personal policy (sealed blob 0)" in capsys.readouterr().out
+    assert _evaluate(out, "--key", str(other)) == 0  # a wrong key: runs the base, and says so
+    wrong = json.loads(next(evals.glob("*_base.json")).read_text())
+    assert wrong["personal_opened"] is False and wrong["personal_reason"] == "no blob opened with this key"
+    assert "PUBLIC BASE ran: no blob opened with this key" in capsys.readouterr().out
+    assert _evaluate(out, "--key", str(other), "--strict", "--overwrite") == 2
+    err = capsys.readouterr().err.strip()
+    assert "no blob opened with this key" in err.splitlines()[-1] and "Traceback" not in err
+    blob = out / "sealed" / "user0.sealed"
+    blob.write_bytes(blob.read_bytes()[:100])  # the user's own blob damaged: not the same as a wrong key
+    assert _evaluate(out, "--key", str(r / "alice.key"), "--out", str(tmp_path / "damaged.json")) == 0
+    damaged = json.loads((tmp_path / "damaged.json").read_text())
+    assert damaged["personal_opened"] is False and "blob 0 damaged" in damaged["personal_reason"]
+    assert "PUBLIC BASE ran" in capsys.readouterr().out
+    assert _evaluate(out, "--key", str(r / "alice.key"), "--strict", "--out", str(tmp_path / "s.json")) == 2
+    assert "blob 0 damaged" in capsys.readouterr().err

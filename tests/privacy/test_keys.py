@@ -76,15 +76,77 @@ def test_near_miss_keys_flip_the_requested_number_of_bits():
     assert int((flip_bits(key, 7, g) != key).sum()) == 7
 
 
-def test_keygen_cli_passphrase_is_not_stored(tmp_path, monkeypatch, capsys):
+def test_keygen_cli_passphrase_encrypts_the_key_file(tmp_path, monkeypatch, capsys):
+    """v1 stored the passphrase-derived key in clear beside its salt (the passphrase added nothing); now the
+    file holds a random key encrypted under scrypt(passphrase), N >= 2^17, and loading asks for it."""
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO("my secret phrase\n"))
     assert main(["keygen", "--passphrase", "--out", str(tmp_path / "k.key")]) == 0
     text = (tmp_path / "k.key").read_text()
-    assert "my secret phrase" not in text and json.loads(text)["kdf"]["name"] == "scrypt"
-    out = capsys.readouterr().out
-    assert json.loads(text)["key_hex"] not in out
+    doc = json.loads(text)
+    assert "my secret phrase" not in text and "key_hex" not in doc
+    assert doc["kdf"]["name"] == "scrypt" and doc["kdf"]["n"] >= 2**17
+    key = load_key_file(tmp_path / "k.key", passphrase="my secret phrase")
+    assert key.n_bits == 128 and key.raw.hex() not in text and key.raw.hex() not in capsys.readouterr().out
+    with pytest.raises(KeyFormatError, match="wrong passphrase"):
+        load_key_file(tmp_path / "k.key", passphrase="my secret phrasf")
+    with pytest.raises(KeyFormatError, match="protected by a passphrase"):
+        load_key_file(tmp_path / "k.key")
+    doc["kdf"]["n"] = 2**10  # a file weakened by editing its cost is refused, not opened quickly
+    weak = tmp_path / "weak.key"
+    weak.write_text(json.dumps(doc))
+    weak.chmod(0o600)
+    with pytest.raises(KeyFormatError, match="below"):
+        load_key_file(weak, passphrase="my secret phrase")
+
+
+@pytest.mark.parametrize("bits", ["8", "64", "120"])
+def test_keys_under_128_bits_are_refused_by_keygen_loading_and_personalize(tmp_path, capsys, bits):
+    assert main(["keygen", "--bits", bits, "--out", str(tmp_path / "k.key")]) == 2
+    assert "at least 128" in capsys.readouterr().err and not (tmp_path / "k.key").exists()
+    short = tmp_path / "short.key"  # a short key written by an older steerlab or by hand
+    short.write_text(json.dumps({"format": "steerlab-key", "version": 1, "bits": int(bits) // 8 * 8,
+                                 "key_hex": "ab" * (int(bits) // 8)}))
+    short.chmod(0o600)
+    with pytest.raises(KeyFormatError, match="at least 128"):
+        load_key_file(short)
+    assert main(["personalize", "--task", "point_robot", "--keys", str(short), "--out", str(tmp_path / "run"),
+                 "--steps", "5"]) == 2
+    assert "at least 128" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_duplicate_keys_are_refused(tmp_path, capsys):
+    from steerlab.privacy.methods import MethodConfig, build_personalized
+    from steerlab.privacy.tasks import PointRobotTask
+
+    a = save_key_file(tmp_path / "a.key", generate_key())
+    b = tmp_path / "b.key"  # another file, the same key bytes
+    b.write_bytes(a.read_bytes())
+    b.chmod(0o600)
+    for keys in ([a, a], [a, b]):
+        assert main(["personalize", "--task", "point_robot", "--keys", *map(str, keys), "--out",
+                     str(tmp_path / "run"), "--steps", "5"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "same key" in err and not (tmp_path / "run").exists()
+    key = load_key_file(a)
+    with pytest.raises(KeyFormatError, match="same key"):  # the Python API too
+        build_personalized("sealed", PointRobotTask(n_users=2), None, [key, key], MethodConfig(steps=5))
+
+
+def test_key_file_owned_by_another_user_or_in_a_writable_folder_is_refused(tmp_path):
+    path = save_key_file(tmp_path / "keys" / "alice.key", generate_key())
+    if os.getuid() == 0:  # only root can hand a file to someone else
+        os.chown(path, 12345, -1)
+        with pytest.raises(InsecureKeyFileError, match="owned by another user"):
+            load_key_file(path)
+        os.chown(path, 0, -1)
+    os.chmod(path.parent, 0o777)  # anyone could swap the key file
+    with pytest.raises(InsecureKeyFileError, match="writable by others"):
+        load_key_file(path)
+    os.chmod(path.parent, 0o1777)  # sticky (like /tmp): others cannot rename or delete our file
+    assert load_key_file(path).n_bits == 128
+    os.chmod(path.parent, 0o700)
 
 
 # ----------------------------------------------------------------------------- issue 10, one test per defect
@@ -128,7 +190,7 @@ def test_passphrase_shorter_than_8_non_space_characters_is_rejected(tmp_path, mo
 
 def test_key_files_of_different_lengths_are_one_line_error(tmp_path, capsys):
     a = save_key_file(tmp_path / "a.key", generate_key(128))
-    b = save_key_file(tmp_path / "b.key", generate_key(64))
+    b = save_key_file(tmp_path / "b.key", generate_key(256))  # (64 bits: now refused as too short)
     assert main(["personalize", "--task", "point_robot", "--keys", str(a), str(b), "--out", str(tmp_path / "run"),
                  "--steps", "5"]) == 2
     err = capsys.readouterr().err.strip()

@@ -47,5 +47,8 @@ def test_bad_method_or_budget_is_a_one_line_error(setup):
         build_personalized("prob", task, base, users, MethodConfig(steps=5))
     with pytest.raises(UserError, match="positive"):
         build_personalized("prop", task, base, users, MethodConfig(steps=0))
+    two = users + [UserKey(bytes(range(1, 17)))]  # two distinct keys (one key twice is its own error)
     with pytest.raises(UserError, match="one key"):
-        build_personalized("finetune", task, base, users * 2, MethodConfig(steps=5))
+        build_personalized("finetune", task, base, two, MethodConfig(steps=5))
+    with pytest.raises(UserError, match="same key"):
+        build_personalized("sealed", task, base, users * 2, MethodConfig(steps=5))

@@ -10,7 +10,18 @@ from steerlab.core.io import load_tensors
 from steerlab.privacy.evaluate import evaluate_key_cases
 from steerlab.privacy.keys import UserKey, generate_key, load_key_file
 from steerlab.privacy.methods import MethodConfig, build_personalized
-from steerlab.privacy.sealed import SealedKeyError, attack_release, read_header, seal, state_sha256, unseal
+from steerlab.privacy.sealed import (
+    Binding,
+    BlobDamagedError,
+    SealedKeyError,
+    pack,
+    read_header,
+    seal,
+    state_sha256,
+    unpack,
+    unseal,
+)
+from steerlab.privacy.sealed_attack import attack_release
 from steerlab.privacy.tasks import PointRobotTask
 
 
@@ -26,29 +37,54 @@ def _sealed(point_robot, method="sealed", steps=300):
     return task, base, user, build_personalized(method, task, base, [user], MethodConfig(steps=steps))
 
 
+BIND = Binding("base-hash", "config-hash", "release-a", 2)
+
+
 def test_seal_authenticates_key_base_and_every_byte():
     key, t = generate_key(), {"w": torch.randn(4, 3)}
-    blob = seal(t, {"kind": "full"}, key, "base-hash")
-    out, meta = unseal(blob, key, "base-hash")
-    assert torch.equal(out["w"], t["w"]) and meta == {"kind": "full"}
-    with pytest.raises(SealedKeyError, match="authentication failed"):
-        unseal(blob, generate_key(), "base-hash")
+    blob = seal(pack({"adapter": (t, {"kind": "full"})}, {"goal_offset": [0.1, 0, 0]}), key, BIND, slot=1)
+    parts, personal, _ = unseal(blob, key, BIND, 1)
+    assert torch.equal(parts["adapter"][0]["w"], t["w"]) and parts["adapter"][1] == {"kind": "full"}
+    assert personal == {"goal_offset": [0.1, 0, 0]}  # the user's options travel inside the ciphertext
+    with pytest.raises(SealedKeyError, match="not this key"):
+        unseal(blob, generate_key(), BIND, 1)
     with pytest.raises(CheckpointError, match="different base"):
-        unseal(blob, key, "another-base")
+        unseal(blob, key, Binding("another-base", "config-hash", "release-a", 2), 1)
     for i in (len(blob) - 1, len(blob) - 40):  # a flipped tag byte, a flipped ciphertext byte
         bad = bytearray(blob)
         bad[i] ^= 1
-        with pytest.raises(SealedKeyError):
-            unseal(bytes(bad), key, "base-hash")
+        with pytest.raises(BlobDamagedError, match="this key's but fails authentication"):
+            unseal(bytes(bad), key, BIND, 1)
     header = read_header(blob)[0]
     tampered = blob.replace(json.dumps(header, sort_keys=True).encode(),
                             json.dumps({**header, "base_sha256": "base-hasx"}, sort_keys=True).encode())
-    with pytest.raises(SealedKeyError):  # the header is associated data: editing it breaks authentication
-        unseal(tampered, key, "base-hasx")
+    with pytest.raises(BlobDamagedError):  # the header is associated data: editing it breaks authentication
+        unseal(tampered, key, Binding("base-hasx", "config-hash", "release-a", 2), 1)
     # a fresh salt and nonce per file: sealing the same tensors twice gives unrelated bytes
-    again = seal(t, {"kind": "full"}, key, "base-hash")
+    again = seal(pack({"adapter": (t, {"kind": "full"})}), key, BIND, slot=1)
     assert read_header(again)[0]["salt"] != header["salt"] and again[-64:] != blob[-64:]
-    assert "w" not in json.dumps(header)  # tensor names live inside the ciphertext
+    assert "w" not in json.dumps(header) and "goal" not in json.dumps(header)  # names live inside the ciphertext
+
+
+@pytest.mark.parametrize("binding,slot,match", [
+    (Binding("base-hash", "config-hasx", "release-a", 2), 1, "different base config"),
+    (Binding("base-hash", "config-hash", "release-b", 2), 1, "another release"),
+    (BIND, 0, "slot 1, found in slot 0"),
+])
+def test_blob_bound_to_base_config_release_and_slot(binding, slot, match):
+    key = generate_key()
+    blob = seal(pack({"adapter": ({"w": torch.ones(2)}, {"kind": "full"})}), key, BIND, slot=1)
+    with pytest.raises(BlobDamagedError, match=match):
+        unseal(blob, key, binding, slot)
+
+
+def test_payload_is_generic_named_tensor_parts_plus_json():
+    """A later part (e.g. a steering actor) seals the same way: its own tensors under its own prefix."""
+    parts = {"adapter": ({"a.weight": torch.ones(2, 2)}, {"kind": "lora", "rank": 8}),
+             "actor": ({"net.0.weight": torch.zeros(3)}, {"obs_dim": 3})}
+    back, personal = unpack(pack(parts, {"user": "x"}), "test")
+    assert back.keys() == parts.keys() and personal == {"user": "x"}
+    assert back["actor"][1] == {"obs_dim": 3} and torch.equal(back["actor"][0]["net.0.weight"], torch.zeros(3))
 
 
 @pytest.mark.parametrize("method", ["sealed", "sealed_full"])
@@ -104,7 +140,7 @@ def test_sealed_cli_release_is_base_bit_for_bit_loads_by_key_and_never_holds_it(
         assert not torch.equal(pa, base(x)) and not torch.equal(pa, pb)
         capsys.readouterr()
         assert torch.equal(load_policy(out, key=generate_key())(x), base(x))
-    assert "authentication failed" in capsys.readouterr().err
+    assert "no blob opened with this key" in capsys.readouterr().err
     for key in (ka, kb):
         bits = "".join(str(int(b)) for b in key.bits())
         for f in out.rglob("*"):

@@ -128,7 +128,7 @@ def run_cell(c: dict) -> dict:
     elif c["kind"] == "users":
         out["cases"] = evaluate_key_cases(p, task, c["seed"])
     elif c["kind"] == "sealed_attack":  # what the attack suite can get from a sealed release
-        from steerlab.privacy.sealed import attack_release
+        from steerlab.privacy.sealed_attack import attack_release
 
         cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)
         out["cases"] = cases

@@ -48,6 +48,17 @@ def default_result_path(checkpoint: Path, task: str, seed: int, episodes: int, n
     return checkpoint.parent / f"{checkpoint.name}.evals" / f"{name}.json"
 
 
+def _personal_note(opened: dict | None) -> str:
+    """What ran, on the result line: a wrong key and a damaged blob must not look alike, nor like success."""
+    if opened is None:
+        return ""
+    if opened.get("personal_opened"):
+        return f" | personal policy (sealed blob {opened['personal_slot']})"
+    if opened.get("personal_opened") is False:
+        return f" | PUBLIC BASE ran: {opened['personal_reason']}"
+    return " | keyed model with this key (unsealed: not checked)"
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from steerlab.core.checkpoint import load_policy
     from steerlab.eval.rollout import evaluate
@@ -58,13 +69,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
     check_scale("--noise-scale", args.noise_scale)
-    key = None
-    if args.key:  # a keyed or sealed release from `steerlab personalize`: run this user's personal policy
-        from steerlab.privacy.keys import load_key_file
-
-        key = load_key_file(args.key, allow_insecure=args.allow_insecure)
+    key, opened = None, None
+    if args.strict and not args.key:
+        raise UserError("--strict needs --key (it refuses to run the base when the key opens nothing)")
     checkpoint = resolve_checkpoint(args.checkpoint)
-    policy = load_policy(checkpoint, key=key)
+    if args.key:  # a keyed or sealed release from `steerlab personalize`: run this user's personal policy
+        from steerlab.privacy.cli import ask_passphrase
+        from steerlab.privacy.keys import load_key_file
+        from steerlab.privacy.release import load_personal
+
+        key = load_key_file(args.key, allow_insecure=args.allow_insecure, passphrase=ask_passphrase)
+        if read_json(checkpoint / "config.json").get("policy_type") not in ("keyed", "sealed"):
+            load_policy(checkpoint, key=key)  # the one-line "takes no key" error
+        policy, opened = load_personal(checkpoint, key, strict=args.strict)
+    else:
+        policy = load_policy(checkpoint)
     spec = env_spec(checkpoint, args.env, args.max_steps)
     if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
         from steerlab.envs.shifts import shift_name
@@ -75,13 +94,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_result_path(checkpoint, name, args.seed, args.episodes,
                                                               args.noise_scale, max_steps, spec.shift)
     if key is not None and not args.out:  # one user's results never replace another's or the no-key ones
-        out = out.with_name(f"{out.stem}_key{key.fingerprint()}{out.suffix}")
+        # a key that opened nothing ran the base: its result must not pass for the user's personal policy
+        tag = "_base" if opened.get("personal_opened") is False else ""
+        out = out.with_name(f"{out.stem}_key{key.fingerprint()}{tag}{out.suffix}")
     check_not_input(out, [checkpoint])
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it (the old file is renamed "
                                 f"aside) or --out another path")
     result = evaluate(policy, spec, args.episodes, args.seed, args.n_envs, noise_scale=args.noise_scale)
     result["checkpoint"] = str(checkpoint)
+    if opened is not None:  # personal_opened true | false (+ why) | null (keyed: cannot be checked)
+        result.update(opened)
     if out.exists():
         print(f"moved the existing {out} aside to {move_aside(out)}")
     try:
@@ -92,7 +115,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     s = result["smoothness"]
     print(f"{task}{' [' + result['shift'] + ']' if result.get('shift') else ''}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
           f"length {result['length_mean']:.0f} | EE |v| {s['velocity']:.4f} |a| {s['acceleration']:.4f} "
-          f"|jerk| {s['jerk']:.4f} | -> {out}")
+          f"|jerk| {s['jerk']:.4f}{_personal_note(opened)} | -> {out}")
     if args.video:
         from steerlab.eval.video import record_video
 
@@ -127,4 +150,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key", default=None, help="key file: run a keyed / sealed release as this user's personal policy "
                                               "(without it: the release's no-key policy, i.e. the base)")
     p.add_argument("--allow-insecure", action="store_true", help="accept a key file others can read (warns)")
+    p.add_argument("--strict", action="store_true",
+                   help="with --key: exit non-zero if the key opens no sealed part instead of running the public base")
     p.set_defaults(func=run_evaluate)

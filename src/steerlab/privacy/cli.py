@@ -27,31 +27,29 @@ def positive_int(text: str) -> int:
     return value
 
 
-def read_passphrase() -> str:
-    return sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("passphrase: ")
+def read_passphrase(prompt: str = "passphrase: ") -> str:
+    return sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass(prompt)
+
+
+def ask_passphrase(path) -> str:
+    """Asked only if a key file is protected (standard input, one line per protected file, or a prompt)."""
+    return read_passphrase(f"passphrase for {path}: ")
 
 
 def run_keygen(args: argparse.Namespace) -> int:
-    from steerlab.privacy.keys import (
-        SCRYPT_PARAMS,
-        KeyExistsError,
-        derive_key,
-        generate_key,
-        new_salt,
-        save_key_file,
-    )
+    from steerlab.privacy.keys import KeyExistsError, derive_key, generate_key, new_salt, save_key_file
 
     if Path(args.out).exists():  # before asking for a passphrase
         raise KeyExistsError(f"{args.out} already exists; refusing to overwrite a key file (the old key would be "
                              f"lost): choose another --out")
+    key = generate_key(args.bits)  # refuses < 128 bits before a passphrase is asked for
+    passphrase = None
     if args.passphrase:
-        salt = new_salt()
-        key = derive_key(read_passphrase(), salt, args.bits)
-        kdf = {"name": "scrypt", "salt_hex": salt.hex(), **SCRYPT_PARAMS}
-    else:
-        key, kdf = generate_key(args.bits), None
-    path = save_key_file(args.out, key, kdf=kdf, user=args.user)
-    print(f"wrote {path} (mode 0600): {key!r}")
+        passphrase = read_passphrase()
+        derive_key(passphrase, new_salt(), params={"n": 2})  # the length rule, before the slow scrypt (cheap N)
+    path = save_key_file(args.out, key, user=args.user, passphrase=passphrase)
+    what = "encrypted under your passphrase (scrypt N=2^17)" if passphrase is not None else "in clear"
+    print(f"wrote {path} (mode 0600, key {what}): {key!r}")
     return 0
 
 
@@ -89,6 +87,15 @@ def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
     return spec, [args.base, general, *args.personal]
 
 
+def _personal_options(spec: dict, n_users: int) -> list[dict]:
+    """What each user's sealed blob carries about its user (never written in clear in the release)."""
+    if "datasets" not in spec:
+        return [{} for _ in range(n_users)]
+    d = spec["datasets"]
+    offsets = d["options"].get("goal_offsets") or [None] * n_users
+    return [{"personal_dataset": path, "goal_offset": off} for path, off in zip(d["personal"], offsets)]
+
+
 def run_personalize(args: argparse.Namespace) -> int:
     import torch
 
@@ -99,26 +106,38 @@ def run_personalize(args: argparse.Namespace) -> int:
     from steerlab.privacy.keys import load_key_files
     from steerlab.privacy.methods import RELEASABLE, MethodConfig, build_personalized
     from steerlab.privacy.protocols import HeldOutScorer
-    from steerlab.privacy.release import save_release, task_from_config
+    from steerlab.privacy.release import base_config_of, private_dir, save_release, task_from_config
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     method = args.method
     if args.freeze_base or args.mode == "output":  # the older flags name methods of the table
-        if method != "prop":
+        if method not in (None, "prop"):
             raise UserError("--freeze-base / --mode output select prop_frozen / prop_output: drop them or --method")
         method = "prop_frozen" if args.freeze_base else "prop_output"
-    users = load_key_files(args.keys, allow_insecure=args.allow_insecure)
+    method = method or "sealed"
+    users = load_key_files(args.keys, allow_insecure=args.allow_insecure, passphrase=ask_passphrase)
     spec, inputs = _task_spec(args, len(users))
-    with output_dir(args.out, "personalize", overwrite=args.overwrite, inputs=[*args.keys, *inputs]) as (out, _):
+    if method in RELEASABLE and not method.startswith("sealed"):
+        print(f"warning: --method {method} releases a keyed (unsealed) model: its personal behaviour is recoverable "
+              f"from its weights by this project's own attacks (key reading recovered a default prop model in "
+              f"0.2 s; docs/privacy.md). Use --method sealed (the default) if the model may leave your hands.",
+              file=sys.stderr)
+    inputs = [*args.keys, *inputs]
+    with (output_dir(args.out, "personalize", overwrite=args.overwrite, inputs=inputs) as (out, _),
+          output_dir(private_dir(args.out), "personalize-private", overwrite=args.overwrite,
+                     inputs=inputs, flag="the private report") as (private, _)):
+        private.chmod(0o700)  # the users' data and scores: for the one who ran personalize only
         task = task_from_config(spec)
         base = task.train_base(args.seed)
         m = MethodConfig(steps=args.steps or task.default_steps, seed=args.seed, hardened=args.harden,
-                         near_miss_bits=args.near_miss_bits, layers=args.layers, progress=True)
+                         near_miss_bits=args.near_miss_bits, layers=args.layers, progress=True,
+                         base_config=base_config_of(args.base, spec if args.task else None),
+                         personal=_personal_options(spec, len(users)))
         p = build_personalized(method, task, base, users, m)
         # wrong-key cases: 8 keys each, 2 where every score is a set of rollouts
         cases = evaluate_key_cases(p, task, args.seed, n_keys=8 if isinstance(task.scorer, HeldOutScorer) else 2)
-        logger = RunLogger(out, tensorboard=False)
+        logger = RunLogger(private, tensorboard=False)
         for row in p.log:
             row = dict(row)
             logger.log(row.pop("step", 0), **{k: v for k, v in row.items() if isinstance(v, (int, float))})
@@ -126,17 +145,21 @@ def run_personalize(args: argparse.Namespace) -> int:
         logger.close()
         config = {"method": method, "task": spec, "n_users": len(users), "seed": args.seed, "steps": m.steps,
                   "hardened": args.harden, "near_miss_bits": args.near_miss_bits}
-        atomic_write_json(out / "cases.json", {"config": config, "cases": cases})
+        atomic_write_json(private / "task.json", spec)
+        atomic_write_json(private / "cases.json", {"config": config, "cases": cases})
         if method in RELEASABLE:
             save_release(out, p, config, base, args.base)
     for case, d in cases.items():
         print(f"{case:>12}: general {d['general']:.3f}  personal {d['personal']:.3f}")
-    if method in RELEASABLE:
-        what = "sealed release" if method.startswith("sealed") else "keyed model"
-        print(f"{what}: {out} (contains no key; keep your key files private). Run it: steerlab evaluate {out} "
-              f"--key {args.keys[0]}")
+    print(f"private report (scores, datasets, goals; do not publish): {private}")
+    if method.startswith("sealed"):
+        print(f"sealed release: {out} (the public base + one encrypted part per user; no key, nothing personal). "
+              f"Run it: steerlab evaluate {out} --key {args.keys[0]}")
+    elif method in RELEASABLE:
+        print(f"keyed model (NOT private against anyone holding its weights: attacks recover the personal "
+              f"behaviour): {out}. Run it: steerlab evaluate {out} --key {args.keys[0]}")
     else:
-        print(f"{method} is a comparison baseline: its scores are in {out / 'cases.json'}, no model is released")
+        print(f"{method} is a comparison baseline: its scores are in {private / 'cases.json'}, no model is released")
     return 0
 
 
@@ -175,7 +198,7 @@ def run_attack(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it, or --out another file")
     task, model, base = load_keyed(args.model)
-    key = load_key_file(args.key)  # the evaluator's ground truth; the attacks never see it (near_keys aside)
+    key = load_key_file(args.key, passphrase=ask_passphrase)  # the evaluator's ground truth; the attacks never see it (near_keys aside)
     model.set_key(key)
     correct = scores(task, lambda x: task.predict(model, x), users=1)["personal"]
     model.set_key(None)
@@ -191,17 +214,20 @@ def run_attack(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("keygen", help="create a user key (random 128 bits, or from a passphrase with scrypt)",
+    p = sub.add_parser("keygen", help="create a user key (random, >= 128 bits; --passphrase: stored encrypted)",
                        description="Examples: steerlab keygen --out alice.key ;  "
                                    "echo 'correct horse' | steerlab keygen --passphrase --out bob.key")
     p.add_argument("--out", required=True, help="key file to create (mode 0600; never overwritten)")
-    p.add_argument("--bits", type=positive_int, default=128)
-    p.add_argument("--passphrase", action="store_true", help="derive from a passphrase read from stdin / prompt")
+    p.add_argument("--bits", type=positive_int, default=128, help="key size, a multiple of 8, at least 128")
+    p.add_argument("--passphrase", action="store_true",
+                   help="encrypt the key file under a passphrase (read from stdin / prompt; scrypt N=2^17); "
+                        "commands that load it ask for it")
     p.add_argument("--user", default=None, help="optional label stored in the key file")
     p.set_defaults(func=run_keygen)
 
-    p = sub.add_parser("personalize", help="private personalization (keyed PRoP or a sealed release) of a recipe "
-                                           "or of your own policy from your demonstrations",
+    p = sub.add_parser("personalize", help="personalization of a recipe or of your own policy from your "
+                                           "demonstrations: a sealed release (default, private) or keyed PRoP "
+                                           "(unsealed: recoverable from its weights)",
                        description="Examples: steerlab personalize --task digits_cnn --keys alice.key bob.key --out "
                                    "runs/personalize/digits ;  steerlab personalize --base runs/pretrain/reach "
                                    "--personal runs/datasets/alice_demos --keys alice.key --method sealed "
@@ -222,10 +248,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--holdout", type=float, default=0.2, help="share of each dataset's episodes held out for scoring")
     src.add_argument("--tolerance", type=float, default=0.1, help="--score accuracy: max-norm action tolerance")
     p.add_argument("--keys", nargs="+", required=True, help="one key file per user (user i gets personal data i)")
-    p.add_argument("--out", required=True, help="folder to create (refused if it holds anything else)")
+    p.add_argument("--out", required=True, help="folder to create (refused if it holds anything else); what is "
+                                                "personal (scores, dataset paths, goals) goes to <out>.private/")
     p.add_argument("--overwrite", action="store_true", help="move an existing --out folder aside (never deleted)")
-    p.add_argument("--method", default="prop", help="prop | prop_output | prop_rawbits | prop_frozen | key_mlp | "
-                                                    "sealed | sealed_full (released); cvae | finetune | lora (scores only)")
+    p.add_argument("--method", default=None,
+                   help="sealed (default: the public base + one AES-GCM part per user) | sealed_full (released, "
+                        "private); prop | prop_output | prop_rawbits | prop_frozen | key_mlp (a keyed, UNSEALED model: "
+                        "its personal behaviour is recoverable from its weights by this project's own attacks, "
+                        "docs/privacy.md); cvae | finetune | lora (scores only)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="gradient steps (default 1500; recipes' own defaults); environment steps for panda_reach "
                         "(default 30000; keyed methods get twice)")

@@ -44,7 +44,7 @@ import torch
 
 from steerlab.core.errors import UserError
 from steerlab.privacy.evaluate import Personalized
-from steerlab.privacy.keys import UserKey
+from steerlab.privacy.keys import UserKey, check_distinct
 from steerlab.privacy.train import KeyedTrainConfig
 
 METHODS: dict[str, Callable] = {}
@@ -72,6 +72,12 @@ class MethodConfig:
     """None: the task's learning rate."""
     progress: bool = False
     """Show a tqdm bar while training."""
+    base_config: dict | None = None
+    """Sealed methods: the base's config as the release records it; its hash is bound into every blob
+    (None: a base that lives in memory only, bound as such)."""
+    personal: list[dict] | None = None
+    """Sealed methods: each user's personal options (dataset path, goal offset, ...), sealed inside that
+    user's blob instead of written in clear."""
 
 
 def method(name: str):
@@ -93,6 +99,7 @@ def build_personalized(name: str, task, base: torch.nn.Module, users: list[UserK
         raise UserError(f"unknown personalization method {name!r}; choose one of {', '.join(METHODS)}")
     if m.steps <= 0:
         raise UserError(f"--steps must be a positive count, got {m.steps}")
+    check_distinct(users)  # two users, one key: the second user's part would be unreachable
     return METHODS[name](name, task, base, users, m)
 
 
@@ -151,15 +158,19 @@ def _lora(name, task, base, users, m):
 
 
 def _sealed(name, task, base, users, m):
-    from steerlab.privacy.sealed import AdapterConfig, SealedRelease, seal, state_sha256, train_adapter
+    from steerlab.privacy.adapters import AdapterConfig, train_adapter
+    from steerlab.privacy.sealed import Binding, SealedRelease, config_sha256, pack, seal, state_sha256
 
+    if m.personal is not None and len(m.personal) != len(users):
+        raise UserError(f"{len(m.personal)} users' personal options for {len(users)} keys")
     adapter = AdapterConfig(kind="full" if name == "sealed_full" else "lora", layers=m.layers)
-    base_sha = state_sha256(base.state_dict())
+    binding = Binding.new(state_sha256(base.state_dict()), config_sha256(m.base_config), len(users))
     blobs = []
     for u, key in enumerate(users):
         tensors, meta = train_adapter(base, task, u, train_config(task, m, m.steps), adapter)
-        blobs.append(seal(tensors, meta, key, base_sha256=base_sha))
-    return Personalized("sealed", SealedRelease(base, blobs, base_sha), [u.bits() for u in users],
+        payload = pack({"adapter": (tensors, meta)}, (m.personal or [{}] * len(users))[u])
+        blobs.append(seal(payload, key, binding, slot=u))
+    return Personalized("sealed", SealedRelease(base, blobs, binding), [u.bits() for u in users],
                         predict=task.predict)
 
 

@@ -5,10 +5,16 @@ What is sealed is whatever personalization trains beyond the public base — her
 * `lora`  rank-r deltas W += s·B·A on chosen nn.Linear layers (default: all of them);
 * `full`  new values for every trained parameter (the per-user fine-tune itself).
 
-A blob is AES-256-GCM over the adapter's safetensors bytes. The AEAD key is HKDF-SHA256(user key, salt)
-with a fresh random 16-byte salt per file (and a fresh 12-byte nonce); the associated data is the blob's
-plaintext header, which binds it to the format version and the SHA-256 of the base's weights file, so a
-blob cannot be replayed against another base. Layer names, ranks and sizes live inside the ciphertext.
+A blob is AES-256-GCM over a *payload*: named tensors grouped in parts ("adapter/<param>"; a later part,
+e.g. a steering actor, is sealed the same way under its own prefix) plus JSON metadata (each part's
+description and the user's personal options: dataset path, goal offset, ...). The AEAD key is
+HKDF-SHA256(user key, salt) with a fresh random 16-byte salt per file (and a fresh 12-byte nonce); the
+associated data is the blob's plaintext header, which binds it to
+
+* the format version, the SHA-256 of the base's weights and of the base's config (format v1 bound the
+  weights only: editing `num_inference_steps` silently changed the personal policy);
+* the release (a random id) and its size (`n_blobs`), and the blob's slot in it: a blob replayed from
+  another release, moved to another slot, or left behind after other blobs were deleted is detected.
 
 Right key: authenticated decryption, the adapter is *merged* into the weights (no extra inference cost).
 Wrong or no key: authentication fails (`SealedKeyError`), and the release is the public base — nothing
@@ -17,7 +23,6 @@ in it depends on the personal data, so no attack on the released bytes can see m
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import secrets
@@ -36,27 +41,39 @@ from torch import nn
 from steerlab.core.errors import CheckpointError, UserError
 from steerlab.privacy.keys import UserKey
 
-MAGIC = b"STLSEAL1"
+MAGIC = b"STLSEAL1"  # the container (magic, length, JSON header, ciphertext); the header's version is the format
 SEALED_FORMAT = "steerlab-sealed"
-SEALED_VERSION = 1
+SEALED_VERSION = 2
 HKDF_INFO = b"steerlab/sealed/aead-key/v1"
-ADAPTER_KINDS = ("lora", "full")
+HKDF_CHECK_INFO = b"steerlab/sealed/key-check/v2"
+MAX_HEADER = 1 << 16  # a header is ~400 bytes; a larger length field is damage, not a header
+PAYLOAD_META = "steerlab"  # the safetensors metadata entry holding the payload's JSON
 
 
 class SealedKeyError(UserError):
-    """The key does not open a sealed blob (wrong key, or the blob was altered)."""
+    """The key opens no sealed blob (wrong key, or no blob of this release opened)."""
 
 
-@dataclass
-class AdapterConfig:
-    kind: str = "lora"
-    """`lora`: rank-r deltas on nn.Linear layers; `full`: new values for every parameter (per-user fine-tune)."""
-    rank: int = 8
-    """LoRA rank (lora only)."""
-    alpha: float = 16.0
-    """LoRA scale numerator: the delta is (alpha / rank)·B·A."""
-    layers: list[str] | None = None
-    """nn.Linear layers that get a LoRA delta (None: every nn.Linear layer of the model)."""
+class BlobDamagedError(CheckpointError):
+    """One blob is unreadable, malformed, or bound to another base / release / slot: that blob only."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What every blob of one release is bound to (authenticated in its header); `slot` varies per blob."""
+
+    base_sha256: str
+    base_config_sha256: str
+    release_id: str
+    n_blobs: int
+
+    @classmethod
+    def new(cls, base_sha256: str, base_config_sha256: str, n_blobs: int) -> Binding:
+        return cls(base_sha256, base_config_sha256, secrets.token_hex(16), n_blobs)
+
+    def fields(self) -> dict:
+        return {"base_sha256": self.base_sha256, "base_config_sha256": self.base_config_sha256,
+                "release_id": self.release_id, "n_blobs": self.n_blobs}
 
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -69,120 +86,139 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def config_sha256(config: dict | None) -> str:
+    """SHA-256 of a base's config (canonical JSON): bound next to its weights, since the config changes the
+    policy too (a flow policy's integration steps)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
 def _aead_key(key: UserKey, salt: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=HKDF_INFO).derive(key.raw)
 
 
+def _key_check(key: UserKey, salt: bytes) -> str:
+    """A 128-bit check value of the key (another HKDF output: no more use to a key guesser than the AEAD
+    tag). It tells "not this key" (skip the blob) from "this key's blob, but its bytes fail authentication"
+    (damaged), and commits the blob to one key (AES-GCM alone does not)."""
+    return HKDF(algorithm=hashes.SHA256(), length=16, salt=salt, info=HKDF_CHECK_INFO).derive(key.raw).hex()
+
+
+# ----------------------------------------------------------------------------- payloads: named tensors + JSON
+def pack(parts: dict[str, tuple[dict[str, torch.Tensor], dict]], personal: dict | None = None) -> bytes:
+    """Serialize parts {name: (tensors, JSON metadata)} and the user's personal options into one payload."""
+    tensors, meta = {}, {"parts": {}, "personal": personal or {}}
+    for part, (ts, m) in parts.items():
+        if "/" in part:
+            raise UserError(f"a sealed part's name cannot contain '/': {part!r}")
+        meta["parts"][part] = m
+        tensors.update({f"{part}/{k}": v.detach().contiguous().cpu() for k, v in ts.items()})
+    return save_bytes(tensors, metadata={PAYLOAD_META: json.dumps(meta, sort_keys=True, allow_nan=False)})
+
+
+def unpack(payload: bytes, where: str) -> tuple[dict[str, tuple[dict[str, torch.Tensor], dict]], dict]:
+    """(parts, personal options) of a payload."""
+    try:
+        tensors = load_bytes(payload)
+        head = json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])
+        meta = json.loads(head["__metadata__"][PAYLOAD_META])
+        parts = {name: ({}, dict(m)) for name, m in meta["parts"].items()}
+        personal = dict(meta.get("personal") or {})
+    except (SafetensorError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise BlobDamagedError(f"{where}: corrupt sealed payload ({type(err).__name__})") from None
+    for name, t in tensors.items():
+        part, _, param = name.partition("/")
+        if part not in parts:
+            raise BlobDamagedError(f"{where}: tensor {name!r} belongs to no listed part")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise BlobDamagedError(f"{where}: tensor {name!r} holds NaN or inf")
+        parts[part][0][param] = t
+    return parts, personal
+
+
 # ----------------------------------------------------------------------------- the blob
-def seal(tensors: dict[str, torch.Tensor], meta: dict[str, str], key: UserKey, base_sha256: str) -> bytes:
-    """Encrypt named tensors (+ string metadata) for `key`, bound to the base whose weights hash to `base_sha256`."""
+def seal(payload: bytes, key: UserKey, binding: Binding, slot: int) -> bytes:
+    """Encrypt a payload (`pack`) for `key`, bound to `binding` and this blob's `slot`."""
     salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
     header = {"format": SEALED_FORMAT, "version": SEALED_VERSION, "aead": "AES-256-GCM", "kdf": "HKDF-SHA256",
-              "salt": salt.hex(), "nonce": nonce.hex(), "base_sha256": base_sha256}
+              "salt": salt.hex(), "nonce": nonce.hex(), "key_check": _key_check(key, salt), **binding.fields(),
+              "slot": slot}
     head = json.dumps(header, sort_keys=True).encode()
-    payload = save_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta)
     return MAGIC + len(head).to_bytes(4, "big") + head + AESGCM(_aead_key(key, salt)).encrypt(nonce, payload, head)
 
 
 def read_header(blob: bytes, where: str = "sealed blob") -> tuple[dict, bytes, bytes]:
-    if len(blob) < 12 or blob[:8] != MAGIC:
-        raise CheckpointError(f"{where} is not a steerlab sealed file")
+    """(header, header bytes, ciphertext); `BlobDamagedError` (one line) for anything malformed."""
+    if not isinstance(blob, bytes) or len(blob) < 12 or blob[:8] != MAGIC:
+        raise BlobDamagedError(f"{where} is not a steerlab sealed file (empty, truncated or wrong magic bytes)")
     n = int.from_bytes(blob[8:12], "big")
+    if n > MAX_HEADER or 12 + n > len(blob):
+        raise BlobDamagedError(f"{where}: corrupt header length ({n} bytes, file {len(blob)})")
     head = blob[12:12 + n]
     try:
         header = json.loads(head)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{where}: corrupt header") from None
-    if header.get("format") != SEALED_FORMAT or header.get("version") != SEALED_VERSION:
-        raise CheckpointError(f"{where}: unsupported sealed format {header.get('format')!r} "
-                              f"version {header.get('version')!r}")
+        raise BlobDamagedError(f"{where}: corrupt header (not JSON)") from None
+    if not isinstance(header, dict):
+        raise BlobDamagedError(f"{where}: corrupt header (a JSON {type(header).__name__}, not an object)")
+    if header.get("format") != SEALED_FORMAT:
+        raise BlobDamagedError(f"{where}: not a steerlab sealed blob (format {header.get('format')!r})")
+    if header.get("version") != SEALED_VERSION:
+        hint = (": re-run `steerlab personalize` to rebuild the release in the current format"
+                if isinstance(header.get("version"), int) and header["version"] < SEALED_VERSION else "")
+        raise BlobDamagedError(f"{where}: sealed format version {header.get('version')!r} is not read by this "
+                               f"steerlab (it reads version {SEALED_VERSION}){hint}")
+    for field, kind in (("salt", str), ("nonce", str), ("key_check", str), ("base_sha256", str), ("base_config_sha256", str),
+                        ("release_id", str), ("n_blobs", int), ("slot", int)):
+        if not isinstance(header.get(field), kind) or isinstance(header.get(field), bool):
+            raise BlobDamagedError(f"{where}: corrupt header (field {field!r} missing or not a {kind.__name__})")
     return header, head, blob[12 + n:]
 
 
-def unseal(blob: bytes, key: UserKey, base_sha256: str, where: str = "sealed blob"):
-    """(tensors, metadata) of a blob; `SealedKeyError` unless `key` authenticates it for this base."""
+def check_binding(header: dict, binding: Binding, slot: int, where: str) -> None:
+    """Header fields against what this release expects (before decryption: they are public, and
+    authenticated by the decryption that follows)."""
+    if header["base_sha256"] != binding.base_sha256:
+        raise BlobDamagedError(f"{where} was sealed for a different base model (weights hash mismatch)")
+    if header["base_config_sha256"] != binding.base_config_sha256:
+        raise BlobDamagedError(f"{where} was sealed for a different base config (config hash mismatch: the "
+                               f"base's config.json was edited)")
+    if header["release_id"] != binding.release_id:
+        raise BlobDamagedError(f"{where} belongs to another release (id {header['release_id'][:8]}…, this release "
+                               f"{binding.release_id[:8]}…): replayed or copied in")
+    if header["slot"] != slot:
+        raise BlobDamagedError(f"{where} was sealed for slot {header['slot']}, found in slot {slot} (moved)")
+
+
+def unseal(blob: bytes, key: UserKey, binding: Binding, slot: int, where: str = "sealed blob"):
+    """(parts, personal options, header) of a blob; `SealedKeyError` unless `key` authenticates it;
+    `BlobDamagedError` if the blob is malformed or bound to another base, config, release or slot."""
     header, head, ct = read_header(blob, where)
-    if header.get("base_sha256") != base_sha256:
-        raise CheckpointError(f"{where} was sealed for a different base model (weights hash mismatch)")
+    check_binding(header, binding, slot, where)
     try:
         salt, nonce = bytes.fromhex(header["salt"]), bytes.fromhex(header["nonce"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{where}: corrupt header (salt / nonce)") from None
+    except ValueError:
+        raise BlobDamagedError(f"{where}: corrupt header (salt / nonce)") from None
+    if not secrets.compare_digest(_key_check(key, salt), header["key_check"]):
+        raise SealedKeyError(f"{where}: not this key's blob")
     try:
         payload = AESGCM(_aead_key(key, salt)).decrypt(nonce, ct, head)
     except (InvalidTag, ValueError):
-        raise SealedKeyError(f"{where}: authentication failed (not this user's key, or the file was altered)") from None
-    try:
-        tensors = load_bytes(payload)
-        meta = json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")]).get("__metadata__", {})
-    except (SafetensorError, ValueError) as err:
-        raise CheckpointError(f"{where}: corrupt sealed payload ({err})") from None
-    for name, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{where}: tensor {name!r} holds NaN or inf")
-    return tensors, meta
+        raise BlobDamagedError(f"{where} is this key's but fails authentication (its bytes were altered)") from None
+    parts, personal = unpack(payload, where)
+    return parts, personal, header
 
 
-# ----------------------------------------------------------------------------- adapters
-def linear_layers(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+def apply_parts(base: nn.Module, parts: dict, where: str) -> nn.Module:
+    """The personal policy a payload's parts make of `base` (today: the adapter; unknown parts are refused
+    rather than ignored, so a newer blob never runs as a silently partial policy)."""
+    unknown = sorted(set(parts) - {"adapter"})
+    if unknown or "adapter" not in parts:
+        raise BlobDamagedError(f"{where}: sealed parts {sorted(parts)} are not readable by this steerlab (it reads "
+                               f"'adapter'): update steerlab")
+    from steerlab.privacy.adapters import apply_adapter
 
-
-class LoRADelta(nn.Module):
-    """A frozen nn.Linear plus a trainable (alpha/rank)·B·A; B starts at 0, so training starts at the base."""
-
-    def __init__(self, linear: nn.Linear, rank: int, alpha: float):
-        super().__init__()
-        self.linear = linear
-        self.a = nn.Parameter(torch.randn(rank, linear.in_features) / linear.in_features**0.5)
-        self.b = nn.Parameter(torch.zeros(linear.out_features, rank))
-        self.scale = alpha / rank
-
-    def forward(self, x):
-        return self.linear(x) + self.scale * nn.functional.linear(nn.functional.linear(x, self.a), self.b)
-
-
-def train_adapter(base: nn.Module, task, user: int, train_cfg, adapter: AdapterConfig):
-    """Fit one user's adapter on that user's objective with the base frozen: (tensors, metadata) to seal."""
-    from steerlab.privacy.keyed import replace_module
-    from steerlab.privacy.train import learner_of
-
-    if adapter.kind not in ADAPTER_KINDS:
-        raise UserError(f"adapter kind must be one of {ADAPTER_KINDS}, got {adapter.kind!r}")
-    torch.manual_seed(train_cfg.seed)  # the LoRA initialisation (and any sampling in the loss): same seed, same adapter
-    model = copy.deepcopy(base)
-    if adapter.kind == "full":
-        learner_of(task).fit_personal(model, list(model.parameters()), task, user, train_cfg)
-        before = dict(base.named_parameters())
-        tensors = {n: p.detach().clone() for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-        return tensors, {"kind": "full"}
-    layers = adapter.layers or linear_layers(model)
-    unknown = [n for n in layers if n not in linear_layers(model)]
-    if unknown or not layers:
-        raise UserError(f"cannot add LoRA deltas to {unknown or layers}: not nn.Linear layers of the model; its "
-                        f"linear layers are {linear_layers(model)}")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    deltas = {n: replace_module(model, n, lambda lin: LoRADelta(lin, adapter.rank, adapter.alpha)) for n in layers}
-    learner_of(task).fit_personal(model, [p for d in deltas.values() for p in (d.a, d.b)], task, user, train_cfg)
-    # merged per-layer weight deltas: smaller to apply, and nothing about A and B separately is needed
-    tensors = {f"{n}.weight": (d.scale * d.b @ d.a).detach().clone() for n, d in deltas.items()}
-    return tensors, {"kind": "lora", "rank": str(adapter.rank)}
-
-
-@torch.no_grad()
-def apply_adapter(base: nn.Module, tensors: dict[str, torch.Tensor], meta: dict, where: str) -> nn.Module:
-    """A copy of `base` with the adapter merged in: the same architecture, so the same inference cost."""
-    model = copy.deepcopy(base)
-    params = dict(model.named_parameters())
-    for name, t in tensors.items():
-        if name not in params or params[name].shape != t.shape:
-            raise CheckpointError(f"{where}: the sealed part does not fit this base (tensor {name!r})")
-        if meta.get("kind") == "full":
-            params[name].copy_(t)
-        else:
-            params[name].add_(t)
-    return model.eval()
+    tensors, meta = parts["adapter"]
+    return apply_adapter(base, tensors, meta, where)
 
 
 def policy_of(model: nn.Module) -> nn.Module:
@@ -193,100 +229,112 @@ def policy_of(model: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- a release
+NOT_OPENED = "no blob opened with this key"
+
+
+@dataclass
+class OpenStatus:
+    """What a key did to a release: recorded in evaluation results (`personal_opened`, and why not)."""
+
+    personal_opened: bool
+    release_id: str
+    slot: int | None = None
+    reason: str | None = None
+    damaged: dict[int, str] | None = None
+    warnings: list[str] | None = None
+
+    def to_json(self) -> dict:
+        return {"personal_opened": self.personal_opened, "personal_slot": self.slot, "personal_reason": self.reason,
+                "release_id": self.release_id, "damaged_blobs": {str(k): v for k, v in (self.damaged or {}).items()},
+                "release_warnings": list(self.warnings or [])}
+
+
 class SealedRelease(nn.Module):
     """The public base and the sealed blobs. `set_key(key)` makes `model` the key's personal policy if the
-    key opens one of the blobs, else the base (`strict=True`: raise `SealedKeyError` instead)."""
+    key opens one of the blobs, else the base (`strict=True`: raise `SealedKeyError` instead).
 
-    def __init__(self, base: nn.Module, blobs: list[bytes], base_sha256: str, where: str = "release"):
+    `blobs[i]` is slot i's bytes, or a `BlobDamagedError` when reading it already failed (missing, a
+    folder, hash not the manifest's). Every blob is tried on its own: a damaged one is skipped and
+    reported, so it affects only the user it belongs to."""
+
+    def __init__(self, base: nn.Module, blobs: list, binding: Binding, where: str = "release",
+                 notes: list[str] | None = None):
         super().__init__()
-        self.base, self.blobs, self.base_sha256, self.where = base.eval(), list(blobs), base_sha256, where
+        self.base, self.blobs, self.binding, self.where = base.eval(), list(blobs), binding, where
+        self.notes = list(notes or [])  # release-level warnings (e.g. blob files the manifest does not list)
         self.model = self.base
-        self._opened: dict[bytes, nn.Module] = {}  # per key, in process memory only (like a folded δ)
+        self.status: OpenStatus | None = None
+        self._opened: dict[bytes, tuple[nn.Module | None, OpenStatus]] = {}  # per key, in memory only
+
+    @property
+    def base_sha256(self) -> str:
+        return self.binding.base_sha256
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
 
-    def open(self, key: UserKey) -> nn.Module:
-        """The personal policy of `key`; `SealedKeyError` if no blob authenticates with it."""
+    def damaged(self) -> dict[int, str]:
+        """Blobs that are unusable for any key (read errors, malformed headers, wrong binding)."""
+        out = {}
+        for i, blob in enumerate(self.blobs):
+            if isinstance(blob, Exception):
+                out[i] = str(blob)
+                continue
+            try:
+                check_binding(read_header(blob, self._name(i))[0], self.binding, i, self._name(i))
+            except BlobDamagedError as err:
+                out[i] = str(err)
+        return out
+
+    def _name(self, i: int) -> str:
+        return f"{self.where} blob {i}"
+
+    def try_open(self, key: UserKey) -> tuple[nn.Module | None, OpenStatus]:
+        """(personal policy or None, status): never raises for a damaged blob or a wrong key."""
         if key.raw in self._opened:
             return self._opened[key.raw]
+        damaged, warnings = self.damaged(), list(self.notes)  # every damaged blob is reported, not just earlier ones
         for i, blob in enumerate(self.blobs):
+            if i in damaged:
+                continue
             try:
-                tensors, meta = unseal(blob, key, self.base_sha256, f"{self.where} blob {i}")
+                parts, _, header = unseal(blob, key, self.binding, i, self._name(i))
+                model = apply_parts(self.base, parts, self._name(i))
             except SealedKeyError:
                 continue
-            self._opened[key.raw] = apply_adapter(self.base, tensors, meta, f"{self.where} blob {i}")
-            return self._opened[key.raw]
-        raise SealedKeyError(f"{key!r} opens none of the {len(self.blobs)} sealed parts of {self.where} "
-                             f"(authentication failed)")
+            except BlobDamagedError as err:
+                damaged[i] = str(err)
+                continue
+            if header["n_blobs"] != self.binding.n_blobs:  # authenticated: the release lost or gained blobs
+                warnings.append(f"{self._name(i)} was sealed into a release of {header['n_blobs']} blobs, this one "
+                                f"lists {self.binding.n_blobs}: blobs were removed or added after release")
+            status = OpenStatus(True, self.binding.release_id, slot=i, damaged=damaged, warnings=warnings)
+            self._opened[key.raw] = (model, status)
+            return model, status
+        reason = NOT_OPENED
+        if damaged:
+            reason += (f"; blob {', '.join(map(str, damaged))} damaged ({next(iter(damaged.values()))}): "
+                       f"it may have been this key's")
+        status = OpenStatus(False, self.binding.release_id, reason=reason, damaged=damaged, warnings=warnings)
+        self._opened[key.raw] = (None, status)
+        return None, status
+
+    def open(self, key: UserKey) -> nn.Module:
+        """The personal policy of `key`; `SealedKeyError` (saying why) if no blob opens with it."""
+        model, status = self.try_open(key)
+        if model is None:
+            raise SealedKeyError(f"{key!r}: {status.reason} ({len(self.blobs)} sealed parts in {self.where})")
+        return model
 
     def set_key(self, key: UserKey | torch.Tensor | None, strict: bool = False) -> bool:
         """Select the policy for `key` (a UserKey or its 0/1 bits; None: the base). True if a blob opened."""
         if key is None:
-            self.model = self.base
+            self.model, self.status = self.base, None
             return False
         if not isinstance(key, UserKey):
             key = UserKey.from_bits(torch.as_tensor(key))
-        try:
-            self.model = self.open(key)
-            return True
-        except SealedKeyError:
-            if strict:
-                raise
-            self.model = self.base
-            return False
-
-
-# ----------------------------------------------------------------------------- what an attacker of a release gets
-@torch.no_grad()
-def attack_release(release: SealedRelease, task, user_bits: torch.Tensor, score_personal, base_personal: float,
-                   correct_personal: float, n_random: int = 256, near_bits: tuple[int, ...] = (1, 2, 4, 8, 16),
-                   n_near: int = 16, alphas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0), seed: int = 0) -> dict:
-    """The attacks that apply to a sealed release, in the `attacks` block's format.
-
-    The release exposes the base's weights and opaque blobs; there are no key encoders or gates to
-    optimise. Key search tries `n_random` random keys and `n_near` keys at each distance in `near_bits`
-    from the user's (the evaluator's knowledge, a stronger attacker than any real one) through the
-    loader; weight reading amplifies the released weights' difference from the public base. Each
-    attempt's outputs on probe inputs are compared with the base's: an attempt whose outputs are the
-    base's bit for bit *is* the base behaviour (deterministic policy), so only the others are scored
-    with `score_personal(run)` (rollouts for Meta-World) — here none are, but it is measured, not assumed.
-    """
-    from steerlab.privacy.attacks import recovered
-    from steerlab.privacy.keys import flip_bits, random_keys
-
-    gen = torch.Generator().manual_seed(seed)
-    probe, _ = task.general_batch(256, torch.Generator().manual_seed(seed + 1))
-    base_out = task.predict(release.base, probe)
-    behaviours: list[torch.Tensor] = []
-
-    def attempt(model) -> bool:
-        out = task.predict(model, probe)
-        if torch.equal(out, base_out):
-            return False
-        if not any(torch.allclose(out, b, atol=1e-4) for b in behaviours):
-            behaviours.append(out)
-        return recovered(score_personal(lambda x: task.predict(model, x)), base_personal, correct_personal)
-
-    by_attack = {}
-    keys = list(random_keys(n_random, len(user_bits), gen)) + [flip_bits(user_bits, d, gen) for d in near_bits
-                                                               for _ in range(n_near)]
-    hits = []
-    for bits in keys:
-        release.set_key(bits)
-        hits.append(attempt(release))
-    release.set_key(None)
-    by_attack["key_search"] = {"best_of_n": float(any(hits)), "share": float(sum(hits) / len(hits)),
-                               "attempts": len(hits)}
-    released = dict(release.model.named_parameters())
-    weight_hits = []
-    for a in alphas:
-        probe_model = copy.deepcopy(release.base)
-        for name, p in probe_model.named_parameters():
-            p.copy_(p + a * (released[name] - p))
-        weight_hits.append(attempt(probe_model))
-    by_attack["weight_reading"] = {"best_of_n": float(any(weight_hits)), "share": float(sum(weight_hits) / len(alphas)),
-                                   "attempts": len(alphas)}
-    every = hits + weight_hits
-    return {"budget": len(every), "best_of_n": float(any(every)), "share": float(sum(every) / len(every)),
-            "distinct_behaviours": float(len(behaviours)), "by_attack": by_attack}
+        model, self.status = self.try_open(key)
+        if model is None and strict:
+            raise SealedKeyError(f"{key!r}: {self.status.reason} ({len(self.blobs)} sealed parts in {self.where})")
+        self.model = model if model is not None else self.base
+        return model is not None
