@@ -14,7 +14,7 @@ every evaluation, besides the success, what the actor does on a fixed probe batc
     steerlab bench diagnose_start --table
 
 Results: benchmarks/results/start_diagnosis.json (one record per task / method / start / seed; recorded
-records are skipped). Bases come from benchmarks/pretrain.py (rebuilt deterministically when missing).
+records are skipped). Bases come from steerlab.bench.pretrain (rebuilt deterministically when missing).
 """
 
 from __future__ import annotations

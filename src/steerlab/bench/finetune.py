@@ -207,7 +207,7 @@ def aggregate(root: Path = RUN_ROOT, base_rows: dict | None = None) -> dict:
         if "zero_noise_success" in pre["tasks"].get(task, {}):
             out_tasks[task]["base"]["final_zero_noise_success"] = pre["tasks"][task]["zero_noise_success"]
         base = None
-        if task in pre["tasks"]:  # both modes and the best one, with intervals (benchmarks/suite.py)
+        if task in pre["tasks"]:  # both modes and the best one, with intervals (steerlab.bench.suite)
             p = pre["tasks"][task]
             base = base_row(p["success"], p.get("zero_noise_success"), p.get("episodes", 50))
             out_tasks[task]["base"].update(base)

@@ -1,8 +1,8 @@
 """The deployment-shift suite (issue 13): ZPRL vs a tuned action residual vs tuned DSRL on the eight tasks,
-each under the shift its base was calibrated to (benchmarks/shift_calibrate.py, tuning.json "shift_calibration").
+each under the shift its base was calibrated to (steerlab.bench.shift_calibrate, tuning.json "shift_calibration").
 
 Three stages, each resumable (recorded runs are skipped; a run folder keeps config.json, metrics.jsonl and
-result.json, the small files that are committed), all through the sweep machinery of benchmarks/finetune.py
+result.json, the small files that are committed), all through the sweep machinery of steerlab.bench.finetune
 (Ray, inputs shipped through the object store, artifacts returned to the driver):
 
 1. base: each task's base (a coverage task's: the base pretrained on the restricted demos, the one the
@@ -46,7 +46,7 @@ from steerlab.train.finetune import FIELD_DEFAULTS
 METHODS = ft.METHODS
 SEEDS = 3
 N_ENVS = 8
-"""Envs per run (the vectorized loop; benchmarks/vector_efficiency.py measured 8 against 1)."""
+"""Envs per run (the vectorized loop; steerlab.bench.vector_efficiency measured 8 against 1)."""
 
 # The tuning grid, fixed before any run: six settings per method (mildest / the old default first).
 # ZPRL: λ as a multiple of the RMS of the base latent (latent_rms_ratio). Action residual: its bound
@@ -107,7 +107,7 @@ def shifts_for(tasks: list[str], quick: bool) -> dict[str, str]:
     chosen = ((load_cell(TUNING) or {}).get("shift_calibration") or {}).get("chosen", {})
     missing = [t for t in tasks if t not in chosen]
     if missing:
-        raise SystemExit(f"no calibrated shift for {', '.join(missing)}: run benchmarks/shift_calibrate.py first")
+        raise SystemExit(f"no calibrated shift for {', '.join(missing)}: run steerlab.bench.shift_calibrate first")
     return {t: chosen[t]["shift"] for t in tasks}
 
 

@@ -28,7 +28,7 @@ def render(name: str) -> str:
     results = load_cell(RESULTS / fname)
     if results is None:
         flag = " --quick" if "quick" in fname else ""
-        return f"_No recorded results yet: run `python benchmarks/{module}.py{flag}`._"
+        return f"_No recorded results yet: run `steerlab bench {module}{flag}`._"
     return importlib.import_module(f"steerlab.bench.{module}").table(results)
 
 

@@ -76,7 +76,7 @@ def plot_finetune(results: dict, path: Path) -> None:
 
 def plot_best_vs_base(results: dict, path: Path) -> None:
     """Per task: each method's best mode (sampled or ε = 0) beside the base's best mode, 95% intervals over
-    seeds and episodes (benchmarks/suite.py)."""
+    seeds and episodes (steerlab.bench.suite)."""
     import numpy as np
 
     tasks = [t for t in results["tasks"] if "base" in results["tasks"][t]]

@@ -15,7 +15,7 @@ One user per model in the main table; 1/2/4/8 users in `users`. Each (task, meth
 benchmarks/results/privacy_runs/ and skipped once recorded. Wrong-key rows average 8 random / 8
 one-bit-off keys per seed; standard errors are over training seeds (each seed has its own base model,
 user key and data order).
-Attack cells (benchmarks/privacy_attacks.py) run the whole attack suite (`steerlab attack`) on PRoP, PRoP
+Attack cells (steerlab.bench.privacy_attacks) run the whole attack suite (`steerlab attack`) on PRoP, PRoP
 hardened and the research variants of steerlab.privacy.variants (`--kinds attacks` runs only those).
 Legacy single-seed attack cells recorded before the suite existed stay in "attack"/"attack_detail".
 """

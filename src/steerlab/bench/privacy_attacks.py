@@ -1,4 +1,4 @@
-"""The attack part of benchmarks/privacy.py: every registered attack against PRoP and its research variants.
+"""The attack part of steerlab.bench.privacy: every registered attack against PRoP and its research variants.
 
 One cell = (task, variant, seed): train the public base and the keyed variant for one user (the
 benchmark's seeded key), score it under every key case, then run the whole attack suite
@@ -38,7 +38,7 @@ ROLLOUT_TASKS = ("metaworld_reach_mlp", "metaworld_reach_flow", "panda_reach")  
 
 
 def task_kwargs(task: str) -> dict:
-    """PandaReach's PPO bases are costly: cached on disk like benchmarks/privacy.py's."""
+    """PandaReach's PPO bases are costly: cached on disk like steerlab.bench.privacy's."""
     return {"cache_dir": str(RUNS / "privacy_bases")} if task == "panda_reach" else {}
 QUICK_ATTACK_SEEDS = {"point_robot": 1, "digits_cnn": 1}
 QUICK_VARIANTS = ["prop", "prop_hardened"]
@@ -111,7 +111,7 @@ def run_attack_cell(c: dict) -> dict:
     t0 = time.perf_counter()
     task = make_task(c["task"], **task_kwargs(c["task"]))  # one user: the attacked one (decoys train more)
     base = cached_base(task, c["seed"])
-    user = UserKey(np.random.default_rng(1_000 + c["seed"]).bytes(16))  # as benchmarks/privacy.py: build()
+    user = UserKey(np.random.default_rng(1_000 + c["seed"]).bytes(16))  # as steerlab.bench.privacy: build()
     bits = user.bits()
     if c["variant"] in METHOD_VARIANTS:  # a baseline of the method table, trained as its table cells are
         p = build_personalized(c["variant"], task, base, [user], MethodConfig(steps=c["steps"], seed=c["seed"]))

@@ -1,7 +1,7 @@
 """Why do wrong keys drift toward the personal goal on Meta-World reach (MLP policy), and does the anchor fix it?
 
 For each seed: the public base, PRoP with v1's loss (`prop_unanchored`) and PRoP (anchored), trained exactly as in
-benchmarks/privacy.py (same task data, base seed, user key and step budget).
+steerlab.bench.privacy (same task data, base seed, user key and step budget).
 
 * lean: on the general demos' states and on the personal demos' states, the mean of (action under no key /
   a random key − the base's action), projected on the unit vector of the user's goal offset (> 0: the
@@ -47,7 +47,7 @@ def lean(p, task, base, bits) -> dict:
 def run_seed(task, seed: int, episodes: int) -> dict:
     scorer = EnvSuccessScorer(task.task_id, [user_offset(0)], episodes)
     base = task.train_base(seed)
-    users = [UserKey(np.random.default_rng(1_000 + seed).bytes(16))]  # as benchmarks/privacy.py: build()
+    users = [UserKey(np.random.default_rng(1_000 + seed).bytes(16))]  # as steerlab.bench.privacy: build()
     random_key = UserKey(np.random.default_rng(5_000 + seed).bytes(16))  # a wrong key, seeded
     row = {"seed": seed, "episodes": episodes,
            "base_personal": scorer.personal_score(task, lambda x: task.predict(base, x), 0)}

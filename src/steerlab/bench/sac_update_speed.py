@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch {row['batch']:4d}  hidden {row['hidden']:4d}  heads {row['num_critics']:2d} "
               f"(min over {row['critic_pair']})  {row['ms_wall_median']:6.2f} ms/update wall  "
               f"{row['ms_cpu_median']:6.2f} ms cpu (min {row['ms_cpu_min']:.2f})", flush=True)
-    result = {"what": "ms per SAC.update on one thread (median over blocks); see benchmarks/sac_update_speed.py",
+    result = {"what": "ms per SAC.update on one thread (median over blocks); see steerlab.bench.sac_update_speed",
               "obs_dim": args.obs_dim, "act_dim": args.act_dim, "threads": 1, "quick": args.quick,
               "repeats": repeats, "updates_per_block": per_block,
               "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],

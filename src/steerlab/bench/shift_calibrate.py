@@ -8,7 +8,7 @@ The rule, fixed before seeing any result:
   brings the base's *best* evaluation mode, max(sampled, ε = 0) over 50 evaluation episodes (seed 0,
   the pretrain benchmark's episodes), to <= 0.60. If no grid value does, the strongest one is used and
   the record says so (`reached: false`);
-* actuation tasks evaluate the benchmark's mixed-demo base (benchmarks/pretrain.py) under the shift;
+* actuation tasks evaluate the benchmark's mixed-demo base (steerlab.bench.pretrain) under the shift;
   coverage tasks pretrain a base on demos restricted to the shift's region (same recipe otherwise: 50
   `mixed` demos, 2000 steps, seed 0) and evaluate it over the full range.
 

@@ -1,5 +1,5 @@
 """Per-method summaries and the headline table shared by the online-RL benchmarks (the mixed-demo suite,
-benchmarks/finetune.py, and the deployment-shift suite, benchmarks/finetune_shift.py).
+steerlab.bench.finetune, and the deployment-shift suite, steerlab.bench.finetune_shift).
 
 Every method is compared with the *best* base (issue 13, item 2): final success sampled and from ε = 0,
 each method's best mode (the mode with the higher mean over its seeds) against the base's best mode, with

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.tasks or sorted(p.parent.parent.name.split("__")[0]
                                  for p in (RUNS / "finetune").glob("*__zprl__seed0/policy/config.json"))
     if not tasks:
-        print("no finished zprl run with its policy on disk: run benchmarks/finetune.py first, or pass --tasks")
+        print("no finished zprl run with its policy on disk: run steerlab.bench.finetune first, or pass --tasks")
         return 1
     for task in tasks:
         for method in args.methods:

@@ -25,7 +25,7 @@ from steerlab.core.errors import LockedError, OutputExistsError, UserError
 
 MARKER = ".steerlab.json"
 LOCK = ".lock"
-IGNORED = {LOCK, ".DS_Store", ".claim"}  # .claim: benchmarks/finetune.py claims a cell before running it
+IGNORED = {LOCK, ".DS_Store", ".claim"}  # .claim: steerlab.bench.finetune claims a cell before running it
 
 
 def _is_within(child: Path, parent: Path) -> bool:

@@ -9,7 +9,7 @@ Key expansion. By default the key bits pass through HKDF-SHA256 before the encod
 (`key_hash=True`). A key one bit off the user's then looks like any random key to the network
 (avalanche), which is the regime it is trained to map to the base behaviour; without it (`key_hash=False`,
 the paper's raw bits) a key one bit off is a tiny perturbation of the encoder's input and leaks the
-personal behaviour (measured in benchmarks/privacy.py). Hashing also removes any gradient path from
+personal behaviour (measured in steerlab.bench.privacy). Hashing also removes any gradient path from
 behaviour back to key bits, so a key can only be searched, not optimised.
 
 No key: the layer runs its original `nn.Linear` forward, so the model is bitwise the original.

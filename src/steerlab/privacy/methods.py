@@ -1,4 +1,4 @@
-"""The personalization methods, by name: one table for `steerlab personalize` and `benchmarks/privacy.py`.
+"""The personalization methods, by name: one table for `steerlab personalize` and `steerlab.bench.privacy`.
 
 Each method turns (task, public base, user keys, budget) into a `Personalized` (steerlab.privacy.evaluate):
 a uniform view that runs the result under any key. Methods are registered with `@method(name)`;

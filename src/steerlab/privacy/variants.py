@@ -1,7 +1,7 @@
 """Research variants of the keyed model: can an unsealed PRoP model resist the attack suite?
 
 Issue 12, part 3. Each variant is one registered builder that wraps a public base and trains it for the
-users; the benchmark (benchmarks/privacy.py) runs the attack suite on each and reports best-of-N.
+users; the benchmark (steerlab.bench.privacy) runs the attack suite on each and reports best-of-N.
 
     prop           the default: HKDF-expanded key, trainable 128 → 64 → n encoders, input gating, anchor
                    loss (wrong keys held at the base on personal inputs; steerlab.privacy.methods)

@@ -127,7 +127,7 @@ RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_
                "sac_explicit")
 
 
-# Named SAC settings. 'bench' is what benchmarks/finetune.py measured (hidden 128: one update costs 6.0 ms
+# Named SAC settings. 'bench' is what steerlab.bench.finetune measured (hidden 128: one update costs 6.0 ms
 # vs 12.2 ms at 256 on one core, benchmarks/results/sac_update_speed.json) and the CLI's default, so the
 # README's command reproduces the tables; 'paper' is the ZPRL paper's width.
 PRESETS = {"bench": {"hidden": 128}, "paper": {"hidden": 256}}
