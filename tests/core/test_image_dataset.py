@@ -43,3 +43,26 @@ def test_collect_cli_refuses_bad_cameras_before_writing(tmp_path, capsys):
         err = capsys.readouterr().err
         assert why in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_pretrain_on_camera_frames_gives_a_camera_policy(tmp_path):
+    from steerlab.core.checkpoint import load_policy
+    from steerlab.envs.registry import make_env, resolve_env
+    from steerlab.train.pretrain import PretrainConfig, pretrain
+
+    episodes = collect_demos("push-wall-v3", 2, "expert", seed=0, max_steps=6, progress=False,
+                             cameras=["corner2"], image_size=(24, 24))
+    root = write_dataset(tmp_path / "ds", episodes, "push-wall-v3")
+    out = pretrain(PretrainConfig(dataset=str(root), out=str(tmp_path / "p"), steps=3, batch_size=4, device="auto",
+                                  policy={"hidden": 32, "embed_dim": 16, "vib_hidden": 16}), progress=False)
+    policy = load_policy(out)
+    assert policy.config.cameras == ["corner2"] and policy.config.image_size == [24, 24]
+    assert next(policy.parameters()).device.type == "cpu"  # saved from, and loaded onto, the CPU
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["latent_stats"]["mu_rms"] > 0
+    env = make_env(resolve_env("push-wall-v3", max_steps=3, kwargs={"cameras": ["corner2"], "image_size": [24, 24]}))
+    try:
+        obs, _ = env.reset(seed=0)
+        assert policy.select_action(obs).shape == (4,)
+    finally:
+        env.close()

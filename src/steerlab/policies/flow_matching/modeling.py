@@ -322,8 +322,9 @@ class FlowMatchingPolicy(nn.Module):
     def flow_loss(self, cond: torch.Tensor, chunk: torch.Tensor, generator: torch.Generator | None = None,
                   velocity: nn.Module | None = None) -> torch.Tensor:
         """Rectified-flow loss: x_t = (1−t)a + tε, regress v(x_t, t | c) onto ε − a."""
-        eps = torch.randn(chunk.shape, generator=generator)
-        t = torch.rand(chunk.shape[0], generator=generator)
+        # drawn on the CPU generator, then moved: the same numbers on every device (a no-op on the CPU)
+        eps = torch.randn(chunk.shape, generator=generator).to(chunk.device)
+        t = torch.rand(chunk.shape[0], generator=generator).to(chunk.device)
         x_t = (1 - t)[:, None, None] * chunk + t[:, None, None] * eps
         v = (velocity or self.velocity)(x_t, t, cond)
         return (v - (eps - chunk)).pow(2).mean()
