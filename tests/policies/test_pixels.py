@@ -154,3 +154,8 @@ def test_other_methods_see_frozen_features_of_dict_observations(method, feat_dim
     assert feats.shape == (3, feat_dim) == (3, adapter.obs_dim)
     action = torch.zeros(3, adapter.act_dim)
     assert adapter.chunk(x, feats, action, noise).shape == (3, 4, 3)
+
+
+def test_dsrl_na_refuses_a_camera_policy():
+    with pytest.raises(UserError, match="dsrl-na .* does not take camera policies"):
+        make_adapter(tiny_policy(), "dsrl-na")
