@@ -19,6 +19,7 @@ def run_collect(args: argparse.Namespace) -> int:
     from steerlab.core.outdir import output_dir
     from steerlab.data.collect import collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
+    from steerlab.envs.cameras import check_image_size, parse_cameras
     from steerlab.envs.registry import resolve_env
     from steerlab.envs.shifts import shift_name
 
@@ -29,6 +30,10 @@ def run_collect(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
     spec = resolve_env(args.task, max_steps=args.max_steps)  # an unknown env fails before any folder is made
+    cameras = parse_cameras(args.camera)  # bad camera names / sizes fail before any folder is made
+    size = check_image_size(args.image_size)
+    if cameras and spec.family != "metaworld":
+        raise UserError(f"--camera records Meta-World cameras; {args.task!r} is a {spec.family!r} env")
     preset_dict(args.quality)  # an unknown quality fails before any folder is made
     out = Path(args.out) if args.out else default_dataset_dir(args.task, args.quality, args.episodes, args.seed)
     if shift and not args.out:
@@ -37,11 +42,12 @@ def run_collect(args: argparse.Namespace) -> int:
     # the folder's lock; the dataset itself is built beside it and switched in whole (write_dataset)
     with output_dir(out, "dataset", overwrite=args.overwrite, resume=False) as (folder, _):
         episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, spec.max_steps,
-                                 goal_offset=args.goal_offset, shift=shift)
+                                 goal_offset=args.goal_offset, shift=shift, cameras=cameras, image_size=size)
         staged = write_dataset(folder / ".collect.tmp", episodes, args.task, extra_info={
             "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
             "max_steps": spec.max_steps, "env": spec.family, **({"shift": shift} if shift else {}),
-            **({"goal_offset": list(args.goal_offset)} if args.goal_offset else {})})
+            **({"goal_offset": list(args.goal_offset)} if args.goal_offset else {}),
+            **({"cameras": list(cameras), "image_size": list(size)} if cameras else {})})
         # move the complete dataset up into the guarded folder (which keeps its marker and lock); meta/ last,
         # so a reader never finds meta/info.json before the data it describes
         for part in sorted(staged.iterdir(), key=lambda p: p.name == "meta"):
@@ -70,6 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shift", default=None, help="shift name (steerlab.envs.shifts): a coverage shift restricts the "
                                                  "demos' initial states, e.g. coverage:low-0.50")
     p.add_argument("--coverage", default=None, help="shorthand for --shift coverage:ARG, e.g. --coverage low-0.50")
+    p.add_argument("--camera", default=None, metavar="NAME[,NAME]",
+                   help="also record these Meta-World cameras (corner2, topview, ...) as observation.images.<NAME> "
+                        "image features (PNG frames, rendered on the fast path)")
+    p.add_argument("--image-size", type=int, nargs=2, default=[84, 84], metavar=("H", "W"),
+                   help="camera frame size (default 84 84)")
     p.add_argument("--overwrite", action="store_true",
                    help="move an existing --out folder aside (renamed, never deleted) instead of refusing")
     p.set_defaults(func=run_collect)

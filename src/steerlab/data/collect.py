@@ -28,8 +28,10 @@ from tqdm.auto import tqdm
 from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode
+from steerlab.envs.cameras import check_image_size, parse_cameras
 from steerlab.envs.registry import make_env, resolve_env
 from steerlab.envs.seeds import SEED_OFFSETS, episode_seeds
+from steerlab.policies.observations import STATE_KEY, image_key
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def expert_for(spec, goal_offset=None) -> Callable:
 
 def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 0,
                   max_steps: int | None = None, progress: bool = True, goal_offset=None,
-                  noise_scale: float | None = None, shift: str | None = None, split: str = "demo") -> list[Episode]:
+                  noise_scale: float | None = None, shift: str | None = None, split: str = "demo",
+                  cameras=(), image_size=(84, 84)) -> list[Episode]:
     """Roll out the scripted expert with the preset's corruption; one Episode per rollout.
 
     Episodes end at the first success (the evaluation counts success at any step), at the horizon,
@@ -103,6 +106,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     `split` names the episode-seed range (`steerlab.envs.seeds`): 'demo' for imitation data; the
     privacy recipes draw their users' personal demonstrations from 'train' (training data that is not
     the shared demos). Either way the seeds never reach the next range, so never an evaluation seed.
+    `cameras`: also record these cameras' frames at `image_size` (H, W) (Meta-World; envs/cameras.py); the
+    expert still acts on the state, and the state/action/noise draws are those of a state-only collection.
     """
     from steerlab.envs.shifts import parse_shift
 
@@ -113,6 +118,9 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
         check_count("max_steps", max_steps)
     rng = np.random.default_rng(seed)
     kwargs = {} if goal_offset is None else {"goal_offset": np.asarray(goal_offset, np.float32).tolist()}
+    cameras = parse_cameras(cameras)
+    if cameras:
+        kwargs.update(cameras=list(cameras), image_size=list(check_image_size(image_size)))
     env_spec = resolve_env(task, max_steps=max_steps, kwargs=kwargs, shift=spec.name if spec else None)
     env = make_env(env_spec, seed=seed, terminate_on_success=True)
     expert = expert_for(env_spec, goal_offset)
@@ -139,11 +147,16 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
         cut = rng.random() < preset.cut_fraction
         cut_at = int(max_steps * rng.uniform(*preset.cut_range) * 0.5) if cut else max_steps
         obs_l, act_l, rew_l = [], [], []
+        frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
         noise = np.zeros(act_dim, np.float32)
         success = False
         for t in range(min(cut_at, max_steps)):
             if t % preset.hold == 0:
                 noise = (rng.standard_normal(act_dim) * std).astype(np.float32)
+            if cameras:
+                for c in cameras:
+                    frames[c].append(obs[image_key(c)])
+                obs = obs[STATE_KEY]
             action = np.clip(np.asarray(expert(obs), np.float32) + noise, -1.0, 1.0)
             obs_l.append(obs)
             act_l.append(action)
@@ -154,7 +167,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
                 break
         out.append(Episode(np.asarray(obs_l, np.float32), np.asarray(act_l, np.float32),
                            np.asarray(rew_l, np.float32), success,
-                           meta={"noise_std": std, "cut_short": bool(cut), "seed": ep_seed}))
+                           meta={"noise_std": std, "cut_short": bool(cut), "seed": ep_seed},
+                           images={c: np.stack(f) for c, f in frames.items()} if cameras else None))
         bar.update(1)
     bar.close()
     env.close()

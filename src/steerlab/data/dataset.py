@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steerlab.core.io import atomic_dir, atomic_write_json
+from steerlab.data.images import image_column, image_feature, image_keys, image_stats, read_image_column
+from steerlab.policies.observations import image_key
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -50,6 +52,7 @@ class Episode:
     rewards: np.ndarray | None  # (T,) float32, reward after each action; None: no reward/done columns
     success: bool
     meta: dict = field(default_factory=dict)  # e.g. noise level, whether cut short
+    images: dict | None = None  # camera -> (T, H, W, 3) uint8 frames (data/images.py), or None
 
     def __post_init__(self):
         t = len(self.actions)
@@ -72,6 +75,7 @@ class Dataset:
     episodes: list[dict]
     tasks: list[str] = field(default_factory=list)  # task strings, position = task_index
     task_index: np.ndarray | None = None             # (N,) per frame
+    images: dict = field(default_factory=dict)       # 'observation.images.<cam>' -> (N, H, W, 3) uint8
 
     @property
     def num_episodes(self) -> int:
@@ -202,7 +206,18 @@ def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int
     stats = {k: aggregate_stats([s[k] for s in ep_stats]) for k in names}
 
     frames = pa.table({k: _fixed_list(v) if v.ndim == 2 else pa.array(v) for k, v in full.items()})
-    frames = frames.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": _hf_features(features)}})})
+    hf = _hf_features(features)
+    for cam in sorted(episodes[0].images or {}):  # camera frames: PNG-in-parquet image features
+        key = image_key(cam)
+        if any(e.images is None or cam not in e.images or len(e.images[cam]) != len(e.actions) for e in episodes):
+            raise ValueError(f"every episode needs one frame per action for camera {cam!r}")
+        pixels = np.concatenate([e.images[cam] for e in episodes])
+        frames = frames.append_column(key, image_column(pixels))
+        features[key], hf[key] = image_feature(pixels), {"_type": "Image"}
+        for e, s in zip(episodes, ep_stats):
+            s[key] = image_stats(e.images[cam])
+        stats[key] = image_stats(pixels)
+    frames = frames.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": hf}})})
 
     ep_cols = {
         "episode_index": pa.array(np.arange(len(episodes), dtype=np.int64)),
@@ -213,10 +228,11 @@ def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int
         "dataset_from_index": pa.array(starts[:-1].astype(np.int64)),
         "dataset_to_index": pa.array(starts[1:].astype(np.int64)),
     }
-    for k in names:
+    for k in ep_stats[0]:  # the frame features, then the cameras' (3, 1, 1) image stats (nested lists)
         for stat in ep_stats[0][k]:
             typ = pa.list_(pa.field("element", pa.int64() if stat == "count" else pa.float64()))
-            ep_cols[f"stats/{k}/{stat}"] = pa.array([np.asarray(s[k][stat]).tolist() for s in ep_stats], typ)
+            vals = [np.asarray(s[k][stat]).tolist() for s in ep_stats]
+            ep_cols[f"stats/{k}/{stat}"] = pa.array(vals, typ) if np.ndim(ep_stats[0][k][stat]) <= 1 else pa.array(vals)
     ep_cols["meta/episodes/chunk_index"] = pa.array(np.zeros(len(episodes), np.int64))
     ep_cols["meta/episodes/file_index"] = pa.array(np.zeros(len(episodes), np.int64))
     # steerlab's own per-episode columns (LeRobot keeps unknown episode columns and ignores them)
@@ -344,10 +360,11 @@ def read_dataset(root: str | Path) -> Dataset:
         rewards = table.column("next.reward").to_numpy()[order].astype(np.float32)
     if "next.done" in table.column_names:
         dones = table.column("next.done").to_numpy(zero_copy_only=False)[order].astype(bool)
+    images = {k: read_image_column(table, k, order) for k in image_keys(info) if k in table.column_names}
     return Dataset(
         observations=obs, actions=act, rewards=rewards, dones=dones,
         episode_index=ep_idx, frame_index=frame_idx, info=info, stats=stats, episodes=episodes,
-        tasks=tasks, task_index=task_idx,
+        tasks=tasks, task_index=task_idx, images=images,
     )
 
 

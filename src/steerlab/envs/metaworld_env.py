@@ -9,7 +9,6 @@ ranges (see `steerlab.envs.seeds.episode_seeds`) so a policy is never evaluated 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gymnasium as gym
@@ -98,13 +97,20 @@ class MetaWorldTask(gym.Wrapper):
 
 def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, terminate_on_success: bool = False,
              reward: str = "dense", render_mode: str | None = None, camera_name: str = "corner2",
-             goal_offset=None, shift: str | None = None) -> gym.Env:
+             goal_offset=None, shift: str | None = None, cameras=(), image_size=(84, 84),
+             fast_render: bool = True) -> gym.Env:
     """Build one seeded Meta-World v3 task with freshly randomized object/goal positions per reset.
 
-    `shift`: a deployment shift name (steerlab.envs.shifts), e.g. 'actuation:offset-x+0.10'."""
+    `shift`: a deployment shift name (steerlab.envs.shifts), e.g. 'actuation:offset-x+0.10'.
+    `cameras`: camera names ('corner2', 'topview', ...): observations become dicts with
+    `observation.images.<camera>` uint8 (H, W, 3) at `image_size`, rendered on the fast path unless
+    `fast_render=False` (envs/cameras.py)."""
     check_task(task)
-    if render_mode is not None:
-        os.environ.setdefault("MUJOCO_GL", "osmesa")
+    from steerlab.envs.cameras import CameraObservation, ensure_gl_backend, parse_cameras
+
+    cameras = parse_cameras(cameras)
+    if render_mode is not None or cameras:
+        ensure_gl_backend()
     import metaworld
 
     cls = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{task}-goal-observable"]
@@ -124,7 +130,10 @@ def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, termi
     raw.seed(seed)
     from steerlab.envs.shifts import apply_shift
 
-    return apply_shift(MetaWorldTask(env, task, max_steps, terminate_on_success, reward, goal_offset), shift)
+    env = apply_shift(MetaWorldTask(env, task, max_steps, terminate_on_success, reward, goal_offset), shift)
+    # Meta-World's corner cameras are mounted upside down: turned upright as LeRobot's Meta-World env does
+    upright = [c for c in cameras if c.startswith("corner")]
+    return CameraObservation(env, cameras, tuple(image_size), fast_render, upright) if cameras else env
 
 
 def expert_policy(task: str, goal_offset=None):

@@ -22,7 +22,7 @@ from steerlab.core.config import check_scale
 from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
-from steerlab.policies.protocol import as_obs_tensor
+from steerlab.policies.protocol import as_policy_obs
 
 NO_SMOOTHNESS = {"velocity": float("nan"), "acceleration": float("nan"), "jerk": float("nan")}
 
@@ -35,7 +35,7 @@ def chunk_sampler(policy):
 
     @torch.no_grad()
     def fn(obs, noise):
-        return policy.sample_chunk(as_obs_tensor(obs, policy.obs_dim), noise).numpy()
+        return policy.sample_chunk(as_policy_obs(policy, obs), noise).numpy()
 
     return fn, noise_shape
 

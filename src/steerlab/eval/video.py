@@ -3,27 +3,22 @@
 
 from __future__ import annotations
 
-import ctypes.util
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from steerlab.envs.gl import default_gl_backend, ensure_gl_backend  # noqa: F401  (re-exported: older imports)
 from steerlab.envs.registry import make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.rollout import chunk_sampler
 
 
-def default_gl_backend() -> str:
-    """OSMesa where its library is installed, else EGL (Mesa's EGL renders offscreen without a GPU too)."""
-    return "osmesa" if ctypes.util.find_library("OSMesa") else "egl"
-
-
 def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: int = 0, max_steps: int = 200,
                  fps: int = 30) -> Path:
     """Roll out `episodes` evaluation episodes (the same seeds `evaluate` uses first) into one MP4."""
-    os.environ.setdefault("MUJOCO_GL", default_gl_backend())
+    ensure_gl_backend()
     import imageio.v2 as imageio
 
     path = Path(path)

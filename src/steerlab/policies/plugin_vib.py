@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from steerlab.core.checkpoint import CheckpointError, build_policy, load_state_strict, save_checkpoint
 from steerlab.core.errors import UserError
+from steerlab.policies.observations import to_policy_obs
 from steerlab.policies.protocol import check_steerable
 from steerlab.policies.vib import VIB, gaussian_kl
 
@@ -90,7 +91,13 @@ class PluginVIBPolicy:
 def latent_stats(policy, observations) -> dict:
     """RMS of the embedding e and of the VIB latent μ over observations: they set the residual scales of
     ZPRL (λ) and of the embedding-residual ablation."""
-    e = policy.embed(torch.as_tensor(np.asarray(observations, np.float32)))
+    if isinstance(observations, dict):  # camera frames (uint8 HWC): embedded 256 at a time, converted once each
+        spec, n = policy.observation_spec, len(observations["observation.state"])
+        with torch.no_grad():
+            e = torch.cat([policy.embed(to_policy_obs({k: v[i:i + 256] for k, v in observations.items()}, spec))
+                           for i in range(0, n, 256)])
+    else:
+        e = policy.embed(torch.as_tensor(np.asarray(observations, np.float32)))
     stats = {"e_rms": float(e.pow(2).mean().sqrt())}
     vib = getattr(policy, "vib", None)
     if vib is not None:

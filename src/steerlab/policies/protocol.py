@@ -1,9 +1,16 @@
 """The steerable-policy protocol: what a policy must expose for each steering method.
 
 steerlab steers *any* `torch.nn.Module` (or plain object) that implements the pieces a method needs;
-nothing has to inherit from a steerlab class. Tensors are batched float32 on the CPU; observations are
-raw (the policy normalizes them itself); actions are in environment units (the loop clips them to the
+nothing has to inherit from a steerlab class. Tensors are batched float32; observations are raw (the
+policy normalizes them itself); actions are in environment units (the loop clips them to the
 environment's action space).
+
+Observations are either a flat float32 tensor (B, obs_dim), as always, or, for a policy that sees
+cameras, a dict following LeRobot's naming: `observation.state` float32 (B, obs_dim) and
+`observation.images.<camera>` float32 (B, 3, H, W) in [0, 1]. Environments and datasets give uint8
+(H, W, 3) frames; `steerlab.policies.observations.to_policy_obs` converts (and validates) them once at
+the boundary, so a policy never sees uint8 HWC. Such a policy exposes `observation_spec` (an
+`ObservationSpec`: state size, camera names, image size).
 
 | level      | methods                    | the policy must expose                                          |
 |------------|----------------------------|-----------------------------------------------------------------|
@@ -19,6 +26,15 @@ environment's action space).
 Optional: `normalize_obs(obs)`: the policy's own observation normalization; a method that shows the
 raw observation to the RL actor (action-residual) uses it when present.
 
+Optional (required for a camera policy steered by action-residual or by dsrl without `embed`):
+`rl_features(obs) -> (B, rl_feature_dim)` and `rl_feature_dim`: the *frozen* features the SAC actor and
+critic see in place of the observation (the policy's observation embedding, concatenated with its
+normalized state). The policy is frozen, so these are a fixed function of the observation: SAC never
+learns from pixels, and the replay buffer stores these features, not frames (84×84×3 uint8 ≈ 21 KB per
+camera per decision, 2.1 GB per 100k transitions, twice with next-observations; F float32 features are
+4·F bytes). `rl_features(policy, obs)` below is what methods call: it falls back to `normalize_obs(obs)`
+(or `obs`) for flat observations, so state-only policies behave exactly as before.
+
 Shapes: `obs` (B, obs_dim) -> chunk (B, horizon, action_dim); `noise` (B, *noise_shape);
 `e` (B, embed_dim). `n_action_steps` of each chunk are executed before the policy is asked again.
 """
@@ -31,6 +47,7 @@ import numpy as np
 import torch
 
 from steerlab.core.errors import UserError
+from steerlab.policies.observations import ObservationSpec, is_dict_obs, to_policy_obs
 
 # level -> attributes it needs (in the order they are checked, so the error names the first missing one)
 _ACTION = ("obs_dim", "action_dim", "horizon", "n_action_steps", "sample_chunk")
@@ -49,6 +66,7 @@ WHY = {
     "embed_dim": "embed_dim: the size of embed(obs)",
     "chunk_from_embedding": "chunk_from_embedding(e, noise=None): the generator conditioned on a replacement e",
     "vib": "vib: a VIB over embed(obs) (fit one post hoc: `steerlab pretrain --vib-only --from <policy>`)",
+    "rl_features": "rl_features(obs) -> (B, F): the frozen features the RL actor sees for camera observations",
 }
 
 
@@ -111,6 +129,36 @@ def check_steerable(policy, level: str, method: str = "") -> None:
 
 def supports(policy, level: str) -> bool:
     return missing_piece(policy, level) is None
+
+
+def observation_spec(policy) -> ObservationSpec:
+    """What `policy` observes: its own `observation_spec`, else a flat state of `obs_dim`."""
+    spec = getattr(policy, "observation_spec", None)
+    return spec if spec is not None else ObservationSpec(int(policy.obs_dim))
+
+
+def as_policy_obs(policy, obs):
+    """Observation(s) as `policy` takes them (a (B, obs_dim) tensor, or a dict of batched tensors with
+    float32 CHW images), validated; see `steerlab.policies.observations`."""
+    return to_policy_obs(obs, observation_spec(policy))
+
+
+def rl_features(policy, obs) -> torch.Tensor:
+    """The frozen (B, F) features of a converted observation that an RL actor/critic sees in its place."""
+    fn = getattr(policy, "rl_features", None)
+    if fn is not None:
+        return fn(obs)
+    if is_dict_obs(obs):
+        raise UserError(f"{type(policy).__name__} takes camera observations but lacks `{WHY['rl_features']}` "
+                        f"(see docs/protocol.md)")
+    norm = getattr(policy, "normalize_obs", None)
+    return norm(obs) if norm is not None else obs
+
+
+def rl_feature_dim(policy) -> int:
+    """F of `rl_features(policy, obs)`."""
+    dim = getattr(policy, "rl_feature_dim", None)
+    return int(dim) if dim is not None else int(policy.obs_dim)
 
 
 def as_obs_tensor(obs, obs_dim: int) -> torch.Tensor:

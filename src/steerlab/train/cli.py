@@ -33,7 +33,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         overrides["vib_stochastic"] = False
     cfg = PretrainConfig(dataset=args.dataset or "", out=args.out, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, vib_only=args.vib_only, from_ckpt=args.from_ckpt,
-                         policy=overrides)
+                         policy=overrides, device=args.device, amp=args.amp)
     # a finished checkpoint is refused (or moved aside with --overwrite); a folder a killed pretrain left
     # (marked, no config.json) is simply trained again
     complete = (Path(args.out) / "config.json").is_file()
@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="move an existing --out folder aside (renamed, never deleted) instead of refusing")
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (auto: cuda if available, then mps)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (no-op with a warning elsewhere)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)

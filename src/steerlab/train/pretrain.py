@@ -16,12 +16,14 @@ from tqdm.auto import tqdm
 
 from steerlab.core.checkpoint import CheckpointError
 from steerlab.core.config import check_count
+from steerlab.core.devices import autocast, resolve_device
 from steerlab.core.logger import RunLogger
 from steerlab.core.outdir import check_not_input
 from steerlab.data.dataset import Dataset, chunk_indices, read_dataset
 from steerlab.policies.factory import load_policy_source
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.checkpointing import save_flow_policy
+from steerlab.policies.observations import IMAGE_PREFIX, STATE_KEY, image_key, to_policy_obs
 from steerlab.policies.plugin_vib import PluginVIBConfig, fit_plugin_vib, latent_stats, save_plugin_vib_policy
 
 
@@ -46,6 +48,10 @@ class PretrainConfig:
     """torch threads; one run per core is the efficient layout on small machines."""
     policy: dict = field(default_factory=dict)
     """Overrides of FlowPolicyConfig fields (horizon, n_action_steps, latent_dim, vib_beta, ...)."""
+    device: str = "cpu"
+    """'auto' | 'cpu' | 'cuda' | 'mps': where the model and batches live (the checkpoint is saved from the CPU)."""
+    amp: bool = False
+    """bf16 autocast on CUDA (ignored with a warning elsewhere)."""
 
 
 def pretrain_plugin_vib(cfg: PretrainConfig, policy, meta: dict, tensors: dict, ds: Dataset, progress: bool) -> Path:
@@ -64,6 +70,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     check_count("batch_size", cfg.batch_size)
     check_count("log_every", cfg.log_every)
     check_not_input(cfg.out, [cfg.dataset or None, cfg.from_ckpt])
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -87,8 +94,11 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
             p.requires_grad_(False)
         params = policy.vib_parameters()
     else:
+        # a dataset with camera features gives a camera policy (its cameras and frame size)
+        cams = {k.removeprefix(IMAGE_PREFIX): v.shape[1:3] for k, v in ds.images.items()}
+        vision = {"cameras": sorted(cams), "image_size": list(next(iter(cams.values())))} if cams else {}
         pcfg = FlowPolicyConfig.from_dict({
-            "obs_dim": ds.observations.shape[1], "action_dim": ds.actions.shape[1],
+            "obs_dim": ds.observations.shape[1], "action_dim": ds.actions.shape[1], **vision,
             "env": {"suite": ds.extra.get("env", "metaworld"), "task": task,
                     "max_steps": ds.extra.get("max_steps", 200),
                     # the shift the demonstrations were collected under (coverage region), if any
@@ -108,11 +118,21 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     t0 = time.perf_counter()
     bar = tqdm(range(1, cfg.steps + 1), desc=f"pretrain {task}{' (vib only)' if cfg.vib_only else ''}",
                disable=not progress, unit="step")
-    policy.train()
+    spec = policy.observation_spec
+    policy.to(device).train()
+
+    def batch_obs(b):  # camera frames converted once per batch (uint8 HWC -> float CHW), then moved
+        if not spec.has_images:
+            return obs[b].to(device)
+        x = to_policy_obs({STATE_KEY: obs[b], **{image_key(c): ds.images[image_key(c)][b.numpy()]
+                                                 for c in spec.cameras}}, spec)
+        return {k: v.to(device) for k, v in x.items()}
+
     for step in bar:
         b = torch.randint(0, len(obs), (cfg.batch_size,), generator=gen)
-        loss, logs = policy.compute_loss(obs[b], actions[cidx[b]], train_policy=not cfg.vib_only,
-                                         train_vib=True, generator=gen)
+        with autocast(device, cfg.amp):
+            loss, logs = policy.compute_loss(batch_obs(b), actions[cidx[b]].to(device), train_policy=not cfg.vib_only,
+                                             train_vib=True, generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -121,12 +141,13 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
             bar.set_postfix(loss=f"{logs['loss']:.4f}")
     seconds = time.perf_counter() - t0
     logger.close()
-    policy.eval()
+    policy.cpu().eval()  # checkpoints hold CPU tensors: they load on any device
     policy.config.act_through_vib = policy.vib is not None
     save_flow_policy(policy, out, extra={
         "pretrain": {**asdict(cfg), "seconds": seconds, "dataset_episodes": ds.num_episodes,
                      "dataset_frames": int(len(obs)), "dataset_info": ds.extra,
                      "dataset_tasks": ds.tasks},
-        "latent_stats": latent_stats(policy, ds.observations),
+        "latent_stats": latent_stats(policy, {STATE_KEY: ds.observations, **ds.images} if spec.has_images
+                                     else ds.observations),
     })
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from steerlab.core.config import check_count, check_keys, check_types
@@ -45,6 +46,21 @@ class FlowPolicyConfig:
     """False turns the VIB into a deterministic autoencoder (ablation)."""
     act_through_vib: bool = True
     """The deployed base policy conditions on dec(μ) instead of e (set once the VIB is trained)."""
+    cameras: list = field(default_factory=list)
+    """Camera names the policy sees (`observation.images.<camera>`); empty: a state-only policy."""
+    image_size: list = field(default_factory=lambda: [84, 84])
+    """[H, W] of every camera's frames (uint8 HWC from the env/dataset, float CHW in the policy)."""
+    vision_backbone: str = "small"
+    """Image encoder: 'small' (a 4-layer conv net sized for CPU) or 'resnet18' (GroupNorm, random init, as in
+    Diffusion Policy); both end in spatial-softmax keypoints."""
+    vision_shared: bool = True
+    """One encoder for all cameras (True) or one per camera."""
+    vision_keypoints: int = 32
+    """Spatial-softmax keypoints per camera."""
+    vision_features: int = 64
+    """Per-camera image feature size, concatenated with the normalized state before the encoder MLP."""
+    crop_ratio: float = 0.9
+    """Crop side / image side: random crops while pretraining (augmentation), the centre crop when acting."""
     env: dict = field(default_factory=dict)
     """What to roll the policy out in: {'suite': 'metaworld', 'task': ..., 'max_steps': ...}."""
 
@@ -54,10 +70,29 @@ class FlowPolicyConfig:
         for name in ("obs_dim", "action_dim", "horizon", "embed_dim", "hidden", "encoder_depth", "velocity_depth",
                      "time_embed_dim", "num_inference_steps", "latent_dim", "vib_hidden", "vib_depth"):
             check_count(f"FlowPolicyConfig.{name}", getattr(self, name))
+        if self.cameras:
+            check_count("FlowPolicyConfig.vision_keypoints", self.vision_keypoints)
+            check_count("FlowPolicyConfig.vision_features", self.vision_features)
+            for cam in self.cameras:
+                if not isinstance(cam, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", cam):
+                    raise ValueError(f"camera names are letters, digits, '_' or '-'; got {cam!r}")
+            if len(set(self.cameras)) != len(self.cameras):
+                raise ValueError(f"cameras must be distinct, got {self.cameras}")
+            if (len(self.image_size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 8
+                                                 for v in self.image_size)):
+                raise ValueError(f"image_size must be [H, W] with H, W >= 8, got {self.image_size}")
+            if self.vision_backbone not in ("small", "resnet18"):
+                raise ValueError(f"vision_backbone must be 'small' or 'resnet18', got {self.vision_backbone!r}")
+            if not 0.5 <= self.crop_ratio <= 1.0:
+                raise ValueError(f"crop_ratio must be in [0.5, 1], got {self.crop_ratio}")
         if self.conditioning not in ("film", "concat"):
             raise ValueError(f"conditioning must be 'film' or 'concat', got {self.conditioning!r}")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps must be in [1, horizon={self.horizon}], got {self.n_action_steps}")
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        return tuple(max(1, round(self.crop_ratio * v)) for v in self.image_size)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,8 +1,12 @@
-"""Chunked flow-matching policy over state observations, with an optional plug-in VIB.
+"""Chunked flow-matching policy over state (and optionally camera) observations, with an optional plug-in VIB.
 
 obs ─norm─► encoder ─► e ─┬──────────────────────────────► condition (plain imitation policy)
                           └─► VIB: μ(+λΔz) ─► dec ─► ê ──► condition (deployed base / ZPRL)
 condition + noise ε ─► Euler-integrated velocity field ─► normalized action chunk ─► unnormalize
+
+With `cameras` set, obs is a dict (`steerlab.policies.observations`): each camera's image goes through
+the vision encoder (flow_matching/vision.py) and the features are concatenated with the normalized state
+before the encoder MLP, so e (and the VIB on it) is the fused embedding.
 
 Steering hooks (used by the online-RL adapters, never by the policy itself):
 `noise=` (DSRL picks ε), `latent_residual=` (ZPRL shifts z), `embedding_residual=` (ablation shifts e).
@@ -22,6 +26,8 @@ from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
 from steerlab.policies.flow_matching.configuration import FlowPolicyConfig
 from steerlab.policies.flow_matching.sampler import euler_sample, euler_times
+from steerlab.policies.flow_matching.vision import CameraEncoders
+from steerlab.policies.observations import STATE_KEY, ObservationSpec, batch_size, to_policy_obs
 from steerlab.policies.vib import VIB, gaussian_kl
 
 
@@ -100,10 +106,13 @@ class FlowMatchingPolicy(nn.Module):
         self.config = cfg
         self.obs_norm = Normalizer(cfg.obs_dim)
         self.action_norm = Normalizer(cfg.action_dim)
-        self.encoder = mlp(cfg.obs_dim, cfg.hidden, cfg.embed_dim, depth=cfg.encoder_depth)
+        vision_dim = len(cfg.cameras) * cfg.vision_features  # image features fused with the state (0: none)
+        self.encoder = mlp(cfg.obs_dim + vision_dim, cfg.hidden, cfg.embed_dim, depth=cfg.encoder_depth)
         self.velocity = VelocityNet(cfg)
         self.vib = VIB(cfg.embed_dim, cfg.latent_dim, cfg.vib_hidden, cfg.vib_depth,
                        cfg.vib_stochastic) if cfg.use_vib else None
+        # built last: a state-only policy draws the same initial weights from the same seed as before cameras
+        self.vision = CameraEncoders(cfg) if cfg.cameras else None
         self._queue: list[np.ndarray] = []
         self._t_embeds: dict[tuple, list[torch.Tensor]] = {}  # sampling's time embeddings (see generate)
 
@@ -135,6 +144,22 @@ class FlowMatchingPolicy(nn.Module):
 
     noise_shape = chunk_shape
 
+    @property
+    def observation_spec(self) -> ObservationSpec:
+        c = self.config
+        return ObservationSpec(c.obs_dim, tuple(c.cameras), tuple(c.image_size))
+
+    @property
+    def rl_feature_dim(self) -> int:
+        return self.config.obs_dim + (self.config.embed_dim if self.vision is not None else 0)
+
+    def rl_features(self, obs) -> torch.Tensor:
+        """What an RL actor sees in place of obs: the normalized state, and for a camera policy the frozen
+        fused embedding e before it (never pixels; the replay buffer stores these)."""
+        if self.vision is None:
+            return self.normalize_obs(obs)
+        return torch.cat([self.embed(obs), self.normalize_obs(obs[STATE_KEY])], dim=-1)
+
     def sample_chunk(self, obs: torch.Tensor, noise: torch.Tensor | None = None,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Raw observations (B, obs_dim) -> action chunks in env units (B, horizon, action_dim), from `noise`."""
@@ -150,15 +175,23 @@ class FlowMatchingPolicy(nn.Module):
 
     # ----------------------------------------------------------------- parameters by role
     def imitation_parameters(self) -> list[nn.Parameter]:
-        """Encoder + generator: what behaviour cloning trains and the VIB must never touch."""
-        return list(self.encoder.parameters()) + list(self.velocity.parameters())
+        """Encoders (state and cameras) + generator: what behaviour cloning trains and the VIB must never touch."""
+        vision = list(self.vision.parameters()) if self.vision is not None else []
+        return list(self.encoder.parameters()) + list(self.velocity.parameters()) + vision
 
     def vib_parameters(self) -> list[nn.Parameter]:
         return list(self.vib.parameters()) if self.vib is not None else []
 
     # ----------------------------------------------------------------- inputs
     def _as_obs_tensor(self, obs, single: bool = False) -> torch.Tensor:
-        """Validated float32 (B, obs_dim) tensor; `single`: exactly one observation (B = 1)."""
+        """Validated float32 (B, obs_dim) tensor (a dict of tensors for a camera policy); `single`: exactly one
+        observation (B = 1)."""
+        if self.vision is not None:
+            x = to_policy_obs(obs, self.observation_spec)
+            if single and batch_size(x) != 1:
+                raise UserError(f"select_action takes one observation; got a batch of {batch_size(x)} "
+                                f"(use predict_chunk for batches)")
+            return x
         x = _numeric_tensor(obs, "observation")
         d = self.config.obs_dim
         if x.ndim == 1:
@@ -173,9 +206,13 @@ class FlowMatchingPolicy(nn.Module):
         return x
 
     # ----------------------------------------------------------------- building blocks
-    def embed(self, obs: torch.Tensor) -> torch.Tensor:
-        """Normalized observation -> embedding e (obs already a float tensor of shape (B, obs_dim))."""
-        return self.encoder(self.obs_norm.normalize(obs))
+    def embed(self, obs, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalized observation -> embedding e (obs already a float tensor of shape (B, obs_dim), or for a
+        camera policy a converted dict; `generator` draws the random crops in training mode)."""
+        if self.vision is None:
+            return self.encoder(self.obs_norm.normalize(obs))
+        state = self.obs_norm.normalize(obs[STATE_KEY])
+        return self.encoder(torch.cat([state, self.vision(obs, generator)], dim=-1))
 
     def latent(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²) of the bottleneck latent for embedding e."""
@@ -244,11 +281,11 @@ class FlowMatchingPolicy(nn.Module):
                       generator: torch.Generator | None = None) -> np.ndarray:
         """Action chunk(s) in environment units, shape (B, horizon, action_dim). Inputs are checked each call."""
         x = self._as_obs_tensor(obs)
-        latent_residual = self._residual(latent_residual, "latent_residual", x.shape[0], self.config.latent_dim)
-        embedding_residual = self._residual(embedding_residual, "embedding_residual", x.shape[0],
-                                            self.config.embed_dim)
+        b = batch_size(x)
+        latent_residual = self._residual(latent_residual, "latent_residual", b, self.config.latent_dim)
+        embedding_residual = self._residual(embedding_residual, "embedding_residual", b, self.config.embed_dim)
         cond = self.condition(self.embed(x), latent_residual, embedding_residual)
-        return self.unnormalize_actions(self.generate(cond, noise, generator)).numpy()
+        return self.unnormalize_actions(self.generate(cond, noise, generator)).cpu().numpy()
 
     @staticmethod
     def _residual(value, what: str, batch: int, dim: int) -> torch.Tensor | None:
@@ -285,8 +322,9 @@ class FlowMatchingPolicy(nn.Module):
     def flow_loss(self, cond: torch.Tensor, chunk: torch.Tensor, generator: torch.Generator | None = None,
                   velocity: nn.Module | None = None) -> torch.Tensor:
         """Rectified-flow loss: x_t = (1−t)a + tε, regress v(x_t, t | c) onto ε − a."""
-        eps = torch.randn(chunk.shape, generator=generator)
-        t = torch.rand(chunk.shape[0], generator=generator)
+        # drawn on the CPU generator, then moved: the same numbers on every device (a no-op on the CPU)
+        eps = torch.randn(chunk.shape, generator=generator).to(chunk.device)
+        t = torch.rand(chunk.shape[0], generator=generator).to(chunk.device)
         x_t = (1 - t)[:, None, None] * chunk + t[:, None, None] * eps
         v = (velocity or self.velocity)(x_t, t, cond)
         return (v - (eps - chunk)).pow(2).mean()
@@ -309,10 +347,11 @@ class FlowMatchingPolicy(nn.Module):
 
     def compute_loss(self, obs: torch.Tensor, chunk: torch.Tensor, train_policy: bool = True,
                      train_vib: bool = True, generator: torch.Generator | None = None):
-        """Loss for a batch of raw observations (B, obs_dim) and raw action chunks (B, H, A)."""
+        """Loss for a batch of raw observations (B, obs_dim) (or a converted camera dict) and raw action
+        chunks (B, H, A)."""
         chunk = self.action_norm.normalize(chunk)
         with torch.set_grad_enabled(train_policy):
-            e = self.embed(obs)
+            e = self.embed(obs) if self.vision is None else self.embed(obs, generator)
         logs: dict[str, torch.Tensor] = {}
         total = torch.zeros(())
         if train_policy:

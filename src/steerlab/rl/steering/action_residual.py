@@ -1,8 +1,8 @@
 """Action-space residual RL (Policy-Decorator): the actor adds a bounded residual to the base actions.
 
 actor output r ∈ [-1,1]^(n_exec·A), applied as base actions + scale·r on the executed prefix of the
-chunk. The actor sees the observation (normalized by the policy when it can) and the base plan it
-corrects. Exploration is progressive: while training, the residual is applied with probability
+chunk. The actor sees the observation (normalized by the policy when it can; for camera observations
+the policy's frozen `rl_features`, never pixels) and the base plan it corrects. Exploration is progressive: while training, the residual is applied with probability
 min(env_step / progressive_steps, 1), so early exploration stays close to the base policy.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from steerlab.policies.protocol import rl_feature_dim, rl_features
 from steerlab.rl.steering.base import MethodConfig, SteeringMethod, register
 
 
@@ -35,10 +36,9 @@ class ActionResidual(SteeringMethod):
         self.scale = self.cfg.residual_scale
         self.action_dim = int(policy.action_dim)
         self.horizon = int(policy.horizon)
-        self.policy_obs_dim = int(policy.obs_dim)
+        self.policy_obs_dim = rl_feature_dim(policy)  # obs_dim for a state policy
         self.obs_dim = self.policy_obs_dim + self.n_exec * self.action_dim  # obs + the base actions it corrects
         self.act_dim = self.n_exec * self.action_dim
-        self._normalize = getattr(policy, "normalize_obs", None) or (lambda x: x)
         self._noise_level = getattr(policy, "noise_shape", None) is not None
 
     def features(self, obs, train, gen=None, noise=None):
@@ -46,7 +46,7 @@ class ActionResidual(SteeringMethod):
         if noise is None and self._noise_level:
             noise = self._noise(obs, gen)
         base_chunk = self.policy.sample_chunk(obs, noise)
-        return torch.cat([self._normalize(obs), base_chunk[:, : self.n_exec].flatten(1)], dim=-1)
+        return torch.cat([rl_features(self.policy, obs), base_chunk[:, : self.n_exec].flatten(1)], dim=-1)
 
     def chunk(self, obs, feats, action, noise):
         base_exec = feats[:, self.policy_obs_dim:].reshape(-1, self.n_exec, self.action_dim)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from steerlab.core.errors import UserError
+from steerlab.policies.observations import batch_size
 from steerlab.policies.protocol import check_steerable
 
 
@@ -155,7 +156,7 @@ class SteeringMethod:
         return float(self.stats[key])
 
     def _noise(self, obs: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-        return torch.randn((obs.shape[0], *self.policy.noise_shape), generator=gen)
+        return torch.randn((batch_size(obs), *self.policy.noise_shape), generator=gen)
 
 
 REGISTRY: dict[str, type[SteeringMethod]] = {}

@@ -1,7 +1,8 @@
 """DSRL: the actor chooses the generator's initial noise (steering in the diffusion/flow noise space).
 
 actor output w ∈ [-1,1]^(noise size), the generator integrated from ε = magnitude·w. The actor sees
-the policy's embedding when the policy exposes one (its own features), else the raw observation.
+the policy's embedding when the policy exposes one (its own features), else the raw observation (for
+camera observations: the policy's frozen `rl_features`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from steerlab.policies.protocol import supports
+from steerlab.policies.observations import is_dict_obs
+from steerlab.policies.protocol import observation_spec, rl_feature_dim, rl_features, supports
 from steerlab.rl.steering.base import MethodConfig, SteeringMethod, register
 
 
@@ -39,11 +41,14 @@ class DSRL(SteeringMethod):
         self.scale = self.cfg.noise_magnitude
         self.noise_shape = tuple(policy.noise_shape)
         self.sees_embedding = supports(policy, "embedding")
-        self.obs_dim = int(policy.embed_dim) if self.sees_embedding else int(policy.obs_dim)
+        self.obs_dim = int(policy.embed_dim) if self.sees_embedding else (
+            rl_feature_dim(policy) if observation_spec(policy).has_images else int(policy.obs_dim))
         self.act_dim = math.prod(self.noise_shape)
 
     def features(self, obs, train, gen=None, noise=None):
-        return self.policy.embed(obs) if self.sees_embedding else obs
+        if self.sees_embedding:
+            return self.policy.embed(obs)
+        return rl_features(self.policy, obs) if is_dict_obs(obs) else obs
 
     def chunk(self, obs, feats, action, noise):
         return self.policy.sample_chunk(obs, self.scale * action.reshape(-1, *self.noise_shape))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from steerlab.core.errors import UserError
+from steerlab.policies.protocol import observation_spec
 from steerlab.rl.sac import SAC, CriticEnsemble, _adam
 from steerlab.rl.steering.base import MethodConfig, SteeringMethod, register
 
@@ -140,6 +141,10 @@ class DSRLNA(SteeringMethod):
 
     def __init__(self, policy, cfg=None, stats=None):
         super().__init__(policy, cfg, stats)
+        if observation_spec(policy).has_images:
+            # its learner re-runs the policy on replayed observations: with cameras that means storing frames
+            raise UserError("dsrl-na replays raw observations through the policy and does not take camera "
+                            "policies; use dsrl (it sees the frozen embedding)")
         self.scale = self.cfg.noise_magnitude
         self.noise_shape = tuple(policy.noise_shape)
         self.obs_dim = int(policy.obs_dim)

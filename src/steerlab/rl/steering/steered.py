@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from steerlab.core.checkpoint import CheckpointError, build_policy, load_state_strict, save_checkpoint
-from steerlab.policies.protocol import as_obs_tensor
+from steerlab.policies.observations import batch_size
+from steerlab.policies.protocol import as_policy_obs, observation_spec
 from steerlab.rl.steering.base import SteeringMethod, method_class
 
 
@@ -28,6 +29,7 @@ class SteeredPolicy:
         self.obs_dim, self.action_dim = int(base.obs_dim), int(base.action_dim)
         self.horizon, self.n_action_steps = int(base.horizon), int(base.n_action_steps)
         self.noise_shape = tuple(getattr(base, "noise_shape", None) or (self.horizon, self.action_dim))
+        self.observation_spec = observation_spec(base)
         self._queue: list[np.ndarray] = []
 
     @property
@@ -37,14 +39,14 @@ class SteeredPolicy:
     @torch.no_grad()
     def sample_chunk(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         if noise is None:
-            noise = torch.randn((obs.shape[0], *self.noise_shape))
+            noise = torch.randn((batch_size(obs), *self.noise_shape))
         feats = self.adapter.features(obs, train=False, noise=noise)
         action = torch.as_tensor(self.sac.act(feats, deterministic=True))
         return self.adapter.chunk(obs, feats, action, noise)
 
     def predict_chunk(self, obs, *, noise=None) -> np.ndarray:
         """Action chunk(s) in environment units, shape (B, horizon, action_dim)."""
-        return self.sample_chunk(as_obs_tensor(obs, self.obs_dim), noise).numpy()
+        return self.sample_chunk(as_policy_obs(self.base, obs), noise).numpy()
 
     def select_action(self, obs, *, noise=None) -> np.ndarray:
         """One action for one observation; re-plans every `n_action_steps` calls (`reset()` between episodes)."""
