@@ -9,6 +9,7 @@ from pathlib import Path
 from steerlab.core.checkpoint import atomic_write_json, read_json
 from steerlab.core.config import check_count, check_scale
 from steerlab.core.errors import OutputExistsError, UserError
+from steerlab.core.refs import is_ref
 from steerlab.core.outdir import check_not_input, move_aside
 from steerlab.core.outdir import read_marker as _marker
 
@@ -19,14 +20,19 @@ def env_spec(checkpoint, env: str | None, max_steps: int | None, shift: str | No
 
     if env:
         return resolve_env(env, max_steps=max_steps, shift=shift)
+    if is_ref(checkpoint):
+        raise UserError(f"{checkpoint} is a module:factory policy, which names no environment; pass --env")
     recorded = checkpoint_env(read_json(Path(checkpoint) / "config.json"))
     if not recorded:
         raise UserError("the checkpoint names no environment; pass --env")
     return resolve_env(EnvSpec.from_dict(recorded), max_steps=max_steps, shift=shift)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, or a finetune run folder (whose steered policy lives in `policy/`)."""
+def resolve_checkpoint(path: str | Path) -> Path | str:
+    """A checkpoint folder, a finetune run folder (whose steered policy lives in `policy/`), or a
+    `module:factory` reference (returned as is)."""
+    if is_ref(path):
+        return str(path)
     path = Path(path)
     if (path / "policy" / "config.json").is_file():
         top = path / "config.json"
@@ -72,7 +78,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         spec.shift = shift_name(args.shift)
     task, max_steps = spec.id, spec.max_steps
     name = task.replace(":", "_").replace("/", "_")
-    out = Path(args.out) if args.out else default_result_path(checkpoint, name, args.seed, args.episodes,
+    # a module:factory policy has no folder: its results go to ./<module>_<factory>.evals/
+    where = Path(checkpoint.replace(":", "_")) if isinstance(checkpoint, str) else checkpoint
+    out = Path(args.out) if args.out else default_result_path(where, name, args.seed, args.episodes,
                                                               args.noise_scale, max_steps, spec.shift)
     if key is not None and not args.out:  # one user's results never replace another's or the no-key ones
         out = out.with_name(f"{out.stem}_key{key.fingerprint()}{out.suffix}")

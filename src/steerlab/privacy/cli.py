@@ -69,7 +69,12 @@ def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
         raise UserError("pass --task RECIPE, or --base CHECKPOINT with --personal DATASET (one per key)")
     if len(args.personal) != n_users:
         raise UserError(f"{len(args.personal)} personal datasets for {n_users} keys: pass one --personal dataset per key")
+    from steerlab.core.refs import is_ref
+
+    factory = is_ref(args.base)  # a module:factory base: recorded as the reference, not as a path
     general = args.general
+    if general is None and factory:
+        raise UserError(f"{args.base} records no training dataset: pass --general DATASET (the shared behaviour)")
     if general is None:  # the base's own training data holds the shared behaviour
         meta, _ = read_checkpoint(args.base)
         general = meta.get("pretrain", {}).get("dataset")
@@ -77,16 +82,33 @@ def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
             raise UserError(f"{args.base} records no training dataset: pass --general DATASET")
     options = {"score": args.score, "holdout": args.holdout, "layers": args.layers, "tolerance": args.tolerance,
                "goal_offsets": args.goal_offset}
-    if args.score == "env":  # where the base acts, as `steerlab evaluate` reads it from the checkpoint
+    if args.score == "env" and not factory:  # where the base acts, as `steerlab evaluate` reads it from the checkpoint
         from steerlab.envs.registry import EnvSpec, checkpoint_env
 
         recorded = checkpoint_env(read_checkpoint(args.base)[0])
         if recorded:
             env = EnvSpec.from_dict(recorded)
             options.update(env_task=env.id, env_max_steps=env.max_steps)
-    spec = {"datasets": {"base": str(Path(args.base).resolve()), "general": str(Path(general).resolve()),
+    base = args.base if factory else str(Path(args.base).resolve())
+    spec = {"datasets": {"base": base, "general": str(Path(general).resolve()),
                          "personal": [str(Path(p).resolve()) for p in args.personal], "options": options}}
-    return spec, [args.base, general, *args.personal]
+    return spec, [None if factory else args.base, general, *args.personal]
+
+
+def _save_release(out: Path, p, config: dict, base, base_arg: str | None) -> None:
+    """The release; a module:factory base is first written as a factory checkpoint (its reference and the
+    weights it built), which the release then copies as its public base, like any checkpoint folder."""
+    import tempfile
+
+    from steerlab.core.refs import is_ref
+    from steerlab.privacy.release import save_release
+
+    if not (base_arg and is_ref(base_arg)):
+        return save_release(out, p, config, base, base_arg)
+    from steerlab.policies.factory import save_factory_policy
+
+    with tempfile.TemporaryDirectory(prefix="steerlab-factory-base-") as tmp:
+        save_release(out, p, config, base, save_factory_policy(base, base_arg, Path(tmp) / "base"))
 
 
 def run_personalize(args: argparse.Namespace) -> int:
@@ -99,7 +121,9 @@ def run_personalize(args: argparse.Namespace) -> int:
     from steerlab.privacy.keys import load_key_files
     from steerlab.privacy.methods import RELEASABLE, MethodConfig, build_personalized
     from steerlab.privacy.protocols import HeldOutScorer
-    from steerlab.privacy.release import save_release, task_from_config
+    from steerlab.privacy.release import task_from_config
+    from steerlab.privacy.summary import metric_name, release_env, run_it, score_table
+    from steerlab.privacy.task import scores
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -126,15 +150,16 @@ def run_personalize(args: argparse.Namespace) -> int:
         logger.close()
         config = {"method": method, "task": spec, "n_users": len(users), "seed": args.seed, "steps": m.steps,
                   "hardened": args.harden, "near_miss_bits": args.near_miss_bits}
-        atomic_write_json(out / "cases.json", {"config": config, "cases": cases})
+        base_scores = scores(task, lambda x: task.predict(base, x))
+        atomic_write_json(out / "cases.json", {"config": config, "cases": cases, "base": base_scores,
+                                               "metric": metric_name(task)})
         if method in RELEASABLE:
-            save_release(out, p, config, base, args.base)
-    for case, d in cases.items():
-        print(f"{case:>12}: general {d['general']:.3f}  personal {d['personal']:.3f}")
+            _save_release(out, p, config, base, args.base)
+    print(score_table(cases, base_scores, metric_name(task)))
     if method in RELEASABLE:
         what = "sealed release" if method.startswith("sealed") else "keyed model"
-        print(f"{what}: {out} (contains no key; keep your key files private). Run it: steerlab evaluate {out} "
-              f"--key {args.keys[0]}")
+        print(f"{what}: {out} (contains no key; keep your key files private). Run it: "
+              f"{run_it(out, args.keys[0], release_env(out, args.personal))}")
     else:
         print(f"{method} is a comparison baseline: its scores are in {out / 'cases.json'}, no model is released")
     return 0
@@ -209,7 +234,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_argument_group("what to personalize (a recipe, or your policy and demonstrations)")
     src.add_argument("--task", default=None, help="built-in recipe: point_robot | digits_cnn | digits_transformer | "
                                                   "panda_reach | metaworld_reach_mlp | metaworld_reach_flow")
-    src.add_argument("--base", default=None, help="your policy's checkpoint folder (e.g. from `steerlab pretrain`)")
+    src.add_argument("--base", default=None, help="your policy: a checkpoint folder (e.g. from `steerlab pretrain`) "
+                                                  "or module:factory (docs/protocol.md, personalization level)")
     src.add_argument("--personal", nargs="+", default=None,
                      help="one dataset of the user's demonstrations per key (LeRobotDataset v3 folders)")
     src.add_argument("--general", default=None,

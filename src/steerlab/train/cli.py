@@ -13,6 +13,13 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from steerlab.core.outdir import output_dir
     from steerlab.train.pretrain import PretrainConfig, pretrain
 
+    if not args.dataset:  # before anything reads the current folder as a dataset
+        raise UserError("--dataset is required: " + ("the observations the VIB is fitted on (a dataset from the "
+                                                     "policy's task, e.g. written by `steerlab collect`)"
+                                                     if args.vib_only else "the demonstrations to imitate (a "
+                                                     "dataset folder from `steerlab collect`)"))
+    if args.vib_only and not args.from_ckpt:
+        raise UserError("--vib-only needs --from: the frozen policy (a checkpoint folder or module:factory)")
     check_count("--steps", args.steps)
     check_count("--batch-size", args.batch_size)
     if not args.lr > 0 or args.lr == float("inf"):

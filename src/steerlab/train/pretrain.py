@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from steerlab.core.checkpoint import CheckpointError
 from steerlab.core.config import check_count
+from steerlab.core.errors import UserError
 from steerlab.core.logger import RunLogger
 from steerlab.core.outdir import check_not_input
 from steerlab.data.dataset import Dataset, chunk_indices, read_dataset
@@ -72,7 +73,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
 
     if cfg.vib_only:
         if not cfg.from_ckpt:
-            raise ValueError("--vib-only needs --from <checkpoint of a trained policy>")
+            raise UserError("--vib-only needs --from: the frozen policy (a checkpoint folder or module:factory)")
         base, meta, tensors = load_policy_source(cfg.from_ckpt)
         if not isinstance(base, FlowMatchingPolicy):
             return pretrain_plugin_vib(cfg, base, meta, tensors, ds, progress)
