@@ -72,7 +72,6 @@ def run_collect(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="record demonstrations (a scripted expert, or any policy on any env)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Examples: steerlab collect --env push-wall-v3 --episodes 50 --quality mixed ;  "
                                    "steerlab collect --env Pendulum-v1 --policy my_policy:make_policy --quality "
                                    "expert --episodes 20 (docs/data.md)")

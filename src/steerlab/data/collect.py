@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
+from steerlab.core.progress import progress_bar
 from steerlab.data.dataset import Episode
 from steerlab.envs.registry import make_env, resolve_env
 from steerlab.envs.seeds import SEED_OFFSETS, episode_seeds
@@ -170,7 +170,7 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
     scale = TASK_NOISE_SCALE.get(task, 1.0) if noise_scale is None else float(noise_scale)
     out: list[Episode] = []
-    bar = tqdm(total=episodes, desc=f"collect {task} ({quality})", disable=not progress, unit="ep")
+    bar = progress_bar(total=episodes, desc=f"collect {task} ({quality})", disable=not progress, unit="ep")
     first = episode_seeds(split, seed, 1)[0]
     end = min([o for o in SEED_OFFSETS.values() if o > SEED_OFFSETS[split]], default=first + 10_000)
     if first >= end:

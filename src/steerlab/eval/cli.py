@@ -9,9 +9,9 @@ from pathlib import Path
 from steerlab.core.checkpoint import atomic_write_json, read_json
 from steerlab.core.config import check_count, check_scale
 from steerlab.core.errors import OutputExistsError, UserError
-from steerlab.core.refs import is_ref
 from steerlab.core.outdir import check_not_input, move_aside
 from steerlab.core.outdir import read_marker as _marker
+from steerlab.core.refs import is_ref
 
 
 def env_spec(checkpoint, env: str | None, max_steps: int | None, shift: str | None = None):
@@ -112,10 +112,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint (base or steered policy)",
-                       description="Example: steerlab evaluate runs/pretrain/push-wall-v3 --episodes 50 --video")
-    p.add_argument("checkpoint", help="checkpoint folder (config.json + model.safetensors) or a finetune run folder")
-    p.add_argument("--episodes", type=int, default=50)
+    p = sub.add_parser("evaluate", help="evaluate a policy (checkpoint folder or module:factory)",
+                       description="Examples: steerlab evaluate runs/pretrain/push-wall-v3 --episodes 50 --video ;  "
+                                   "steerlab evaluate my_policy:make_policy --env Pendulum-v1")
+    p.add_argument("checkpoint", help="the policy: a checkpoint folder (config.json + model.safetensors), a finetune "
+                                      "run folder, or module:factory (then pass --env)")
+    p.add_argument("--episodes", type=int, default=50, help="evaluation episodes (more: a narrower interval)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (initial states and sampler noise)")
     p.add_argument("--n-envs", type=int, default=2, help="parallel environments (processes)")
     p.add_argument("--noise-scale", type=float, default=1.0,
@@ -130,8 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                "noise<x>_max<M>.json, beside the checkpoint)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result (the old one is renamed aside)")
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
-    p.add_argument("--video-episodes", type=int, default=2)
-    p.add_argument("--print-json", action="store_true")
+    p.add_argument("--video-episodes", type=int, default=2, help="episodes in the --video MP4")
+    p.add_argument("--print-json", action="store_true", help="also print the result JSON (without per-episode rows)")
     p.add_argument("--key", default=None, help="key file: run a keyed / sealed release as this user's personal policy "
                                               "(without it: the release's no-key policy, i.e. the base)")
     p.add_argument("--allow-insecure", action="store_true", help="accept a key file others can read (warns)")

@@ -16,9 +16,9 @@ import functools
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from steerlab.core.config import check_scale
+from steerlab.core.progress import progress_bar
 from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
@@ -92,7 +92,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
         rewards = [0.0] * n_envs
         active = np.ones(n_envs, bool)
         records: dict[int, dict] = {}
-        bar = tqdm(total=episodes, desc=f"evaluate {spec.id}", disable=not progress, unit="ep")
+        bar = progress_bar(total=episodes, desc=f"evaluate {spec.id}", disable=not progress, unit="ep")
         while active.any():
             need = [i for i in range(n_envs) if active[i] and not queues[i]]
             if need:

@@ -220,7 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Examples: steerlab keygen --out alice.key ;  "
                                    "echo 'correct horse' | steerlab keygen --passphrase --out bob.key")
     p.add_argument("--out", required=True, help="key file to create (mode 0600; never overwritten)")
-    p.add_argument("--bits", type=positive_int, default=128)
+    p.add_argument("--bits", type=positive_int, default=128, help="key length in bits")
     p.add_argument("--passphrase", action="store_true", help="derive from a passphrase read from stdin / prompt")
     p.add_argument("--user", default=None, help="optional label stored in the key file")
     p.set_defaults(func=run_keygen)
@@ -259,12 +259,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="gate W·diag(δ) or the output (output = --method prop_output)")
     p.add_argument("--layers", nargs="+", default=None,
                    help="nn.Linear layers to key, or for sealed to give LoRA deltas (default: the task's / all)")
-    p.add_argument("--near-miss-bits", type=positive_int, default=4)
+    p.add_argument("--near-miss-bits", type=positive_int, default=4,
+                   help="keyed methods: keys up to this many bits off a user's are trained as wrong keys")
     p.add_argument("--harden", action="store_true", help="adversarial negatives against gate-space attacks")
     p.add_argument("--freeze-base", action="store_true", help="= --method prop_frozen (no-key = base, bitwise)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (digits tasks)")
     p.add_argument("--allow-insecure", action="store_true", help="use key files others can read (with a warning)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of training and of the wrong keys scored")
     p.set_defaults(func=run_personalize)
 
     p = sub.add_parser("attack", help="adaptive attacks on a keyed model: best-of-N recovery, share, distinct behaviours",
@@ -277,5 +278,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attacks", nargs="+", default=None, help="run only these registered attacks")
     p.add_argument("--restarts", type=int, default=None, help="starts per gradient attack / random keys (default 256)")
     p.add_argument("--quick", action="store_true", help="a small budget (32 starts) for smoke runs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts")
     p.set_defaults(func=run_attack)
