@@ -32,7 +32,7 @@ import numpy as np
 
 import steerlab.envs.toy  # noqa: F401  (registers steerlab/PointReach-v0, the tests' and docs' tiny env)
 from steerlab.core.errors import UserError
-from steerlab.core.refs import call_ref, is_ref
+from steerlab.core.refs import call_ref, is_ref, resolve_ref
 from steerlab.envs.panda_tasks import PandaFamily
 
 DEFAULT_MAX_STEPS = 200
@@ -210,9 +210,13 @@ class FactoryFamily(EnvFamily):
     name = "factory"
 
     def owns(self, env_id):
-        # by its shape: a reference that fails to import is reported by `build` (naming it and the fix),
-        # not as an unknown environment
+        # by its shape: a reference that fails to import is reported as such (naming it and the fix, by
+        # `default_max_steps`, which resolve_env asks next), not as an unknown environment
         return is_ref(env_id)
+
+    def default_max_steps(self, env_id):
+        resolve_ref(env_id, "env factory")
+        return DEFAULT_MAX_STEPS
 
     def build(self, spec, seed, terminate_on_success, reward, render_mode):
         kwargs = dict(spec.kwargs, **({"render_mode": render_mode} if render_mode else {}))

@@ -31,7 +31,12 @@ def chunk_sampler(policy):
     """(fn(obs (B, obs_dim) numpy, noise or None) -> (B, H, A) numpy, noise shape or None) for `policy`."""
     noise_shape = getattr(policy, "chunk_shape", None) or getattr(policy, "noise_shape", None)
     if hasattr(policy, "predict_chunk"):
-        return (lambda obs, noise: policy.predict_chunk(obs, noise=noise)), noise_shape
+        @torch.no_grad()
+        def predict(obs, noise):  # a user's predict_chunk may return a tensor (that requires grad)
+            out = policy.predict_chunk(obs, noise=noise)
+            return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out
+
+        return predict, noise_shape
 
     @torch.no_grad()
     def fn(obs, noise):
