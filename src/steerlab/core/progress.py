@@ -27,6 +27,7 @@ class PlainProgress:
         self.postfix = ""
         self.start = self.last = clock()
         self.start_n = self.n
+        self.emitted_n: int | None = None
         self.closed = False
 
     def __iter__(self):
@@ -51,7 +52,7 @@ class PlainProgress:
 
     def _emit(self) -> None:
         print(self.line(), file=self.file, flush=True)
-        self.last = self.clock()
+        self.last, self.emitted_n = self.clock(), self.n
 
     def update(self, n: int = 1) -> None:
         self.n += int(n)
@@ -71,7 +72,8 @@ class PlainProgress:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._emit()
+            if self.emitted_n != self.n:  # the final count, unless the last line already said it
+                self._emit()
 
 
 class _Silent(PlainProgress):
