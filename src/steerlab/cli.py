@@ -16,7 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("steerlab.data.cli:register", "record demonstrations (a scripted expert, or any policy on any env)"),
     "pretrain": ("steerlab.train.cli:register_pretrain", "behaviour-clone a flow-matching policy (+ plug-in VIB)"),
-    "finetune": ("steerlab.train.finetune:register_finetune",
+    "finetune": ("steerlab.train.cli:register_finetune",
                  "online RL on a frozen base policy (zprl / action-residual / dsrl / ...)"),
     "evaluate": ("steerlab.eval.cli:register", "evaluate a policy (checkpoint folder or module:factory)"),
     "keygen": ("steerlab.privacy.cli:register", "create a user key (random 128 bits, or from a passphrase)"),

@@ -2,7 +2,7 @@
 
 argparse.ArgumentDefaultsHelpFormatter also prints `(default: None)` and `(default: False)` and repeats
 defaults the help already states; this one adds `(default: X)` only where there is a value to show and the
-help does not already say it. Descriptions keep their line breaks (examples stay one per line).
+help does not already say it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def shows_no_default(action: argparse.Action) -> bool:
     return action.default is None or action.default is False or action.default == argparse.SUPPRESS
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if shows_no_default(action) or "default" in text.lower():

@@ -54,13 +54,23 @@ def run_pretrain(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """`pretrain` and `finetune` (steerlab.cli imports each on its own: `register_pretrain`, `register_finetune`)."""
     register_pretrain(sub)
-    try:
-        from steerlab.train.finetune import register_finetune
+    register_finetune(sub)
+
+
+def register_finetune(sub: argparse._SubParsersAction) -> None:
+    """`finetune`, whose parser lives beside its loop (the one place that names where)."""
+    try:  # train/finetune is being split into a package whose parser is in finetune/cli.py
+        from steerlab.train.finetune.cli import register_finetune as add_finetune
     except ModuleNotFoundError as err:
-        if err.name != "steerlab.train.finetune":
+        if err.name != "steerlab.train.finetune.cli":
             raise
-    else:
-        register_finetune(sub)
+        try:
+            from steerlab.train.finetune import register_finetune as add_finetune
+        except ModuleNotFoundError as err2:
+            if err2.name != "steerlab.train.finetune":
+                raise
+            return
+    add_finetune(sub)
 
 
 def register_pretrain(sub: argparse._SubParsersAction) -> None:
