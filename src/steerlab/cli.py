@@ -1,7 +1,9 @@
-"""`steerlab` command line: each stage registers its own sub-commands.
+"""`steerlab` command line: each stage registers its own sub-commands, imported only when chosen.
 
-A stage module exposes `register(subparsers)`; it adds its parsers and sets `func` on them. Keeping
-the commands beside the code they drive means adding a stage never edits a central switch.
+A stage module exposes a `register(subparsers)` function that adds its parsers and sets `func` on them,
+so the commands live beside the code they drive. The table below names, for each command, where that
+function is and a one-line help: `steerlab --help` and the top-level parser import no stage (no torch, no
+MuJoCo), and `steerlab <command>` imports that command's module only.
 """
 
 from __future__ import annotations
@@ -10,36 +12,72 @@ import argparse
 import importlib
 import sys
 
-# module path -> imported lazily so `steerlab keygen` does not pay for importing MuJoCo
-COMMAND_MODULES = [
-    "steerlab.data.cli",          # collect
-    "steerlab.train.cli",         # pretrain, finetune
-    "steerlab.eval.cli",          # evaluate
-    "steerlab.privacy.cli",       # keygen, personalize, attack
-    "steerlab.quickstart",        # quickstart
-    "steerlab.bench.cli",         # bench
-]
+# command -> ("module:register function", one-line help for `steerlab --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "collect": ("steerlab.data.cli:register", "record demonstrations (a scripted expert, or any policy on any env)"),
+    "pretrain": ("steerlab.train.cli:register_pretrain", "behaviour-clone a flow-matching policy (+ plug-in VIB)"),
+    "finetune": ("steerlab.train.cli:register_finetune",
+                 "online RL on a frozen base policy (zprl / action-residual / dsrl / ...)"),
+    "evaluate": ("steerlab.eval.cli:register", "evaluate a policy (checkpoint folder or module:factory)"),
+    "keygen": ("steerlab.privacy.cli:register", "create a user key (random 128 bits, or from a passphrase)"),
+    "personalize": ("steerlab.privacy.cli:register",
+                    "private personalization (keyed PRoP or a sealed release) of a recipe or of your own policy"),
+    "attack": ("steerlab.privacy.cli:register", "adaptive attacks on a keyed model (recovery, share, behaviours)"),
+    "quickstart": ("steerlab.quickstart:register", "a small end-to-end run with a table and a plot"),
+    "bench": ("steerlab.bench.cli:register", "run a benchmark (steerlab bench --list names them)"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steerlab", description=__doc__.splitlines()[0])
+class _CommandParser(argparse.ArgumentParser):
+    """Every sub-command's parser: option help ends with the option's default (steerlab.core.helpformat)."""
+
+    def __init__(self, *args, **kwargs):
+        from steerlab.core.helpformat import HelpFormatter
+
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _register(target: str, sub: argparse._SubParsersAction) -> bool:
+    """Import `module:function` and let it add its parsers; False if the stage is not installed."""
+    module_name, _, fn = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:  # stage not built (yet); its commands are simply absent
+            return False
+        raise
+    getattr(module, fn)(sub)
+    return True
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported (None: none, `steerlab --help`; "*": every one)."""
+    parser = argparse.ArgumentParser(prog="steerlab", description="steerlab: post-train pretrained robot policies: record demonstrations, pretrain, steer them "
+                                                 "with online RL (ZPRL), personalize them privately (PRoP).",
+                                     epilog="`steerlab COMMAND --help` lists a command's options and defaults.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:  # stage not built (yet); its commands are simply absent
-                continue
-            raise
-        module.register(sub)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
+    targets = list(dict.fromkeys(t for t, _ in COMMANDS.values()))
+    load = targets if command == "*" else [COMMANDS[command][0]] if command in COMMANDS else []
+    for target in load:
+        _register(target, sub)
+    for name, (_, text) in COMMANDS.items():  # the rest: names and help only, nothing imported
+        if name not in sub.choices:
+            sub.add_parser(name, help=text, add_help=False)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The sub-command named on the line (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the sub-command
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser(_command(argv)).parse_args(argv)
     args.debug = debug
     try:
         return int(args.func(args) or 0)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from steerlab.core.progress import progress_bar
 
 NEVER_RETURNED = {".lock", ".claim"}
 """A worker's locks and claims mean nothing on the driver (an OS file lock does not travel anyway)."""
@@ -158,7 +158,7 @@ def run_grid(cells: list[dict], fn: Callable[[dict], dict], is_done: Callable[[d
         print(f"{desc}: all {len(cells)} runs already recorded")
         return results
     print(f"{desc}: {len(todo)} runs to do, {skipped} already recorded")
-    bar = tqdm(total=len(todo), desc=desc, unit="run")
+    bar = progress_bar(total=len(todo), desc=desc, unit="run")
     t0 = time.perf_counter()
     if not use_ray:
         for cell in todo:

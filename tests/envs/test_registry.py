@@ -50,7 +50,9 @@ def test_families_resolve_and_record_their_defaults():
 def test_unknown_env_is_one_line_with_suggestions():
     with pytest.raises(UserError, match="unknown environment 'Pendulum-v9'.*did you mean Pendulum-v1"):
         resolve_env("Pendulum-v9")
-    with pytest.raises(UserError, match="unknown environment 'no_such_module:make'"):
+    # a module:factory that does not import: said so, with the fix (not "unknown environment")
+    with pytest.raises(UserError, match="cannot import 'no_such_module' for env factory 'no_such_module:make': run "
+                                        "from the folder holding no_such_module.py"):
         resolve_env("no_such_module:make")
 
 

@@ -18,6 +18,7 @@ import torch
 import steerlab
 from steerlab.core.errors import CheckpointError
 from steerlab.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from steerlab.core.refs import is_ref
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -93,8 +94,17 @@ def build_policy(meta: dict, tensors: dict[str, torch.Tensor], folder: str | Pat
 
 
 def load_policy(folder: str | Path, key=None):
-    """Rebuild any steerlab policy from its checkpoint folder. `key` (a steerlab.privacy.keys.UserKey)
-    selects a user's personal policy in a keyed or sealed release; without it, the release's no-key policy."""
+    """THE policy loader: a checkpoint folder or a `package.module:factory` reference (steerlab.core.refs;
+    the factory's policy with the weights it builds, as a `factory` checkpoint without saved weights).
+
+    Every command that takes a policy loads it here. `key` (a steerlab.privacy.keys.UserKey) selects a
+    user's personal policy in a keyed or sealed release; without it, the release's no-key policy."""
+    if is_ref(folder):
+        if key is not None:
+            raise CheckpointError(f"{folder} is a module:factory policy: it takes no key (only keyed and sealed "
+                                  f"releases from `steerlab personalize` do)")
+        return build_policy({"policy_type": "factory", "config": {"factory": str(folder), "kwargs": {}}}, None,
+                            str(folder))
     meta, tensors = read_checkpoint(folder)
     return build_policy(meta, tensors, Path(folder), key=key)
 

@@ -1,4 +1,4 @@
-"""`steerlab collect`: scripted-expert demonstrations into a LeRobotDataset v3 folder."""
+"""`steerlab collect`: demonstrations (a scripted expert, or any policy on any env) into a LeRobotDataset v3 folder."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 
 def default_dataset_dir(task: str, quality: str, episodes: int, seed: int) -> Path:
+    task = task.replace(":", "_").replace("/", "_")  # Gymnasium namespaces and module:factory envs
     return Path("runs") / "datasets" / f"{task}__{quality}__n{episodes}__seed{seed}"
 
 
@@ -17,7 +18,7 @@ def run_collect(args: argparse.Namespace) -> int:
     from steerlab.core.config import check_count
     from steerlab.core.errors import UserError
     from steerlab.core.outdir import output_dir
-    from steerlab.data.collect import collect_demos, preset_dict
+    from steerlab.data.collect import check_expert, collect_demos, preset_dict
     from steerlab.data.dataset import write_dataset
     from steerlab.envs.cameras import check_image_size, parse_cameras
     from steerlab.envs.registry import resolve_env
@@ -29,23 +30,39 @@ def run_collect(args: argparse.Namespace) -> int:
     check_count("--episodes", args.episodes)
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
-    spec = resolve_env(args.task, max_steps=args.max_steps)  # an unknown env fails before any folder is made
-    cameras = parse_cameras(args.camera)  # bad camera names / sizes fail before any folder is made
+    # an unknown env, quality, camera, image size or policy, or an env without an expert, fails before any
+    # folder is made
+    spec = resolve_env(args.env, max_steps=args.max_steps)
+    cameras = parse_cameras(args.camera)
     size = check_image_size(args.image_size)
     if cameras and spec.family != "metaworld":
-        raise UserError(f"--camera records Meta-World cameras; {args.task!r} is a {spec.family!r} env")
-    preset_dict(args.quality)  # an unknown quality fails before any folder is made
-    out = Path(args.out) if args.out else default_dataset_dir(args.task, args.quality, args.episodes, args.seed)
+        raise UserError(f"--camera records Meta-World cameras; {args.env!r} is a {spec.family!r} env")
+    preset_dict(args.quality)
+    policy = None
+    if args.policy:
+        from steerlab.core.checkpoint import load_policy
+        from steerlab.eval.cli import resolve_checkpoint
+
+        if args.goal_offset:
+            raise UserError("--goal-offset moves the scripted expert's goal; with --policy, record the user's own "
+                            "policy (or their loop with steerlab.data.Recorder) instead")
+        policy = load_policy(resolve_checkpoint(args.policy))
+    else:
+        check_expert(spec)
+    out = Path(args.out) if args.out else default_dataset_dir(args.env, args.quality, args.episodes, args.seed)
     if shift and not args.out:
         out = out.with_name(out.name + "__" + shift.replace(":", "_"))
     # the guard refuses a foreign or existing dataset folder (or moves it aside with --overwrite) and holds
     # the folder's lock; the dataset itself is built beside it and switched in whole (write_dataset)
     with output_dir(out, "dataset", overwrite=args.overwrite, resume=False) as (folder, _):
-        episodes = collect_demos(args.task, args.episodes, args.quality, args.seed, spec.max_steps,
-                                 goal_offset=args.goal_offset, shift=shift, cameras=cameras, image_size=size)
-        staged = write_dataset(folder / ".collect.tmp", episodes, args.task, extra_info={
+        episodes = collect_demos(args.env, args.episodes, args.quality, args.seed, spec.max_steps,
+                                 goal_offset=args.goal_offset, shift=shift, policy=policy, cameras=cameras,
+                                 image_size=size)
+        staged = write_dataset(folder / ".collect.tmp", episodes, args.env, extra_info={
             "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
-            "max_steps": spec.max_steps, "env": spec.family, **({"shift": shift} if shift else {}),
+            "max_steps": spec.max_steps, "env": spec.family, "env_id": spec.id,
+            "demonstrator": str(args.policy) if args.policy else "scripted expert",
+            **({"shift": shift} if shift else {}),
             **({"goal_offset": list(args.goal_offset)} if args.goal_offset else {}),
             **({"cameras": list(cameras), "image_size": list(size)} if cameras else {})})
         # move the complete dataset up into the guarded folder (which keeps its marker and lock); meta/ last,
@@ -55,21 +72,30 @@ def run_collect(args: argparse.Namespace) -> int:
         staged.rmdir()
     rate = np.mean([e.success for e in episodes])
     frames = sum(len(e.actions) for e in episodes)
-    print(f"wrote {len(episodes)} episodes ({frames} frames, demo success {rate:.0%}) to {out}")
+    returns = [float(np.sum(e.rewards)) for e in episodes if e.rewards is not None]
+    ret = f", mean return {np.mean(returns):.1f}" if returns else ""
+    print(f"wrote {len(episodes)} episodes ({frames} frames, demo success {rate:.0%}{ret}) to {out}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("collect", help="roll out scripted experts (Meta-World, panda-gym) into a dataset",
-                       description="Example: steerlab collect --task push-wall-v3 --episodes 50 --quality mixed "
-                                   "(or --task PandaPush-v3 / PandaPickAndPlace-v3)")
-    p.add_argument("--task", required=True, help="Meta-World v3 task (push-wall-v3) or panda-gym task (PandaPush-v3)")
-    p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--quality", default="mixed", help="expert | mixed | noisy (see steerlab.data.collect)")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("collect", help="record demonstrations (a scripted expert, or any policy on any env)",
+                       description="Examples: steerlab collect --env push-wall-v3 --episodes 50 --quality mixed ;  "
+                                   "steerlab collect --env Pendulum-v1 --policy my_policy:make_policy --quality "
+                                   "expert --episodes 20 (docs/data.md)")
+    p.add_argument("--env", "--task", dest="env", required=True,
+                   help="Meta-World v3 task (push-wall-v3), panda-gym task (PandaPush-v3), Gymnasium id "
+                        "(Pendulum-v1) or module:factory")
+    p.add_argument("--policy", default=None,
+                   help="the demonstrator: a checkpoint folder, finetune run folder or module:factory (default: the "
+                        "env's scripted expert, Meta-World and panda-gym only)")
+    p.add_argument("--episodes", type=int, default=50, help="episodes to record")
+    p.add_argument("--quality", default="mixed", help="corruption preset added to the demonstrator's actions: "
+                                                      "expert (none) | mixed | noisy (steerlab.data.collect)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' initial states and of the noise")
     p.add_argument("--max-steps", type=int, default=None,
-                   help="episode horizon (default: the env family's, Meta-World 200, panda-gym 50)")
-    p.add_argument("--out", default=None, help="dataset folder (default runs/datasets/<task>__<quality>__n<N>__seed<S>)")
+                   help="episode horizon (default: the env's, Meta-World 200, panda-gym 50, Gymnasium's own)")
+    p.add_argument("--out", default=None, help="dataset folder (default runs/datasets/<env>__<quality>__n<N>__seed<S>)")
     p.add_argument("--goal-offset", nargs=3, type=float, default=None, metavar=("DX", "DY", "DZ"),
                    help="a user's own preference: the expert aims at the task's goal moved by this offset (metres) "
                         "while the observation keeps the task's goal (demos for `steerlab personalize --personal`)")

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
+from steerlab.core.progress import progress_bar
 from steerlab.data.dataset import Episode
 from steerlab.envs.cameras import check_image_size, parse_cameras
 from steerlab.envs.registry import make_env, resolve_env
@@ -76,22 +76,67 @@ EXPERTS: dict[str, str] = {
 }
 
 
+def check_expert(spec) -> None:
+    """One line when the env `spec` has no scripted expert: the user records their own policy instead."""
+    if spec.family not in EXPERTS:
+        raise UserError(f"no scripted expert for {spec.id!r} (family {spec.family!r}; experts exist for "
+                        f"{', '.join(EXPERTS)}): pass --policy <checkpoint folder | module:factory> to record your "
+                        f"own policy, or record your own loop with steerlab.data.Recorder (docs/data.md)")
+
+
 def expert_for(spec, goal_offset=None) -> Callable:
     """The scripted expert for the env `spec` (an EnvSpec), looked up by its family."""
     import importlib
 
-    if spec.family not in EXPERTS:
-        raise UserError(f"no scripted expert for {spec.id!r} (family {spec.family!r}); families with experts: "
-                        f"{', '.join(EXPERTS)}")
+    check_expert(spec)
     module, _, fn = EXPERTS[spec.family].partition(":")
     return getattr(importlib.import_module(module), fn)(spec.id, goal_offset)
+
+
+class PolicyActor:
+    """Any policy as a demonstrator: it plans a chunk and executes its first `n_action_steps` actions, with
+    the sampler's noise seeded by the episode seed (`reset(seed)`), so a recording is reproducible."""
+
+    def __init__(self, policy, action_dim: int | None = None):
+        import torch
+
+        from steerlab.eval.rollout import chunk_sampler
+
+        self.sample, self.noise_shape = chunk_sampler(policy)
+        self.k = max(1, int(getattr(policy, "n_action_steps", 1) or 1))
+        self.queue: list[np.ndarray] = []
+        self.gen = torch.Generator()
+        self.name, self.action_dim = type(policy).__name__, action_dim
+
+    def reset(self, seed: int) -> None:
+        self.queue = []
+        self.gen.manual_seed(int(seed))
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        import torch
+
+        if not self.queue:
+            noise = torch.randn((1, *self.noise_shape), generator=self.gen) if self.noise_shape else None
+            with torch.no_grad():
+                chunk = self.sample(np.asarray(obs, np.float32)[None], noise)
+            chunk = chunk.detach().numpy() if isinstance(chunk, torch.Tensor) else np.asarray(chunk)
+            chunk = np.asarray(chunk, np.float32)
+            if chunk.ndim != 3 or (self.action_dim is not None and chunk.shape[-1] != self.action_dim):
+                raise UserError(f"{self.name} returned chunks of shape {chunk.shape} for one observation; the env "
+                                f"takes {self.action_dim}-dim actions: (1, horizon, {self.action_dim}) expected")
+            self.queue = list(chunk[0, : self.k])
+        return self.queue.pop(0)
 
 
 def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 0,
                   max_steps: int | None = None, progress: bool = True, goal_offset=None,
                   noise_scale: float | None = None, shift: str | None = None, split: str = "demo",
-                  cameras=(), image_size=(84, 84)) -> list[Episode]:
-    """Roll out the scripted expert with the preset's corruption; one Episode per rollout.
+                  policy=None, cameras=(), image_size=(84, 84)) -> list[Episode]:
+    """Roll out the scripted expert (or `policy`) with the preset's corruption; one Episode per rollout.
+
+    `policy`: any loaded policy (`steerlab.core.checkpoint.load_policy`: a checkpoint folder or
+    `module:factory`) demonstrates instead of the scripted expert, on any env (PolicyActor). The preset's
+    noise is in units of half the action range (Meta-World's and panda-gym's [-1, 1]: as is).
 
     Episodes end at the first success (the evaluation counts success at any step), at the horizon,
     or at the preset's cut point (`max_steps` None: the env family's horizon, e.g. Meta-World 200,
@@ -123,14 +168,16 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
         kwargs.update(cameras=list(cameras), image_size=list(check_image_size(image_size)))
     env_spec = resolve_env(task, max_steps=max_steps, kwargs=kwargs, shift=spec.name if spec else None)
     env = make_env(env_spec, seed=seed, terminate_on_success=True)
-    expert = expert_for(env_spec, goal_offset)
     act_dim = env.action_space.shape[0]
+    expert = expert_for(env_spec, goal_offset) if policy is None else PolicyActor(policy, act_dim)
+    low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
+    half_range = np.where(np.isfinite(high - low), (high - low) / 2, 1.0).astype(np.float32)
     max_steps = env_spec.max_steps
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
     scale = TASK_NOISE_SCALE.get(task, 1.0) if noise_scale is None else float(noise_scale)
     out: list[Episode] = []
-    bar = tqdm(total=episodes, desc=f"collect {task} ({quality})", disable=not progress, unit="ep")
+    bar = progress_bar(total=episodes, desc=f"collect {task} ({quality})", disable=not progress, unit="ep")
     first = episode_seeds(split, seed, 1)[0]
     end = min([o for o in SEED_OFFSETS.values() if o > SEED_OFFSETS[split]], default=first + 10_000)
     if first >= end:
@@ -143,6 +190,8 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
         obs, _ = env.reset(seed=ep_seed)
         if spec is not None and not spec.accepts(env):
             continue  # outside the demonstration region (coverage shift): draw nothing, try the next seed
+        if policy is not None:
+            expert.reset(ep_seed)
         std = scale * float(rng.choice(preset.noise_levels, p=preset.noise_probs))
         cut = rng.random() < preset.cut_fraction
         cut_at = int(max_steps * rng.uniform(*preset.cut_range) * 0.5) if cut else max_steps
@@ -152,12 +201,12 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
         success = False
         for t in range(min(cut_at, max_steps)):
             if t % preset.hold == 0:
-                noise = (rng.standard_normal(act_dim) * std).astype(np.float32)
+                noise = (rng.standard_normal(act_dim) * std * half_range).astype(np.float32)
             if cameras:
                 for c in cameras:
                     frames[c].append(obs[image_key(c)])
                 obs = obs[STATE_KEY]
-            action = np.clip(np.asarray(expert(obs), np.float32) + noise, -1.0, 1.0)
+            action = np.clip(np.asarray(expert(obs), np.float32).reshape(act_dim) + noise, low, high)
             obs_l.append(obs)
             act_l.append(action)
             obs, reward, terminated, truncated, info = env.step(action)

@@ -32,6 +32,7 @@ import numpy as np
 
 import steerlab.envs.toy  # noqa: F401  (registers steerlab/PointReach-v0, the tests' and docs' tiny env)
 from steerlab.core.errors import UserError
+from steerlab.core.refs import call_ref, is_ref, resolve_ref
 from steerlab.envs.panda_tasks import PandaFamily
 
 DEFAULT_MAX_STEPS = 200
@@ -209,20 +210,19 @@ class FactoryFamily(EnvFamily):
     name = "factory"
 
     def owns(self, env_id):
-        module, _, attr = env_id.partition(":")
-        if not module or not attr:
-            return False
-        try:
-            return callable(getattr(importlib.import_module(module), attr, None))
-        except ImportError:
-            return False
+        # by its shape: a reference that fails to import is reported as such (naming it and the fix, by
+        # `default_max_steps`, which resolve_env asks next), not as an unknown environment
+        return is_ref(env_id)
+
+    def default_max_steps(self, env_id):
+        resolve_ref(env_id, "env factory")
+        return DEFAULT_MAX_STEPS
 
     def build(self, spec, seed, terminate_on_success, reward, render_mode):
-        module, _, attr = spec.id.partition(":")
         kwargs = dict(spec.kwargs, **({"render_mode": render_mode} if render_mode else {}))
-        env = getattr(importlib.import_module(module), attr)(**kwargs)
+        env = call_ref(spec.id, "env factory", **kwargs)
         if not isinstance(env, gym.Env):
-            raise UserError(f"{spec.id} returned {type(env).__name__}, not a gymnasium.Env")
+            raise UserError(f"env factory {spec.id!r} returned {type(env).__name__}, not a gymnasium.Env")
         return TaskEnv(env, spec, terminate_on_success, reward)
 
 

@@ -11,6 +11,7 @@ from steerlab.core.config import check_count, check_scale
 from steerlab.core.errors import OutputExistsError, UserError
 from steerlab.core.outdir import check_not_input, move_aside
 from steerlab.core.outdir import read_marker as _marker
+from steerlab.core.refs import is_ref
 
 
 def env_spec(checkpoint, env: str | None, max_steps: int | None, shift: str | None = None):
@@ -19,14 +20,19 @@ def env_spec(checkpoint, env: str | None, max_steps: int | None, shift: str | No
 
     if env:
         return resolve_env(env, max_steps=max_steps, shift=shift)
+    if is_ref(checkpoint):
+        raise UserError(f"{checkpoint} is a module:factory policy, which names no environment; pass --env")
     recorded = checkpoint_env(read_json(Path(checkpoint) / "config.json"))
     if not recorded:
         raise UserError("the checkpoint names no environment; pass --env")
     return resolve_env(EnvSpec.from_dict(recorded), max_steps=max_steps, shift=shift)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, or a finetune run folder (whose steered policy lives in `policy/`)."""
+def resolve_checkpoint(path: str | Path) -> Path | str:
+    """A checkpoint folder, a finetune run folder (whose steered policy lives in `policy/`), or a
+    `module:factory` reference (returned as is)."""
+    if is_ref(path):
+        return str(path)
     path = Path(path)
     if (path / "policy" / "config.json").is_file():
         top = path / "config.json"
@@ -91,7 +97,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         spec.shift = shift_name(args.shift)
     task, max_steps = spec.id, spec.max_steps
     name = task.replace(":", "_").replace("/", "_")
-    out = Path(args.out) if args.out else default_result_path(checkpoint, name, args.seed, args.episodes,
+    # a module:factory policy has no folder: its results go to ./<module>_<factory>.evals/
+    where = Path(checkpoint.replace(":", "_")) if isinstance(checkpoint, str) else checkpoint
+    out = Path(args.out) if args.out else default_result_path(where, name, args.seed, args.episodes,
                                                               args.noise_scale, max_steps, spec.shift)
     if key is not None and not args.out:  # one user's results never replace another's or the no-key ones
         # a key that opened nothing ran the base: its result must not pass for the user's personal policy
@@ -127,10 +135,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint (base or steered policy)",
-                       description="Example: steerlab evaluate runs/pretrain/push-wall-v3 --episodes 50 --video")
-    p.add_argument("checkpoint", help="checkpoint folder (config.json + model.safetensors) or a finetune run folder")
-    p.add_argument("--episodes", type=int, default=50)
+    p = sub.add_parser("evaluate", help="evaluate a policy (checkpoint folder or module:factory)",
+                       description="Examples: steerlab evaluate runs/pretrain/push-wall-v3 --episodes 50 --video ;  "
+                                   "steerlab evaluate my_policy:make_policy --env Pendulum-v1")
+    p.add_argument("checkpoint", help="the policy: a checkpoint folder (config.json + model.safetensors), a finetune "
+                                      "run folder, or module:factory (then pass --env)")
+    p.add_argument("--episodes", type=int, default=50, help="evaluation episodes (more: a narrower interval)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (initial states and sampler noise)")
     p.add_argument("--n-envs", type=int, default=2, help="parallel environments (processes)")
     p.add_argument("--noise-scale", type=float, default=1.0,
@@ -145,8 +155,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                "noise<x>_max<M>.json, beside the checkpoint)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result (the old one is renamed aside)")
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
-    p.add_argument("--video-episodes", type=int, default=2)
-    p.add_argument("--print-json", action="store_true")
+    p.add_argument("--video-episodes", type=int, default=2, help="episodes in the --video MP4")
+    p.add_argument("--print-json", action="store_true", help="also print the result JSON (without per-episode rows)")
     p.add_argument("--key", default=None, help="key file: run a keyed / sealed release as this user's personal policy "
                                               "(without it: the release's no-key policy, i.e. the base)")
     p.add_argument("--allow-insecure", action="store_true", help="accept a key file others can read (warns)")

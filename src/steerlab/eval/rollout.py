@@ -16,9 +16,9 @@ import functools
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from steerlab.core.config import check_scale
+from steerlab.core.progress import progress_bar
 from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
@@ -31,7 +31,12 @@ def chunk_sampler(policy):
     """(fn(obs (B, obs_dim) numpy, noise or None) -> (B, H, A) numpy, noise shape or None) for `policy`."""
     noise_shape = getattr(policy, "chunk_shape", None) or getattr(policy, "noise_shape", None)
     if hasattr(policy, "predict_chunk"):
-        return (lambda obs, noise: policy.predict_chunk(obs, noise=noise)), noise_shape
+        @torch.no_grad()
+        def predict(obs, noise):  # a user's predict_chunk may return a tensor (that requires grad)
+            out = policy.predict_chunk(obs, noise=noise)
+            return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out
+
+        return predict, noise_shape
 
     @torch.no_grad()
     def fn(obs, noise):
@@ -92,7 +97,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
         rewards = [0.0] * n_envs
         active = np.ones(n_envs, bool)
         records: dict[int, dict] = {}
-        bar = tqdm(total=episodes, desc=f"evaluate {spec.id}", disable=not progress, unit="ep")
+        bar = progress_bar(total=episodes, desc=f"evaluate {spec.id}", disable=not progress, unit="ep")
         while active.any():
             need = [i for i in range(n_envs) if active[i] and not queues[i]]
             if need:

@@ -10,7 +10,6 @@ code of, as with any Python package.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import torch
@@ -23,31 +22,21 @@ from steerlab.core.checkpoint import (
     save_checkpoint,
 )
 from steerlab.core.errors import UserError
+from steerlab.core.refs import call_ref, is_ref, resolve_ref
 
 POLICY_TYPE = "factory"
 
 
 def resolve_factory(ref: str):
-    """The callable named by 'package.module:attr' (one-line error when it cannot be imported or found)."""
-    module_name, _, attr = str(ref).partition(":")
-    if not module_name or not attr:
-        raise UserError(f"expected 'package.module:callable', got {ref!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        raise UserError(f"cannot import {module_name!r} for {ref!r}: {err}") from err
-    fn = module
-    for part in attr.split("."):
-        fn = getattr(fn, part, None)
-        if fn is None:
-            raise UserError(f"{module_name!r} has no attribute {attr!r}")
-    if not callable(fn):
-        raise UserError(f"{ref!r} is not callable")
-    return fn
+    """The callable named by 'package.module:attr' (one-line error naming `ref` when it cannot be imported)."""
+    return resolve_ref(ref, "factory")
 
 
 def build_factory_policy(ref: str, kwargs: dict | None = None):
-    policy = resolve_factory(ref)(**(kwargs or {}))
+    """The policy `ref(**kwargs)` returns (in eval mode); a failing factory is one line naming it."""
+    policy = call_ref(ref, "factory", **(kwargs or {}))
+    if policy is None:
+        raise UserError(f"factory {ref!r} returned None: it must return the policy (a torch.nn.Module)")
     if isinstance(policy, torch.nn.Module):
         policy.eval()
     return policy
@@ -69,11 +58,14 @@ def save_factory_policy(policy, ref: str, folder: str | Path, kwargs: dict | Non
     return save_checkpoint(folder, POLICY_TYPE, meta["config"], tensors)
 
 
-def load_factory_policy(meta: dict, tensors: dict, folder: Path):
+def load_factory_policy(meta: dict, tensors: dict | None, folder: Path):
+    """A factory checkpoint's policy; `tensors` None (a bare `module:factory`): the weights the factory built."""
     cfg = meta["config"]
     if "factory" not in cfg:
         raise CheckpointError(f"{folder}: a factory checkpoint must name its 'factory'")
     policy = build_factory_policy(cfg["factory"], cfg.get("kwargs"))
+    if tensors is None:
+        return policy
     if isinstance(policy, torch.nn.Module):
         load_state_strict(policy, tensors, str(folder))
         policy.eval()
@@ -84,7 +76,7 @@ def load_factory_policy(meta: dict, tensors: dict, folder: Path):
 
 def is_factory_ref(spec: str) -> bool:
     """'package.module:callable' (and not an existing folder)."""
-    return ":" in str(spec) and not Path(spec).exists()
+    return is_ref(spec)
 
 
 def load_policy_source(spec: str | Path):

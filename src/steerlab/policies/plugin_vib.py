@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from steerlab.core.checkpoint import CheckpointError, build_policy, load_state_strict, save_checkpoint
 from steerlab.core.errors import UserError
+from steerlab.core.progress import progress_bar
 from steerlab.policies.observations import to_policy_obs
 from steerlab.policies.protocol import check_steerable
 from steerlab.policies.vib import VIB, gaussian_kl
@@ -128,7 +128,7 @@ def fit_plugin_vib(policy, observations, cfg: PluginVIBConfig | None = None, bas
     params = list(vib.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     noise_shape = tuple(policy.noise_shape)
-    for _ in tqdm(range(cfg.steps), desc="fit plug-in VIB", disable=not progress, unit="step"):
+    for _ in progress_bar(range(cfg.steps), desc="fit plug-in VIB", disable=not progress, unit="step"):
         b = torch.randint(0, len(obs), (min(cfg.batch_size, len(obs)),), generator=gen)
         e = e_all[b]
         mu, logvar = vib.posterior(e)

@@ -2,9 +2,10 @@
 
 `DatasetTask` is a personalization task (steerlab.privacy.tasks.Task) configured from
 
-* the public base: any policy a checkpoint loads (`steerlab.core.checkpoint.load_policy`) that meets
-  `ImitationPolicy` — it can be trained by imitation (`compute_loss(obs, chunk)`) and acts by chunks
-  (`predict_chunk(obs, noise=...)`, `chunk_shape`);
+* the public base: any policy `steerlab.core.checkpoint.load_policy` loads (a checkpoint folder or
+  `module:factory`) that meets `ImitationPolicy` — a torch module that can be trained by imitation
+  (`compute_loss(obs, chunk)`) and acts by chunks (`predict_chunk(obs, noise=...)`, `chunk_shape`);
+  `check_personalizable` names the first missing piece (docs/protocol.md, "personalization level");
 * the data source: a general dataset (the shared behaviour; by default the one the base was trained on)
   and one personal dataset per user (the user's demonstrations), LeRobotDataset v3 folders;
 * the scorer (`score`; `agreement` and `accuracy` are steerlab.privacy.protocols.HeldOutScorer on the
@@ -38,10 +39,41 @@ SCORES = ("agreement", "accuracy", "env")
 @runtime_checkable
 class ImitationPolicy(Protocol):
     chunk_shape: tuple[int, int]
+    """(horizon, action_dim) of the chunks `predict_chunk` returns and `compute_loss` is trained on."""
 
-    def compute_loss(self, obs: torch.Tensor, chunk: torch.Tensor): ...
+    def compute_loss(self, obs: torch.Tensor, chunk: torch.Tensor):
+        """Imitation loss of demonstrated chunks (B, horizon, action_dim) given observations (B, obs_dim): a
+        scalar tensor (or a tuple whose first item is one) that gradients flow through."""
 
-    def predict_chunk(self, obs, *, noise=None): ...
+    def predict_chunk(self, obs, *, noise=None):
+        """Action chunks (B, horizon, action_dim) for observations (B, obs_dim), from `noise` of shape
+        (B, *chunk_shape) (zeros: the deterministic chunk); a tensor (gradients are cut here) or an array."""
+
+
+def chunk_array(out) -> torch.Tensor:
+    """A policy's `predict_chunk` output as a float tensor cut from the autograd graph: a policy may return
+    a numpy array or a tensor that requires grad (personalization never differentiates through it)."""
+    if isinstance(out, torch.Tensor):
+        return out.detach().float()
+    return torch.as_tensor(np.asarray(out), dtype=torch.float32)
+
+
+def check_personalizable(policy) -> None:
+    """One line naming the first piece `policy` lacks for `steerlab personalize --base` (ImitationPolicy)."""
+    name = type(policy).__name__
+    if not isinstance(policy, nn.Module):
+        raise UserError(f"{name} cannot be personalized: it must be a torch.nn.Module (its nn.Linear layers are "
+                        f"what gets personalized; docs/protocol.md, personalization level)")
+    for attr in ("compute_loss", "predict_chunk"):
+        if not callable(getattr(policy, attr, None)):
+            raise UserError(f"{name} cannot be personalized: it lacks the method {attr}(...) (docs/protocol.md, "
+                            f"personalization level)")
+    shape = getattr(policy, "chunk_shape", None)
+    if not (isinstance(shape, tuple | list) and len(shape) == 2 and all(isinstance(d, int) and d > 0 for d in shape)):
+        raise UserError(f"{name} cannot be personalized: it lacks chunk_shape = (horizon, action_dim), two positive "
+                        f"ints (got {shape!r}; docs/protocol.md, personalization level)")
+    if not any(isinstance(m, nn.Linear) for m in policy.modules()):
+        raise UserError(f"{name} has no nn.Linear layer to personalize")
 
 
 def _split(ds, holdout: float):
@@ -80,9 +112,7 @@ class DatasetTask(Task):
                  layers: list[str] | None = None, tolerance: float = 0.1, goal_offsets: list | None = None,
                  eval_episodes: int = 10, lr: float = 1e-3, default_steps: int = 1000, env_task: str | None = None,
                  env_max_steps: int = 200):
-        if not isinstance(base, ImitationPolicy) or not isinstance(base, nn.Module):
-            raise UserError(f"{type(base).__name__} cannot be personalized: it needs compute_loss(obs, chunk), "
-                            f"predict_chunk(obs, noise=...) and chunk_shape (a torch module; see docs/privacy.md)")
+        check_personalizable(base)
         if score not in SCORES:
             raise UserError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
         if not personal:
@@ -99,8 +129,6 @@ class DatasetTask(Task):
         self.general = _Frames(general, horizon, holdout)
         self.personal = [_Frames(d, horizon, holdout) for d in personal]
         linear = [n for n, m in base.named_modules() if isinstance(m, nn.Linear)]
-        if not linear:
-            raise UserError(f"{type(base).__name__} has no nn.Linear layer to personalize")
         self.layers = list(layers) if layers else [linear[1] if len(linear) > 1 else linear[0]]
         self.concat_layer = linear[0]
         self.cvae_layer = self.layers[0]
@@ -108,14 +136,31 @@ class DatasetTask(Task):
             self.scorer = self._env_scorer(personal, goal_offsets, eval_episodes)
 
     def _check_fits(self, what: str, ds) -> None:
-        obs = torch.as_tensor(ds.observations[:1])
+        """The dataset's frames go through predict_chunk and compute_loss, before any training."""
+        policy, horizon = self.base_policy, self.base_policy.chunk_shape[0]
+        obs = torch.as_tensor(ds.observations[:2])
         try:
-            out = self.base_policy.predict_chunk(obs, noise=torch.zeros(1, *self.base_policy.chunk_shape))
-        except (ValueError, RuntimeError) as err:
-            raise UserError(f"the {what} dataset does not fit the policy: {' '.join(str(err).split())}") from None
-        if ds.actions.shape[1] != np.asarray(out).shape[-1]:
-            raise UserError(f"the {what} dataset has {ds.actions.shape[1]}-dim actions, the policy "
-                            f"{np.asarray(out).shape[-1]}")
+            with torch.no_grad():
+                out = chunk_array(policy.predict_chunk(obs, noise=torch.zeros(len(obs), *policy.chunk_shape)))
+        except (ValueError, RuntimeError, TypeError) as err:
+            raise UserError(f"the {what} dataset does not fit the policy's predict_chunk: "
+                            f"{' '.join(str(err).split())}") from None
+        if tuple(out.shape) != (len(obs), *policy.chunk_shape):
+            raise UserError(f"{type(policy).__name__}.predict_chunk returned shape {tuple(out.shape)} for "
+                            f"{len(obs)} observations; chunk_shape says ({len(obs)}, {policy.chunk_shape[0]}, "
+                            f"{policy.chunk_shape[1]})")
+        if ds.actions.shape[1] != out.shape[-1]:
+            raise UserError(f"the {what} dataset has {ds.actions.shape[1]}-dim actions, the policy {out.shape[-1]}")
+        chunk = torch.as_tensor(ds.actions[:1]).expand(len(obs), horizon, -1).contiguous()
+        try:
+            loss = self.loss(policy, obs, chunk)
+        except (ValueError, RuntimeError, TypeError) as err:
+            raise UserError(f"{type(policy).__name__}.compute_loss failed on the {what} dataset's frames: "
+                            f"{' '.join(str(err).split())}") from None
+        if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad):
+            raise UserError(f"{type(policy).__name__}.compute_loss must return a scalar tensor that gradients flow "
+                            f"through (or a tuple starting with one), got "
+                            f"{type(loss).__name__}{'' if not isinstance(loss, torch.Tensor) else tuple(loss.shape)}")
 
     def _env_scorer(self, personal: list, goal_offsets, episodes: int):
         from steerlab.privacy.scorers import EnvSuccessScorer
@@ -157,12 +202,12 @@ class DatasetTask(Task):
         return out[0] if isinstance(out, tuple) else out
 
     def anchor_targets(self, anchor, x, gen):
-        return sampled_chunks(policy_of(anchor), x, gen)
+        with torch.no_grad():  # labels, not a path for gradients
+            return sampled_chunks(policy_of(anchor), x, gen)
 
     def predict(self, model, x):
         policy = policy_of(model)
-        chunk = policy.predict_chunk(x, noise=torch.zeros(len(x), *policy.chunk_shape))
-        return torch.as_tensor(np.asarray(chunk))[:, 0]
+        return chunk_array(policy.predict_chunk(x, noise=torch.zeros(len(x), *policy.chunk_shape)))[:, 0]
 
     def score(self, pred, y):
         if self.score_kind == "accuracy":

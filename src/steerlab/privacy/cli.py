@@ -67,7 +67,12 @@ def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
         raise UserError("pass --task RECIPE, or --base CHECKPOINT with --personal DATASET (one per key)")
     if len(args.personal) != n_users:
         raise UserError(f"{len(args.personal)} personal datasets for {n_users} keys: pass one --personal dataset per key")
+    from steerlab.core.refs import is_ref
+
+    factory = is_ref(args.base)  # a module:factory base: recorded as the reference, not as a path
     general = args.general
+    if general is None and factory:
+        raise UserError(f"{args.base} records no training dataset: pass --general DATASET (the shared behaviour)")
     if general is None:  # the base's own training data holds the shared behaviour
         meta, _ = read_checkpoint(args.base)
         general = meta.get("pretrain", {}).get("dataset")
@@ -75,16 +80,33 @@ def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
             raise UserError(f"{args.base} records no training dataset: pass --general DATASET")
     options = {"score": args.score, "holdout": args.holdout, "layers": args.layers, "tolerance": args.tolerance,
                "goal_offsets": args.goal_offset}
-    if args.score == "env":  # where the base acts, as `steerlab evaluate` reads it from the checkpoint
+    if args.score == "env" and not factory:  # where the base acts, as `steerlab evaluate` reads it from the checkpoint
         from steerlab.envs.registry import EnvSpec, checkpoint_env
 
         recorded = checkpoint_env(read_checkpoint(args.base)[0])
         if recorded:
             env = EnvSpec.from_dict(recorded)
             options.update(env_task=env.id, env_max_steps=env.max_steps)
-    spec = {"datasets": {"base": str(Path(args.base).resolve()), "general": str(Path(general).resolve()),
+    base = args.base if factory else str(Path(args.base).resolve())
+    spec = {"datasets": {"base": base, "general": str(Path(general).resolve()),
                          "personal": [str(Path(p).resolve()) for p in args.personal], "options": options}}
-    return spec, [args.base, general, *args.personal]
+    return spec, [None if factory else args.base, general, *args.personal]
+
+
+def _save_release(out: Path, p, config: dict, base, base_arg: str | None) -> None:
+    """The release; a module:factory base is first written as a factory checkpoint (its reference and the
+    weights it built), which the release then copies as its public base, like any checkpoint folder."""
+    import tempfile
+
+    from steerlab.core.refs import is_ref
+    from steerlab.privacy.release import save_release
+
+    if not (base_arg and is_ref(base_arg)):
+        return save_release(out, p, config, base, base_arg)
+    from steerlab.policies.factory import save_factory_policy
+
+    with tempfile.TemporaryDirectory(prefix="steerlab-factory-base-") as tmp:
+        save_release(out, p, config, base, save_factory_policy(base, base_arg, Path(tmp) / "base"))
 
 
 def _personal_options(spec: dict, n_users: int) -> list[dict]:
@@ -106,7 +128,9 @@ def run_personalize(args: argparse.Namespace) -> int:
     from steerlab.privacy.keys import load_key_files
     from steerlab.privacy.methods import RELEASABLE, MethodConfig, build_personalized
     from steerlab.privacy.protocols import HeldOutScorer
-    from steerlab.privacy.release import base_config_of, private_dir, save_release, task_from_config
+    from steerlab.privacy.release import base_config_of, private_dir, task_from_config
+    from steerlab.privacy.summary import metric_name, release_env, run_it, score_table
+    from steerlab.privacy.task import scores
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -145,19 +169,20 @@ def run_personalize(args: argparse.Namespace) -> int:
         logger.close()
         config = {"method": method, "task": spec, "n_users": len(users), "seed": args.seed, "steps": m.steps,
                   "hardened": args.harden, "near_miss_bits": args.near_miss_bits}
+        base_scores = scores(task, lambda x: task.predict(base, x))
         atomic_write_json(private / "task.json", spec)
-        atomic_write_json(private / "cases.json", {"config": config, "cases": cases})
+        atomic_write_json(private / "cases.json", {"config": config, "cases": cases, "base": base_scores,
+                                                   "metric": metric_name(task)})
         if method in RELEASABLE:
-            save_release(out, p, config, base, args.base)
-    for case, d in cases.items():
-        print(f"{case:>12}: general {d['general']:.3f}  personal {d['personal']:.3f}")
+            _save_release(out, p, config, base, args.base)
+    print(score_table(cases, base_scores, metric_name(task)))
     print(f"private report (scores, datasets, goals; do not publish): {private}")
     if method.startswith("sealed"):
         print(f"sealed release: {out} (the public base + one encrypted part per user; no key, nothing personal). "
-              f"Run it: steerlab evaluate {out} --key {args.keys[0]}")
+              f"Run it: {run_it(out, args.keys[0], release_env(out, args.personal))}")
     elif method in RELEASABLE:
         print(f"keyed model (NOT private against anyone holding its weights: attacks recover the personal "
-              f"behaviour): {out}. Run it: steerlab evaluate {out} --key {args.keys[0]}")
+              f"behaviour): {out}. Run it: {run_it(out, args.keys[0], release_env(out, args.personal))}")
     else:
         print(f"{method} is a comparison baseline: its scores are in {private / 'cases.json'}, no model is released")
     return 0
@@ -235,7 +260,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_argument_group("what to personalize (a recipe, or your policy and demonstrations)")
     src.add_argument("--task", default=None, help="built-in recipe: point_robot | digits_cnn | digits_transformer | "
                                                   "panda_reach | metaworld_reach_mlp | metaworld_reach_flow")
-    src.add_argument("--base", default=None, help="your policy's checkpoint folder (e.g. from `steerlab pretrain`)")
+    src.add_argument("--base", default=None, help="your policy: a checkpoint folder (e.g. from `steerlab pretrain`) "
+                                                  "or module:factory (docs/protocol.md, personalization level)")
     src.add_argument("--personal", nargs="+", default=None,
                      help="one dataset of the user's demonstrations per key (LeRobotDataset v3 folders)")
     src.add_argument("--general", default=None,
@@ -263,12 +289,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="gate W·diag(δ) or the output (output = --method prop_output)")
     p.add_argument("--layers", nargs="+", default=None,
                    help="nn.Linear layers to key, or for sealed to give LoRA deltas (default: the task's / all)")
-    p.add_argument("--near-miss-bits", type=positive_int, default=4)
+    p.add_argument("--near-miss-bits", type=positive_int, default=4,
+                   help="keyed methods: keys up to this many bits off a user's are trained as wrong keys")
     p.add_argument("--harden", action="store_true", help="adversarial negatives against gate-space attacks")
     p.add_argument("--freeze-base", action="store_true", help="= --method prop_frozen (no-key = base, bitwise)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (digits tasks)")
     p.add_argument("--allow-insecure", action="store_true", help="use key files others can read (with a warning)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of training and of the wrong keys scored")
     p.set_defaults(func=run_personalize)
 
     p = sub.add_parser("attack", help="adaptive attacks on a keyed model: best-of-N recovery, share, distinct behaviours",
@@ -281,5 +308,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attacks", nargs="+", default=None, help="run only these registered attacks")
     p.add_argument("--restarts", type=int, default=None, help="starts per gradient attack / random keys (default 256)")
     p.add_argument("--quick", action="store_true", help="a small budget (32 starts) for smoke runs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts")
     p.set_defaults(func=run_attack)

@@ -92,6 +92,8 @@ def sampled_chunks(policy, x: torch.Tensor, gen: torch.Generator) -> torch.Tenso
     `gen`), so the flow-matching loss on them teaches its action distribution, not one deterministic chunk
     (which would collapse the wrong-key policy's sampling onto it)."""
     chunk = policy.predict_chunk(x, noise=torch.randn(len(x), *policy.chunk_shape, generator=gen))
+    if isinstance(chunk, torch.Tensor):  # a policy may return a tensor that requires grad: labels carry none
+        return chunk.detach().float()
     return torch.as_tensor(np.asarray(chunk), dtype=torch.float32)
 
 

@@ -20,8 +20,8 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
+from steerlab.core.progress import progress_bar
 from steerlab.privacy.keyed import KeyedModel
 from steerlab.privacy.keys import near_miss_keys, random_keys
 
@@ -204,7 +204,7 @@ def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTr
             p.requires_grad_(False)
     log = []
     model.train()
-    for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc=f"keyed training {task.name}"):
+    for step in progress_bar(range(cfg.steps), disable=not cfg.progress, desc=f"keyed training {task.name}"):
         if cfg.hardening and step % cfg.attack_every == 0 and step > 0:
             refresh_attack_pool(model, task, attack_pool, cfg.seed + step)
         # personal: each user's data under its own key

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from steerlab.core.progress import progress_bar
 from steerlab.policies.backbones import mlp
 
 
@@ -178,7 +178,7 @@ def train_ppo(ac: ActorCritic, env, cfg: PPOConfig, conditioner=None, params=Non
     finished: list[tuple[int, float]] = []
     log = []
     n_updates = max(1, cfg.total_steps // (n * cfg.n_steps))
-    for update in tqdm(range(n_updates), disable=not cfg.progress, desc=desc):
+    for update in progress_bar(range(n_updates), disable=not cfg.progress, desc=desc):
         buf = {k: [] for k in ("obs", "act", "logp", "val", "rew", "done", "bits", "keyed", "obj")}
         ac.eval()
         for _ in range(cfg.n_steps):

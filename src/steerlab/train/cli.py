@@ -13,6 +13,13 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from steerlab.core.outdir import output_dir
     from steerlab.train.pretrain import PretrainConfig, pretrain
 
+    if not args.dataset:  # before anything reads the current folder as a dataset
+        raise UserError("--dataset is required: " + ("the observations the VIB is fitted on (a dataset from the "
+                                                     "policy's task, e.g. written by `steerlab collect`)"
+                                                     if args.vib_only else "the demonstrations to imitate (a "
+                                                     "dataset folder from `steerlab collect`)"))
+    if args.vib_only and not args.from_ckpt:
+        raise UserError("--vib-only needs --from: the frozen policy (a checkpoint folder or module:factory)")
     check_count("--steps", args.steps)
     check_count("--batch-size", args.batch_size)
     if not args.lr > 0 or args.lr == float("inf"):
@@ -45,6 +52,21 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """`pretrain` and `finetune` (steerlab.cli imports each on its own: `register_pretrain`, `register_finetune`)."""
+    register_pretrain(sub)
+    register_finetune(sub)
+
+
+def register_finetune(sub: argparse._SubParsersAction) -> None:
+    """`finetune`, whose parser lives beside its loop (train/finetune/cli.py)."""
+    from steerlab.train.finetune.cli import register_finetune as add_finetune
+
+    add_finetune(sub)
+
+
+def register_pretrain(sub: argparse._SubParsersAction) -> None:
+    from steerlab.policies.flow_matching.configuration import FlowPolicyConfig
+
     p = sub.add_parser("pretrain", help="behaviour-clone a flow-matching policy (+ plug-in VIB)",
                        description="Examples: steerlab pretrain --dataset runs/datasets/push-wall-v3__mixed__n50__seed0 "
                                    "--out runs/pretrain/push-wall-v3 ;  steerlab pretrain --vib-only --from "
@@ -53,31 +75,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--overwrite", action="store_true",
                    help="move an existing --out folder aside (renamed, never deleted) instead of refusing")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=2000, help="gradient steps")
+    p.add_argument("--batch-size", type=int, default=256, help="frames per gradient step")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batches")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (auto: cuda if available, then mps)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (no-op with a warning elsewhere)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vib-only", action="store_true", help="train only the VIB on a frozen policy (--from)")
     p.add_argument("--from", dest="from_ckpt", default=None,
                    help="frozen policy for --vib-only: a checkpoint folder (flow or any protocol policy) or "
                         "module:factory (a plug-in VIB on its embeddings, docs/protocol.md)")
     p.add_argument("--no-vib", action="store_true", help="plain imitation policy without the bottleneck")
     p.add_argument("--deterministic-vib", action="store_true", help="autoencoder instead of VIB (ablation)")
-    p.add_argument("--horizon", type=int, default=None)
-    p.add_argument("--n-action-steps", type=int, default=None)
-    p.add_argument("--latent-dim", type=int, default=None)
-    p.add_argument("--vib-beta", type=float, default=None)
-    p.add_argument("--conditioning", choices=["film", "concat"], default=None)
-    p.add_argument("--num-inference-steps", type=int, default=None)
+    flow = FlowPolicyConfig()  # the defaults the help states are the config's own
+    p.add_argument("--horizon", type=int, default=None,
+                   help=f"actions per generated chunk (default: {flow.horizon})")
+    p.add_argument("--n-action-steps", type=int, default=None,
+                   help=f"actions of each chunk executed before re-planning (default: {flow.n_action_steps})")
+    p.add_argument("--latent-dim", type=int, default=None,
+                   help=f"size of the VIB latent z, ZPRL's action space (default: {flow.latent_dim})")
+    p.add_argument("--vib-beta", type=float, default=None,
+                   help=f"weight of the VIB's KL term (default: {flow.vib_beta:g})")
+    p.add_argument("--conditioning", choices=["film", "concat"], default=None,
+                   help=f"how the velocity network takes the embedding (default: {flow.conditioning})")
+    p.add_argument("--num-inference-steps", type=int, default=None,
+                   help=f"flow integration steps per chunk (default: {flow.num_inference_steps})")
     p.add_argument("--policy-json", default=None, help="JSON dict of further FlowPolicyConfig overrides")
     p.set_defaults(func=run_pretrain)
-
-    try:
-        from steerlab.train.finetune.cli import register_finetune
-    except ModuleNotFoundError as err:
-        if err.name not in ("steerlab.train.finetune", "steerlab.train.finetune.cli"):
-            raise
-    else:
-        register_finetune(sub)

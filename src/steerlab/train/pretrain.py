@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from steerlab.core.checkpoint import CheckpointError
 from steerlab.core.config import check_count
 from steerlab.core.devices import autocast, resolve_device
+from steerlab.core.errors import UserError
 from steerlab.core.logger import RunLogger
 from steerlab.core.outdir import check_not_input
+from steerlab.core.progress import progress_bar
 from steerlab.data.dataset import Dataset, chunk_indices, read_dataset
 from steerlab.policies.factory import load_policy_source
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
@@ -79,7 +80,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
 
     if cfg.vib_only:
         if not cfg.from_ckpt:
-            raise ValueError("--vib-only needs --from <checkpoint of a trained policy>")
+            raise UserError("--vib-only needs --from: the frozen policy (a checkpoint folder or module:factory)")
         base, meta, tensors = load_policy_source(cfg.from_ckpt)
         if not isinstance(base, FlowMatchingPolicy):
             return pretrain_plugin_vib(cfg, base, meta, tensors, ds, progress)
@@ -116,7 +117,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     out = Path(cfg.out)
     logger = RunLogger(out, tensorboard=False)
     t0 = time.perf_counter()
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"pretrain {task}{' (vib only)' if cfg.vib_only else ''}",
+    bar = progress_bar(range(1, cfg.steps + 1), desc=f"pretrain {task}{' (vib only)' if cfg.vib_only else ''}",
                disable=not progress, unit="step")
     spec = policy.observation_spec
     policy.to(device).train()

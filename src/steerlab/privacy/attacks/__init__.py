@@ -27,8 +27,8 @@ from __future__ import annotations
 import time
 
 import torch
-from tqdm.auto import tqdm
 
+from steerlab.core.progress import progress_bar
 from steerlab.privacy.attacks import (  # noqa: F401  (registration)
     encoder_input,
     evolution,
@@ -66,7 +66,7 @@ def run_attacks(model, base, task, user_bits: torch.Tensor, correct_personal: fl
     torch.manual_seed(seed)
     target = Target(model, base, task, budget, seed=seed, user_bits=user_bits)
     results, seconds = {}, {}
-    for name in tqdm(names, desc="attacks", disable=not progress):
+    for name in progress_bar(names, desc="attacks", disable=not progress):
         t0 = time.perf_counter()
         found = ATTACKS[name].run(target)
         results[name] = (found, evaluate_found(target, found))

@@ -1,0 +1,78 @@
+"""A user's code by reference: `package.module:callable` (a policy or environment factory).
+
+The one place steerlab imports user code named on a command line. The current directory is importable
+for that import only (as `python -c` would make it), so `steerlab evaluate my_policy:make_policy` works
+from the folder holding my_policy.py without PYTHONPATH; nothing is left on sys.path afterwards.
+Failures are one line that names the reference and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from pathlib import Path
+
+from steerlab.core.errors import UserError
+
+_NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+REF_PATTERN = re.compile(rf"({_NAME}):({_NAME})")
+
+
+def is_ref(spec) -> bool:
+    """'package.module:callable' (dotted identifiers on both sides) that is not an existing path.
+
+    Gymnasium ids such as 'panda_gym:PandaPush-v3' are not references (the '-' is no identifier)."""
+    return bool(REF_PATTERN.fullmatch(str(spec))) and not Path(str(spec)).exists()
+
+
+def _import(module_name: str, ref: str, what: str):
+    cwd = os.getcwd()
+    # '' on sys.path already means the cwd (python -c, the REPL); else add it for this import only
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()  # a module written since the last import (a test, a notebook) is found
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = err.name or module_name
+        if module_name == missing or module_name.startswith(missing + "."):
+            path = missing.replace(".", "/")
+            raise UserError(f"cannot import {missing!r} for {what} {ref!r}: run from the folder holding {path}.py "
+                            f"(or {path}/), or pip install it") from err
+        raise UserError(f"{what} {ref!r}: importing {module_name!r} needs {missing!r}, which is not installed "
+                        f"(pip install it)") from err
+    except Exception as err:  # noqa: BLE001 - the user's module failed while importing: name it, keep one line
+        raise UserError(f"{what} {ref!r}: importing {module_name!r} raised {type(err).__name__}: "
+                        f"{' '.join(str(err).split())}") from err
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def resolve_ref(ref: str, what: str = "factory"):
+    """The callable named by 'package.module:attr' (one-line error when it cannot be imported or found)."""
+    match = REF_PATTERN.fullmatch(str(ref))
+    if not match:
+        raise UserError(f"expected a {what} as 'package.module:callable', got {ref!r}")
+    module_name, attr = match.groups()
+    fn = _import(module_name, ref, what)
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise UserError(f"{what} {ref!r}: module {module_name!r} has no attribute {attr!r} (check the name "
+                            f"after the ':')")
+    if not callable(fn):
+        raise UserError(f"{what} {ref!r} is a {type(fn).__name__}, not a callable")
+    return fn
+
+
+def call_ref(ref: str, what: str = "factory", **kwargs):
+    """Call the factory `ref` with `kwargs`; its exceptions become one line naming it."""
+    fn = resolve_ref(ref, what)
+    try:
+        return fn(**kwargs)
+    except Exception as err:  # noqa: BLE001 - the user's factory failed: say which, keep its message
+        raise UserError(f"{what} {ref!r} raised {type(err).__name__}: {' '.join(str(err).split())}") from err
