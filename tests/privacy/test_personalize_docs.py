@@ -26,7 +26,7 @@ def test_personalization_doc_example_runs(tmp_path, monkeypatch, capsys):
         assert "metric: R² of the first action" in out and "base (no personalization)" in out
         run_it = next(line for line in out.splitlines() if "Run it:" in line).split("Run it: ", 1)[1]
         assert run_it == "steerlab evaluate runs/alice_release --key alice.key --env steerlab/PointReach-v0"
-        cases = json.loads((tmp_path / "runs/alice_release/cases.json").read_text())
+        cases = json.loads((tmp_path / "runs/alice_release.private/cases.json").read_text())
         base, key, no_key = cases["base"], cases["cases"]["correct"], cases["cases"]["no_key"]
         assert key["personal"] > base["personal"] + 0.1  # the key gives Alice's behaviour
         assert no_key == base  # sealed: without the key, the base itself

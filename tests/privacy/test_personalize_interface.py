@@ -80,7 +80,7 @@ def test_a_predict_chunk_that_requires_grad_personalizes(tmp_path):
     task = DatasetTask(Chunky(), general, [personal], holdout=0.0)
     assert task.predict(task.base_policy, torch.zeros(2, 4)).requires_grad is False
     base = task.train_base(0)
-    p = build_personalized("prop", task, base, [generate_key(32)], MethodConfig(steps=60, seed=0))
+    p = build_personalized("prop", task, base, [generate_key(128)], MethodConfig(steps=60, seed=0))
     cases = evaluate_key_cases(p, task, 0, n_keys=2)
     assert cases["correct"]["personal"] > cases["no_key"]["personal"]
 

@@ -188,6 +188,6 @@ def test_personalize_defaults_to_sealed_and_never_calls_a_keyed_model_private(bu
     from steerlab.cli import build_parser
 
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["personalize", "--help"])
+        build_parser("personalize").parse_args(["personalize", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "sealed (default" in text and "recoverable from its weights" in text

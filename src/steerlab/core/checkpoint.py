@@ -8,7 +8,7 @@ everything else from JSON.
 
 from __future__ import annotations
 
-import importlib
+import inspect
 import platform
 from pathlib import Path
 
@@ -19,21 +19,15 @@ import steerlab
 from steerlab.core.errors import CheckpointError
 from steerlab.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 from steerlab.core.refs import is_ref
+from steerlab.core.registry import Registry
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
-# policy_type -> "module:loader" (lazy so a checkpoint of one kind never imports the others)
-POLICY_LOADERS = {
-    "flow_matching": "steerlab.policies.flow_matching.checkpointing:load_flow_policy",
-    "steered": "steerlab.rl.steering:load_steered_policy",
-    "plugin_vib": "steerlab.policies.plugin_vib:load_plugin_vib_policy",
-    "factory": "steerlab.policies.factory:load_factory_policy",
-    "keyed": "steerlab.privacy.release:load_keyed_policy",
-    "sealed": "steerlab.privacy.release:load_sealed_policy",
-    "public_base": "steerlab.privacy.release:load_public_base",
-}
-KEYED_TYPES = ("keyed", "sealed")  # loaders that take a user key
+# policy_type -> loader(meta, tensors, folder[, key]); steerlab's own are declared as entry points in its
+# pyproject.toml (group "steerlab.policy_types"), so core names no upper layer and a checkpoint of one kind
+# never imports the others; a loader with a `key` parameter serves keyed / sealed releases
+POLICY_TYPES = Registry("policy type", group="steerlab.policy_types")
 
 
 def versions() -> dict[str, str]:
@@ -81,13 +75,13 @@ def build_policy(meta: dict, tensors: dict[str, torch.Tensor], folder: str | Pat
     """Rebuild a policy from a checkpoint's parsed config.json and tensors (also used for nested bases).
     `key` selects a user's personal policy in a keyed or sealed release (steerlab.privacy.release)."""
     kind = meta.get("policy_type")
-    if kind not in POLICY_LOADERS:
-        raise CheckpointError(f"{folder}: unknown policy_type {kind!r}; known: {sorted(POLICY_LOADERS)}")
-    module, fn = POLICY_LOADERS[kind].split(":")
-    loader = getattr(importlib.import_module(module), fn)
+    loader = POLICY_TYPES.get(kind)
+    if loader is None:
+        raise CheckpointError(f"{folder}: unknown policy_type {kind!r}; known: {sorted(POLICY_TYPES.names())} "
+                              f"(a plug-in's type needs its package installed)")
     if key is None:
         return loader(meta, tensors, folder)
-    if kind not in KEYED_TYPES:
+    if "key" not in inspect.signature(loader).parameters:
         raise CheckpointError(f"{folder} is a {kind!r} checkpoint: it takes no key (only keyed and sealed "
                               f"releases from `steerlab personalize` do)")
     return loader(meta, tensors, folder, key=key)

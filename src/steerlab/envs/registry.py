@@ -33,6 +33,7 @@ import numpy as np
 import steerlab.envs.toy  # noqa: F401  (registers steerlab/PointReach-v0, the tests' and docs' tiny env)
 from steerlab.core.errors import UserError
 from steerlab.core.refs import call_ref, is_ref, resolve_ref
+from steerlab.core.registry import Registry
 from steerlab.envs.panda_tasks import PandaFamily
 
 DEFAULT_MAX_STEPS = 200
@@ -226,12 +227,12 @@ class FactoryFamily(EnvFamily):
         return TaskEnv(env, spec, terminate_on_success, reward)
 
 
-FAMILIES: dict[str, EnvFamily] = {}
+FAMILIES = Registry("environment family", group="steerlab.env_families")
+"""name -> EnvFamily; a pip package adds one through the entry-point group (an EnvFamily instance)."""
 
 
 def register_family(family: EnvFamily) -> EnvFamily:
-    FAMILIES[family.name] = family
-    return family
+    return FAMILIES.add(family.name, family)
 
 
 # asked in this order: panda before gym, which would also own 'PandaPush-v3' once panda_gym is imported
@@ -251,6 +252,7 @@ def resolve_env(env: str | dict | EnvSpec, *, family: str | None = None, max_ste
         spec = EnvSpec(**spec.to_dict())
     else:
         env = str(env)
+        FAMILIES.read_entry_points()
         fam = FAMILIES.get(family) if family else next((f for f in FAMILIES.values() if f.owns(env)), None)
         if fam is None:
             raise UserError(f"unknown environment {env!r}: not a Meta-World task, a registered Gymnasium id, or an "
@@ -290,9 +292,7 @@ def make_env(spec: str | dict | EnvSpec, seed: int = 0, terminate_on_success: bo
              render_mode: str | None = None) -> gym.Env:
     """Build one environment of `spec` (see the module docstring for what every env guarantees)."""
     spec = resolve_env(spec)
-    if spec.family not in FAMILIES:
-        raise UserError(f"unknown environment family {spec.family!r}; known: {sorted(FAMILIES)}")
-    env = FAMILIES[spec.family].build(spec, seed, terminate_on_success, reward, render_mode)
+    env = FAMILIES.lookup(spec.family).build(spec, seed, terminate_on_success, reward, render_mode)
     if spec.shift:
         try:
             from steerlab.envs.shifts import parse_shift

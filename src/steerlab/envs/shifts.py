@@ -2,7 +2,7 @@
 
 A shift is a parameter of the environment factory, never a code fork. Its name says everything
 (`parse_shift(name)` rebuilds it), so recording the name in a dataset, checkpoint or result is enough
-to reproduce it. Families are registered by prefix (`register_family`); two ship here:
+to reproduce it. Families are registered by prefix (`register_shift_family`); two ship here:
 
 * ``actuation:...``  a calibration error at deployment: the commanded action is mapped to
   ``gain · a + offset`` before the robot executes it (the env's own clipping still applies), an error
@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from steerlab.core.errors import UserError
+from steerlab.core.registry import Registry
 
 MIN_RANGE = 0.01
 """Initial-state coordinates whose range is narrower than this are not 'randomized' (coverage ignores them)."""
@@ -131,16 +132,18 @@ def uniform_mean_quantile(p: float, d: int) -> float:
 
 
 # ------------------------------------------------------------------ registry of families
-_FAMILIES: dict[str, tuple[Callable[[str, str], Shift], str]] = {}
+SHIFT_FAMILIES = Registry("shift family", group="steerlab.shift_families")
+"""prefix -> (parse(family, argument) -> Shift, the valid argument forms); a pip package adds one through the
+entry-point group (such a tuple)."""
 
 
-def register_family(family: str, parse: Callable[[str, str], Shift], forms: str) -> None:
+def register_shift_family(family: str, parse: Callable[[str, str], Shift], forms: str) -> None:
     """`parse(family, argument)` builds the Shift for 'family:argument'; `forms` lists valid arguments."""
-    _FAMILIES[family] = (parse, forms)
+    SHIFT_FAMILIES.add(family, (parse, forms))
 
 
 def _valid_forms() -> str:
-    return "; ".join(f"{fam}:{forms}" for fam, (_, forms) in _FAMILIES.items())
+    return "; ".join(f"{fam}:{forms}" for fam, (_, forms) in SHIFT_FAMILIES.items())
 
 
 def _axis(token: str | None) -> int | None:
@@ -155,7 +158,7 @@ _ACTUATION = re.compile(r"^(offset)-(x|y|z|g|\d+)([+-]\d*\.?\d+)$|^(gain)(?:-(x|
 def _parse_actuation(family: str, arg: str) -> Shift:
     m = _ACTUATION.match(arg)
     if not m:
-        raise UserError(f"unknown actuation shift {arg!r}; valid forms: {_FAMILIES[family][1]}")
+        raise UserError(f"unknown actuation shift {arg!r}; valid forms: {SHIFT_FAMILIES[family][1]}")
     if m.group(1):
         axis, value = _axis(m.group(2)), float(m.group(3))
         name = f"actuation:offset-{m.group(2)}{value:+.2f}"
@@ -173,7 +176,7 @@ _COVERAGE = re.compile(r"^(low|high)-(\d*\.?\d+)$")
 def _parse_coverage(family: str, arg: str) -> Shift:
     m = _COVERAGE.match(arg)
     if not m:
-        raise UserError(f"unknown coverage shift {arg!r}; valid forms: {_FAMILIES[family][1]}")
+        raise UserError(f"unknown coverage shift {arg!r}; valid forms: {SHIFT_FAMILIES[family][1]}")
     excluded = float(m.group(2))
     if not 0.0 < excluded < 1.0:
         raise UserError(f"coverage: the excluded share of each range must be in (0, 1), got {excluded}")
@@ -181,8 +184,8 @@ def _parse_coverage(family: str, arg: str) -> Shift:
                  {"side": m.group(1), "keep": 1.0 - excluded})
 
 
-register_family("actuation", _parse_actuation, "offset-<x|y|z|g|axis><+/-value> | gain[-<axis>]-<value>")
-register_family("coverage", _parse_coverage, "low-<excluded share> | high-<excluded share>")
+register_shift_family("actuation", _parse_actuation, "offset-<x|y|z|g|axis><+/-value> | gain[-<axis>]-<value>")
+register_shift_family("coverage", _parse_coverage, "low-<excluded share> | high-<excluded share>")
 
 
 def parse_shift(name: str | None) -> Shift | None:
@@ -192,9 +195,9 @@ def parse_shift(name: str | None) -> Shift | None:
     if isinstance(name, Shift):
         return name
     family, sep, arg = str(name).partition(":")
-    if not sep or family not in _FAMILIES:
+    if not sep or SHIFT_FAMILIES.get(family) is None:
         raise UserError(f"unknown shift {name!r}; valid forms: {_valid_forms()}")
-    return _FAMILIES[family][0](family, arg)
+    return SHIFT_FAMILIES[family][0](family, arg)
 
 
 def shift_name(name: str | None) -> str | None:

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from steerlab.core.errors import UserError
-from steerlab.privacy.sealed import BlobDamagedError
+from steerlab.core.errors import CheckpointError, UserError
 
 ADAPTER_KINDS = ("lora", "full")
+
+
+class BlobDamagedError(CheckpointError):
+    """One blob is unreadable, malformed, or bound to another base / release / slot: that blob only."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import tempfile
 from pathlib import Path
 
 from steerlab.core.checkpoint import atomic_write_json
@@ -93,20 +94,17 @@ def _task_spec(args: argparse.Namespace, n_users: int) -> tuple[dict, list]:
     return spec, [None if factory else args.base, general, *args.personal]
 
 
-def _save_release(out: Path, p, config: dict, base, base_arg: str | None) -> None:
-    """The release; a module:factory base is first written as a factory checkpoint (its reference and the
-    weights it built), which the release then copies as its public base, like any checkpoint folder."""
-    import tempfile
-
+def _public_base(base, base_arg: str | None, tmp: Path) -> str | None:
+    """The checkpoint folder the release copies as its public base (and binds into every blob): the user's
+    folder as given, or for a module:factory base a factory checkpoint written to `tmp` (its reference and the
+    weights it built). None: a recipe's base, written by the release itself."""
     from steerlab.core.refs import is_ref
-    from steerlab.privacy.release import save_release
 
     if not (base_arg and is_ref(base_arg)):
-        return save_release(out, p, config, base, base_arg)
+        return base_arg
     from steerlab.policies.factory import save_factory_policy
 
-    with tempfile.TemporaryDirectory(prefix="steerlab-factory-base-") as tmp:
-        save_release(out, p, config, base, save_factory_policy(base, base_arg, Path(tmp) / "base"))
+    return str(save_factory_policy(base, base_arg, tmp / "base"))
 
 
 def _personal_options(spec: dict, n_users: int) -> list[dict]:
@@ -128,7 +126,7 @@ def run_personalize(args: argparse.Namespace) -> int:
     from steerlab.privacy.keys import load_key_files
     from steerlab.privacy.methods import RELEASABLE, MethodConfig, build_personalized
     from steerlab.privacy.protocols import HeldOutScorer
-    from steerlab.privacy.release import base_config_of, private_dir, task_from_config
+    from steerlab.privacy.release import base_config_of, private_dir, save_release, task_from_config
     from steerlab.privacy.summary import metric_name, release_env, run_it, score_table
     from steerlab.privacy.task import scores
 
@@ -150,13 +148,15 @@ def run_personalize(args: argparse.Namespace) -> int:
     inputs = [*args.keys, *inputs]
     with (output_dir(args.out, "personalize", overwrite=args.overwrite, inputs=inputs) as (out, _),
           output_dir(private_dir(args.out), "personalize-private", overwrite=args.overwrite,
-                     inputs=inputs, flag="the private report") as (private, _)):
+                     inputs=inputs, flag="the private report") as (private, _),
+          tempfile.TemporaryDirectory(prefix="steerlab-base-") as tmp):
         private.chmod(0o700)  # the users' data and scores: for the one who ran personalize only
         task = task_from_config(spec)
         base = task.train_base(args.seed)
+        public = _public_base(base, args.base, Path(tmp))
         m = MethodConfig(steps=args.steps or task.default_steps, seed=args.seed, hardened=args.harden,
                          near_miss_bits=args.near_miss_bits, layers=args.layers, progress=True,
-                         base_config=base_config_of(args.base, spec if args.task else None),
+                         base_config=base_config_of(public, spec if args.task else None),
                          personal=_personal_options(spec, len(users)))
         p = build_personalized(method, task, base, users, m)
         # wrong-key cases: 8 keys each, 2 where every score is a set of rollouts
@@ -174,7 +174,7 @@ def run_personalize(args: argparse.Namespace) -> int:
         atomic_write_json(private / "cases.json", {"config": config, "cases": cases, "base": base_scores,
                                                    "metric": metric_name(task)})
         if method in RELEASABLE:
-            _save_release(out, p, config, base, args.base)
+            save_release(out, p, config, base, public)
     print(score_table(cases, base_scores, metric_name(task)))
     print(f"private report (scores, datasets, goals; do not publish): {private}")
     if method.startswith("sealed"):

@@ -37,17 +37,18 @@ auxiliary general loss already covers the personal states: the anchor does not a
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from steerlab.core.errors import UserError
+from steerlab.core.registry import Registry
 from steerlab.privacy.evaluate import Personalized
 from steerlab.privacy.keys import UserKey, check_distinct
 from steerlab.privacy.train import KeyedTrainConfig
 
-METHODS: dict[str, Callable] = {}
+METHODS = Registry("personalization method", group="steerlab.personalization_methods")
+"""name -> builder(name, task, base, users, MethodConfig) -> Personalized."""
 # method -> (gate mode, anchored)
 KEYED = {"prop": ("input", True), "prop_unanchored": ("input", False), "prop_output": ("output", False),
          "prop_rawbits": ("input", False), "prop_frozen": ("input", False), "key_mlp": ("concat", False)}
@@ -81,11 +82,8 @@ class MethodConfig:
 
 
 def method(name: str):
-    def register(fn):
-        METHODS[name] = fn
-        return fn
-
-    return register
+    """Decorator: register a personalization method's builder under `name`."""
+    return METHODS.register(name)
 
 
 def train_config(task, m: MethodConfig, steps: int, train_base: bool = True, anchor_weight: float = 0.0):
@@ -95,12 +93,11 @@ def train_config(task, m: MethodConfig, steps: int, train_base: bool = True, anc
 
 
 def build_personalized(name: str, task, base: torch.nn.Module, users: list[UserKey], m: MethodConfig) -> Personalized:
-    if name not in METHODS:
-        raise UserError(f"unknown personalization method {name!r}; choose one of {', '.join(METHODS)}")
+    build = METHODS.lookup(name)
     if m.steps <= 0:
         raise UserError(f"--steps must be a positive count, got {m.steps}")
     check_distinct(users)  # two users, one key: the second user's part would be unreachable
-    return METHODS[name](name, task, base, users, m)
+    return build(name, task, base, users, m)
 
 
 def _keyed(name, task, base, users, m):

@@ -38,7 +38,8 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
 
-from steerlab.core.errors import CheckpointError, UserError
+from steerlab.core.errors import UserError
+from steerlab.privacy.adapters import BlobDamagedError, apply_adapter
 from steerlab.privacy.keys import UserKey
 
 MAGIC = b"STLSEAL1"  # the container (magic, length, JSON header, ciphertext); the header's version is the format
@@ -52,10 +53,6 @@ PAYLOAD_META = "steerlab"  # the safetensors metadata entry holding the payload'
 
 class SealedKeyError(UserError):
     """The key opens no sealed blob (wrong key, or no blob of this release opened)."""
-
-
-class BlobDamagedError(CheckpointError):
-    """One blob is unreadable, malformed, or bound to another base / release / slot: that blob only."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +212,6 @@ def apply_parts(base: nn.Module, parts: dict, where: str) -> nn.Module:
     if unknown or "adapter" not in parts:
         raise BlobDamagedError(f"{where}: sealed parts {sorted(parts)} are not readable by this steerlab (it reads "
                                f"'adapter'): update steerlab")
-    from steerlab.privacy.adapters import apply_adapter
 
     tensors, meta = parts["adapter"]
     return apply_adapter(base, tensors, meta, where)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from steerlab.core.registry import Registry
 from steerlab.envs import point_robot
 from steerlab.policies.backbones import SmallCNN, TinyTransformer, mlp
 from steerlab.privacy.task import Task, scores  # noqa: F401  (the interface; re-exported for older imports)
@@ -152,12 +153,13 @@ def _panda_reach(**kwargs):
     return make_panda_reach(**kwargs)
 
 
-TASKS = {"point_robot": PointRobotTask, "digits_cnn": DigitsTask, "digits_transformer": DigitsTransformerTask,
-         "metaworld_reach_mlp": _metaworld("mlp"), "metaworld_reach_flow": _metaworld("flow"),
-         "panda_reach": _panda_reach}
+TASKS = Registry("personalization task", group="steerlab.personalization_tasks")
+"""name -> factory(**kwargs) -> Task; a pip package adds one through the entry-point group."""
+for _name, _factory in (("point_robot", PointRobotTask), ("digits_cnn", DigitsTask),
+                        ("digits_transformer", DigitsTransformerTask), ("metaworld_reach_mlp", _metaworld("mlp")),
+                        ("metaworld_reach_flow", _metaworld("flow")), ("panda_reach", _panda_reach)):
+    TASKS.add(_name, _factory)
 
 
 def make_task(name: str, **kwargs) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown personalization task {name!r}; choose one of {', '.join(TASKS)}")
-    return TASKS[name](**kwargs)
+    return TASKS.lookup(name)(**kwargs)

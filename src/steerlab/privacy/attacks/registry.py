@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from steerlab.core.registry import Registry
 from steerlab.privacy.attacks.core import Found, Target
 
 
@@ -18,14 +19,15 @@ class AttackSpec:
     attacker's overall result: the attacker has no key."""
 
 
-ATTACKS: dict[str, AttackSpec] = {}
+ATTACKS = Registry("attack", group="steerlab.attacks")
+"""name -> AttackSpec; a pip package adds one through the entry-point group (an AttackSpec)."""
 
 
 def register(name: str, description: str, uses_key: bool = False):
     def wrap(fn: Callable[[Target], Found]) -> Callable[[Target], Found]:
         if name in ATTACKS:
             raise ValueError(f"attack {name!r} is registered twice")
-        ATTACKS[name] = AttackSpec(name, fn, description, uses_key)
+        ATTACKS.add(name, AttackSpec(name, fn, description, uses_key))
         return fn
 
     return wrap

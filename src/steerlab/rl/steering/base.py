@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from steerlab.core.errors import UserError
+from steerlab.core.registry import Registry
 from steerlab.policies.observations import batch_size
 from steerlab.policies.protocol import check_steerable
 
@@ -159,17 +160,15 @@ class SteeringMethod:
         return torch.randn((batch_size(obs), *self.policy.noise_shape), generator=gen)
 
 
-REGISTRY: dict[str, type[SteeringMethod]] = {}
+REGISTRY = Registry("steering method", group="steerlab.steering_methods")
+"""name -> SteeringMethod class; a pip package adds one through the entry-point group (docs/steering.md)."""
 
 
 def register(cls: type[SteeringMethod]) -> type[SteeringMethod]:
     """Class decorator: make a method available by its `name` (CLI `--method`, checkpoints)."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise ValueError(f"steering method {cls.name!r} is already registered by {REGISTRY[cls.name].__name__}")
-    REGISTRY[cls.name] = cls
-    return cls
+    return REGISTRY.add(cls.name, cls)
 
 
 def method_class(name: str, module: str | None = None) -> type[SteeringMethod]:
@@ -179,9 +178,7 @@ def method_class(name: str, module: str | None = None) -> type[SteeringMethod]:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
             raise UserError(f"steering method {name!r} is defined in {module!r}, which cannot be imported ({err})") from err
-    if name not in REGISTRY:
-        raise UserError(f"unknown steering method {name!r}; choose one of {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    return REGISTRY.lookup(name)
 
 
 def make_adapter(policy, method: str, options: dict | MethodConfig | None = None,
