@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from steerlab.core.errors import UserError
-from steerlab.rl.sac import SAC, CriticEnsemble, _adam
+from steerlab.rl.sac import SAC, _adam, make_critic
 from steerlab.rl.steering.base import MethodConfig, SteeringMethod, register
 
 
@@ -61,9 +61,8 @@ class NoiseAliasSAC(SAC):
         self.noise_magnitude = float(noise_magnitude)
         with torch.random.fork_rng(devices=[]):  # own init stream, the global RNG untouched
             torch.random.default_generator.manual_seed(seed + 7919)
-            self.critic_a = CriticEnsemble(cfg.num_critics, obs_dim + self.exec_dim, cfg.hidden, cfg.critic_layer_norm)
-            self.critic_a_target = CriticEnsemble(cfg.num_critics, obs_dim + self.exec_dim, cfg.hidden,
-                                                  cfg.critic_layer_norm)
+            self.critic_a = make_critic(cfg, obs_dim + self.exec_dim)
+            self.critic_a_target = make_critic(cfg, obs_dim + self.exec_dim)
         self.critic_a_target.load_state_dict(self.critic_a.state_dict())
         self.critic_a_target.requires_grad_(False)
         self.critic_a.to(self.device)

@@ -131,7 +131,8 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--final-episodes", type=int, default=50,
                    help="final evaluation episodes (sampled and from ε = 0) written to result.json; 0: none")
     p.add_argument("--preset", choices=sorted(PRESETS), default="bench",
-                   help="SAC settings: bench (what the README tables measured, hidden 128) or paper (hidden 256); "
+                   help="SAC settings: bench (what the README tables measured, hidden 128), paper (hidden 256) or "
+                        "dsrl-paper (bench actor, DSRL's LayerNorm critics 3 × 2048, UTD 20; slow on a CPU); "
                         "--sac-json overrides on top")
     p.add_argument("--checkpoint-every", type=int, default=10_000,
                    help="env steps between resumable snapshots of the training state (taken once every env ends "

@@ -129,8 +129,12 @@ RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_
 
 # Named SAC settings. 'bench' is what benchmarks/finetune.py measured (hidden 128: one update costs 6.0 ms
 # vs 12.2 ms at 256 on one core, benchmarks/results/sac_update_speed.json) and the CLI's default, so the
-# README's command reproduces the tables; 'paper' is the ZPRL paper's width.
-PRESETS = {"bench": {"hidden": 128}, "paper": {"hidden": 256}}
+# README's command reproduces the tables; 'paper' is the ZPRL paper's width; 'dsrl-paper' is the bench actor with
+# the critics of DSRL's published recipe (LayerNorm, 3 × 2048, UTD 20), for any method alike: on one CPU core one
+# of its updates costs ~130× a bench update (benchmarks/results/critic_scale_cost.json, docs/zprl.md).
+PRESETS = {"bench": {"hidden": 128}, "paper": {"hidden": 256},
+           "dsrl-paper": {"hidden": 128, "critic_hidden": 2048, "critic_layers": 3, "critic_layer_norm": True,
+                          "utd": 20}}
 
 
 def default_run_dir(env: str, method: str, seed: int) -> Path:
