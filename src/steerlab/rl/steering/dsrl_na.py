@@ -136,6 +136,7 @@ class DSRLNA(SteeringMethod):
     # configs, 1,000 critic-only decisions): the two methods differ only in how the noise critic is learned.
     sac_start = {"actor_init_zero_mean": True, "actor_init_std": 0.8, "target_entropy": 0.0}
     default_critic_warmup = 1_000
+    keeps_sampler = False  # the actor chooses ε
 
     def __init__(self, policy, cfg=None, stats=None):
         super().__init__(policy, cfg, stats)
