@@ -72,10 +72,9 @@ def decide(tuner, recorded: dict | None) -> dict:
     if skip:
         return {"rule": AUTO, "eps0": None, "sampled": None, "episodes": 0, "chosen": 1.0, "reason": skip}
     eps0, sampled = measure_modes(tuner.base, tuner.env_spec, cfg.mode_episodes, cfg.seed)
-    chosen = choose_sampler_mode(eps0, sampled)
-    return {"rule": AUTO, "eps0": eps0["success"], "sampled": sampled["success"],
-            "eps0_return": eps0["return_mean"], "sampled_return": sampled["return_mean"],
-            "episodes": cfg.mode_episodes, "split": "mode", "chosen": chosen}
+    (s0, r0), (s1, r1) = mode_score(eps0), mode_score(sampled)
+    return {"rule": AUTO, "eps0": s0, "sampled": s1, "eps0_return": r0, "sampled_return": r1,
+            "episodes": cfg.mode_episodes, "split": "mode", "chosen": choose_sampler_mode(eps0, sampled)}
 
 
 def trained_mode(scale: float) -> str | None:
