@@ -12,7 +12,8 @@ result.json, the small files that are committed), all through the sweep machiner
    The pick, by one rule fixed here: the setting with the highest mean AUC over the tuning tasks (ties: the
    earlier setting in the grid). Written to tuning.json "sweep".
 3. grid: `SEEDS` seeds × 8 tasks × 3 methods × 50k env steps with the picked settings (vectorized loop,
-   `N_ENVS` envs per run).
+   `N_ENVS` envs per run); the methods that keep the frozen sampler train in the sampler mode the rule fixed per
+   task from the calibration (benchmarks/sampler_rule.py, tuning.json "sampler_mode_rule"; issue 26).
 4. diagnose: `DIAGNOSIS` (the tuned ZPRL with its sampler at ε = 0) on the tuning tasks, seed 0; then
    benchmarks/results/finetune_shift.json, the README table and the plots.
 
@@ -39,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import finetune as ft  # noqa: E402
 from common import RESULTS, RUNS, load_cell  # noqa: E402
+from sampler_rule import KEEPS_SAMPLER, grid_modes  # noqa: E402
 from shift_calibrate import GRIDS, TUNING, assign_families, base_for  # noqa: E402
 from suite import HEADLINE_NOTE, base_row, headline_table, method_row, run_outcome  # noqa: E402
 
@@ -457,7 +459,9 @@ def main() -> int:
             picked = (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {})
             if set(picked) != set(METHODS):
                 raise SystemExit(f"the sweep is incomplete (picked: {sorted(picked)}); rerun to finish it")
-            cells = [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], plan.grid_root)
+            modes = grid_modes(tasks, args.quick, {c["task"]: load_cell(ft.cell_dir(c) / "result.json") for c in base_cells})
+            cells = [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], plan.grid_root,
+                               sampler_noise_scale=modes[t] if m in KEEPS_SAMPLER else FIELD_DEFAULTS["sampler_noise_scale"])
                      for s in range(plan.seeds) for t in tasks for m in METHODS]
             refuse_stale(cells)
             run_grid(cells, ft.finetune_cell, ft.is_done, desc="shift-suite runs", ship=ship, **grid_kw)
