@@ -198,3 +198,20 @@ def test_family_summary_says_who_leads_each_family_with_ties_counted_for_each():
     assert "highest AUC: zprl 0, action-residual 1, dsrl 0" in summary[1]
     del results["tasks"]["c"]["dsrl"]  # a task without every row is not counted
     assert "highest AUC: zprl 0, action-residual 0, dsrl 0" in fs.family_summary(results).splitlines()[1]
+
+
+def test_sampler_mode_rule_is_fixed_from_the_calibration_for_the_methods_keeping_the_sampler():
+    from steerlab.bench import sampler_rule
+    from steerlab.rl.steering import REGISTRY
+
+    assert set(sampler_rule.KEEPS_SAMPLER) == {n for n, c in REGISTRY.items() if c.keeps_sampler}
+    calib = {"episodes": 50, "chosen": {"a-v3": {"eps0": 0.4, "sampled": 0.4, "shift": "s1"},
+                                        "b-v3": {"eps0": 0.46, "sampled": 0.48, "shift": "s2"}}}
+    rec = sampler_rule.rule_record(calib)
+    assert {t: r["chosen"] for t, r in rec["tasks"].items()} == {"a-v3": 0.0, "b-v3": 1.0}
+    assert rec["episodes"] == 50 and rec["tasks"]["b-v3"]["sampled"] == 0.48
+    # the committed decision is the rule applied to the committed calibration
+    tuning = json.loads((Path(fs.TUNING)).read_text())
+    assert tuning["sampler_mode_rule"] == sampler_rule.rule_record(tuning["shift_calibration"])
+    quick = sampler_rule.grid_modes(["a-v3"], True, {"a-v3": {"final_eps0": 0.1, "final_sampled": 0.2}})
+    assert quick == {"a-v3": 1.0}

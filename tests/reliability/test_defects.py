@@ -45,7 +45,7 @@ def _cfg(base, out, **kw):
 def _ft_cli(base, out, *extra):
     return ["finetune", str(base), "--out", str(out), "--task", "reach-v3", "--env-steps", "40", "--max-steps", "20",
             "--warmup", "10", "--eval-every", "40", "--eval-episodes", "1", "--checkpoint-every", "20",
-            "--buffer-size", "500", "--sac-json", TINY_SAC, "--no-tensorboard", *extra]
+            "--buffer-size", "500", "--sac-json", TINY_SAC, "--no-tensorboard", "--sampler-noise-scale", "1", *extra]
 
 
 def _fails(capsys, argv, *needles):

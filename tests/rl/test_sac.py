@@ -304,3 +304,25 @@ def test_acting_on_a_tensor_or_an_array_is_the_same_draw():
     sampled = a.actor.sample(torch.from_numpy(obs), gen)[0]
     gen.set_state(state)
     assert torch.equal(a.actor.sample_action(torch.from_numpy(obs), gen), sampled)
+
+
+def test_critic_width_depth_and_layer_norm_options():
+    from steerlab.train.finetune import PRESETS
+
+    default = SAC(6, 2, SACConfig(hidden=16), seed=3)
+    assert sorted(default.critic.state_dict()) == ["l1.bias", "l1.weight", "l2.bias", "l2.weight", "l3.bias", "l3.weight"]
+    deep = SAC(6, 2, SACConfig(hidden=16, critic_hidden=24, critic_layers=3, critic_layer_norm=True), seed=3)
+    shapes = {k: tuple(v.shape) for k, v in deep.critic.state_dict().items() if k.endswith("weight")}
+    assert shapes == {"l1.weight": (2, 8, 24), "l2.weight": (2, 24, 24), "l3.weight": (2, 24, 24), "l4.weight": (2, 24, 1)}
+    assert deep.actor.mean.in_features == 16  # the actor keeps `hidden`
+    # the forward pass is the stated network: three LayerNorm-ReLU layers, then the output layer
+    x = torch.randn(5, 8)
+    h = x.unsqueeze(0).expand(2, -1, -1)
+    for i in (1, 2, 3):
+        layer = getattr(deep.critic, f"l{i}")
+        h = torch.relu(torch.nn.functional.layer_norm(torch.baddbmm(layer.bias, h, layer.weight), (24,)))
+    torch.testing.assert_close(deep.critic(x), torch.baddbmm(deep.critic.l4.bias, h, deep.critic.l4.weight).squeeze(-1))
+    with pytest.raises(ValueError, match="critic_layers"):
+        SACConfig(critic_layers=0)
+    preset = SACConfig(**PRESETS["dsrl-paper"])
+    assert (preset.critic_hidden, preset.critic_layers, preset.critic_layer_norm, preset.utd) == (2048, 3, True, 20)

@@ -12,7 +12,8 @@ result.json, the small files that are committed), all through the sweep machiner
    The pick, by one rule fixed here: the setting with the highest mean AUC over the tuning tasks (ties: the
    earlier setting in the grid). Written to tuning.json "sweep".
 3. grid: `SEEDS` seeds × 8 tasks × 3 methods × 50k env steps with the picked settings (vectorized loop,
-   `N_ENVS` envs per run).
+   `N_ENVS` envs per run); the methods that keep the frozen sampler train in the sampler mode the rule fixed per
+   task from the calibration (steerlab bench sampler_rule, tuning.json "sampler_mode_rule"; issue 26).
 4. diagnose: `DIAGNOSIS` (the tuned ZPRL with its sampler at ε = 0) on the tuning tasks, seed 0; then
    benchmarks/results/finetune_shift.json, the README table and the plots.
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from steerlab.bench import finetune as ft
 from steerlab.bench.common import RESULTS, RUNS, load_cell
+from steerlab.bench.sampler_rule import KEEPS_SAMPLER, grid_modes
 from steerlab.bench.shift_calibrate import GRIDS, TUNING, assign_families, base_for
 from steerlab.bench.suite import HEADLINE_NOTE, base_row, headline_table, method_row, run_outcome
 from steerlab.core.io import atomic_write_json
@@ -454,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
             picked = (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {})
             if set(picked) != set(METHODS):
                 raise SystemExit(f"the sweep is incomplete (picked: {sorted(picked)}); rerun to finish it")
-            cells = [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], plan.grid_root)
+            modes = grid_modes(tasks, args.quick, {c["task"]: load_cell(ft.cell_dir(c) / "result.json") for c in base_cells})
+            cells = [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], plan.grid_root,
+                               sampler_noise_scale=modes[t] if m in KEEPS_SAMPLER else FIELD_DEFAULTS["sampler_noise_scale"])
                      for s in range(plan.seeds) for t in tasks for m in METHODS]
             refuse_stale(cells)
             run_grid(cells, ft.finetune_cell, ft.is_done, desc="shift-suite runs", ship=ship, **grid_kw)

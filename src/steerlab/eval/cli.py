@@ -74,7 +74,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_count("--video-episodes", args.video_episodes)
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
-    check_scale("--noise-scale", args.noise_scale)
+    if args.noise_scale is not None:
+        check_scale("--noise-scale", args.noise_scale)
     key, opened = None, None
     if args.strict and not args.key:
         raise UserError("--strict needs --key (it refuses to run the base when the key opens nothing)")
@@ -90,6 +91,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         policy, opened = load_personal(checkpoint, key, strict=args.strict)
     else:
         policy = load_policy(checkpoint)
+    if args.noise_scale is None:  # a steered policy runs in the sampler mode it was trained in; others sample
+        args.noise_scale = float(getattr(policy, "sampler_noise_scale", 1.0))
     spec = env_spec(checkpoint, args.env, args.max_steps)
     if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
         from steerlab.envs.shifts import shift_name
@@ -127,7 +130,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.video:
         from steerlab.eval.video import record_video
 
-        video = record_video(policy, spec, out.with_suffix(".mp4"), args.video_episodes, args.seed, max_steps)
+        video = record_video(policy, spec, out.with_suffix(".mp4"), args.video_episodes, args.seed, max_steps,
+                             noise_scale=args.noise_scale)
         print(f"video: {video}")
     if args.print_json:
         print(json.dumps({k: v for k, v in result.items() if k != "per_episode"}, indent=2))
@@ -143,8 +147,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=50, help="evaluation episodes (more: a narrower interval)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (initial states and sampler noise)")
     p.add_argument("--n-envs", type=int, default=2, help="parallel environments (processes)")
-    p.add_argument("--noise-scale", type=float, default=1.0,
-                   help="scale of the flow sampler's initial noise: 1 = as trained, 0 = deterministic from ε = 0")
+    p.add_argument("--noise-scale", type=float, default=None,
+                   help="scale of the flow sampler's initial noise: 1 = sampled, 0 = deterministic from ε = 0 "
+                        "(default: a steered policy's trained mode, recorded by finetune; else 1)")
     p.add_argument("--env", "--task", dest="env", default=None,
                    help="override the checkpoint's env: Meta-World task, Gymnasium id or module:factory")
     p.add_argument("--shift", default=None,

@@ -16,8 +16,10 @@ from steerlab.eval.rollout import chunk_sampler
 
 
 def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: int = 0, max_steps: int = 200,
-                 fps: int = 30) -> Path:
-    """Roll out `episodes` evaluation episodes (the same seeds `evaluate` uses first) into one MP4."""
+                 fps: int = 30, noise_scale: float | None = None) -> Path:
+    """Roll out `episodes` evaluation episodes (the same seeds `evaluate` uses first) into one MP4.
+    `noise_scale`: the sampler's (None: a steered policy's trained mode, else 1)."""
+    scale = float(getattr(policy, "sampler_noise_scale", 1.0)) if noise_scale is None else float(noise_scale)
     ensure_gl_backend()
     import imageio.v2 as imageio
 
@@ -35,7 +37,7 @@ def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: i
             queue: list[np.ndarray] = []
             for _ in range(max_steps):
                 if not queue:
-                    noise = torch.randn((1, *noise_shape), generator=gen) if noise_shape is not None else None
+                    noise = scale * torch.randn((1, *noise_shape), generator=gen) if noise_shape is not None else None
                     queue = list(sample(obs[None], noise)[0, : policy.n_action_steps])
                 obs, _, term, trunc, _ = env.step(queue.pop(0))
                 # MuJoCo reads the offscreen buffer bottom-up

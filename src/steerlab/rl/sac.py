@@ -84,6 +84,10 @@ class SACConfig:
     """How the actor loss reduces the heads' Q(s, π(s)): "mean" over all heads (REDQ) or "min"."""
     critic_layer_norm: bool = False
     """LayerNorm (no affine) before each hidden ReLU of the critics; stabilises high update-to-data ratios."""
+    critic_hidden: int | None = None
+    """Width of every critic head's hidden layers; None: `hidden` (the actor's width)."""
+    critic_layers: int = 2
+    """Hidden layers per critic head (DSRL's published recipe: 3 × 2048 with LayerNorm)."""
     actor_layer_norm: bool = False
     """LayerNorm (affine) before each hidden ReLU of the actor."""
     utd: int = 1
@@ -117,7 +121,8 @@ class SACConfig:
     """Actor updates over which the tether fades linearly to 0; 0: it never fades."""
 
     def __post_init__(self):
-        for name in ("hidden", "batch_size", "target_update_interval", "actor_update_interval", "num_critics", "utd"):
+        for name in ("hidden", "batch_size", "target_update_interval", "actor_update_interval", "num_critics", "utd",
+                     "critic_layers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"SACConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.critic_pair <= self.num_critics:
@@ -129,6 +134,8 @@ class SACConfig:
         if not self.actor_tether >= 0 or int(self.actor_tether_updates) < 0:
             raise ValueError(f"actor_tether must be >= 0 and actor_tether_updates >= 0, got {self.actor_tether}, "
                              f"{self.actor_tether_updates}")
+        if self.critic_hidden is not None and int(self.critic_hidden) < 1:
+            raise ValueError(f"SACConfig.critic_hidden must be None or >= 1, got {self.critic_hidden}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip}")
         if self.actor_q not in ("mean", "min"):
@@ -225,14 +232,14 @@ class EnsembleLinear(nn.Module):
 
 
 class CriticEnsemble(nn.Module):
-    """`n` Q-networks (in → hidden → hidden → 1) evaluated together: (B, in) → (n, B)."""
+    """`n` Q-networks (in → hidden × `layers` → 1) evaluated together: (B, in) → (n, B). The layers are named
+    l1 … l{layers + 1} (the output last), so the default two hidden layers keep the keys l1, l2, l3."""
 
-    def __init__(self, n: int, in_dim: int, hidden: int, layer_norm: bool):
+    def __init__(self, n: int, in_dim: int, hidden: int, layer_norm: bool, layers: int = 2):
         super().__init__()
-        self.n, self.hidden, self.layer_norm = n, hidden, layer_norm
-        self.l1 = EnsembleLinear(n, in_dim, hidden)
-        self.l2 = EnsembleLinear(n, hidden, hidden)
-        self.l3 = EnsembleLinear(n, hidden, 1)
+        self.n, self.hidden, self.layer_norm, self.depth = n, hidden, layer_norm, int(layers)
+        for i, (a, b) in enumerate(zip([in_dim] + [hidden] * self.depth, [hidden] * self.depth + [1]), 1):
+            self.add_module(f"l{i}", EnsembleLinear(n, a, b))  # created in order: the same init stream as before
 
     def _act(self, h: torch.Tensor) -> torch.Tensor:
         return F.relu(F.layer_norm(h, (self.hidden,)) if self.layer_norm else h)
@@ -240,9 +247,15 @@ class CriticEnsemble(nn.Module):
     def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None, frozen: bool = False) -> torch.Tensor:
         n = self.n if heads is None else len(heads)
         h = x.unsqueeze(0).expand(n, -1, -1)
-        h = self._act(self.l1(h, heads, frozen))
-        h = self._act(self.l2(h, heads, frozen))
-        return self.l3(h, heads, frozen).squeeze(-1)
+        for i in range(1, self.depth + 1):
+            h = self._act(getattr(self, f"l{i}")(h, heads, frozen))
+        return getattr(self, f"l{self.depth + 1}")(h, heads, frozen).squeeze(-1)
+
+
+def make_critic(cfg: SACConfig, in_dim: int) -> CriticEnsemble:
+    """The critic ensemble `cfg` describes (width, depth, LayerNorm, heads) on inputs of `in_dim`."""
+    return CriticEnsemble(cfg.num_critics, in_dim, cfg.critic_hidden or cfg.hidden, cfg.critic_layer_norm,
+                          cfg.critic_layers)
 
 
 def _identity_action(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -277,8 +290,8 @@ class SAC:
             torch.random.default_generator.manual_seed(seed)
             self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.log_std_min, cfg.log_std_max, cfg.actor_layer_norm)
             self.actor.init_start(cfg.actor_init_zero_mean, cfg.actor_init_std)
-            self.critic = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
-            self.critic_target = CriticEnsemble(cfg.num_critics, critic_in, cfg.hidden, cfg.critic_layer_norm)
+            self.critic = make_critic(cfg, critic_in)
+            self.critic_target = make_critic(cfg, critic_in)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         for m in (self.actor, self.critic, self.critic_target):
@@ -293,6 +306,9 @@ class SAC:
         self.gen = torch.Generator(device=self.device).manual_seed(seed)  # every random draw of the SAC
         self.updates = 0  # critic updates done so far (drives the actor and target intervals)
         self.actor_updates = 0  # actor updates done so far (drives the tether's fade)
+        # the actor dimensions the tether pulls toward 0; None: all of them. A steering method whose action joins
+        # parts with different starts (zprl-noise: latent residual + noise) sets it in its `make_learner`.
+        self.tether_dims: torch.Tensor | None = None
         self._actor_logs = {"actor_loss": float("nan"), "alpha_loss": float("nan"), "entropy": float("nan")}
 
     def _probe_critic_action_dim(self) -> int:
@@ -408,7 +424,8 @@ class SAC:
         actor_loss = (self.alpha * logp - q_pi).mean()
         tether = self.tether_weight()
         if tether > 0:  # pull the mean action toward the base (a = 0), in units of the value's scale
-            actor_loss = actor_loss + tether * q_pi.detach().abs().mean() * torch.tanh(mean).pow(2).mean()
+            pulled = torch.tanh(mean) if self.tether_dims is None else torch.tanh(mean[:, self.tether_dims])
+            actor_loss = actor_loss + tether * q_pi.detach().abs().mean() * pulled.pow(2).mean()
         self._step(self.actor_opt, actor_loss, self.actor.parameters())
         self.actor_updates += 1
 

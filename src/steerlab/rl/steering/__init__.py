@@ -7,6 +7,7 @@
 | dsrl                | noise          | w ∈ [-1,1]^(noise size)      | generator initial noise ε = magnitude·w     |
 | dsrl-na             | noise          | w ∈ [-1,1]^(noise size)      | as dsrl; Q^W distilled from an action critic |
 | embedding-residual  | embedding      | Δe ∈ [-1,1]^embed_dim        | e + λ_e·Δe, no bottleneck (ablation)        |
+| zprl-noise          | latent         | [Δz, w] ∈ [-1,1]^(latent+noise) | z + λ·Δz decoded, integrated from ε = mag·w |
 
 Adding a method: one module beside these with a `@register`-ed `SteeringMethod` subclass, and its name
 in `BUILTIN` below (docs/steering.md walks through one).
@@ -26,7 +27,7 @@ from steerlab.rl.steering.base import (
 )
 
 # modules imported for their @register side effect, in the order `--method` lists them
-BUILTIN = ("zprl", "action_residual", "dsrl", "dsrl_na", "embedding_residual")
+BUILTIN = ("zprl", "action_residual", "dsrl", "dsrl_na", "embedding_residual", "zprl_noise")
 for _module in BUILTIN:
     importlib.import_module(f"steerlab.rl.steering.{_module}")
 

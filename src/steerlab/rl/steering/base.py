@@ -76,6 +76,9 @@ class SteeringMethod:
     """SACConfig fields this method sets with start='base' (where its actor starts), unless set explicitly."""
     default_critic_warmup: int = 0
     """Critic-only decisions after the warm-up with start='base' when `critic_warmup` is None."""
+    keeps_sampler: bool = True
+    """The frozen sampler's noise reaches the chunk (the sampler-mode rule applies, train/finetune/mode.py);
+    False for a method whose actor chooses ε itself (dsrl): the base's sampler only runs its warm-up."""
 
     def __init__(self, policy, cfg: MethodConfig | None = None, stats: dict | None = None):
         check_steerable(policy, self.level, self.name)

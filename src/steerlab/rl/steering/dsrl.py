@@ -34,6 +34,7 @@ class DSRL(SteeringMethod):
     sac_start = {"actor_init_zero_mean": True, "actor_init_std": 0.8, "target_entropy": 0.0, "actor_tether": 1.0}
     default_critic_warmup = 1_000
     level = "noise"
+    keeps_sampler = False  # the actor chooses ε
     Config = DSRLConfig
 
     def __init__(self, policy, cfg=None, stats=None):

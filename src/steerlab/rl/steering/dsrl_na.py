@@ -27,7 +27,7 @@ import torch
 
 from steerlab.core.errors import UserError
 from steerlab.policies.protocol import observation_spec
-from steerlab.rl.sac import SAC, CriticEnsemble, _adam
+from steerlab.rl.sac import SAC, _adam, make_critic
 from steerlab.rl.steering.base import MethodConfig, SteeringMethod, register
 
 
@@ -62,9 +62,8 @@ class NoiseAliasSAC(SAC):
         self.noise_magnitude = float(noise_magnitude)
         with torch.random.fork_rng(devices=[]):  # own init stream, the global RNG untouched
             torch.random.default_generator.manual_seed(seed + 7919)
-            self.critic_a = CriticEnsemble(cfg.num_critics, obs_dim + self.exec_dim, cfg.hidden, cfg.critic_layer_norm)
-            self.critic_a_target = CriticEnsemble(cfg.num_critics, obs_dim + self.exec_dim, cfg.hidden,
-                                                  cfg.critic_layer_norm)
+            self.critic_a = make_critic(cfg, obs_dim + self.exec_dim)
+            self.critic_a_target = make_critic(cfg, obs_dim + self.exec_dim)
         self.critic_a_target.load_state_dict(self.critic_a.state_dict())
         self.critic_a_target.requires_grad_(False)
         self.critic_a.to(self.device)
@@ -138,6 +137,7 @@ class DSRLNA(SteeringMethod):
     # configs, 1,000 critic-only decisions): the two methods differ only in how the noise critic is learned.
     sac_start = {"actor_init_zero_mean": True, "actor_init_std": 0.8, "target_entropy": 0.0}
     default_critic_warmup = 1_000
+    keeps_sampler = False  # the actor chooses ε
 
     def __init__(self, policy, cfg=None, stats=None):
         super().__init__(policy, cfg, stats)

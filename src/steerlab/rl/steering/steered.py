@@ -3,7 +3,7 @@
 It is a full policy (`reset`, `select_action`, `predict_chunk`, and the protocol's `sample_chunk`), saved
 as a self-describing checkpoint that holds a copy of its base checkpoint, so `core.checkpoint.load_policy`
 rebuilds it like any other. Format: config `{"steering": {"method": ..., <options>, "resolved_scale"},
-"sac", "obs_dim", "act_dim", "base": <the base checkpoint's config.json>, "env": <env spec>}`, tensors
+"sac", "obs_dim", "act_dim", "base": <the base checkpoint's config.json>, "env": <env spec>, "sampler_noise_scale"}`, tensors
 `base.*` (the base checkpoint's tensors) and `actor.*`.
 """
 
@@ -22,8 +22,11 @@ class SteeredPolicy:
     policy_type = "steered"
 
     def __init__(self, base, adapter: SteeringMethod, sac, env_spec: dict | None = None,
-                 base_meta: dict | None = None, base_tensors: dict | None = None):
+                 base_meta: dict | None = None, base_tensors: dict | None = None, noise_scale: float = 1.0):
         self.base, self.adapter, self.sac = base, adapter, sac
+        # the frozen sampler's noise scale it was trained with (the sampler-mode rule's choice): what it draws when
+        # no noise is given, and what `steerlab evaluate` uses by default
+        self.sampler_noise_scale = float(noise_scale)
         self.env_spec = dict(env_spec or {})
         self.base_meta, self.base_tensors = base_meta, base_tensors  # what `save_steered_policy` copies
         self.obs_dim, self.action_dim = int(base.obs_dim), int(base.action_dim)
@@ -38,8 +41,8 @@ class SteeredPolicy:
 
     @torch.no_grad()
     def sample_chunk(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        if noise is None:
-            noise = torch.randn((batch_size(obs), *self.noise_shape))
+        if noise is None:  # noise that is given is used as given (evaluations scale their own)
+            noise = self.sampler_noise_scale * torch.randn((batch_size(obs), *self.noise_shape))
         feats = self.adapter.features(obs, train=False, noise=noise)
         action = torch.as_tensor(self.sac.act(feats, deterministic=True))
         return self.adapter.chunk(obs, feats, action, noise)
@@ -64,7 +67,8 @@ def save_steered_policy(policy: SteeredPolicy, folder, sac_config: dict):
     tensors = {f"base.{k}": v for k, v in policy.base_tensors.items()}
     tensors.update({f"actor.{k}": v for k, v in policy.sac.actor.state_dict().items()})
     config = {"steering": policy.adapter.config_dict(), "sac": sac_config, "obs_dim": policy.adapter.obs_dim,
-              "act_dim": policy.adapter.act_dim, "base": policy.base_meta, "env": policy.env_spec}
+              "act_dim": policy.adapter.act_dim, "base": policy.base_meta, "env": policy.env_spec,
+              "sampler_noise_scale": policy.sampler_noise_scale}
     return save_checkpoint(folder, SteeredPolicy.policy_type, config, tensors)
 
 
@@ -83,4 +87,4 @@ def load_steered_policy(meta: dict, tensors: dict, folder) -> SteeredPolicy:
     sac = SAC(adapter.obs_dim, adapter.act_dim, SACConfig(**cfg["sac"]), critic_action_fn=adapter.critic_action)
     load_state_strict(sac.actor, {k[6:]: v for k, v in tensors.items() if k.startswith("actor.")}, str(folder))
     return SteeredPolicy(base, adapter, sac, env_spec=cfg.get("env", {}), base_meta=base_meta,
-                         base_tensors=base_tensors)
+                         base_tensors=base_tensors, noise_scale=cfg.get("sampler_noise_scale", 1.0))  # older: sampled

@@ -27,8 +27,8 @@ def resume_command(cfg: FinetuneConfig, env: EnvSpec) -> str:
             "--eval-episodes", str(cfg.eval_episodes), "--checkpoint-every", str(cfg.checkpoint_every),
             "--buffer-size", str(cfg.buffer_size), "--n-envs", str(cfg.n_envs),
             "--final-episodes", str(cfg.final_episodes)]
-    if cfg.sampler_noise_scale != 1.0:
-        argv += ["--sampler-noise-scale", repr(cfg.sampler_noise_scale)]
+    # always spelled out: the CLI's default ('auto') is not FinetuneConfig's (1.0)
+    argv += ["--sampler-noise-scale", str(cfg.sampler_noise_scale), "--mode-episodes", str(cfg.mode_episodes)]
     for flag, value in (("--success-key", cfg.success_key), ("--position-key", cfg.position_key),
                         ("--shift", cfg.shift), ("--utd", None if cfg.utd is None else repr(cfg.utd))):
         if value is not None:
@@ -44,6 +44,15 @@ def resume_command(cfg: FinetuneConfig, env: EnvSpec) -> str:
     if not cfg.tensorboard:
         argv.append("--no-tensorboard")
     return shlex.join(argv)
+
+
+def _noise_scale(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {text!r}") from None
 
 
 def _json_arg(text: str | None, flag: str) -> dict:
@@ -63,7 +72,8 @@ def run_finetune(args: argparse.Namespace) -> int:
                                  ("--checkpoint-every", args.checkpoint_every, 1),
                                  ("--eval-episodes", args.eval_episodes, 1), ("--warmup", args.warmup, 0),
                                  ("--buffer-size", args.buffer_size, 1), ("--n-envs", args.n_envs, 1),
-                                 ("--final-episodes", args.final_episodes, 0)):
+                                 ("--final-episodes", args.final_episodes, 0),
+                                 ("--mode-episodes", args.mode_episodes, 1)):
         check_count(flag, value, minimum)
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
@@ -81,7 +91,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                          env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"), n_envs=args.n_envs,
                          async_envs=args.async_envs, utd=args.utd, tensorboard=not args.no_tensorboard, sac=sac,
                          sac_explicit=sorted(sac_json), steering=steering, final_episodes=args.final_episodes,
-                         sampler_noise_scale=args.sampler_noise_scale)
+                         sampler_noise_scale=args.sampler_noise_scale, mode_episodes=args.mode_episodes)
     tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
     out = tuner.out
     if tuner.interrupted:
@@ -92,9 +102,14 @@ def run_finetune(args: argparse.Namespace) -> int:
               f"  {resume_command(cfg, tuner.env_spec)}")
         return 0
     res = read_json(out / "result.json")
+    mode = res.get("sampler_mode") or {}
+    if mode.get("rule") == "auto" and mode.get("eps0") is not None:
+        print(f"sampler mode (base over {mode['episodes']} episodes: ε = 0 {mode['eps0']:.2f}, sampled "
+              f"{mode['sampled']:.2f}): trained and deployed {'from ε = 0' if mode['chosen'] == 0 else 'sampled'}")
     if "final_sampled" in res:
+        trained = {"eps0": " (trained: ε = 0)", "sampled": " (trained: sampled)"}.get(res.get("final_trained_mode"), "")
         print(f"final success over {res['final_episodes']} episodes: sampled {res['final_sampled']:.2f}, "
-              f"from ε = 0 {res['final_eps0']:.2f} | AUC {res['auc']:.2f} | dip {res['dip']:+.2f}")
+              f"from ε = 0 {res['final_eps0']:.2f}{trained} | AUC {res['auc']:.2f} | dip {res['dip']:+.2f}")
     print(f"run folder: {out} (steered policy: {out / 'policy'}; evaluate it with `steerlab evaluate {out}`)")
     return 0
 
@@ -125,13 +140,18 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2_000, help="decisions acting as the base policy first (>= 0)")
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=20)
-    p.add_argument("--sampler-noise-scale", type=float, default=1.0,
-                   help="scale of the frozen sampler's noise in training and in the curve's evaluations "
-                        "(1: the base's sampler; 0: every chunk from ε = 0)")
+    p.add_argument("--sampler-noise-scale", type=_noise_scale, default="auto",
+                   help="scale of the frozen sampler's noise in training, in the curve's evaluations and in the saved "
+                        "policy (1: the base's sampler; 0: every chunk from ε = 0; auto: 0 when the base from ε = 0 "
+                        "is at least as good as sampled on --mode-episodes episodes, else 1; methods that choose the "
+                        "noise themselves, dsrl / dsrl-na / zprl-noise: 1)")
+    p.add_argument("--mode-episodes", type=int, default=50,
+                   help="base evaluation episodes per mode that --sampler-noise-scale auto decides from")
     p.add_argument("--final-episodes", type=int, default=50,
                    help="final evaluation episodes (sampled and from ε = 0) written to result.json; 0: none")
     p.add_argument("--preset", choices=sorted(PRESETS), default="bench",
-                   help="SAC settings: bench (what the README tables measured, hidden 128) or paper (hidden 256); "
+                   help="SAC settings: bench (what the README tables measured, hidden 128), paper (hidden 256) or "
+                        "dsrl-paper (bench actor, DSRL's LayerNorm critics 3 × 2048, UTD 20; slow on a CPU); "
                         "--sac-json overrides on top")
     p.add_argument("--checkpoint-every", type=int, default=10_000,
                    help="env steps between resumable snapshots of the training state (taken once every env ends "

@@ -46,11 +46,16 @@ class FinetuneConfig:
     eval_every: int = 5_000
     """Environment steps between deterministic evaluations."""
     eval_episodes: int = 20
-    sampler_noise_scale: float = 1.0
-    """Scale of the frozen sampler's initial noise ε, in training decisions and in the evaluations the curve
-    (AUC, dip) is made of: 1 is the base's own sampler; 0 integrates every chunk from ε = 0, so the actor's
-    own exploration is the only randomness. Methods that choose ε themselves (dsrl) only use it in warm-up.
-    result.json's final success is measured both ways whatever it is."""
+    sampler_noise_scale: float | str = 1.0
+    """Scale of the frozen sampler's initial noise ε, in training decisions, in the evaluations the curve
+    (AUC, dip) is made of and in the deployed steered policy: 1 is the base's own sampler; 0 integrates every
+    chunk from ε = 0, so the actor's own exploration is the only randomness. 'auto' (the CLI's default): the
+    sampler-mode rule (train/finetune/mode.py) picks 0 or 1 from the base's evaluations both ways before
+    training. Methods that choose ε themselves (dsrl, dsrl-na, zprl-noise) only use it in warm-up ('auto': 1).
+    result.json's final success is measured both ways whatever it is, the trained mode labelled."""
+    mode_episodes: int = 50
+    """Episodes per mode of the base's evaluation that `sampler_noise_scale='auto'` decides from (seeds of the
+    'mode' split, disjoint from the curve's); unused otherwise."""
     checkpoint_every: int = 10_000
     """Environment steps between resumable training-state snapshots (taken once every env ends its episode)."""
     buffer_size: int = 200_000
@@ -81,7 +86,12 @@ class FinetuneConfig:
         if self.max_steps is not None:
             check_count("FinetuneConfig.max_steps", self.max_steps)
         check_count("FinetuneConfig.warmup_decisions", self.warmup_decisions, minimum=0)
-        check_scale("sampler_noise_scale", self.sampler_noise_scale)
+        if isinstance(self.sampler_noise_scale, str) and self.sampler_noise_scale != "auto":
+            raise UserError(f"sampler_noise_scale must be 'auto' or a finite number >= 0, got "
+                            f"{self.sampler_noise_scale!r}")
+        if self.sampler_noise_scale != "auto":  # an explicit number keeps it exactly
+            check_scale("sampler_noise_scale", self.sampler_noise_scale)
+        check_count("FinetuneConfig.mode_episodes", self.mode_episodes)
         if self.reward not in REWARDS:
             raise UserError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         if not 0.0 < self.gamma < 1.0:
@@ -129,8 +139,12 @@ RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_
 
 # Named SAC settings. 'bench' is what steerlab.bench.finetune measured (hidden 128: one update costs 6.0 ms
 # vs 12.2 ms at 256 on one core, benchmarks/results/sac_update_speed.json) and the CLI's default, so the
-# README's command reproduces the tables; 'paper' is the ZPRL paper's width.
-PRESETS = {"bench": {"hidden": 128}, "paper": {"hidden": 256}}
+# README's command reproduces the tables; 'paper' is the ZPRL paper's width; 'dsrl-paper' is the bench actor with
+# the critics of DSRL's published recipe (LayerNorm, 3 × 2048, UTD 20), for any method alike: on one CPU core one
+# of its updates costs ~130× a bench update (benchmarks/results/critic_scale_cost.json, docs/zprl.md).
+PRESETS = {"bench": {"hidden": 128}, "paper": {"hidden": 256},
+           "dsrl-paper": {"hidden": 128, "critic_hidden": 2048, "critic_layers": 3, "critic_layer_norm": True,
+                          "utd": 20}}
 
 
 def default_run_dir(env: str, method: str, seed: int) -> Path:

@@ -73,6 +73,10 @@ class Finetuner:
         # inflow, so a backlog (episodes ending mid-chunk add transitions out of phase) is cleared quickly
         self.update_cap = max(1, math.ceil(2 * self.utd * self.n / self.k))
         self.idle_action = np.zeros(self.envs.single_action_space.shape, np.float32)
+        # the frozen sampler's noise scale; 'auto' is decided by loop.run before training (mode.py), and the
+        # decision is recorded in config.json (a resume reuses it)
+        self.sampler_mode: dict | None = None
+        self.noise_scale = None if cfg.sampler_noise_scale == "auto" else cfg.sampler_noise_scale
         # loop state (everything here is saved in training_state/loop.json; a snapshot is only taken when
         # every env is between episodes, so no simulator state needs saving)
         self.env_steps = 0
@@ -165,7 +169,7 @@ class Finetuner:
         """One batched actor + steering call for the envs that need a new chunk."""
         cfg = self.cfg
         b = len(idx)
-        noise = (cfg.sampler_noise_scale * torch.randn((b, *self.noise_shape), generator=self.noise_gen)
+        noise = (self.noise_scale * torch.randn((b, *self.noise_shape), generator=self.noise_gen)
                  if self.noise_shape is not None else None)
         feats = self.feats[idx]
         if self.decisions < cfg.warmup_decisions:
@@ -254,14 +258,20 @@ class Finetuner:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
         res = evaluate(self.steered_policy(), self.env_spec, self.cfg.eval_episodes, seed=self.cfg.seed, n_envs=1,
-                       asynchronous=False, progress=False, noise_scale=self.cfg.sampler_noise_scale)
+                       asynchronous=False, progress=False, noise_scale=self.noise_scale)
         return {"eval_success": res["success"], "eval_jerk": res["smoothness"]["jerk"],
                 "eval_length": res["length_mean"]}
 
     def steered_policy(self) -> SteeredPolicy:
         return SteeredPolicy(self.base, self.adapter, self.sac, env_spec=self.env_spec.to_dict(),
-                             base_meta=self.base_meta, base_tensors=self.base_tensors)
+                             base_meta=self.base_meta, base_tensors=self.base_tensors,
+                             noise_scale=1.0 if self.noise_scale is None else float(self.noise_scale))
 
+    def set_sampler_mode(self, record: dict) -> None:
+        """The run's sampler mode (mode.decide): its chosen scale runs the decisions, the curve and the policy."""
+        self.sampler_mode = record
+        if self.cfg.sampler_noise_scale == "auto":  # an explicit number stays exactly what was passed
+            self.noise_scale = float(record["chosen"])
 
     # ------------------------------------------------------------------ resumable state (snapshots.py)
     def save_state(self) -> None:

@@ -18,6 +18,8 @@ from steerlab.core.io import clean_temps
 from steerlab.core.logger import RunLogger
 from steerlab.rl.steering import save_steered_policy
 from steerlab.train.finetune.callbacks import Callback, Evaluation, Progress, Snapshots, StopOnSignal
+from steerlab.train.finetune.mode import decide as decide_sampler_mode
+from steerlab.train.finetune.mode import trained_mode
 from steerlab.train.results import write_run_result
 
 
@@ -68,6 +70,8 @@ def run(tuner, resume: bool = True) -> Path:
     recorded = read_json(config_path) if resume and config_path.is_file() else None
     if recorded is not None:
         tuner.check_same_run(recorded)
+    # the sampler mode before anything trains: the recorded one on a resume, else fixed or decided by the rule
+    tuner.set_sampler_mode(decide_sampler_mode(tuner, recorded))
     tuner.resumed = recorded is not None and tuner.load_state()
     if recorded is None or recorded["finetune"]["env_steps"] != cfg.env_steps:
         atomic_write_json(config_path, tuner.run_record())  # a longer budget is recorded
@@ -84,6 +88,10 @@ def run(tuner, resume: bool = True) -> Path:
     save_steered_policy(tuner.steered_policy(), out / "policy", sac_config=asdict(cfg.sac))
     if not tuner.active.any():  # every env between episodes: an exact resume point (always so with one env)
         tuner.save_state()
-    # result.json last: AUC, dip, final success sampled and from ε = 0 (steerlab.train.results)
-    write_run_result(out, cfg, tuner.env_spec, cfg.final_episodes, warmup_env_steps=cfg.warmup_decisions * tuner.k)
+    # result.json last: AUC, dip, final success sampled and from ε = 0 (steerlab.train.results), the trained one named
+    extra = {"sampler_mode": tuner.sampler_mode}
+    if cfg.final_episodes > 0:
+        extra["final_trained_mode"] = trained_mode(tuner.noise_scale)
+    write_run_result(out, cfg, tuner.env_spec, cfg.final_episodes, warmup_env_steps=cfg.warmup_decisions * tuner.k,
+                     extra=extra)
     return out

@@ -121,7 +121,8 @@ def load_state(tuner) -> bool:
 
 
 def run_record(tuner) -> dict:
-    return {"finetune": tuner.cfg.to_dict(), "steering": tuner.adapter.config_dict(), "env": tuner.env_spec.to_dict(),
+    return {"finetune": tuner.cfg.to_dict(), "steering": tuner.adapter.config_dict(), "sampler_mode": tuner.sampler_mode,
+            "env": tuner.env_spec.to_dict(),
             "base_config": tuner.base_meta["config"],
             "base_digest": base_digest(tuner.cfg.base, tuner.base_meta, tuner.base_tensors)}
 

@@ -8,8 +8,8 @@ two attacks (random keys, key reading; --quick) on the prop model.
 For each run the fingerprint is the SHA-256 of every weights file's tensors (names, dtypes, shapes, bytes) and of
 every metrics row with wall-clock fields removed. Compare two fingerprints with `--compare a.json b.json`.
 
-    python benchmarks/fingerprint.py --out /tmp/fp.json          # writes the fingerprint
-    python benchmarks/fingerprint.py --compare before.json after.json
+    steerlab bench fingerprint --out /tmp/fp.json          # writes the fingerprint
+    steerlab bench fingerprint --compare before.json after.json
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from safetensors.numpy import load_file
 
+from steerlab.bench.common import RESULTS
 from steerlab.cli import main as steerlab
 
 # wall-clock or host-dependent fields: not part of what a run computes
@@ -84,7 +85,7 @@ def fingerprint(tmp: Path) -> dict:
     record["pretrain"] = {"weights": weights_digest(base)}
     tiny = ["--env-steps", "240", "--warmup", "20", "--eval-every", "120", "--eval-episodes", "1", "--max-steps", "40",
             "--final-episodes", "2", "--checkpoint-every", "120", "--sac-json", '{"hidden": 32, "batch_size": 16}',
-            "--no-tensorboard", "--seed", "1"]
+            "--no-tensorboard", "--seed", "1", "--sampler-noise-scale", "1"]  # the runs measured before `auto`
     for method in METHODS:
         out = tmp / f"ft-{method}"
         run(["finetune", str(base), "--method", method, "--env", "reach-v3", "--out", str(out), *tiny])
@@ -113,11 +114,11 @@ def compare(a: dict, b: dict) -> list[str]:
     return diffs
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results/fingerprint.json")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="steerlab bench fingerprint", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(RESULTS / "fingerprint.json"))
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.compare:
         a, b = (json.loads(Path(p).read_text())["runs"] for p in args.compare)
         diffs = compare(a, b)

@@ -1,6 +1,6 @@
 """Meta-World camera frames per second on this CPU: the default MuJoCo offscreen path vs steerlab's fast path.
 
-    MUJOCO_GL=egl python benchmarks/render_speed.py            # writes benchmarks/results/render_speed.json
+    MUJOCO_GL=egl steerlab bench render_speed            # writes benchmarks/results/render_speed.json
 
 Both paths render the same camera of the same task at the same size through `mujoco.Renderer`, on
 separate envs (the fast path changes the model's multisampling before its renderer exists). The env
@@ -14,16 +14,15 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from steerlab.bench.common import RESULTS
 from steerlab.core.io import atomic_write_json
 from steerlab.envs.cameras import CameraRenderer
 from steerlab.envs.metaworld_env import make_env
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def time_path(task: str, camera: str, size: tuple[int, int], frames: int, fast: bool, seed: int) -> dict:
@@ -44,15 +43,15 @@ def time_path(task: str, camera: str, size: tuple[int, int], frames: int, fast: 
     return {"ms_per_frame": 1000.0 * total / frames, "frames": frames}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="steerlab bench render_speed", description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="push-wall-v3")
     ap.add_argument("--camera", default="corner2")
     ap.add_argument("--size", type=int, nargs=2, default=[84, 84])
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS / "render_speed.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     load_before = os.getloadavg()
     default = time_path(args.task, args.camera, tuple(args.size), args.frames, fast=False, seed=args.seed)
     fast = time_path(args.task, args.camera, tuple(args.size), args.frames, fast=True, seed=args.seed)
@@ -67,7 +66,8 @@ def main() -> None:
               "fast_path": "scene flags shadow/reflection/skybox/fog/haze off, model.vis.quality.offsamples = 0"}
     atomic_write_json(args.out, result)
     print(json.dumps(result, indent=1, allow_nan=False))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
