@@ -23,7 +23,6 @@ from pathlib import Path
 
 from safetensors.numpy import load_file
 
-from steerlab.bench.common import RESULTS
 from steerlab.cli import main as steerlab
 
 # wall-clock or host-dependent fields: not part of what a run computes
@@ -60,8 +59,16 @@ def metrics_digest(folder: Path) -> str | None:
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
-def json_digest(path: Path) -> str:
-    return hashlib.sha256(json.dumps(strip(json.loads(path.read_text())), sort_keys=True).encode()).hexdigest()
+# what result.json measures (keys added later only describe the run, e.g. the sampler-mode record)
+RESULT_KEYS = ("auc", "dip", "start_success", "lowest_after_warmup", "curve", "curve_steps", "explore_jerk",
+               "final_sampled", "final_sampled_ci95", "final_eps0", "final_eps0_ci95", "final_best", "final_episodes")
+
+
+def json_digest(path: Path, keys: tuple[str, ...] | None = None) -> str:
+    doc = strip(json.loads(path.read_text()))
+    if keys is not None:
+        doc = {k: doc.get(k) for k in keys}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def run(argv: list[str]) -> None:
@@ -90,17 +97,20 @@ def fingerprint(tmp: Path) -> dict:
         out = tmp / f"ft-{method}"
         run(["finetune", str(base), "--method", method, "--env", "reach-v3", "--out", str(out), *tiny])
         record[f"finetune/{method}/n1"] = {"weights": weights_digest(out), "metrics": metrics_digest(out),
-                                           "result": json_digest(out / "result.json")}
+                                           "result": json_digest(out / "result.json", RESULT_KEYS)}
     out = tmp / "ft-zprl-n4"
     run(["finetune", str(base), "--method", "zprl", "--env", "reach-v3", "--out", str(out), "--n-envs", "4", *tiny])
     record["finetune/zprl/n4"] = {"weights": weights_digest(out), "metrics": metrics_digest(out),
-                                  "result": json_digest(out / "result.json")}
+                                  "result": json_digest(out / "result.json", RESULT_KEYS)}
     keys = write_keys(tmp)
     for method in ("prop", "sealed"):
         out = tmp / f"personal-{method}"
         run(["personalize", "--task", "point_robot", "--method", method, "--steps", "60", "--seed", "0",
              "--keys", str(keys["alice"]), str(keys["bob"]), "--out", str(out)])
-        record[f"personalize/{method}"] = {"weights": weights_digest(out), "metrics": metrics_digest(out)}
+        # the training log moved to the private report beside the release (issue 24): read it where it is
+        private = out.with_name(out.name + ".private")
+        record[f"personalize/{method}"] = {"weights": weights_digest(out),
+                                           "metrics": metrics_digest(private if private.is_dir() else out)}
     report = tmp / "attack.json"
     run(["attack", str(tmp / "personal-prop"), "--key", str(keys["alice"]), "--attacks", "random_keys", "key_reading", "--quick",
          "--seed", "0", "--out", str(report)])
@@ -116,7 +126,7 @@ def compare(a: dict, b: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steerlab bench fingerprint", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(RESULTS / "fingerprint.json"))
+    parser.add_argument("--out", default="benchmarks/results/fingerprint.json")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"))
     args = parser.parse_args(argv)
     if args.compare:
