@@ -4,7 +4,7 @@
 import pytest
 
 from steerlab.bench import finetune
-from steerlab.sweep import run_grid
+from steerlab.bench.sweep import run_grid
 
 
 def test_auc_and_steps_to_base_plus_20():

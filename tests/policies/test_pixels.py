@@ -6,9 +6,9 @@ import torch
 
 from steerlab.core.checkpoint import load_policy
 from steerlab.core.errors import UserError
+from steerlab.core.observations import ObservationSpec, to_policy_obs
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.checkpointing import save_flow_policy
-from steerlab.policies.observations import ObservationSpec, to_policy_obs
 from steerlab.policies.protocol import as_policy_obs, rl_feature_dim, rl_features
 from steerlab.rl.steering import make_adapter
 

@@ -158,7 +158,7 @@ def test_an_explicit_setting_equal_to_the_default_still_wins(base_ckpt):
 
 def test_cli_passes_the_sac_json_keys_as_explicit(base_ckpt, tmp_path, monkeypatch):
     from steerlab import cli
-    from steerlab.train.finetune import cli as finetune
+    from steerlab.cli import finetune
 
     seen = {}
 

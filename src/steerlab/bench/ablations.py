@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
-    from steerlab.sweep import run_grid
+    from steerlab.bench.sweep import run_grid
 
     tasks = args.tasks or (["push-wall-v3"] if args.quick else ["push-wall-v3", "box-close-v3"])
     seeds = args.seeds or (1 if args.quick else 2)

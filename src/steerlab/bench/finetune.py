@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     env_steps = args.env_steps or (15_000 if args.quick else 50_000)
     eval_every = 2_500 if args.quick else 5_000
     from steerlab.bench.pretrain import base_checkpoint_path
-    from steerlab.sweep import Shipping, run_grid
+    from steerlab.bench.sweep import Shipping, run_grid
 
     root = QUICK_ROOT if args.quick else RUN_ROOT
     if not args.collect:

@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     tune = tuning_tasks(BENCHMARK_TASKS)  # fixed whatever --tasks says, so every sweep tunes on the same two
     shifts = shifts_for(sorted(set(tasks) | set(tune)), args.quick)
     if not args.collect:
-        from steerlab.sweep import Shipping, run_grid
+        from steerlab.bench.sweep import Shipping, run_grid
 
         grid_kw = {"use_ray": not args.no_ray, "address": args.address, "num_cpus": args.num_cpus}
         ship = Shipping(inputs=("base",), output="out")

@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             print(pretrain_table(load_cell(PRETRAIN_FILE)))
     if "finetune" in stages or "collect" in stages:
         from steerlab.bench import finetune
-        from steerlab.sweep import run_grid
+        from steerlab.bench.sweep import run_grid
 
         if "finetune" in stages:
             run_grid(finetune_cells(args.seeds, args.env_steps, args.methods), finetune.finetune_cell,

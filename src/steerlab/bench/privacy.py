@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(load_cell(RESULTS / "privacy.json")))
         return 0
-    from steerlab.sweep import run_grid
+    from steerlab.bench.sweep import run_grid
 
     seeds = QUICK_SEEDS if args.quick else SEEDS
     cells = [{"kind": "table", "task": t, "method": m, "seed": s, "steps": STEPS[t]}

@@ -26,12 +26,12 @@ import numpy as np
 
 from steerlab.core.config import check_count
 from steerlab.core.errors import UserError
+from steerlab.core.observations import STATE_KEY, image_key
 from steerlab.core.progress import progress_bar
 from steerlab.data.dataset import Episode
 from steerlab.envs.cameras import check_image_size, parse_cameras
 from steerlab.envs.registry import make_env, resolve_env
 from steerlab.envs.seeds import SEED_OFFSETS, episode_seeds
-from steerlab.policies.observations import STATE_KEY, image_key
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steerlab.core.io import atomic_dir, atomic_write_json
+from steerlab.core.observations import image_key
 from steerlab.data.images import image_column, image_feature, image_keys, image_stats, read_image_column
-from steerlab.policies.observations import image_key
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"

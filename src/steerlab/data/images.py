@@ -4,7 +4,7 @@ As LeRobot (through Hugging Face `datasets`' Image feature) stores them: one PNG
 struct<bytes: binary, path: string> parquet column (path null: the bytes are embedded); info.json
 lists the feature with shape [H, W, 3] and names [height, width, channels]; stats.json holds per-channel
 statistics of the pixels scaled to [0, 1], shaped (3, 1, 1) as LeRobot computes them. Frames are uint8
-(H, W, 3) on both sides (what environments give; steerlab.policies.observations converts for policies).
+(H, W, 3) on both sides (what environments give; steerlab.core.observations converts for policies).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import io
 import numpy as np
 import pyarrow as pa
 
-from steerlab.policies.observations import IMAGE_PREFIX
+from steerlab.core.observations import IMAGE_PREFIX
 
 IMAGE_STRUCT = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}

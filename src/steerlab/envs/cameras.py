@@ -20,8 +20,8 @@ import gymnasium as gym
 import numpy as np
 
 from steerlab.core.errors import UserError
+from steerlab.core.observations import STATE_KEY, image_key
 from steerlab.envs.gl import default_gl_backend, ensure_gl_backend  # noqa: F401  (re-exported)
-from steerlab.policies.observations import STATE_KEY, image_key
 
 FAST_OFF_FLAGS = ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX", "mjRND_FOG", "mjRND_HAZE")
 

@@ -25,8 +25,8 @@ import torch
 
 from steerlab.core.checkpoint import CheckpointError, build_policy, load_state_strict, save_checkpoint
 from steerlab.core.errors import UserError
+from steerlab.core.observations import to_policy_obs
 from steerlab.core.progress import progress_bar
-from steerlab.policies.observations import to_policy_obs
 from steerlab.policies.protocol import check_steerable
 from steerlab.policies.vib import VIB, gaussian_kl
 

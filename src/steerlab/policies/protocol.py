@@ -8,7 +8,7 @@ environment's action space).
 Observations are either a flat float32 tensor (B, obs_dim), as always, or, for a policy that sees
 cameras, a dict following LeRobot's naming: `observation.state` float32 (B, obs_dim) and
 `observation.images.<camera>` float32 (B, 3, H, W) in [0, 1]. Environments and datasets give uint8
-(H, W, 3) frames; `steerlab.policies.observations.to_policy_obs` converts (and validates) them once at
+(H, W, 3) frames; `steerlab.core.observations.to_policy_obs` converts (and validates) them once at
 the boundary, so a policy never sees uint8 HWC. Such a policy exposes `observation_spec` (an
 `ObservationSpec`: state size, camera names, image size).
 
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from steerlab.core.errors import UserError
-from steerlab.policies.observations import ObservationSpec, is_dict_obs, to_policy_obs
+from steerlab.core.observations import ObservationSpec, is_dict_obs, to_policy_obs
 
 # level -> attributes it needs (in the order they are checked, so the error names the first missing one)
 _ACTION = ("obs_dim", "action_dim", "horizon", "n_action_steps", "sample_chunk")
@@ -139,7 +139,7 @@ def observation_spec(policy) -> ObservationSpec:
 
 def as_policy_obs(policy, obs):
     """Observation(s) as `policy` takes them (a (B, obs_dim) tensor, or a dict of batched tensors with
-    float32 CHW images), validated; see `steerlab.policies.observations`."""
+    float32 CHW images), validated; see `steerlab.core.observations`."""
     return to_policy_obs(obs, observation_spec(policy))
 
 

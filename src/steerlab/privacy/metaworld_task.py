@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from steerlab.data.collect import collect_demos
-from steerlab.data.normalize import Normalizer
 from steerlab.policies.backbones import mlp
+from steerlab.policies.normalize import Normalizer
 from steerlab.privacy.scorers import EnvSuccessScorer
 from steerlab.privacy.sealed import policy_of
 from steerlab.privacy.task import Task, sampled_chunks

@@ -1,6 +1,6 @@
 """What `steerlab personalize` prints: a labelled table of scores and a command that runs the release.
 
-Kept out of privacy/cli.py so the printed summary can be tested without training anything.
+Kept out of cli/privacy.py so the printed summary can be tested without training anything.
 """
 
 from __future__ import annotations

@@ -18,13 +18,13 @@ from steerlab.core.config import check_count
 from steerlab.core.devices import autocast, resolve_device
 from steerlab.core.errors import UserError
 from steerlab.core.logger import RunLogger
+from steerlab.core.observations import IMAGE_PREFIX, STATE_KEY, image_key, to_policy_obs
 from steerlab.core.outdir import check_not_input
 from steerlab.core.progress import progress_bar
 from steerlab.data.dataset import Dataset, chunk_indices, read_dataset
 from steerlab.policies.factory import load_policy_source
 from steerlab.policies.flow_matching import FlowMatchingPolicy, FlowPolicyConfig
 from steerlab.policies.flow_matching.checkpointing import save_flow_policy
-from steerlab.policies.observations import IMAGE_PREFIX, STATE_KEY, image_key, to_policy_obs
 from steerlab.policies.plugin_vib import PluginVIBConfig, fit_plugin_vib, latent_stats, save_plugin_vib_policy
 
 

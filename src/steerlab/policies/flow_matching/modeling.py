@@ -4,7 +4,7 @@ obs ─norm─► encoder ─► e ─┬─────────────
                           └─► VIB: μ(+λΔz) ─► dec ─► ê ──► condition (deployed base / ZPRL)
 condition + noise ε ─► Euler-integrated velocity field ─► normalized action chunk ─► unnormalize
 
-With `cameras` set, obs is a dict (`steerlab.policies.observations`): each camera's image goes through
+With `cameras` set, obs is a dict (`steerlab.core.observations`): each camera's image goes through
 the vision encoder (flow_matching/vision.py) and the features are concatenated with the normalized state
 before the encoder MLP, so e (and the VIB on it) is the fused embedding.
 
@@ -22,12 +22,12 @@ from torch import nn
 from torch.func import functional_call
 
 from steerlab.core.errors import UserError
-from steerlab.data.normalize import Normalizer
+from steerlab.core.observations import STATE_KEY, ObservationSpec, batch_size, to_policy_obs
 from steerlab.policies.backbones import mlp
 from steerlab.policies.flow_matching.configuration import FlowPolicyConfig
 from steerlab.policies.flow_matching.sampler import euler_sample, euler_times
 from steerlab.policies.flow_matching.vision import CameraEncoders
-from steerlab.policies.observations import STATE_KEY, ObservationSpec, batch_size, to_policy_obs
+from steerlab.policies.normalize import Normalizer
 from steerlab.policies.vib import VIB, gaussian_kl
 
 

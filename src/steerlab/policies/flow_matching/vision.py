@@ -1,6 +1,6 @@
 """The flow policy's camera encoders: one image encoder per camera or one shared, over crops.
 
-Images arrive as float32 (B, 3, H, W) in [0, 1] (`steerlab.policies.observations`). While the module is
+Images arrive as float32 (B, 3, H, W) in [0, 1] (`steerlab.core.observations`). While the module is
 in training mode (pretraining) each image is randomly cropped to `crop_size`; otherwise (acting,
 steering, evaluation: the policy is frozen and in eval mode) the centre crop is used, so the features an
 RL actor sees are a deterministic function of the observation.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from steerlab.core.observations import image_key
 from steerlab.policies.backbones import ImageEncoder, crop_images
-from steerlab.policies.observations import image_key
 
 
 class CameraEncoders(nn.Module):

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from steerlab.core.errors import UserError
+from steerlab.core.observations import batch_size
 from steerlab.core.registry import Registry
-from steerlab.policies.observations import batch_size
 from steerlab.policies.protocol import check_steerable
 
 

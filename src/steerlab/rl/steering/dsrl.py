@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from steerlab.policies.observations import is_dict_obs
+from steerlab.core.observations import is_dict_obs
 from steerlab.policies.protocol import observation_spec, rl_feature_dim, rl_features, supports
 from steerlab.rl.steering.base import MethodConfig, SteeringMethod, register
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from steerlab.core.checkpoint import CheckpointError, build_policy, load_state_strict, save_checkpoint
-from steerlab.policies.observations import batch_size
+from steerlab.core.observations import batch_size
 from steerlab.policies.protocol import as_policy_obs, observation_spec
 from steerlab.rl.steering.base import SteeringMethod, method_class
 

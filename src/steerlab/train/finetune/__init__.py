@@ -8,7 +8,7 @@ The package, by the order a reader needs it:
 - `snapshots.py`  resumable training state (manifest-verified snapshot folders) and the run record
 - `envs.py`       the training envs (vectorized, success-terminating, stepped while SAC updates run)
 - `folder.py`     `run_folder` / `finetune`: a config run in its guarded, locked folder
-- `cli.py`        `steerlab finetune`
+(its command line is `steerlab.cli.finetune`)
 """
 
 from steerlab.train.finetune.config import FIELD_DEFAULTS, PRESETS, REWARDS, FinetuneConfig, default_run_dir

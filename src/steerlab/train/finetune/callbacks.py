@@ -18,9 +18,9 @@ import threading
 import time
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from steerlab.core.logger import RunLogger
+from steerlab.core.progress import progress_bar
 
 
 class Callback:
@@ -121,14 +121,15 @@ class StopOnSignal(Callback):
 
 
 class Progress(Callback):
-    """A progress bar (env steps, latest evaluation's success, env steps per second)."""
+    """A progress bar (env steps, latest evaluation's success, env steps per second); plain periodic lines when
+    the output is not a terminal (core.progress)."""
 
     def __init__(self, enabled: bool = True):
         self.enabled, self.bar, self.shown = enabled, None, None
 
     def on_start(self, tuner) -> None:
         cfg = tuner.cfg
-        self.bar = tqdm(total=cfg.env_steps, initial=tuner.env_steps, unit="step", dynamic_ncols=True,
+        self.bar = progress_bar(total=cfg.env_steps, initial=tuner.env_steps, unit="step", dynamic_ncols=True,
                         desc=f"{cfg.method} {tuner.env_spec.id} s{cfg.seed}", disable=not self.enabled)
         self.done = tuner.env_steps
 

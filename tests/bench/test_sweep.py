@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from steerlab.sweep import (
+from steerlab.bench.sweep import (
     Shipping,
     collect_artifacts,
     finish_shipped,

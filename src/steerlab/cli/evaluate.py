@@ -81,7 +81,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError("--strict needs --key (it refuses to run the base when the key opens nothing)")
     checkpoint = resolve_checkpoint(args.checkpoint)
     if args.key:  # a keyed or sealed release from `steerlab personalize`: run this user's personal policy
-        from steerlab.privacy.cli import ask_passphrase
+        from steerlab.cli.privacy import ask_passphrase
         from steerlab.privacy.keys import load_key_file
         from steerlab.privacy.release import load_personal
 

@@ -114,7 +114,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_finetune(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="online RL on a frozen base policy (zprl / action-residual / dsrl / ...)",
                        description="Examples: steerlab finetune runs/pretrain/push-wall-v3 --method zprl "
                                    "--env push-wall-v3 --env-steps 100000 --seed 0 ;  steerlab finetune "

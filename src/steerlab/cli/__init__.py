@@ -14,17 +14,17 @@ import sys
 
 # command -> ("module:register function", one-line help for `steerlab --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "collect": ("steerlab.data.cli:register", "record demonstrations (a scripted expert, or any policy on any env)"),
-    "pretrain": ("steerlab.train.cli:register_pretrain", "behaviour-clone a flow-matching policy (+ plug-in VIB)"),
-    "finetune": ("steerlab.train.cli:register_finetune",
+    "collect": ("steerlab.cli.collect:register", "record demonstrations (a scripted expert, or any policy on any env)"),
+    "pretrain": ("steerlab.cli.pretrain:register", "behaviour-clone a flow-matching policy (+ plug-in VIB)"),
+    "finetune": ("steerlab.cli.finetune:register",
                  "online RL on a frozen base policy (zprl / action-residual / dsrl / ...)"),
-    "evaluate": ("steerlab.eval.cli:register", "evaluate a policy (checkpoint folder or module:factory)"),
-    "keygen": ("steerlab.privacy.cli:register", "create a user key (random 128 bits, or from a passphrase)"),
-    "personalize": ("steerlab.privacy.cli:register",
+    "evaluate": ("steerlab.cli.evaluate:register", "evaluate a policy (checkpoint folder or module:factory)"),
+    "keygen": ("steerlab.cli.privacy:register", "create a user key (random 128 bits, or from a passphrase)"),
+    "personalize": ("steerlab.cli.privacy:register",
                     "private personalization (keyed PRoP or a sealed release) of a recipe or of your own policy"),
-    "attack": ("steerlab.privacy.cli:register", "adaptive attacks on a keyed model (recovery, share, behaviours)"),
-    "quickstart": ("steerlab.quickstart:register", "a small end-to-end run with a table and a plot"),
-    "bench": ("steerlab.bench.cli:register", "run a benchmark (steerlab bench --list names them)"),
+    "attack": ("steerlab.cli.privacy:register", "adaptive attacks on a keyed model (recovery, share, behaviours)"),
+    "quickstart": ("steerlab.cli.quickstart:register", "a small end-to-end run with a table and a plot"),
+    "bench": ("steerlab.cli.bench:register", "run a benchmark (steerlab bench --list names them)"),
 }
 
 

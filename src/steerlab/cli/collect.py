@@ -40,8 +40,8 @@ def run_collect(args: argparse.Namespace) -> int:
     preset_dict(args.quality)
     policy = None
     if args.policy:
+        from steerlab.cli.evaluate import resolve_checkpoint
         from steerlab.core.checkpoint import load_policy
-        from steerlab.eval.cli import resolve_checkpoint
 
         if args.goal_offset:
             raise UserError("--goal-offset moves the scripted expert's goal; with --policy, record the user's own "

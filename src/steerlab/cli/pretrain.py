@@ -1,4 +1,4 @@
-"""`steerlab pretrain` and `steerlab finetune`."""
+"""`steerlab pretrain`."""
 
 from __future__ import annotations
 
@@ -52,19 +52,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """`pretrain` and `finetune` (steerlab.cli imports each on its own: `register_pretrain`, `register_finetune`)."""
-    register_pretrain(sub)
-    register_finetune(sub)
-
-
-def register_finetune(sub: argparse._SubParsersAction) -> None:
-    """`finetune`, whose parser lives beside its loop (train/finetune/cli.py)."""
-    from steerlab.train.finetune.cli import register_finetune as add_finetune
-
-    add_finetune(sub)
-
-
-def register_pretrain(sub: argparse._SubParsersAction) -> None:
     from steerlab.policies.flow_matching.configuration import FlowPolicyConfig
 
     p = sub.add_parser("pretrain", help="behaviour-clone a flow-matching policy (+ plug-in VIB)",

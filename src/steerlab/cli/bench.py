@@ -9,7 +9,7 @@ import pkgutil
 import steerlab.bench as bench_pkg
 
 # library modules of the package that are not benchmarks themselves
-HELPERS = {"cli", "common", "suite", "plots", "privacy_attacks"}
+HELPERS = {"common", "suite", "plots", "privacy_attacks", "sweep"}
 
 
 def benchmarks() -> list[str]:
