@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # the layers, bottom to top (docs/architecture.md); `steerlab` itself (the package's __init__) is below all
 LAYERS = ("core", "envs", "policies", "rl", "eval", "data", "privacy", "train", "bench", "cli")
 BELOW_TRAIN = LAYERS[: LAYERS.index("train")]
-MODULE_NAME = re.compile(r"\bsteerlab\.(%s)\b" % "|".join(LAYERS))
+MODULE_NAME = re.compile(r"\bsteerlab\.({})\b".format("|".join(LAYERS)))
 
 
 def layer(module: str) -> int:

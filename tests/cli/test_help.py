@@ -14,7 +14,7 @@ from steerlab.core.helpformat import HelpFormatter, shows_no_default
 from steerlab.core.progress import PlainProgress, progress_bar
 
 # finetune's parser lives in train/finetune.py and quickstart's in quickstart.py, both being rewritten elsewhere
-NOT_YET = {"finetune", "quickstart", "bench"}
+NOT_YET = {"quickstart", "bench"}
 
 
 def _subparsers(parser) -> dict[str, argparse.ArgumentParser]:

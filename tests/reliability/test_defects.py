@@ -37,7 +37,7 @@ def world(tmp_path_factory):
 def _cfg(base, out, **kw):
     args = dict(base=str(base), method="zprl", env="reach-v3", env_steps=40, seed=0, out=str(out), max_steps=20,
                 warmup_decisions=10, eval_every=40, eval_episodes=1, checkpoint_every=20, buffer_size=500,
-                tensorboard=False, sac=SACConfig(hidden=32, batch_size=16))
+                tensorboard=False, sac=SACConfig(hidden=32, batch_size=16), final_episodes=0, sampler_noise_scale=1.0)
     args.update(kw)
     return FinetuneConfig(**args)
 

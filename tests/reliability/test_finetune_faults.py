@@ -20,7 +20,8 @@ def _cfg(base, out, env_steps=60, tensorboard=False, eval_every=60) -> FinetuneC
     return FinetuneConfig(base=str(base), method="zprl", env="reach-v3", env_steps=env_steps, seed=0, out=str(out),
                           max_steps=20, warmup_decisions=10, eval_every=eval_every, eval_episodes=1,
                           checkpoint_every=20,
-                          buffer_size=1000, tensorboard=tensorboard, sac=SACConfig(hidden=32, batch_size=16))
+                          buffer_size=1000, tensorboard=tensorboard, sac=SACConfig(hidden=32, batch_size=16),
+                          final_episodes=0, sampler_noise_scale=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,8 @@ def test_finetune_actor_waits_for_the_critic(base_ckpt, tmp_path):
     cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", env="reach-v3", env_steps=60, seed=0,
                          out=str(tmp_path / "run"), max_steps=20, warmup_decisions=10, eval_every=1000,
                          eval_episodes=1, checkpoint_every=1000, buffer_size=1000, tensorboard=False,
-                         sac=SACConfig(hidden=16, batch_size=8), steering={"critic_warmup": 15})
+                         sac=SACConfig(hidden=16, batch_size=8), steering={"critic_warmup": 15},
+                         final_episodes=0, sampler_noise_scale=1.0)
     tuner = Finetuner(cfg, progress=False)
     actor0 = {k: v.clone() for k, v in tuner.sac.actor.state_dict().items()}
     obs = np.zeros((1, tuner.adapter.obs_dim), np.float32)
@@ -84,7 +85,8 @@ def test_finetune_writes_result_json_with_dip_and_both_final_modes(base_ckpt, tm
     cfg = FinetuneConfig(base=str(base_ckpt), method="zprl", env="reach-v3", env_steps=60, seed=0,
                          out=str(tmp_path / "run"), max_steps=10, warmup_decisions=5, eval_every=20,
                          eval_episodes=1, checkpoint_every=1000, buffer_size=1000, tensorboard=False, final_episodes=2,
-                         shift="actuation:offset-x+0.1", sac=SACConfig(hidden=16, batch_size=8))
+                         shift="actuation:offset-x+0.1", sac=SACConfig(hidden=16, batch_size=8),
+                         sampler_noise_scale=1.0)
     out = Finetuner(cfg, progress=False).run()
     res = json.loads((out / "result.json").read_text())
     for key in ("auc", "dip", "final_sampled", "final_eps0", "final_best", "curve"):

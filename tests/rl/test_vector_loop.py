@@ -40,7 +40,8 @@ def toy_policy(policy_module):
 def _cfg(policy, out, steps=150, **kw):
     base = dict(base=policy, method="dsrl", env="steerlab/PointReach-v0", max_steps=15, env_steps=steps, seed=1,
                 out=str(out), warmup_decisions=6, eval_every=60, eval_episodes=1, checkpoint_every=60,
-                buffer_size=500, tensorboard=False, sac=SACConfig(hidden=16, batch_size=8), n_envs=3)
+                buffer_size=500, tensorboard=False, sac=SACConfig(hidden=16, batch_size=8), n_envs=3,
+                final_episodes=0, sampler_noise_scale=1.0)
     return FinetuneConfig(**{**base, **kw})
 
 

@@ -24,7 +24,7 @@ from steerlab.bench.common import RESULTS, RUNS, load_cell, markdown_table, stde
 from steerlab.bench.suite import HEADLINE_NOTE, base_row, headline_table, method_row, run_outcome
 from steerlab.core.checkpoint import atomic_write_json
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS
-from steerlab.train.finetune import FIELD_DEFAULTS, PRESETS
+from steerlab.train.finetune.config import ABSENT_MEANS, PRESETS
 
 METHODS = ["zprl", "action-residual", "dsrl"]
 # SAC for the CPU benchmark: the CLI's default preset 'bench' (hidden 128 instead of the library's 256;
@@ -111,7 +111,7 @@ def finetune_cell(cell: dict) -> dict:
                              checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
                              final_episodes=cell["final_episodes"], max_steps=cell.get("max_steps"),
                              n_envs=cell.get("n_envs", 1),
-                             sampler_noise_scale=cell.get("sampler_noise_scale", FIELD_DEFAULTS["sampler_noise_scale"]),
+                             sampler_noise_scale=cell.get("sampler_noise_scale", ABSENT_MEANS["sampler_noise_scale"]),
                              sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
         t0 = time.perf_counter()
         finetune(cfg, progress=False)

@@ -43,7 +43,7 @@ from steerlab.bench.shift_calibrate import GRIDS, TUNING, assign_families, base_
 from steerlab.bench.suite import HEADLINE_NOTE, base_row, headline_table, method_row, run_outcome
 from steerlab.core.io import atomic_write_json
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS
-from steerlab.train.finetune import FIELD_DEFAULTS
+from steerlab.train.finetune.config import ABSENT_MEANS
 
 METHODS = ft.METHODS
 SEEDS = 3
@@ -133,7 +133,7 @@ def overrides(setting: dict, base: str) -> tuple[dict, dict]:
 
 
 def make_cell(plan: Plan, task: str, method: str, name: str, seed: int, shift: str, base: str, setting: dict,
-              root: Path, sampler_noise_scale: float = FIELD_DEFAULTS["sampler_noise_scale"]) -> dict:
+              root: Path, sampler_noise_scale: float = ABSENT_MEANS["sampler_noise_scale"]) -> dict:
     steering, sac = overrides(setting, base)
     cell = {"task": task, "method": method, "name": name, "seed": seed, "env_steps": plan.env_steps,
             "eval_every": plan.eval_every, "eval_episodes": plan.eval_episodes, "final_episodes": plan.final_episodes,
@@ -148,7 +148,7 @@ def recorded_as(cell: dict) -> bool:
     """Whether the cell's recorded run (config.json) used the cell's shift and settings."""
     cfg = (load_cell(ft.cell_dir(cell) / "config.json") or {}).get("finetune", {})
     return (cfg.get("shift") == cell["shift"]
-            and {**FIELD_DEFAULTS, **cfg}["sampler_noise_scale"] == {**FIELD_DEFAULTS, **cell}["sampler_noise_scale"]
+            and {**ABSENT_MEANS, **cfg}["sampler_noise_scale"] == {**ABSENT_MEANS, **cell}["sampler_noise_scale"]
             and all(cfg.get("steering", {}).get(k) == v for k, v in cell["steering"].items())
             and all(cfg.get("sac", {}).get(k) == v for k, v in cell["sac"].items()))
 
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"the sweep is incomplete (picked: {sorted(picked)}); rerun to finish it")
             modes = grid_modes(tasks, args.quick, {c["task"]: load_cell(ft.cell_dir(c) / "result.json") for c in base_cells})
             cells = [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], plan.grid_root,
-                               sampler_noise_scale=modes[t] if m in KEEPS_SAMPLER else FIELD_DEFAULTS["sampler_noise_scale"])
+                               sampler_noise_scale=modes[t] if m in KEEPS_SAMPLER else ABSENT_MEANS["sampler_noise_scale"])
                      for s in range(plan.seeds) for t in tasks for m in METHODS]
             refuse_stale(cells)
             run_grid(cells, ft.finetune_cell, ft.is_done, desc="shift-suite runs", ship=ship, **grid_kw)

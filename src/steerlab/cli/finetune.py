@@ -1,97 +1,100 @@
-"""`steerlab finetune`: the command line of an online-RL run (flags -> FinetuneConfig -> run_folder)."""
+"""`steerlab finetune`: the command line of an online-RL run, generated from FinetuneConfig (cli/config_args.py).
+
+Every FinetuneConfig field is an option with its docstring and default; `--sac.FIELD` sets one SAC field on top of
+`--preset`; `--steering.KEY VALUE` one option of the steering method (its keys are listed below); `--config FILE`
+reads a JSON object of fields first. The library call `finetune(FinetuneConfig(...))` with the same values is the
+same run (tests/cli/test_finetune_cli.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
+from steerlab.cli.config_args import (
+    add_config_args,
+    explicit_fields,
+    field_docs,
+    json_object,
+    nested_values,
+    read_config_file,
+    split_dotted,
+)
 from steerlab.core.checkpoint import read_json
-from steerlab.core.config import build, check_count
+from steerlab.core.config import build
 from steerlab.core.errors import UserError
+from steerlab.core.helpformat import HelpFormatter
 from steerlab.envs.registry import EnvSpec
 from steerlab.rl.sac import SACConfig
 from steerlab.rl.steering import REGISTRY, method_class
 from steerlab.train.finetune.config import PRESETS, REWARDS, FinetuneConfig
 from steerlab.train.finetune.folder import run_folder
 
+# fields that are not options: `sac_explicit` is derived from what the user spelled
+SKIP = ("sac_explicit",)
+ALIASES = {"env": ["--task"], "warmup_decisions": ["--warmup"]}
+
 
 def resume_command(cfg: FinetuneConfig, env: EnvSpec) -> str:
-    """The exact `steerlab finetune` line that continues `cfg`'s run (every argument spelled out)."""
-    sac = {k: v for k, v in asdict(cfg.sac).items() if v != getattr(SACConfig(), k)}
-    argv = ["steerlab", "finetune", str(cfg.base), "--out", str(cfg.out), "--method", cfg.method,
-            "--env", env.id, "--max-steps", str(env.max_steps), "--env-steps", str(cfg.env_steps),
-            "--seed", str(cfg.seed), "--reward", cfg.reward, "--gamma", repr(cfg.gamma),
-            "--warmup", str(cfg.warmup_decisions), "--eval-every", str(cfg.eval_every),
-            "--eval-episodes", str(cfg.eval_episodes), "--checkpoint-every", str(cfg.checkpoint_every),
-            "--buffer-size", str(cfg.buffer_size), "--n-envs", str(cfg.n_envs),
-            "--final-episodes", str(cfg.final_episodes)]
-    # always spelled out: the CLI's default ('auto') is not FinetuneConfig's (1.0)
-    argv += ["--sampler-noise-scale", str(cfg.sampler_noise_scale), "--mode-episodes", str(cfg.mode_episodes)]
-    for flag, value in (("--success-key", cfg.success_key), ("--position-key", cfg.position_key),
-                        ("--shift", cfg.shift), ("--utd", None if cfg.utd is None else repr(cfg.utd))):
-        if value is not None:
-            argv += [flag, value]
-    if cfg.env_kwargs:
-        argv += ["--env-kwargs", json.dumps(cfg.env_kwargs, sort_keys=True)]
-    if sac:
-        argv += ["--sac-json", json.dumps(sac, sort_keys=True)]
-    if cfg.steering:
-        argv += ["--steering-json", json.dumps(cfg.steering, sort_keys=True)]
-    if cfg.async_envs:
-        argv.append("--async-envs")
-    if not cfg.tensorboard:
-        argv.append("--no-tensorboard")
+    """The `steerlab finetune` line that continues `cfg`'s run: every field that differs from its default."""
+    default = FinetuneConfig()
+    argv = ["steerlab", "finetune", str(cfg.base), "--out", str(cfg.out), "--env", env.id]
+    for f in fields(FinetuneConfig):
+        value = getattr(cfg, f.name)
+        if f.name in ("base", "out", "env", *SKIP) or value == getattr(default, f.name):
+            continue
+        if f.name == "sac":
+            argv += [f"--sac.{k.replace('_', '-')}={json.dumps(v)}" for k, v in sorted(asdict(value).items())
+                     if v != getattr(default.sac, k)]
+        elif f.name in ("steering", "env_kwargs"):
+            argv += [f"--{f.name.replace('_', '-')}", json.dumps(value, sort_keys=True)]
+        elif isinstance(value, bool):
+            argv.append(f"--{'' if value else 'no-'}{f.name.replace('_', '-')}")
+        else:
+            argv += [f"--{f.name.replace('_', '-')}", str(value)]
     return shlex.join(argv)
 
 
-def _noise_scale(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {text!r}") from None
-
-
-def _json_arg(text: str | None, flag: str) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{flag} is not valid JSON ({err})") from err
-    if not isinstance(value, dict):
-        raise UserError(f"{flag} must be a JSON object like '{{\"key\": value}}', got {text!r}")
-    return value
-
-
-def run_finetune(args: argparse.Namespace) -> int:
-    for flag, value, minimum in (("--env-steps", args.env_steps, 1), ("--eval-every", args.eval_every, 1),
-                                 ("--checkpoint-every", args.checkpoint_every, 1),
-                                 ("--eval-episodes", args.eval_episodes, 1), ("--warmup", args.warmup, 0),
-                                 ("--buffer-size", args.buffer_size, 1), ("--n-envs", args.n_envs, 1),
-                                 ("--final-episodes", args.final_episodes, 0),
-                                 ("--mode-episodes", args.mode_episodes, 1)):
-        check_count(flag, value, minimum)
-    if args.max_steps is not None:
-        check_count("--max-steps", args.max_steps)
-    sac_json = _json_arg(args.sac_json, "--sac-json")
-    sac = build(SACConfig, {**PRESETS[args.preset], **sac_json}, "--sac-json")
-    steering = _json_arg(args.steering_json, "--steering-json")
-    method_class(args.method).Config.from_dict(steering)  # unknown options: one line naming them
+def config_from_args(args: argparse.Namespace, argv: list[str], parser: argparse.ArgumentParser) -> FinetuneConfig:
+    """The FinetuneConfig of a command line: the config file, then the flags the user spelled, then the preset
+    and `--sac.*` / `--sac-json` on top of it, `--steering.*` / `--steering-json` merged."""
+    values = read_config_file(args.config)
+    unknown = sorted(set(values) - {f.name for f in fields(FinetuneConfig)})
+    if unknown:
+        raise UserError(f"--config {args.config}: unknown fields {unknown}; valid: "
+                        f"{', '.join(f.name for f in fields(FinetuneConfig) if f.name not in SKIP)}")
+    spelled = explicit_fields(parser, argv)
+    for f in fields(FinetuneConfig):
+        if f.name in ("sac", "steering", "env_kwargs", *SKIP):
+            continue
+        if f.name == "base" or f.name in spelled or f.name not in values:
+            values[f.name] = getattr(args, f.name)
+    sac_file = values.pop("sac", {}) or {}
+    sac_user = {**sac_file, **json_object(args.sac_json, "--sac-json"), **nested_values(args, "sac")}
+    values["sac"] = build(SACConfig, {**PRESETS[args.preset], **sac_user}, "--sac")
+    values["sac_explicit"] = sorted(sac_user)
+    steering = {**(values.get("steering") or {}), **json_object(args.steering, "--steering"),
+                **json_object(args.steering_json, "--steering-json"), **args.steering_dotted}
     if args.latent_scale is not None:
         steering["latent_scale"] = args.latent_scale
-    cfg = FinetuneConfig(base=args.base, method=args.method, env=args.env, env_steps=args.env_steps,
-                         seed=args.seed, out=args.out, reward=args.reward, gamma=args.gamma, max_steps=args.max_steps,
-                         warmup_decisions=args.warmup, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                         checkpoint_every=args.checkpoint_every, buffer_size=args.buffer_size,
-                         success_key=args.success_key, position_key=args.position_key, shift=args.shift,
-                         env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"), n_envs=args.n_envs,
-                         async_envs=args.async_envs, utd=args.utd, tensorboard=not args.no_tensorboard, sac=sac,
-                         sac_explicit=sorted(sac_json), steering=steering, final_episodes=args.final_episodes,
-                         sampler_noise_scale=args.sampler_noise_scale, mode_episodes=args.mode_episodes)
+    values["steering"] = steering
+    values["env_kwargs"] = {**(values.get("env_kwargs") or {}), **json_object(args.env_kwargs, "--env-kwargs"),
+                            **args.env_kwargs_dotted}
+    method_class(values["method"]).Config.from_dict(steering)  # unknown options: one line naming them
+    try:
+        return build(FinetuneConfig, values, "finetune config")
+    except UserError as err:  # the config names its fields; a command-line user typed options
+        msg = str(err)
+        for f in sorted(fields(FinetuneConfig), key=lambda f: -len(f.name)):
+            option = "--" + f.name.replace("_", "-")
+            msg = msg.replace(f"FinetuneConfig.{f.name}", option).replace(f"finetune config.{f.name}", option)
+        raise UserError(msg) from err
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = args.config_obj
     tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
     out = tuner.out
     if tuner.interrupted:
@@ -114,55 +117,62 @@ def run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_options() -> str:
+    """Every registered method's `--steering.*` keys with their defaults and first sentence (in --help)."""
+    lines = []
+    for name, cls in REGISTRY.items():
+        docs, default = field_docs(cls.Config), cls.Config()
+        lines.append(f"  {name}:")
+        for f in fields(cls.Config):
+            first = docs.get(f.name, "").split(". ")[0].rstrip(".")
+            lines.append(f"    --steering.{f.name.replace('_', '-')} {getattr(default, f.name)!r}  {first[:90]}")
+    return "\n".join(lines)
+
+
+class _DottedDicts:
+    """Parser mixin: takes `--steering.KEY VALUE` / `--env-kwargs.KEY VALUE` pairs (free-form dicts) out first."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        rest, dotted = split_dotted(list(args or []), ("steering", "env-kwargs"))
+        ns, extra = super().parse_known_args(rest, namespace)
+        ns.steering_dotted, ns.env_kwargs_dotted = dotted["steering"], dotted["env-kwargs"]
+        ns.argv = rest
+        return ns, extra
+
+
+class _Formatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option's help; the epilog's per-method lines kept as written."""
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    args.config_obj = config_from_args(args, args.argv, args.parser)
+    return _run(args)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="online RL on a frozen base policy (zprl / action-residual / dsrl / ...)",
+                       formatter_class=_Formatter,
                        description="Examples: steerlab finetune runs/pretrain/push-wall-v3 --method zprl "
                                    "--env push-wall-v3 --env-steps 100000 --seed 0 ;  steerlab finetune "
-                                   "my_pkg.policies:make_policy --method dsrl --env Pendulum-v1")
-    p.add_argument("base", help="pretrained policy: checkpoint folder, or module:factory (docs/protocol.md)")
-    p.add_argument("--method", choices=tuple(REGISTRY), default="zprl")
-    p.add_argument("--env", "--task", dest="env", default=None,
-                   help="Meta-World task, Gymnasium id or module:factory (default: the base's environment)")
-    p.add_argument("--success-key", default=None, help="info key that signals success (default is_success)")
-    p.add_argument("--position-key", default=None,
-                   help="info key of the end-effector position for smoothness ('none': skip; default: the family's)")
-    p.add_argument("--shift", default=None, help="named deployment shift of the training env")
-    p.add_argument("--env-kwargs", default=None, help="JSON dict of env constructor arguments")
-    p.add_argument("--n-envs", type=int, default=1, help="environments stepped together (batched decisions)")
-    p.add_argument("--async-envs", action="store_true", help="step the envs in subprocesses, overlapped with updates")
-    p.add_argument("--utd", type=float, default=None, help="SAC updates per decision (default: the SAC config's)")
-    p.add_argument("--env-steps", type=int, default=100_000, help="total env steps (a resume may raise it)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="run folder (default runs/finetune/<env>__<method>__seed<k>)")
-    p.add_argument("--reward", choices=REWARDS, default="dense")
-    p.add_argument("--gamma", type=float, default=0.99)
-    p.add_argument("--max-steps", type=int, default=None, help="episode horizon in env steps (default: the env's)")
-    p.add_argument("--warmup", type=int, default=2_000, help="decisions acting as the base policy first (>= 0)")
-    p.add_argument("--eval-every", type=int, default=5_000)
-    p.add_argument("--eval-episodes", type=int, default=20)
-    p.add_argument("--sampler-noise-scale", type=_noise_scale, default="auto",
-                   help="scale of the frozen sampler's noise in training, in the curve's evaluations and in the saved "
-                        "policy (1: the base's sampler; 0: every chunk from ε = 0; auto: 0 when the base from ε = 0 "
-                        "is at least as good as sampled on --mode-episodes episodes, else 1; methods that choose the "
-                        "noise themselves, dsrl / dsrl-na / zprl-noise: 1)")
-    p.add_argument("--mode-episodes", type=int, default=50,
-                   help="base evaluation episodes per mode that --sampler-noise-scale auto decides from")
-    p.add_argument("--final-episodes", type=int, default=50,
-                   help="final evaluation episodes (sampled and from ε = 0) written to result.json; 0: none")
+                                   "my_pkg.policies:make_policy --method dsrl --env Pendulum-v1 --sac.hidden 256",
+                       epilog="steering options per method (--steering.KEY VALUE):\n" + _method_options())
+    p.__class__ = type("FinetuneParser", (_DottedDicts, type(p)), {})
+    add_config_args(p, FinetuneConfig, skip=SKIP, positional=("base",), aliases=ALIASES,
+                    choices={"method": tuple(REGISTRY), "reward": REWARDS}, nested={"sac": SACConfig},
+                    shown_defaults={"sac": SACConfig(**PRESETS["bench"])},
+                    extra_help={"sampler_noise_scale": " (a number, or auto)"})
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON object of FinetuneConfig fields, read first; options on the line override it")
     p.add_argument("--preset", choices=sorted(PRESETS), default="bench",
-                   help="SAC settings: bench (what the README tables measured, hidden 128), paper (hidden 256) or "
-                        "dsrl-paper (bench actor, DSRL's LayerNorm critics 3 × 2048, UTD 20; slow on a CPU); "
-                        "--sac-json overrides on top")
-    p.add_argument("--checkpoint-every", type=int, default=10_000,
-                   help="env steps between resumable snapshots of the training state (taken once every env ends "
-                        "its episode)")
-    p.add_argument("--buffer-size", type=int, default=200_000)
-    p.add_argument("--latent-scale", type=float, default=None, help="ZPRL λ (default: 0.3 × RMS of μ)")
-    p.add_argument("--sac-json", default=None, help='SACConfig overrides, e.g. \'{"num_critics": 5}\'')
-    p.add_argument("--steering-json", default=None, help="options of the steering method (rl/steering/<method>.py)")
-    p.add_argument("--no-tensorboard", action="store_true", help="write metrics.jsonl only")
+                   help="named SAC settings under --sac.*: bench (what the README tables measured, hidden 128), "
+                        "paper (hidden 256), dsrl-paper (LayerNorm 3 x 2048 critics, UTD 20)")
+    p.add_argument("--sac-json", default=None, metavar="JSON",
+                   help="SACConfig fields as one JSON object (same as --sac.FIELD options)")
+    p.add_argument("--steering-json", default=None, metavar="JSON",
+                   help="steering options as one JSON object (same as --steering.KEY options; keys below)")
+    p.add_argument("--latent-scale", type=float, default=None, help="ZPRL λ (= --steering.latent-scale)")
     p.add_argument("--no-resume", action="store_true",
                    help="never continue an existing run in --out (with --overwrite: move it aside, start afresh)")
     p.add_argument("--overwrite", action="store_true",
                    help="move an --out folder that is not this run aside (renamed, never deleted)")
-    p.set_defaults(func=run_finetune)
+    p.set_defaults(func=run_finetune, parser=p)

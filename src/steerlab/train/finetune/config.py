@@ -19,7 +19,7 @@ class FinetuneConfig:
     """Pretrained policy (frozen throughout): a checkpoint folder, or 'module:factory' for any policy that
     implements the steerable-policy protocol (docs/protocol.md)."""
     method: str = "zprl"
-    """A registered steering method: zprl | action-residual | dsrl | embedding-residual | ..."""
+    """A registered steering method (steerlab.rl.steering.REGISTRY; a pip package can add one)."""
     env: str | None = None
     """Meta-World task, Gymnasium id or 'module:factory'; default: the base checkpoint's environment."""
     success_key: str | None = None
@@ -34,11 +34,13 @@ class FinetuneConfig:
     env_steps: int = 100_000
     """Environment steps of online interaction."""
     seed: int = 0
+    """Seeds everything the run draws (SAC, exploration, sampler noise, episode seeds): same seed, same numbers."""
     out: str | None = None
     """Run folder; default runs/finetune/<env>__<method>__seed<k>."""
     reward: str = "dense"
     """dense (shaped/10 + success bonus) | sparse (1 on success)."""
     gamma: float = 0.99
+    """Discount per env step (a chunk of k executed steps is discounted by γ^k)."""
     max_steps: int | None = None
     """Episode horizon; None: the env spec's (Meta-World: 200, a Gymnasium id: its registered limit)."""
     warmup_decisions: int = 2_000
@@ -46,10 +48,11 @@ class FinetuneConfig:
     eval_every: int = 5_000
     """Environment steps between deterministic evaluations."""
     eval_episodes: int = 20
-    sampler_noise_scale: float | str = 1.0
+    """Episodes per evaluation of the learning curve (fixed evaluation seeds, disjoint from training's)."""
+    sampler_noise_scale: float | str = "auto"
     """Scale of the frozen sampler's initial noise ε, in training decisions, in the evaluations the curve
     (AUC, dip) is made of and in the deployed steered policy: 1 is the base's own sampler; 0 integrates every
-    chunk from ε = 0, so the actor's own exploration is the only randomness. 'auto' (the CLI's default): the
+    chunk from ε = 0, so the actor's own exploration is the only randomness. 'auto' (the default): the
     sampler-mode rule (train/finetune/mode.py) picks 0 or 1 from the base's evaluations both ways before
     training. Methods that choose ε themselves (dsrl, dsrl-na, zprl-noise) only use it in warm-up ('auto': 1).
     result.json's final success is measured both ways whatever it is, the trained mode labelled."""
@@ -59,9 +62,10 @@ class FinetuneConfig:
     checkpoint_every: int = 10_000
     """Environment steps between resumable training-state snapshots (taken once every env ends its episode)."""
     buffer_size: int = 200_000
-    final_episodes: int = 0
+    """Replay capacity in transitions (one per decision; it stores frozen features, never frames)."""
+    final_episodes: int = 50
     """Fresh evaluation episodes of the final policy (sampled and from ε = 0) for result.json; 0: none
-    (AUC and dip only). The CLI's default is 50."""
+    (AUC and dip only)."""
     n_envs: int = 1
     """Environments stepped together; each decision is one batched actor + steering call over the envs
     that need a new chunk."""
@@ -70,8 +74,11 @@ class FinetuneConfig:
     utd: float | None = None
     """Gradient updates per decision (per stored transition); None: sac.utd. Fractions accumulate."""
     num_threads: int = 1
+    """torch threads of this run (one run per core is the fastest use of a CPU)."""
     tensorboard: bool = True
-    sac: SACConfig = field(default_factory=SACConfig)
+    """Also write TensorBoard event files beside metrics.jsonl."""
+    sac: SACConfig = field(default_factory=lambda: SACConfig(**PRESETS["bench"]))
+    """The learner's settings; default the 'bench' preset (what the README tables measured)."""
     sac_explicit: list[str] = field(default_factory=list)
     """SAC fields the user set on purpose (`--sac-json`): the method's start never overrides them, even when the
     value equals SACConfig's default (e.g. `{"actor_tether": 0}` turns DSRL's tether off)."""
@@ -129,6 +136,9 @@ class FinetuneConfig:
 
 REWARDS = ("dense", "sparse")
 FIELD_DEFAULTS = {f.name: f.default for f in fields(FinetuneConfig) if f.default is not MISSING}
+# what a field absent from a run recorded before it existed computed with (a resume and the benchmarks' record
+# checks read such runs this way; the sampler rule came later, and every run before it sampled at scale 1)
+ABSENT_MEANS = {**FIELD_DEFAULTS, "sampler_noise_scale": 1.0, "final_episodes": 0}
 # fields a resume may change: where the run lives and how it is shown, not what it computes
 # (env_steps may only grow; the base is compared by content, so another path to the same files is fine)
 # (async_envs changes where the simulators run, not the numbers)

@@ -24,6 +24,7 @@ The loop that drives it, with its callbacks (evaluation, snapshots, signals, pro
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,10 @@ class Finetuner:
         self.pos_key = self.env_spec.position_key
         self.noise_shape = getattr(self.base, "noise_shape", None)  # None: an action-level policy samples its own
         self.k = int(self.base.n_action_steps)
+        if cfg.warmup_decisions * self.k >= cfg.env_steps:  # a run that would train nothing says so
+            print(f"warning: the warm-up ({cfg.warmup_decisions} decisions = {cfg.warmup_decisions * self.k} env "
+                  f"steps) is as long as the run ({cfg.env_steps} env steps): no SAC update will run; lower "
+                  f"--warmup-decisions or raise --env-steps", file=sys.stderr)
         self.bonus = 1.0 / (1.0 - cfg.gamma**self.k) if cfg.reward == "dense" else 0.0
         self.utd = float(cfg.utd if cfg.utd is not None else cfg.sac.utd)
         # at most this many updates per vector step: spreads the inflow (utd per decision, n_envs decisions every

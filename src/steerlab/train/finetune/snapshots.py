@@ -19,7 +19,7 @@ from steerlab.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_jso
 from steerlab.core.errors import CheckpointError, UserError
 from steerlab.core.io import atomic_dir, recover_dir
 from steerlab.policies.factory import is_factory_ref
-from steerlab.train.finetune.config import FIELD_DEFAULTS, RESUME_FREE
+from steerlab.train.finetune.config import ABSENT_MEANS, RESUME_FREE
 
 STATE_DIR = "training_state"
 MANIFEST = "manifest.json"
@@ -132,7 +132,7 @@ def check_same_run(tuner, recorded: dict) -> None:
     mine = json.loads(json.dumps(run_record(tuner)))
     old, new = _flat(recorded.get("finetune", {})), _flat(mine["finetune"])
     # a field added after the run was recorded reads as its default (what the run computed with)
-    old = {**{k: v for k, v in FIELD_DEFAULTS.items() if k in new}, **old}
+    old = {**{k: v for k, v in ABSENT_MEANS.items() if k in new}, **old}
     differ = sorted(k for k in set(old) | set(new) if k not in RESUME_FREE and old.get(k) != new.get(k))
     if recorded.get("base_digest", mine["base_digest"]) != mine["base_digest"]:
         differ.insert(0, "base (different checkpoint contents)")
