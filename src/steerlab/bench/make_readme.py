@@ -1,7 +1,7 @@
-"""Regenerate the README's results sections from benchmarks/results/*.json (never typed by hand).
+"""Regenerate every results table in README.md and docs/results/*.md from benchmarks/results/*.json.
 
-Each section sits between `<!-- name:begin -->` and `<!-- name:end -->` markers in README.md; a
-section whose results file does not exist yet says so instead of showing numbers.
+Each table sits between `<!-- name:begin -->` and `<!-- name:end -->` markers; a table whose results file does not
+exist yet says so instead of showing numbers. Nothing in those tables is ever typed by hand.
 """
 
 from __future__ import annotations
@@ -13,34 +13,47 @@ import sys
 
 from steerlab.bench.common import BENCH_DIR, RESULTS, load_cell
 
-README = BENCH_DIR.parent / "README.md"
-# section -> (results file, module with table(results) -> markdown)
-SECTIONS = {"pretrain": ("pretrain.json", "pretrain"), "finetune": ("finetune.json", "finetune"),
-            "finetune_quick": ("finetune_quick.json", "finetune"), "finetune_shift": ("finetune_shift.json", "finetune_shift"),
-            "ablations": ("ablations.json", "ablations"),
-            "privacy": ("privacy.json", "privacy"), "throughput": ("throughput.json", "throughput"),
-            "panda_pretrain": ("panda_pretrain.json", "panda"), "panda_finetune": ("panda_finetune.json", "panda"),
-            "vector_efficiency": ("vector_efficiency.json", "vector_efficiency")}
+ROOT = BENCH_DIR.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs" / "results").glob("*.md"))]
+# table -> (results file, "module:function" of steerlab.bench rendering it to markdown)
+SECTIONS = {"pretrain": ("pretrain.json", "pretrain:table"), "finetune": ("finetune.json", "finetune:table"),
+            "finetune_quick": ("finetune_quick.json", "finetune:table"),
+            "finetune_shift": ("finetune_shift.json", "finetune_shift:table"),
+            "ablations": ("ablations.json", "ablations:table"), "privacy": ("privacy.json", "privacy:table"),
+            "throughput": ("throughput.json", "throughput:table"),
+            "panda_pretrain": ("panda_pretrain.json", "panda:table"),
+            "panda_finetune": ("panda_finetune.json", "panda:table"),
+            "vector_efficiency": ("vector_efficiency.json", "vector_efficiency:table"),
+            "headline_zprl": ("finetune_shift.json", "headlines:zprl"),
+            "headline_prop": ("privacy.json", "headlines:prop")}
 
 
 def render(name: str) -> str:
-    fname, module = SECTIONS[name]
+    fname, target = SECTIONS[name]
+    module, _, fn = target.partition(":")
     results = load_cell(RESULTS / fname)
     if results is None:
         flag = " --quick" if "quick" in fname else ""
         return f"_No recorded results yet: run `steerlab bench {module}{flag}`._"
-    return importlib.import_module(f"steerlab.bench.{module}").table(results)
+    return getattr(importlib.import_module(f"steerlab.bench.{module}"), fn)(results)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="steerlab bench make_readme", description=__doc__.splitlines()[0]).parse_args(argv)
-    text = README.read_text()
+def regenerate(text: str) -> str:
     for name in SECTIONS:
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
         if pattern.search(text):
             text = pattern.sub(lambda m, n=name: m.group(1) + render(n) + "\n" + m.group(2), text)
-    README.write_text(text)
-    print(f"updated {README}")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="steerlab bench make_readme", description=__doc__.splitlines()[0]).parse_args(argv)
+    for doc in DOCUMENTS:
+        text = doc.read_text()
+        new = regenerate(text)
+        if new != text:
+            doc.write_text(new)
+            print(f"updated {doc.relative_to(ROOT)}")
     return 0
 
 

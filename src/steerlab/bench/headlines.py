@@ -1,0 +1,43 @@
+"""The README's two short headline tables, one per product, built from the full results JSON (the full tables
+are in docs/results/*.md). Numbers are read, never typed."""
+
+from __future__ import annotations
+
+from steerlab.bench.common import markdown_table
+
+SHIFT_METHODS = ("zprl", "action-residual", "dsrl")
+
+
+def zprl(results: dict) -> str:
+    """Deployment-shift suite: final success in each method's best sampler mode vs the base's, and AUC."""
+    rows = []
+    for task, t in sorted(results["tasks"].items()):
+        cells = [task, results.get("shifts", {}).get(task, "—"), f"{t['base']['final_best']:.2f}"]
+        for m in SHIFT_METHODS:
+            r = t.get(m)
+            cells.append("—" if r is None else f"{r['final_best']:.2f} / {r['auc']:.2f}")
+        rows.append(cells)
+    head = ["task", "shift", "base (best mode)", *[f"{m}: final best / AUC" for m in SHIFT_METHODS]]
+    return (markdown_table(head, rows) + f"\n\n{results['seeds']} seeds × {results['env_steps']:,} env steps per run; "
+            f"'best' = the better of sampled and ε = 0 on 50 fresh episodes. Intervals, dips and the verdicts: "
+            f"[docs/results/finetune_shift.md](docs/results/finetune_shift.md).")
+
+
+def prop(results: dict) -> str:
+    """Private personalization: the personal score with the right key, no key and a wrong key, for the sealed
+    release and the keyed (PRoP) model, and how much of the keyed model the best attack recovered."""
+    rows = []
+    for task, t in sorted(results["tasks"].items()):
+        if "sealed" not in t or "prop" not in t:
+            continue
+        s, k = t["sealed"], t["prop"]
+        best = results.get("attacks", {}).get(task, {})
+        rows.append([task, f"{s['correct']['personal']:.2f}", f"{s['no_key']['personal']:.2f}",
+                     f"{s['random']['personal']:.2f}", f"{best.get('sealed', {}).get('best_of_n', float('nan')):.2f}",
+                     f"{k['correct']['personal']:.2f}", f"{best.get('prop', {}).get('best_of_n', float('nan')):.2f}"])
+    head = ["task", "sealed: right key", "no key", "wrong key", "best attack recovers", "keyed (prop): right key",
+            "best attack recovers"]
+    return (markdown_table(head, rows) + "\n\nPersonal score: the task's own metric on the user's behaviour (accuracy, "
+            "R² or success; no key and wrong keys score what the shared base scores). No attack recovers a sealed "
+            "user; every keyed model is recovered by at least one attack. "
+            "Every method, seed and attack: [docs/results/privacy.md](docs/results/privacy.md).")
