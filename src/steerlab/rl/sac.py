@@ -1,9 +1,8 @@
 """Soft Actor-Critic, written once for every steering method (CleanRL-style: read it top to bottom).
 
-1. `SACConfig`: every knob, with its default and the reason for it.
-2. The networks: a tanh-squashed Gaussian actor, and a critic *ensemble* computed as one batched
-   module (weights stacked as [heads, in, out], one `torch.baddbmm` per layer). On a CPU this is
-   several times faster than a Python loop over heads, and it makes 2 or 10 heads the same code.
+1. `SACConfig` (rl/sac_config.py): every knob, with its default and the reason for it.
+2. The networks (rl/networks.py): a tanh-squashed Gaussian actor, and a critic *ensemble* computed as
+   one batched module, one `torch.baddbmm` per layer.
 3. `SAC`: acting (numpy in, numpy out), one update (critic → actor → α → target), save/resume.
 
 Conventions every steering method relies on:
@@ -32,12 +31,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from steerlab.core.checkpoint import (
@@ -50,208 +48,16 @@ from steerlab.core.checkpoint import (
     optimizer_to_tensors,
     read_json,
 )
+from steerlab.rl.networks import Actor, CriticEnsemble, EnsembleLinear, tanh_gaussian_log_prob  # noqa: F401
+from steerlab.rl.sac_config import SACConfig  # noqa: F401
 
 CriticActionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 BATCH_KEYS = ("obs", "action", "reward", "next_obs", "discount", "terminated")
 STATE_FORMAT = 1
 
 
-# ====================================================================== 1. configuration
-@dataclass
-class SACConfig:
-    hidden: int = 256
-    """Width of the two hidden layers of the actor and of every critic head."""
-    actor_lr: float = 1e-4
-    """Adam learning rate of the actor (ZPRL: 1e-4)."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critic ensemble."""
-    alpha_lr: float = 3e-4
-    """Adam learning rate of log α (automatic entropy tuning)."""
-    batch_size: int = 256
-    """Transitions per gradient update (what `update_many` samples from the replay buffer)."""
-    tau: float = 0.005
-    """Polyak factor: target ← (1 − τ)·target + τ·online, every `target_update_interval` updates."""
-    target_update_interval: int = 1
-    """Critic updates between two target updates."""
-    actor_update_interval: int = 1
-    """Critic updates between two actor (and α) updates; 1 = every update, > 1 = TD3-style delay."""
-    num_critics: int = 2
-    """Critic ensemble heads (2 = SAC's twin critics; REDQ uses 10). Cost grows linearly on a CPU."""
-    critic_pair: int = 2
-    """The target takes its min over a random subset of this many heads, drawn each update (REDQ).
-    With num_critics = critic_pair = 2 it is SAC's clipped double-Q."""
-    actor_q: str = "mean"
-    """How the actor loss reduces the heads' Q(s, π(s)): "mean" over all heads (REDQ) or "min"."""
-    critic_layer_norm: bool = False
-    """LayerNorm (no affine) before each hidden ReLU of the critics; stabilises high update-to-data ratios."""
-    critic_hidden: int | None = None
-    """Width of every critic head's hidden layers; None: `hidden` (the actor's width)."""
-    critic_layers: int = 2
-    """Hidden layers per critic head (DSRL's published recipe: 3 × 2048 with LayerNorm)."""
-    actor_layer_norm: bool = False
-    """LayerNorm (affine) before each hidden ReLU of the actor."""
-    utd: int = 1
-    """Gradient updates per environment decision (`update_many`'s default count)."""
-    grad_clip: float | None = None
-    """Max global gradient norm applied to each network separately; None: no clipping."""
-    init_temperature: float = 0.01
-    """Initial entropy weight α. Small on purpose: with rewards O(0.1–1) per decision a larger α lets
-    the entropy bonus dominate the critic (zprl-on-cpu.md: 0.01 worked, the usual 1.0 did not)."""
-    target_entropy: float | None = None
-    """Entropy target in nats; None: −target_entropy_scale · act_dim."""
-    target_entropy_scale: float = 0.5
-    """Factor of the default entropy target (ZPRL: −dim(z)/2)."""
-    log_std_min: float = -5.0
-    """Lower bound of the actor's log std (tanh-rescaled, so the bound is smooth)."""
-    log_std_max: float = 2.0
-    """Upper bound of the actor's log std."""
-    actor_init_zero_mean: bool = False
-    """Zero the actor's mean head: the untrained actor's mean action is exactly 0 (for a residual method,
-    the base policy itself), so the first actor updates start from the base instead of a random offset."""
-    actor_init_std: float | None = None
-    """Initial std of the actor's pre-tanh Gaussian, the same for every state (log-std head weights zeroed);
-    None: the default initialisation (std ≈ exp((log_std_min + log_std_max) / 2) ≈ 0.22, varying by state)."""
-    actor_tether: float = 0.0
-    """Weight β of a pull of the actor's mean action toward 0 (for a steering method: the base policy):
-    the actor loss gains β · mean|Q| · mean over dims of tanh(mean)², so a mean at the bound in every
-    dimension costs a fraction β of the value (scale-free, as TD3+BC's λ). Adam moves the actor at a speed
-    set by its learning rate, not by how sure the critic is; the tether gives that move a restoring force,
-    so the actor leaves the base only as far as the critic's slope pays for. 0: off (plain SAC)."""
-    actor_tether_updates: int = 0
-    """Actor updates over which the tether fades linearly to 0; 0: it never fades."""
-
-    def __post_init__(self):
-        for name in ("hidden", "batch_size", "target_update_interval", "actor_update_interval", "num_critics", "utd",
-                     "critic_layers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"SACConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 1 <= self.critic_pair <= self.num_critics:
-            raise ValueError(f"critic_pair must be in [1, num_critics={self.num_critics}], got {self.critic_pair}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
-        if self.init_temperature <= 0:
-            raise ValueError(f"init_temperature must be > 0 (α is learned as log α), got {self.init_temperature}")
-        if not self.actor_tether >= 0 or int(self.actor_tether_updates) < 0:
-            raise ValueError(f"actor_tether must be >= 0 and actor_tether_updates >= 0, got {self.actor_tether}, "
-                             f"{self.actor_tether_updates}")
-        if self.critic_hidden is not None and int(self.critic_hidden) < 1:
-            raise ValueError(f"SACConfig.critic_hidden must be None or >= 1, got {self.critic_hidden}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip}")
-        if self.actor_q not in ("mean", "min"):
-            raise ValueError(f"actor_q must be 'mean' or 'min', got {self.actor_q!r}")
-        if not self.log_std_min < self.log_std_max:
-            raise ValueError(f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}")
-        if self.actor_init_std is not None and not (
-                math.exp(self.log_std_min) < self.actor_init_std < math.exp(self.log_std_max)):
-            raise ValueError(f"actor_init_std must lie strictly between exp(log_std_min) and exp(log_std_max), "
-                             f"got {self.actor_init_std}")
-
-
-# ====================================================================== 2. networks
-def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    """log-density of a = tanh(u), u ~ N(mean, exp(log_std)²), summed over the last dimension.
-
-    Change of variables: log p(a) = log N(u) − Σ log(1 − tanh(u)²), and
-    log(1 − tanh(u)²) = 2 (log 2 − u − softplus(−2u)) is the numerically stable form.
-    """
-    gauss = -0.5 * ((u - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-    return (gauss - 2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
-
-
-class Actor(nn.Module):
-    """obs → (mean, log_std) of a Gaussian in pre-tanh space; actions tanh(u) ∈ [−1, 1]^act_dim."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int, log_std_min: float, log_std_max: float,
-                 layer_norm: bool = False):
-        super().__init__()
-        norm = (lambda: nn.LayerNorm(hidden)) if layer_norm else (lambda: nn.Identity())
-        layers = [nn.Linear(obs_dim, hidden), norm(), nn.ReLU(), nn.Linear(hidden, hidden), norm(), nn.ReLU()]
-        # without LayerNorm the keys stay trunk.0 / trunk.2, as in checkpoints written before the option existed
-        self.trunk = nn.Sequential(*[m for m in layers if not isinstance(m, nn.Identity)])
-        self.mean = nn.Linear(hidden, act_dim)
-        self.log_std = nn.Linear(hidden, act_dim)
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
-
-    @torch.no_grad()
-    def init_start(self, zero_mean: bool, init_std: float | None) -> None:
-        """Where the policy starts: mean action exactly 0 and/or one given std in every state."""
-        if zero_mean:
-            self.mean.weight.zero_()
-            self.mean.bias.zero_()
-        if init_std is not None:  # invert the tanh rescaling of forward() for log(init_std)
-            x = 2 * (math.log(init_std) - self.log_std_min) / (self.log_std_max - self.log_std_min) - 1
-            self.log_std.weight.zero_()
-            self.log_std.bias.fill_(math.atanh(x))
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.trunk(obs)
-        log_std = torch.tanh(self.log_std(h))  # (−1, 1) → (log_std_min, log_std_max), smoothly
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
-        return self.mean(h), log_std
-
-    def _pre_tanh(self, obs: torch.Tensor, generator: torch.Generator | None):
-        mean, log_std = self(obs)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + log_std.exp() * eps, mean, log_std
-
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterized action a = tanh(mean + std·ε) and its log-probability (tanh-corrected)."""
-        return self.sample_with_mean(obs, generator)[:2]
-
-    def sample_with_mean(self, obs: torch.Tensor, generator: torch.Generator | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`sample(...)` plus the pre-tanh mean (the tether's loss needs it): the same draw, the same action."""
-        u, mean, log_std = self._pre_tanh(obs, generator)
-        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std), mean
-
-    def sample_action(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`sample(...)[0]` without the log-probability (acting needs none): the same draw, the same action."""
-        return torch.tanh(self._pre_tanh(obs, generator)[0])
-
-    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self(obs)[0])
-
-
-class EnsembleLinear(nn.Module):
-    """`n` independent linear layers applied to an (n, B, in) batch with one batched matmul."""
-
-    def __init__(self, n: int, in_dim: int, out_dim: int):
-        super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)  # nn.Linear's default init, per head
-        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None, frozen: bool = False) -> torch.Tensor:
-        w, b = self.weight, self.bias
-        if frozen:  # gradients flow to the input but not into these weights (actor loss)
-            w, b = w.detach(), b.detach()
-        if heads is not None:  # only these heads (a REDQ target needs 2 of 10)
-            w, b = w[heads], b[heads]
-        return torch.baddbmm(b, x, w)
-
-
-class CriticEnsemble(nn.Module):
-    """`n` Q-networks (in → hidden × `layers` → 1) evaluated together: (B, in) → (n, B). The layers are named
-    l1 … l{layers + 1} (the output last), so the default two hidden layers keep the keys l1, l2, l3."""
-
-    def __init__(self, n: int, in_dim: int, hidden: int, layer_norm: bool, layers: int = 2):
-        super().__init__()
-        self.n, self.hidden, self.layer_norm, self.depth = n, hidden, layer_norm, int(layers)
-        for i, (a, b) in enumerate(zip([in_dim] + [hidden] * self.depth, [hidden] * self.depth + [1]), 1):
-            self.add_module(f"l{i}", EnsembleLinear(n, a, b))  # created in order: the same init stream as before
-
-    def _act(self, h: torch.Tensor) -> torch.Tensor:
-        return F.relu(F.layer_norm(h, (self.hidden,)) if self.layer_norm else h)
-
-    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None, frozen: bool = False) -> torch.Tensor:
-        n = self.n if heads is None else len(heads)
-        h = x.unsqueeze(0).expand(n, -1, -1)
-        for i in range(1, self.depth + 1):
-            h = self._act(getattr(self, f"l{i}")(h, heads, frozen))
-        return getattr(self, f"l{self.depth + 1}")(h, heads, frozen).squeeze(-1)
-
-
+# ====================================================================== 1. configuration (rl/sac_config.py)
+# ====================================================================== 2. networks (rl/networks.py)
 def make_critic(cfg: SACConfig, in_dim: int) -> CriticEnsemble:
     """The critic ensemble `cfg` describes (width, depth, LayerNorm, heads) on inputs of `in_dim`."""
     return CriticEnsemble(cfg.num_critics, in_dim, cfg.critic_hidden or cfg.hidden, cfg.critic_layer_norm,
