@@ -48,12 +48,15 @@ def test_finetune_and_evaluate_a_factory_policy_on_pendulum(pendulum_policy, tmp
     assert policy_cfg["config"]["env"]["id"] == "Pendulum-v1"
     assert policy_cfg["config"]["base"]["config"]["factory"] == pendulum_policy
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] >= 60 and rows[-1]["eval_success"] == 0.0  # Pendulum reports no success
+    assert rows[-1]["step"] >= 60 and rows[-1]["eval_success"] is None  # Pendulum reports no success
+    assert "never reported success" in rows[-1]["nulls"]["eval_success"]
+    assert all(math.isfinite(r["eval_return"]) and r["eval_return"] < 0 for r in rows)  # its reward is -cost
     assert main(["evaluate", str(out / "policy"), "--episodes", "2", "--n-envs", "1",
                  "--out", str(tmp_path / "eval.json")]) == 0
     res = json.loads((tmp_path / "eval.json").read_text())
     assert res["env"]["id"] == "Pendulum-v1" and res["episodes"] == 2 and res["length_mean"] == 20
-    assert math.isnan(res["smoothness"]["jerk"])  # no end-effector position: skipped, not invented
+    assert res["smoothness"]["jerk"] is None and "end-effector" in res["nulls"]["smoothness.jerk"]  # not invented
+    assert res["success"] is None and res["return_mean"] < 0 and len(res["return_ci95"]) == 2
 
 
 def test_wrong_env_for_the_policy_is_one_line(pendulum_policy, tmp_path, capsys):

@@ -58,6 +58,30 @@ def _json_arg(text: str | None, flag: str) -> dict:
     return value
 
 
+def final_summary(res: dict) -> str:
+    """The run's result in one line: return always, success only where the env reports it."""
+    def ret(key):
+        ci = res.get(f"{key}_ci95")
+        return f"{res[key]:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+
+    parts = []
+    if res.get("start_return") is not None:
+        parts.append(f"return: base {res['start_return']:.1f}, AUC {res['auc_return']:.1f}")
+    if "final_sampled_return" in res:
+        parts.append(f"final over {res['final_episodes']} episodes: sampled {ret('final_sampled_return')}, "
+                     f"from ε = 0 {ret('final_eps0_return')}")
+    if res.get("auc") is not None:
+        succ = f"success: AUC {res['auc']:.2f}, dip {res['dip']:+.2f}"
+        if res.get("final_sampled") is not None:
+            succ += f", final sampled {res['final_sampled']:.2f}, from ε = 0 {res['final_eps0']:.2f}"
+        parts.append(succ)
+    else:
+        parts.append("success: not reported by this env")
+    if res.get("regressed"):
+        parts.append(f"vs base: {res['regressed']['verdict']}")
+    return " | ".join(parts)
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     for flag, value, minimum in (("--env-steps", args.env_steps, 1), ("--eval-every", args.eval_every, 1),
                                  ("--checkpoint-every", args.checkpoint_every, 1),
@@ -92,9 +116,7 @@ def run_finetune(args: argparse.Namespace) -> int:
               f"  {resume_command(cfg, tuner.env_spec)}")
         return 0
     res = read_json(out / "result.json")
-    if "final_sampled" in res:
-        print(f"final success over {res['final_episodes']} episodes: sampled {res['final_sampled']:.2f}, "
-              f"from ε = 0 {res['final_eps0']:.2f} | AUC {res['auc']:.2f} | dip {res['dip']:+.2f}")
+    print(final_summary(res))
     print(f"run folder: {out} (steered policy: {out / 'policy'}; evaluate it with `steerlab evaluate {out}`)")
     return 0
 
