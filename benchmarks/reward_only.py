@@ -27,9 +27,11 @@ from steerlab.train.pretrain import PretrainConfig, pretrain
 
 HERE = Path(__file__).resolve().parent
 ENVS = {  # env: (horizon, demo episodes, pretraining steps, finetuning env steps)
-    "Pendulum-v1": (200, 30, 1500, 6000),
-    "MountainCarContinuous-v0": (200, 30, 1500, 6000),
+    "Pendulum-v1": (200, 30, 1500, 8000),
+    "MountainCarContinuous-v0": (200, 30, 1500, 8000),
 }
+WARMUP = 500  # decisions acting as the base (the default 2,000 would fill half the budget; ZPRL's own defaults,
+# among them its 1,000 critic-only decisions, are kept)
 METHODS = ("zprl", "action-residual", "dsrl")
 SEEDS = (0, 1)
 # a small flow policy: the envs have 1-d actions and 2-3-d observations
@@ -57,7 +59,7 @@ def run_cell(env: str, method: str, seed: int, base: Path, root: Path) -> dict:
     out = root / "runs" / f"{env}__{method}__seed{seed}"
     if not (out / "result.json").is_file():
         cfg = FinetuneConfig(base=str(base), method=method, env=env, env_steps=env_steps, seed=seed, out=str(out),
-                             max_steps=horizon, eval_every=2000, eval_episodes=10, final_episodes=20,
+                             max_steps=horizon, warmup_decisions=WARMUP, eval_every=2000, eval_episodes=10, final_episodes=20,
                              tensorboard=False)
         finetune(cfg, progress=False)
     res = read_json(out / "result.json")
@@ -90,7 +92,7 @@ def main() -> int:
         "what": "base (step-0 evaluation, 10 episodes) and final (20 episodes) return per cell; ci95: Student-t "
                 "95% interval over episodes; regressed: result.json's verdict (final sampled return vs the base's, "
                 "a regression when the final's interval lies wholly below the base's)",
-        "policy": POLICY, "envs": {k: dict(zip(("horizon", "demo_episodes", "pretrain_steps", "env_steps"), v))
+        "warmup_decisions": WARMUP, "policy": POLICY, "envs": {k: dict(zip(("horizon", "demo_episodes", "pretrain_steps", "env_steps"), v))
                                    for k, v in ENVS.items()},
         "seconds": time.perf_counter() - t0, "cells": cells})
     print(f"-> {args.out} ({time.perf_counter() - t0:.0f} s)")

@@ -37,8 +37,8 @@ from steerlab.eval.rollout import evaluate, success_reported
 from steerlab.policies.factory import load_policy_source
 from steerlab.rl.replay import ReplayBuffer
 from steerlab.rl.steering import SteeredPolicy, make_adapter
-from steerlab.train.finetune.config import FinetuneConfig, default_run_dir
 from steerlab.train.finetune.callbacks import eval_row
+from steerlab.train.finetune.config import FinetuneConfig, default_run_dir
 from steerlab.train.finetune.envs import check_env_fits, make_train_envs, step_overlapped
 from steerlab.train.finetune.loop import run as run_loop
 from steerlab.train.finetune.snapshots import check_same_run, load_state, run_record, save_state
