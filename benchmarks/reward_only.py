@@ -65,7 +65,7 @@ def run_cell(env: str, method: str, seed: int, base: Path, root: Path) -> dict:
     res = read_json(out / "result.json")
     first = next(r for r in read_metrics(out) if "eval_return" in r)
     return {"env": env, "method": method, "seed": seed, "env_steps": env_steps,
-            "base_return": first["eval_return"], "base_return_ci95": first.get("eval_return_ci95"),
+            "base_return": first["eval_return"], "base_return_ci95": [first["eval_return_lo"], first["eval_return_hi"]],
             "final_return": res["final_sampled_return"], "final_return_ci95": res["final_sampled_return_ci95"],
             "final_eps0_return": res["final_eps0_return"], "final_eps0_return_ci95": res["final_eps0_return_ci95"],
             "auc_return": res["auc_return"], "regressed": res["regressed"]}
