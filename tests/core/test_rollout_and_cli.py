@@ -25,10 +25,24 @@ def test_smoothness_of_known_paths():
 
 
 def test_summary_counts():
-    eps = [{"success": i < 3, "length": 10 + i, "smoothness": {"velocity": 1, "acceleration": 2, "jerk": 3}}
+    eps = [{"success": i < 3, "length": 10 + i, "return": float(i), "smoothness": {"velocity": 1, "acceleration": 2,
+                                                                                   "jerk": 3}}
            for i in range(4)]
     s = summarize_episodes(eps)
     assert s["success"] == 0.75 and s["episodes"] == 4 and s["smoothness"]["jerk"] == 3
+    # return: mean 1.5, sample std sqrt(5/3), Student-t 95% with 3 degrees of freedom (3.182)
+    half = 3.182 * np.sqrt(5 / 3) / 2
+    assert s["return_mean"] == 1.5 and np.allclose(s["return_ci95"], [1.5 - half, 1.5 + half])
+    assert s["nulls"] == {}
+
+
+def test_summary_of_an_env_without_success_or_position_says_so():
+    eps = [{"success": None, "success_reported": False, "length": 5, "return": -3.0, "smoothness": None}]
+    s = summarize_episodes(eps)
+    assert s["success"] is None and s["ci95"] is None and not s["success_reported"]
+    assert s["return_mean"] == -3.0 and s["return_ci95"] is None  # one episode: no interval
+    assert set(s["nulls"]) == {"success", "ci95", "successes", "return_ci95", "return_se", "smoothness.velocity",
+                               "smoothness.acceleration", "smoothness.jerk"}
 
 
 def test_rollout_is_independent_of_parallelism():

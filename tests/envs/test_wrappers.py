@@ -27,4 +27,8 @@ def test_training_env_keeps_success_and_the_position_key():
     spec = resolve_env(ENV_ID)
     env = train_env(spec, seed=0, reward="dense")
     _, info = env.reset(seed=0)
-    assert set(info) == {"is_success"} | ({spec.position_key} if spec.position_key else set())
+    assert set(info) == {"is_success", "success_reported"} | ({spec.position_key} if spec.position_key else set())
+    assert info["success_reported"]  # the toy env reports is_success: it has a success signal
+    pendulum = train_env(resolve_env("Pendulum-v1"), seed=0, reward="dense")
+    pendulum.reset(seed=0)
+    assert not pendulum.step(np.zeros(1, np.float32))[4]["success_reported"]  # Pendulum has none

@@ -1,14 +1,15 @@
-"""`steerlab evaluate`: success (Wilson 95% interval), lengths, smoothness, optional video, JSON."""
+"""`steerlab evaluate`: return (Student-t 95% interval over episodes), success (Wilson 95% interval) where the env
+reports it, lengths, smoothness where the env has an end-effector position, optional video, strict JSON."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from steerlab.core.checkpoint import atomic_write_json, read_json
 from steerlab.core.config import check_count, check_scale
 from steerlab.core.errors import OutputExistsError, UserError
+from steerlab.core.io import dumps_strict
 from steerlab.core.outdir import check_not_input, move_aside
 from steerlab.core.outdir import read_marker as _marker
 from steerlab.core.refs import is_ref
@@ -63,6 +64,26 @@ def _personal_note(opened: dict | None) -> str:
     if opened.get("personal_opened") is False:
         return f" | PUBLIC BASE ran: {opened['personal_reason']}"
     return " | keyed model with this key (unsealed: not checked)"
+
+
+def summary_line(result: dict) -> str:
+    """What the evaluation measured, nothing it did not: return (mean, 95% t-interval over episodes) always;
+    success (Wilson 95%) only when the env reports it; smoothness only when the env exposes a position."""
+    shift = f" [{result['shift']}]" if result.get("shift") else ""
+    n = result["episodes"]
+    ci = result["return_ci95"]
+    parts = [f"{result['task']}{shift}: return {result['return_mean']:.1f}"
+             + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "") + f" over {n} episode{'s' * (n != 1)}"]
+    if result.get("success") is not None:
+        lo, hi = result["ci95"]
+        parts.append(f"success {result['success']:.2f} [{lo:.2f}, {hi:.2f}]")
+    else:
+        parts.append("success: not reported by this env")
+    parts.append(f"length {result['length_mean']:.0f}")
+    s = result["smoothness"]
+    if s.get("jerk") is not None:
+        parts.append(f"EE |v| {s['velocity']:.4f} |a| {s['acceleration']:.4f} |jerk| {s['jerk']:.4f}")
+    return " | ".join(parts)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -122,11 +143,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         atomic_write_json(out, result)
     except PermissionError as err:
         raise UserError(f"--out {out} is not writable ({err.strerror})") from err
-    lo, hi = result["ci95"]
-    s = result["smoothness"]
-    print(f"{task}{' [' + result['shift'] + ']' if result.get('shift') else ''}: success {result['success']:.2f} [{lo:.2f}, {hi:.2f}] over {result['episodes']} episodes | "
-          f"length {result['length_mean']:.0f} | EE |v| {s['velocity']:.4f} |a| {s['acceleration']:.4f} "
-          f"|jerk| {s['jerk']:.4f}{_personal_note(opened)} | -> {out}")
+    print(f"{summary_line(result)}{_personal_note(opened)} | -> {out}")
     if args.video:
         from steerlab.eval.video import record_video
 
@@ -134,7 +151,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                              noise_scale=args.noise_scale)
         print(f"video: {video}")
     if args.print_json:
-        print(json.dumps({k: v for k, v in result.items() if k != "per_episode"}, indent=2))
+        print(dumps_strict({k: v for k, v in result.items() if k != "per_episode"}, indent=2))
     return 0
 
 

@@ -93,6 +93,30 @@ def config_from_args(args: argparse.Namespace, argv: list[str], parser: argparse
         raise UserError(msg) from err
 
 
+def final_summary(res: dict) -> str:
+    """The run's result in one line: return always, success only where the env reports it."""
+    def ret(key):
+        ci = res.get(f"{key}_ci95")
+        return f"{res[key]:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+
+    parts = []
+    if res.get("start_return") is not None:
+        parts.append(f"return: base {res['start_return']:.1f}, AUC {res['auc_return']:.1f}")
+    if "final_sampled_return" in res:
+        parts.append(f"final over {res['final_episodes']} episodes: sampled {ret('final_sampled_return')}, "
+                     f"from ε = 0 {ret('final_eps0_return')}")
+    if res.get("auc") is not None:
+        succ = f"success: AUC {res['auc']:.2f}, dip {res['dip']:+.2f}"
+        if res.get("final_sampled") is not None:
+            succ += f", final sampled {res['final_sampled']:.2f}, from ε = 0 {res['final_eps0']:.2f}"
+        parts.append(succ)
+    else:
+        parts.append("success: not reported by this env")
+    if res.get("regressed"):
+        parts.append(f"vs base: {res['regressed']['verdict']}")
+    return " | ".join(parts)
+
+
 def _run(args: argparse.Namespace) -> int:
     cfg = args.config_obj
     tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
@@ -109,10 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     if mode.get("rule") == "auto" and mode.get("eps0") is not None:
         print(f"sampler mode (base over {mode['episodes']} episodes: ε = 0 {mode['eps0']:.2f}, sampled "
               f"{mode['sampled']:.2f}): trained and deployed {'from ε = 0' if mode['chosen'] == 0 else 'sampled'}")
-    if "final_sampled" in res:
-        trained = {"eps0": " (trained: ε = 0)", "sampled": " (trained: sampled)"}.get(res.get("final_trained_mode"), "")
-        print(f"final success over {res['final_episodes']} episodes: sampled {res['final_sampled']:.2f}, "
-              f"from ε = 0 {res['final_eps0']:.2f}{trained} | AUC {res['auc']:.2f} | dip {res['dip']:+.2f}")
+    trained = {"eps0": " (trained and deployed: ε = 0)", "sampled": " (trained and deployed: sampled)"}
+    print(final_summary(res) + trained.get(res.get("final_trained_mode"), ""))
     print(f"run folder: {out} (steered policy: {out / 'policy'}; evaluate it with `steerlab evaluate {out}`)")
     return 0
 

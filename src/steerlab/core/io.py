@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -37,14 +39,64 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+NULLS = "nulls"
+
+
+def strict_json(obj: Any, reasons: dict[str, str] | None = None) -> Any:
+    """`obj` ready for strict JSON: every NaN/±inf float becomes null, and a dict at the top gains a
+    `"nulls": {field: reason}` map naming each null field and why (docs/results.md, "Strict JSON").
+
+    The reason is the writer's own where it gave one (`reasons`, or an existing `"nulls"` map in `obj`), else
+    "not a finite number (nan)". Field names are dotted paths ("smoothness.jerk", "curve[3]")."""
+    found: dict[str, str] = {}
+
+    def walk(x, path):
+        if isinstance(x, float) and not math.isfinite(x):
+            found[path] = f"not a finite number ({x})"
+            return None
+        if isinstance(x, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(x)]
+        if isinstance(x, np.floating | np.integer | np.bool_):
+            return walk(x.item(), path)
+        return x
+
+    out = walk(obj, "")
+    if isinstance(out, dict):
+        given = {**(out.get(NULLS) or {}), **(reasons or {})}
+        nulls = {k: v for k, v in given.items() if k in found or _is_null(out, k)}
+        nulls.update({k: v for k, v in found.items() if k not in nulls})
+        out.pop(NULLS, None)
+        if nulls:
+            out[NULLS] = dict(sorted(nulls.items()))
+    return out
+
+
+def _is_null(obj: dict, dotted: str) -> bool:
+    """Whether the top-level or dotted field `dotted` of `obj` holds null (a reason for it is kept)."""
+    x: Any = obj
+    for part in dotted.split("."):
+        if not isinstance(x, dict) or part not in x:
+            return False
+        x = x[part]
+    return x is None
+
+
+def dumps_strict(obj: Any, **kwargs) -> str:
+    """`json.dumps` of `strict_json(obj)`, refusing NaN/inf (allow_nan=False) as a last line of defence."""
+    return json.dumps(strict_json(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` as strict JSON (non-finite floats become null with a reason, `strict_json`), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints and results are meant to be shared
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write(dumps_strict(obj, indent=2, sort_keys=True))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

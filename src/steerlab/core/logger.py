@@ -5,6 +5,11 @@ after S would be logged again, so `resume_at=S` first drops them (the file is re
 rebuilds `tb/` from the rows that remain. TensorBoard is derived data: rebuilding it from metrics.jsonl
 (into a fresh folder switched in with one rename) leaves no stale or duplicate event file, and the
 continuation then appends one new event file beside the rebuilt one.
+
+Rows are strict JSON (core/io.py `strict_json`): a metric that is not a finite number (not measured, e.g. the
+success of an env that reports none, or the jerk of an env without an end-effector position) is written as
+null, and the row's `"nulls"` map says why; TensorBoard gets no point for it. `read_metrics` hands such a
+null back as NaN, so numeric code can keep using `np.isfinite`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from steerlab.core.io import atomic_dir, fsync_dir, recover_dir
+from steerlab.core.io import NULLS, atomic_dir, dumps_strict, fsync_dir, recover_dir
 
 
 def _summary_writer(folder: Path):
@@ -45,7 +50,7 @@ def truncate_metrics(path: str | Path, last_step: int | None) -> list[dict]:
     os.chmod(tmp, 0o644)
     try:
         with os.fdopen(fd, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+            f.writelines(dumps_strict(r) + "\n" for r in rows)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -82,12 +87,16 @@ class RunLogger:
     @staticmethod
     def _tb_row(writer, row: dict) -> None:
         for k, v in row.items():
-            if k != "step":
+            if k != "step" and isinstance(v, int | float) and v == v:  # no point for a null / NaN metric
                 writer.add_scalar(k, float(v), int(row["step"]))
 
-    def log(self, step: int, **metrics: float) -> None:
-        row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-        self._f.write(json.dumps(row) + "\n")
+    def log(self, step: int, nulls: dict[str, str] | None = None, **metrics: float | None) -> None:
+        """One row; `nulls`: {metric: why it is not measured} for metrics passed as None or NaN."""
+        row = {"step": int(step), **{k: None if v is None else float(v) for k, v in metrics.items()}}
+        if nulls:
+            row[NULLS] = {k: why for k, why in nulls.items() if k in row}
+        row = json.loads(dumps_strict(row))
+        self._f.write(json.dumps(row, allow_nan=False) + "\n")
         self._f.flush()
         if self._tb is not None:
             self._tb_row(self._tb, row)
@@ -102,4 +111,9 @@ def read_metrics(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:  # null (not measured) -> NaN for numeric readers; the row's "nulls" map keeps the reason
+        for k, v in row.items():
+            if v is None:
+                row[k] = float("nan")
+    return rows

@@ -9,6 +9,9 @@ Every env steerlab builds speaks one small contract, whatever its family:
 * `info["is_success"]`: success at *any* step so far, read from the env's own `info[spec.success_key]`
   (default `is_success`, the Gymnasium-Robotics convention; an env that never reports it never succeeds);
   with `terminate_on_success` the episode ends (terminated) at the first success;
+  `info["success_reported"]`: whether the env's own info has carried `spec.success_key` at all this episode
+  (an env that never does, e.g. Pendulum, has no success signal: evaluations report its success as null with
+  a reason, not 0; an env family without this key, Meta-World and panda-gym, always reports success);
 * `info[spec.position_key]`: the end-effector position when the env exposes one (Meta-World: `hand_pos`;
   a registered Gymnasium env may declare its key as `metadata["position_key"]`), used for smoothness
   metrics; `position_key=None` skips them;
@@ -95,7 +98,7 @@ class TaskEnv(gym.Wrapper):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
         self.action_space = gym.spaces.Box(env.action_space.low.astype(np.float32),
                                            env.action_space.high.astype(np.float32), dtype=np.float32)
-        self._t, self._ever = 0, False
+        self._t, self._ever, self._reported = 0, False, False
 
     def _check_position(self, info: dict) -> None:
         key = self.spec_.position_key
@@ -106,7 +109,8 @@ class TaskEnv(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self._t, self._ever = 0, False
-        info = dict(info, success=False, is_success=False)
+        self._reported = self.spec_.success_key in info
+        info = dict(info, success=False, is_success=False, success_reported=self._reported)
         self._check_position(info)
         return np.asarray(obs, np.float32), info
 
@@ -119,10 +123,11 @@ class TaskEnv(gym.Wrapper):
         self._t += 1
         success = bool(np.any(info.get(self.spec_.success_key, False)))
         self._ever |= success
+        self._reported |= self.spec_.success_key in info
         r = float(success) if self.reward_type == "sparse" else float(reward)
         terminated = bool(terminated) or (success and self.terminate_on_success)
         truncated = not terminated and (bool(truncated) or self._t >= self.spec_.max_steps)
-        info = dict(info, success=success, is_success=self._ever)
+        info = dict(info, success=success, is_success=self._ever, success_reported=self._reported)
         self._check_position(info)
         return np.asarray(obs, np.float32), r, terminated, truncated, info
 

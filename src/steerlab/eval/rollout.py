@@ -6,7 +6,9 @@ A policy here is anything with `n_action_steps` and either `predict_chunk(obs (B
 actions, so environments that reset at different times re-plan independently. Episode i always uses
 evaluation seed i of the run seed for its initial state *and* for the sampler noise of its chunks (one
 torch.Generator per episode), so the numbers do not depend on how many parallel envs evaluated them.
-End-effector smoothness is measured when the env spec names a position key, and reported as NaN otherwise.
+Every episode records its return (the env's own reward, summed) and, when the env reports success at all
+(`info["success_reported"]`, envs/registry.py), its success; otherwise success is None. End-effector smoothness
+is measured when the env spec names a position key, and is None otherwise.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
 from steerlab.policies.protocol import as_policy_obs
-
-NO_SMOOTHNESS = {"velocity": float("nan"), "acceleration": float("nan"), "jerk": float("nan")}
 
 
 def chunk_sampler(policy):
@@ -43,6 +43,14 @@ def chunk_sampler(policy):
         return policy.sample_chunk(as_policy_obs(policy, obs), noise).numpy()
 
     return fn, noise_shape
+
+
+def success_reported(info: dict, i: int) -> bool:
+    """Whether env `i` of a vector env's `info` has reported success this episode (envs without the
+    `success_reported` key, Meta-World and panda-gym, always report it)."""
+    if "success_reported" not in info:
+        return True
+    return bool(info["success_reported"][i])
 
 
 def as_spec(env: str | dict | EnvSpec, max_steps: int | None = None, goal_offset=None,
@@ -120,12 +128,13 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
                 lengths[i] += 1
                 rewards[i] += float(rew[i])
                 if done[i]:
-                    records[ep_of_env[i]] = {"seed": seeds[ep_of_env[i]], "success": bool(info["is_success"][i]),
-                                             "length": lengths[i], "return": rewards[i],
-                                             "smoothness": smoothness(np.asarray(paths[i])) if pos_key
-                                             else dict(NO_SMOOTHNESS)}
+                    reported = success_reported(info, i)
+                    records[ep_of_env[i]] = {"seed": seeds[ep_of_env[i]], "return": rewards[i],
+                                             "success": bool(info["is_success"][i]) if reported else None,
+                                             "success_reported": reported, "length": lengths[i],
+                                             "smoothness": smoothness(np.asarray(paths[i])) if pos_key else None}
                     bar.update(1)
-                    bar.set_postfix(success=f"{np.mean([r['success'] for r in records.values()]):.2f}")
+                    bar.set_postfix(ret=f"{np.mean([r['return'] for r in records.values()]):.1f}")
                     reset_mask[i] = True
                     queues[i] = []
                     rewards[i] = 0.0

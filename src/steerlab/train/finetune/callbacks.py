@@ -35,10 +35,57 @@ class Callback:
     def on_close(self, tuner) -> None: ...
 
 
+def eval_row(res: dict) -> dict:
+    """The learning-curve fields of one evaluation (`eval.rollout.evaluate`'s result): return with its 95%
+    t-interval, success (None where the env reports none), length and jerk, and why any of them is null."""
+    ci = res["return_ci95"] or [None, None]
+    nulls = {f"eval_{k}": why for k, why in res["nulls"].items() if k in ("success", "return_se")}
+    nulls.update({f"eval_return_{end}": why for end in ("lo", "hi")
+                  for k, why in res["nulls"].items() if k == "return_ci95"})
+    if res["smoothness"]["jerk"] is None:
+        nulls["eval_jerk"] = res["nulls"].get("smoothness.jerk", "not measured")
+    return {"eval_return": res["return_mean"], "eval_return_lo": ci[0], "eval_return_hi": ci[1],
+            "eval_return_se": res["return_se"], "eval_episodes": res["episodes"], "eval_success": res["success"],
+            "eval_jerk": res["smoothness"]["jerk"], "eval_length": res["length_mean"], "nulls": nulls}
+
+
+def window_row(window: list[dict], pos_key) -> dict:
+    """The training episodes since the last evaluation: their mean return, success and jerk (None + why)."""
+    nulls = {}
+    if not window:
+        nulls = {k: "no training episode ended since the last evaluation"
+                 for k in ("explore_return", "explore_success", "explore_jerk")}
+        return {"explore_return": None, "explore_success": None, "explore_jerk": None, "nulls": nulls}
+    succ = [e["success"] for e in window if e["success"] is not None]
+    if not succ:
+        nulls["explore_success"] = "this env never reported success"
+    # nanmean: an episode that succeeds within 3 steps has no jerk (evaluation skips it too)
+    jerks = np.array([e["jerk"] for e in window], float) if pos_key else np.array([np.nan])
+    if not np.isfinite(jerks).any():
+        nulls["explore_jerk"] = "not measured (no end-effector position)" if not pos_key else "episodes too short"
+    return {"explore_return": float(np.mean([e["return"] for e in window])),
+            "explore_success": float(np.mean(succ)) if succ else None,
+            "explore_jerk": float(np.nanmean(jerks)) if np.isfinite(jerks).any() else None, "nulls": nulls}
+
+
+def log_row(logger: RunLogger, step: int, *parts: dict, **extra) -> dict:
+    """Merge row parts (each may carry a `nulls` map) and log them as one metrics row."""
+    row, nulls = {}, {}
+    for part in parts:
+        part = dict(part)
+        nulls.update(part.pop("nulls", {}))
+        row.update(part)
+    row.update(extra)
+    logger.log(step, nulls=nulls, **row)
+    return {**row, "nulls": nulls}
+
+
 class Evaluation(Callback):
-    """The learning curve: deterministic evaluations of the steered policy, logged with the training episodes'
-    statistics and the latest SAC losses. The first point is the policy before any update (not repeated on a
-    resume); then one at the first episode end past every `eval_every` steps; the last when the budget is spent."""
+    """The learning curve: evaluations of the steered policy (return with its 95% interval, success where the
+    env reports it), logged with the training episodes' statistics (`explore_return`, ...) and the latest SAC
+    losses. The first point is the policy before any update, the base's own score (not repeated on a resume;
+    `tuner.base_eval` then reads it back from metrics.jsonl); then one at the first episode end past every
+    `eval_every` steps; the last when the budget is spent."""
 
     def __init__(self, logger: RunLogger):
         self.logger = logger
@@ -48,7 +95,12 @@ class Evaluation(Callback):
         # residual methods start near the base (small initial residual); DSRL's untrained actor picks ε ≈ 0, which
         # is the *deterministic* base
         if not tuner.resumed:
-            self.logger.log(0, **tuner.evaluate(), explore_jerk=float("nan"), explore_success=float("nan"))
+            nulls = {k: "step 0: no training episode yet" for k in ("explore_return", "explore_success",
+                                                                     "explore_jerk")}
+            tuner.base_eval = log_row(self.logger, 0, tuner.evaluate(), {"nulls": nulls}, explore_return=None,
+                                      explore_success=None, explore_jerk=None)
+        else:
+            tuner.base_eval = first_eval_row(self.logger.dir)
         self.t0, self.steps0 = time.perf_counter(), tuner.env_steps
 
     def on_step(self, tuner, records: list[dict]) -> None:
@@ -65,19 +117,22 @@ class Evaluation(Callback):
         self.log(tuner)
 
     def log(self, tuner) -> None:
-        row = tuner.evaluate()
-        window = tuner.window
-        # nanmean: an episode that succeeds within 3 steps has no jerk (evaluation skips it too)
-        jerks = [e["jerk"] for e in window] if tuner.pos_key else []
-        row.update(explore_success=float(np.mean([e["success"] for e in window])) if window else float("nan"),
-                   explore_jerk=float(np.nanmean(jerks)) if np.isfinite(jerks).any() else float("nan"),
-                   episodes=tuner.episodes,
-                   steps_per_s=(tuner.env_steps - self.steps0) / (time.perf_counter() - self.t0))
-        if tuner.last_update:
-            row.update({f"sac/{k}": v for k, v in tuner.last_update.items()})
-        self.logger.log(tuner.env_steps, **row)
+        sac = {f"sac/{k}": v for k, v in tuner.last_update.items()} if tuner.last_update else {}
+        tuner.last_eval = log_row(self.logger, tuner.env_steps, tuner.evaluate(),
+                                  window_row(tuner.window, tuner.pos_key), sac, episodes=tuner.episodes,
+                                  steps_per_s=(tuner.env_steps - self.steps0) / (time.perf_counter() - self.t0))
         tuner.window = []
-        tuner.last_eval = row
+
+
+def first_eval_row(run_dir) -> dict | None:
+    """The run's step-0 evaluation (the base's own score) from its metrics.jsonl, NaN for nulls."""
+    from steerlab.core.logger import read_metrics
+
+    try:
+        rows = read_metrics(run_dir)
+    except FileNotFoundError:
+        return None
+    return next((r for r in rows if r.get("step") == 0 and "eval_length" in r), None)
 
 
 class Snapshots(Callback):
@@ -121,8 +176,9 @@ class StopOnSignal(Callback):
 
 
 class Progress(Callback):
-    """A progress bar (env steps, latest evaluation's success, env steps per second); plain periodic lines when
-    the output is not a terminal (core.progress)."""
+    """A progress bar: env steps, the latest evaluation's return (and success where the env reports it), the
+    base's score (the step-0 evaluation), a WARNING when the latest evaluation is below it beyond noise
+    (`results.row_verdict`), env steps per second; plain periodic lines when the output is not a terminal (core.progress)."""
 
     def __init__(self, enabled: bool = True):
         self.enabled, self.bar, self.shown = enabled, None, None
@@ -144,8 +200,19 @@ class Progress(Callback):
     def _show(self, tuner) -> None:
         row = getattr(tuner, "last_eval", None)
         if row is not None and row is not self.shown:
+            from steerlab.train.results import row_verdict
+
             self.shown = row
-            self.bar.set_postfix(success=f"{row['eval_success']:.2f}", sps=f"{row['steps_per_s']:.0f}")
+            shown = {"ret": f"{row['eval_return']:.1f}"}
+            if row.get("eval_success") is not None:
+                shown["success"] = f"{row['eval_success']:.2f}"
+            verdict = row_verdict(getattr(tuner, "base_eval", None), row)
+            if verdict is not None:
+                shown["base"] = f"{verdict['base']:.2f}" if verdict["metric"] == "success" else f"{verdict['base']:.1f}"
+                if verdict["verdict"] == "regressed":
+                    shown["WARNING"] = f"{verdict['metric']} below the base's beyond noise"
+            shown["sps"] = f"{row['steps_per_s']:.0f}"
+            self.bar.set_postfix(shown)
 
     def on_close(self, tuner) -> None:
         if self.bar is not None:

@@ -14,7 +14,7 @@ from steerlab.envs.wrappers import KeepInfo
 
 def train_env(spec: EnvSpec, seed: int, reward: str) -> gym.Env:
     """One training env: terminates on success, and reports only the `info` keys the loop reads."""
-    keep = ("is_success",) + ((spec.position_key,) if spec.position_key else ())
+    keep = ("is_success", "success_reported") + ((spec.position_key,) if spec.position_key else ())
     return KeepInfo(make_env(spec, seed=seed, terminate_on_success=True, reward=reward), keep)
 
 

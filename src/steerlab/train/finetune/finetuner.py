@@ -34,10 +34,11 @@ from steerlab.core.errors import UserError
 from steerlab.envs.registry import checkpoint_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness
-from steerlab.eval.rollout import evaluate
+from steerlab.eval.rollout import evaluate, success_reported
 from steerlab.policies.factory import load_policy_source
 from steerlab.rl.replay import ReplayBuffer
 from steerlab.rl.steering import SteeredPolicy, make_adapter
+from steerlab.train.finetune.callbacks import eval_row
 from steerlab.train.finetune.config import FinetuneConfig, default_run_dir
 from steerlab.train.finetune.envs import check_env_fits, make_train_envs, step_overlapped
 from steerlab.train.finetune.loop import run as run_loop
@@ -99,6 +100,7 @@ class Finetuner:
         self.interrupted = False
         self.resumed = False  # continued from a snapshot (set by loop.run)
         self.last_eval: dict | None = None  # the latest evaluation's row
+        self.base_eval: dict | None = None  # the step-0 evaluation's row: the base's own score
         # per-env episode state, one row per env (the loop works on whole rows, not env by env)
         self.active = np.zeros(self.n, bool)  # running a training episode (else idle: draining or done)
         self.obs = np.zeros((self.n, *self.envs.single_observation_space.shape), np.float32)
@@ -252,7 +254,9 @@ class Finetuner:
             self.active[i] = False
             self.episodes += 1
             jerk = smoothness(np.asarray(self.ep_path[i]))["jerk"] if self.pos_key else float("nan")
-            records.append({"success": bool(info["is_success"][i]), "return": float(self.ep_ret[i]),
+            reported = success_reported(info, i)
+            records.append({"success": bool(info["is_success"][i]) if reported else None,
+                            "return": float(self.ep_ret[i]),
                             "length": int(self.ep_len[i]), "jerk": jerk})
         finished = finished.tolist()
         idle_done = np.flatnonzero(~active & done).tolist()
@@ -264,8 +268,7 @@ class Finetuner:
     def evaluate(self) -> dict:
         res = evaluate(self.steered_policy(), self.env_spec, self.cfg.eval_episodes, seed=self.cfg.seed, n_envs=1,
                        asynchronous=False, progress=False, noise_scale=self.noise_scale)
-        return {"eval_success": res["success"], "eval_jerk": res["smoothness"]["jerk"],
-                "eval_length": res["length_mean"]}
+        return eval_row(res)
 
     def steered_policy(self) -> SteeredPolicy:
         return SteeredPolicy(self.base, self.adapter, self.sac, env_spec=self.env_spec.to_dict(),

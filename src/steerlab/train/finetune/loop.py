@@ -10,6 +10,7 @@ a resume must use the recorded arguments (`snapshots.check_same_run`).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -92,6 +93,15 @@ def run(tuner, resume: bool = True) -> Path:
     extra = {"sampler_mode": tuner.sampler_mode}
     if cfg.final_episodes > 0:
         extra["final_trained_mode"] = trained_mode(tuner.noise_scale)
-    write_run_result(out, cfg, tuner.env_spec, cfg.final_episodes, warmup_env_steps=cfg.warmup_decisions * tuner.k,
-                     extra=extra)
+    result = write_run_result(out, cfg, tuner.env_spec, cfg.final_episodes,
+                              warmup_env_steps=cfg.warmup_decisions * tuner.k, extra=extra)
+    warn_if_regressed(result.get("regressed"), out)
     return out
+
+
+def warn_if_regressed(verdict: dict | None, out: Path) -> None:
+    """The run made the policy worse than the base beyond noise: say so on stderr (result.json records it)."""
+    if verdict and verdict["verdict"] == "regressed":
+        print(f"WARNING: the steered policy ends below the base: {verdict['metric']} {verdict['final']:.3g} vs the "
+              f"base's {verdict['base']:.3g} (margin {verdict['margin']:.3g}, 95% noise of the difference); "
+              f"{out / 'result.json'} records it as 'regressed'", file=sys.stderr, flush=True)

@@ -21,22 +21,24 @@ import torch
 AUTO = "auto"
 
 
-def mode_score(res: dict) -> tuple[float, float | None]:
-    """(success rate, mean return or None) of an evaluation result (`eval.rollout.evaluate`'s dict, or any
-    dict with 'success' and either 'return_mean' or 'per_episode' records carrying 'return')."""
+def mode_score(res: dict) -> tuple[float | None, float | None]:
+    """(success rate or None, mean return or None) of an evaluation result (`eval.rollout.evaluate`'s dict, or
+    any dict with 'success' and either 'return_mean' or 'per_episode' records carrying 'return'). Success is
+    None where the env reports none (a reward-only env)."""
     ret = res.get("return_mean")
     if ret is None and res.get("per_episode"):
         ret = float(np.mean([e["return"] for e in res["per_episode"]]))
-    return float(res["success"]), (None if ret is None else float(ret))
+    success = res.get("success")
+    return (None if success is None else float(success)), (None if ret is None else float(ret))
 
 
 def choose_sampler_mode(eps0_res: dict, sampled_res: dict) -> float:
     """The rule: 0.0 (train and deploy from ε = 0) when the base's ε = 0 mode is at least as good as sampled,
     else 1.0. Success decides; where neither mode succeeded once, mean return decides (ties: ε = 0)."""
     (s0, r0), (s1, r1) = mode_score(eps0_res), mode_score(sampled_res)
-    if s0 == 0.0 and s1 == 0.0 and r0 is not None and r1 is not None:
-        return 0.0 if r0 >= r1 else 1.0
-    return 0.0 if s0 >= s1 else 1.0
+    if (s0 is None or s1 is None or (s0 == 0.0 and s1 == 0.0)) and r0 is not None and r1 is not None:
+        return 0.0 if r0 >= r1 else 1.0  # no success signal (or none in either mode): return decides
+    return 0.0 if (s0 or 0.0) >= (s1 or 0.0) else 1.0
 
 
 def measure_modes(policy, env_spec, episodes: int, seed: int) -> tuple[dict, dict]:

@@ -1,0 +1,138 @@
+"""Steering on reward-only envs (no success signal): does each method keep or improve the base's *return*?
+
+2 envs (Pendulum-v1, MountainCarContinuous-v0) × 3 methods (zprl, action-residual, dsrl) × 2 seeds, each at
+the method's defaults (only the budget is small). The base of each env is steerlab's own flow policy,
+pretrained on demonstrations of a scripted expert (steerlab.envs.classic_experts) with action noise, so it
+imitates imperfectly. Per cell: the base's return (the run's first evaluation, step 0) and the final return
+(result.json's sampled final evaluation) with 95% t-intervals over episodes, and result.json's `regressed`
+verdict. One core (torch.set_num_threads(1)); ≈ 15 minutes in all.
+
+    steerlab bench reward_only            # -> benchmarks/results/reward_only.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from steerlab.bench.common import RESULTS, RUNS
+from steerlab.core.io import atomic_write_json, read_json
+from steerlab.core.logger import read_metrics
+from steerlab.data.dataset import Episode, write_dataset
+from steerlab.envs.classic_experts import EXPERTS
+from steerlab.train.finetune import FinetuneConfig, finetune
+from steerlab.train.pretrain import PretrainConfig, pretrain
+
+ENVS = {  # env: (horizon, demo episodes, pretraining steps, finetuning env steps)
+    "Pendulum-v1": (200, 30, 1500, 8000),
+    "MountainCarContinuous-v0": (200, 30, 1500, 8000),
+}
+WARMUP = 500  # decisions acting as the base (the default 2,000 would fill half the budget; ZPRL's own defaults,
+# among them its 1,000 critic-only decisions, are kept)
+METHODS = ("zprl", "action-residual", "dsrl")
+SEEDS = (0, 1)
+# a small flow policy: the envs have 1-d actions and 2-3-d observations
+POLICY = {"horizon": 4, "n_action_steps": 2, "embed_dim": 32, "hidden": 64, "latent_dim": 4, "vib_hidden": 64,
+          "vib_depth": 2}
+
+
+
+def record_demos(env_id: str, episodes: int, seed: int = 0, max_steps: int | None = None,
+                 action_noise: float = 0.0) -> list[Episode]:
+    """`episodes` episodes of the env's expert (Gaussian action noise of std `action_noise` × the action
+    range's half-width, clipped), through steerlab's env contract (envs/registry.py)."""
+    from steerlab.envs.registry import make_env, resolve_env
+
+    if env_id not in EXPERTS:
+        raise ValueError(f"no scripted expert for {env_id!r}; known: {', '.join(EXPERTS)}")
+    expert = EXPERTS[env_id]
+    spec = resolve_env(env_id, max_steps=max_steps)
+    env = make_env(spec, seed=seed, terminate_on_success=False)
+    rng = np.random.default_rng(seed)
+    half = (env.action_space.high - env.action_space.low) / 2
+    out = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed * 100_003 + i)
+            observations, actions, rewards = [], [], []
+            done = False
+            while not done:
+                a = expert(obs) + action_noise * half * rng.standard_normal(half.shape)
+                a = np.clip(a, env.action_space.low, env.action_space.high).astype(np.float32)
+                observations.append(obs)
+                actions.append(a)
+                obs, r, term, trunc, _ = env.step(a)
+                rewards.append(r)
+                done = term or trunc
+            out.append(Episode(np.asarray(observations, np.float32), np.asarray(actions, np.float32),
+                               np.asarray(rewards, np.float32), success=False, meta={"action_noise": action_noise}))
+    finally:
+        env.close()
+    return out
+
+
+def build_base(env: str, root: Path) -> Path:
+    """Demos of the env's scripted expert (action noise 0.3) -> a pretrained flow policy with its VIB."""
+    horizon, episodes, steps, _ = ENVS[env]
+    ckpt = root / "bases" / env
+    if (ckpt / "model.safetensors").is_file():
+        return ckpt
+    data = root / "data" / env
+    if not (data / "meta" / "info.json").is_file():
+        demos = record_demos(env, episodes, seed=0, max_steps=horizon, action_noise=0.3)
+        write_dataset(data, demos, task=env, robot_type=None, extra_info={"env": "gym", "max_steps": horizon},
+                      overwrite=True)
+    return pretrain(PretrainConfig(dataset=str(data), out=str(ckpt), steps=steps, batch_size=128, seed=0,
+                                   policy=POLICY), progress=False)
+
+
+def run_cell(env: str, method: str, seed: int, base: Path, root: Path) -> dict:
+    horizon, _, _, env_steps = ENVS[env]
+    out = root / "runs" / f"{env}__{method}__seed{seed}"
+    if not (out / "result.json").is_file():
+        cfg = FinetuneConfig(base=str(base), method=method, env=env, env_steps=env_steps, seed=seed, out=str(out),
+                             max_steps=horizon, warmup_decisions=WARMUP, eval_every=2000, eval_episodes=10, final_episodes=20,
+                             tensorboard=False)
+        finetune(cfg, progress=False)
+    res = read_json(out / "result.json")
+    first = next(r for r in read_metrics(out) if "eval_return" in r)
+    return {"env": env, "method": method, "seed": seed, "env_steps": env_steps,
+            "base_return": first["eval_return"], "base_return_ci95": [first["eval_return_lo"], first["eval_return_hi"]],
+            "final_return": res["final_sampled_return"], "final_return_ci95": res["final_sampled_return_ci95"],
+            "final_eps0_return": res["final_eps0_return"], "final_eps0_return_ci95": res["final_eps0_return_ci95"],
+            "auc_return": res["auc_return"], "regressed": res["regressed"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="steerlab bench reward_only", description=__doc__.splitlines()[0])
+    ap.add_argument("--root", default=str(RUNS / "reward_only"), help="bases, datasets and run folders")
+    ap.add_argument("--out", default=str(RESULTS / "reward_only.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    root = Path(args.root)
+    t0 = time.perf_counter()
+    cells = []
+    for env in ENVS:
+        base = build_base(env, root)
+        for method in METHODS:
+            for seed in SEEDS:
+                cells.append(run_cell(env, method, seed, base, root))
+                c = cells[-1]
+                print(f"{env} {method} s{seed}: base {c['base_return']:.1f} -> final {c['final_return']:.1f} "
+                      f"(ε=0 {c['final_eps0_return']:.1f}) | {c['regressed']['verdict']}", flush=True)
+    atomic_write_json(args.out, {
+        "what": "base (step-0 evaluation, 10 episodes) and final (20 episodes) return per cell; ci95: Student-t "
+                "95% interval over episodes; regressed: result.json's verdict (final sampled return vs the base's, "
+                "a regression when the final's interval lies wholly below the base's)",
+        "warmup_decisions": WARMUP, "policy": POLICY, "envs": {k: dict(zip(("horizon", "demo_episodes", "pretrain_steps", "env_steps"), v))
+                                   for k, v in ENVS.items()},
+        "seconds": time.perf_counter() - t0, "cells": cells})
+    print(f"-> {args.out} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
