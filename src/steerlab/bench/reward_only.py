@@ -16,6 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from steerlab.bench.common import RESULTS, RUNS
