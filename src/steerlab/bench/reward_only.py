@@ -102,7 +102,11 @@ def run_cell(env: str, method: str, seed: int, base: Path, root: Path) -> dict:
     first = next(r for r in read_metrics(out) if "eval_return" in r)
     return {"env": env, "method": method, "seed": seed, "env_steps": env_steps,
             "base_return": first["eval_return"], "base_return_ci95": [first["eval_return_lo"], first["eval_return_hi"]],
-            "final_return": res["final_sampled_return"], "final_return_ci95": res["final_sampled_return_ci95"],
+            # the final policy in the sampler mode it was trained and is deployed in (the rule's choice), and both
+            "trained_mode": res.get("final_trained_mode"), "sampler_mode": res.get("sampler_mode"),
+            "final_return": res[f"final_{res.get('final_trained_mode') or 'sampled'}_return"],
+            "final_return_ci95": res[f"final_{res.get('final_trained_mode') or 'sampled'}_return_ci95"],
+            "final_sampled_return": res["final_sampled_return"],
             "final_eps0_return": res["final_eps0_return"], "final_eps0_return_ci95": res["final_eps0_return_ci95"],
             "auc_return": res["auc_return"], "regressed": res["regressed"]}
 
