@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from steerlab.bench.calibration import TASK_NOISE_SCALE
 from steerlab.bench.common import RESULTS, RUNS, load_cell, markdown_table
 from steerlab.core.checkpoint import atomic_write_json
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS
@@ -54,7 +55,8 @@ def base_checkpoint(task: str, quality: str = "mixed", episodes: int = 50, steps
         return ckpt
     ds = (ckpt.parent / "datasets" if out else RUNS / "datasets") / f"{task}__{quality}__n{episodes}{_shift_tag(shift)}__seed{seed}"
     if not (ds / "meta" / "info.json").is_file():
-        eps = collect_demos(task, episodes, quality, seed, progress=progress, shift=shift)
+        eps = collect_demos(task, episodes, quality, seed, progress=progress, shift=shift,
+                            noise_scale=TASK_NOISE_SCALE.get(task, 1.0))
         write_dataset(ds, eps, task, extra_info={"quality": quality, "preset": preset_dict(quality), "seed": seed,
                                                  "max_steps": 200, "env": "metaworld",
                                                  **({"shift": shift} if shift else {})})

@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from steerlab.bench.calibration import TASK_NOISE_SCALE
 from steerlab.bench.common import RESULTS, load_cell, markdown_table
 from steerlab.core.io import atomic_write_json
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS
@@ -74,7 +75,8 @@ def _quick_base(task: str, demo_shift: str | None) -> Path:
         return ckpt
     ds = RUNS / "datasets_quick" / f"{task}{tag}"
     if not (ds / "meta" / "info.json").is_file():
-        eps = collect_demos(task, 10, "mixed", 0, progress=False, shift=demo_shift)
+        eps = collect_demos(task, 10, "mixed", 0, progress=False, shift=demo_shift,
+                            noise_scale=TASK_NOISE_SCALE.get(task, 1.0))
         write_dataset(ds, eps, task, extra_info={"quality": "mixed", "preset": preset_dict("mixed"), "seed": 0,
                                                  "max_steps": 200, "env": "metaworld",
                                                  **({"shift": demo_shift} if demo_shift else {})})

@@ -28,6 +28,8 @@ def run_collect(args: argparse.Namespace) -> int:
         raise UserError("give either --shift or --coverage, not both")
     shift = shift_name(f"coverage:{args.coverage}" if args.coverage else args.shift)
     check_count("--episodes", args.episodes)
+    if not args.noise_scale >= 0 or args.noise_scale == float("inf"):
+        raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
     if args.max_steps is not None:
         check_count("--max-steps", args.max_steps)
     # an unknown env, quality, camera, image size or policy, or an env without an expert, fails before any
@@ -57,9 +59,10 @@ def run_collect(args: argparse.Namespace) -> int:
     with output_dir(out, "dataset", overwrite=args.overwrite, resume=False) as (folder, _):
         episodes = collect_demos(args.env, args.episodes, args.quality, args.seed, spec.max_steps,
                                  goal_offset=args.goal_offset, shift=shift, policy=policy, cameras=cameras,
-                                 image_size=size)
+                                 image_size=size, noise_scale=args.noise_scale)
         staged = write_dataset(folder / ".collect.tmp", episodes, args.env, extra_info={
-            "quality": args.quality, "preset": preset_dict(args.quality), "seed": args.seed,
+            "quality": args.quality, "preset": preset_dict(args.quality), "noise_scale": args.noise_scale,
+            "seed": args.seed,
             "max_steps": spec.max_steps, "env": spec.family, "env_id": spec.id,
             "demonstrator": str(args.policy) if args.policy else "scripted expert",
             **({"shift": shift} if shift else {}),
@@ -92,6 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=50, help="episodes to record")
     p.add_argument("--quality", default="mixed", help="corruption preset added to the demonstrator's actions: "
                                                       "expert (none) | mixed | noisy (steerlab.data.collect)")
+    p.add_argument("--noise-scale", type=float, default=1.0,
+                   help="multiplies the preset's action noise (the benchmarks' calibrated per-task scales: "
+                        "steerlab.bench.calibration)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes' initial states and of the noise")
     p.add_argument("--max-steps", type=int, default=None,
                    help="episode horizon (default: the env's, Meta-World 200, panda-gym 50, Gymnasium's own)")

@@ -12,8 +12,9 @@ Presets (name: what it is for):
   mixed   held noise, std drawn per episode from {0.1, 0.3, 0.6}; 15% of episodes cut at 30–70% of
           their length (the default; like the paper's "mixed-quality 50–100 trajectories")
   noisy   held noise, std from {0.3, 0.6, 1.0}; 30% cut short (a harder, worse base policy)
-`TASK_NOISE_SCALE` scales the noise per task, tuned once so the base policy from 50 `mixed` demos
-lands roughly in the 20–70% success band (recorded in benchmarks/results/pretrain.json).
+`noise_scale` multiplies a preset's noise (default 1); the benchmarks' per-task scales (tuned so a base from
+50 `mixed` demos lands in the 20–70% success band) are calibration data and live with them
+(steerlab.bench.calibration), not here.
 """
 
 from __future__ import annotations
@@ -48,19 +49,6 @@ QUALITY_PRESETS: dict[str, QualityPreset] = {
     "mixed": QualityPreset((0.1, 0.3, 0.6), (0.4, 0.3, 0.3), 5, 0.15, (0.3, 0.7)),
     "noisy": QualityPreset((0.3, 0.6, 1.0), (0.3, 0.4, 0.3), 5, 0.3, (0.3, 0.7)),
 }
-
-# Per-task multiplier on the preset's noise (1.0 where not listed), tuned once from a first pass of
-# steerlab.bench.pretrain at scale 1.0 (50 demos, seed 0): assembly 0.12, disassemble 0.12 (too hard at
-# 1.0), box-close 0.70, pick-place / hammer / shelf-place 0.72 (too easy); push-wall 0.42, peg-insert 0.28.
-# pick-place is steep: 0.72 at 1.0, 0.04 at 1.4 (second pass), hence 1.15.
-# panda-gym: set by the calibration rule of steerlab.bench.panda (first of 0.5, 1, 1.5, 2, 3 whose base is at
-# most 70% successful in its best mode), recorded in benchmarks/results/panda_calibration.json.
-TASK_NOISE_SCALE: dict[str, float] = {
-    "assembly-v3": 0.6, "disassemble-v3": 0.6,
-    "box-close-v3": 1.3, "pick-place-v3": 1.15, "hammer-v3": 1.4, "shelf-place-v3": 1.4,
-    "PandaPush-v3": 0.5, "PandaPickAndPlace-v3": 0.5,
-}
-
 
 def get_preset(quality: str) -> QualityPreset:
     if quality not in QUALITY_PRESETS:
@@ -142,7 +130,7 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     or at the preset's cut point (`max_steps` None: the env family's horizon, e.g. Meta-World 200,
     panda-gym 50). `goal_offset` records a user's personal preference instead: the
     expert aims at goal + offset while the observation keeps the task's goal. `noise_scale` multiplies
-    the preset's noise levels (default: the task's entry in TASK_NOISE_SCALE, else 1).
+    the preset's noise levels (1: the preset as it is).
 
     `shift` (steerlab.envs.shifts): a coverage shift keeps only demo seeds whose initial object/goal
     positions lie in its region (the next demo seeds are tried until `episodes` are accepted); an
@@ -175,7 +163,7 @@ def collect_demos(task: str, episodes: int, quality: str = "mixed", seed: int = 
     max_steps = env_spec.max_steps
     # Meta-World's scripted experts warn on every call that their gains saturate; the env clips anyway
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
-    scale = TASK_NOISE_SCALE.get(task, 1.0) if noise_scale is None else float(noise_scale)
+    scale = 1.0 if noise_scale is None else float(noise_scale)
     out: list[Episode] = []
     bar = progress_bar(total=episodes, desc=f"collect {task} ({quality})", disable=not progress, unit="ep")
     first = episode_seeds(split, seed, 1)[0]
