@@ -12,7 +12,7 @@ Frame columns, in LeRobot's order: observation.state (list<float32>[obs_dim]), a
 frame_index, episode_index, index, task_index.
 
 What steerlab writes is what LeRobot 0.6.1 writes for the same frames (the layouts are compared against
-datasets LeRobot wrote itself in tests/core/test_lerobot_format.py), so `LeRobotDataset(root=...)` reads
+datasets LeRobot wrote itself in tests/data/test_lerobot_format.py), so `LeRobotDataset(root=...)` reads
 it with `dataset[i]["task"]` the task string; and what LeRobot writes (state observations) reads here.
 """
 

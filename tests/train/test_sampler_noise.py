@@ -7,7 +7,7 @@ import pytest
 import steerlab.train.finetune.finetuner as finetune
 from steerlab.core.errors import UserError
 from steerlab.train.finetune import Finetuner
-from tests.rl.test_vector_loop import POLICY, _cfg
+from tests.train.test_vector_loop import POLICY, _cfg
 
 
 @pytest.fixture

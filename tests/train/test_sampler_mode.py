@@ -13,7 +13,7 @@ from steerlab.core.errors import UserError
 from steerlab.envs.seeds import SEED_OFFSETS
 from steerlab.train.finetune import Finetuner
 from steerlab.train.finetune.mode import choose_sampler_mode, measure_modes
-from tests.rl.test_vector_loop import POLICY, _cfg
+from tests.train.test_vector_loop import POLICY, _cfg
 
 
 @pytest.fixture
