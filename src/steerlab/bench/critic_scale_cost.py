@@ -15,14 +15,14 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from steerlab.bench.common import RESULTS
+from steerlab.bench.sac_update_speed import time_updates
 from steerlab.core.checkpoint import atomic_write_json, versions
-from steerlab.rl.sac import SAC, SACConfig
+from steerlab.rl.sac import SACConfig
 from steerlab.train.finetune.config import PRESETS
 
 BATCH = 256
@@ -33,24 +33,10 @@ ENV_STEPS, N_ACTION_STEPS = 50_000, 2  # a grid run: 25k decisions
 
 
 def measure(fields: dict, obs_dim: int, act_dim: int, repeats: int, per_block: int) -> dict:
-    sac = SAC(obs_dim, act_dim, SACConfig(batch_size=BATCH, **fields))
-    g = torch.Generator().manual_seed(0)
-    data = {"obs": torch.randn(BATCH, obs_dim, generator=g), "action": torch.rand(BATCH, act_dim, generator=g) * 2 - 1,
-            "reward": torch.randn(BATCH, generator=g), "next_obs": torch.randn(BATCH, obs_dim, generator=g),
-            "discount": torch.full((BATCH,), 0.99**2), "terminated": torch.zeros(BATCH)}
-    for _ in range(2):  # warm-up: allocator, fused-Adam state
-        sac.update(data)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.thread_time()
-        for _ in range(per_block):
-            sac.update(data)
-        wall.append((time.perf_counter() - t0) / per_block * 1e3)
-        cpu.append((time.thread_time() - c0) / per_block * 1e3)
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    sac, times = time_updates(SACConfig(batch_size=BATCH, **fields), obs_dim, act_dim, repeats, per_block, warmup=2)
     critic_params = sum(p.numel() for p in sac.critic.parameters())
-    return {"sac": fields, "critic_params": critic_params, "ms_wall_median": round(med(wall), 2),
-            "ms_cpu_median": round(med(cpu), 2), "ms_cpu_min": round(min(cpu), 2)}
+    return {"sac": fields, "critic_params": critic_params, "ms_wall_median": times["ms_wall_median"],
+            "ms_cpu_median": times["ms_cpu_median"], "ms_cpu_min": times["ms_cpu_min"]}
 
 
 def main(argv: list[str] | None = None) -> int:

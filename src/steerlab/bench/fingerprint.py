@@ -54,7 +54,7 @@ def metrics_digest(folder: Path) -> str | None:
     if not path.is_file():
         return None
     rows = [strip(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
 # what result.json measures (keys added later only describe the run, e.g. the sampler-mode record)
@@ -66,7 +66,7 @@ def json_digest(path: Path, keys: tuple[str, ...] | None = None) -> str:
     doc = strip(json.loads(path.read_text()))
     if keys is not None:
         doc = {k: doc.get(k) for k in keys}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
 def run(argv: list[str]) -> None:

@@ -27,14 +27,16 @@ from steerlab.rl.sac import SAC, SACConfig
 SETTINGS = [(256, 256, 2, 2), (256, 128, 2, 2), (128, 128, 2, 2), (128, 256, 2, 2), (256, 256, 10, 2)]
 
 
-def measure(batch: int, hidden: int, heads: int, pair: int, obs_dim: int, act_dim: int, repeats: int,
-            per_block: int) -> dict:
-    sac = SAC(obs_dim, act_dim, SACConfig(hidden=hidden, batch_size=batch, num_critics=heads, critic_pair=pair))
+def time_updates(cfg: SACConfig, obs_dim: int, act_dim: int, repeats: int, per_block: int,
+                 warmup: int = 5) -> tuple[SAC, dict]:
+    """ms per `SAC.update` of `cfg` on one fixed random batch: `repeats` blocks of `per_block` updates after
+    `warmup` (allocator, fused-Adam state); the median and minimum over blocks, wall and thread CPU time."""
+    sac, batch = SAC(obs_dim, act_dim, cfg), cfg.batch_size
     g = torch.Generator().manual_seed(0)
     data = {"obs": torch.randn(batch, obs_dim, generator=g), "action": torch.rand(batch, act_dim, generator=g) * 2 - 1,
             "reward": torch.randn(batch, generator=g), "next_obs": torch.randn(batch, obs_dim, generator=g),
             "discount": torch.full((batch,), 0.99**2), "terminated": torch.zeros(batch)}
-    for _ in range(5):  # warm-up: allocator, fused-Adam state
+    for _ in range(warmup):
         sac.update(data)
     wall, cpu = [], []
     for _ in range(repeats):
@@ -44,9 +46,15 @@ def measure(batch: int, hidden: int, heads: int, pair: int, obs_dim: int, act_di
         wall.append((time.perf_counter() - t0) / per_block * 1e3)
         cpu.append((time.thread_time() - c0) / per_block * 1e3)
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    return {"batch": batch, "hidden": hidden, "num_critics": heads, "critic_pair": pair,
-            "ms_wall_median": round(med(wall), 2), "ms_wall_min": round(min(wall), 2),
-            "ms_cpu_median": round(med(cpu), 2), "ms_cpu_min": round(min(cpu), 2)}
+    return sac, {"ms_wall_median": round(med(wall), 2), "ms_wall_min": round(min(wall), 2),
+                 "ms_cpu_median": round(med(cpu), 2), "ms_cpu_min": round(min(cpu), 2)}
+
+
+def measure(batch: int, hidden: int, heads: int, pair: int, obs_dim: int, act_dim: int, repeats: int,
+            per_block: int) -> dict:
+    cfg = SACConfig(hidden=hidden, batch_size=batch, num_critics=heads, critic_pair=pair)
+    _, times = time_updates(cfg, obs_dim, act_dim, repeats, per_block)
+    return {"batch": batch, "hidden": hidden, "num_critics": heads, "critic_pair": pair, **times}
 
 
 def main(argv: list[str] | None = None) -> int:
