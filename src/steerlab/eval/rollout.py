@@ -1,7 +1,8 @@
 """Batched evaluation rollouts over gymnasium vector envs, for any env family (envs/registry.py).
 
 A policy here is anything with `n_action_steps` and either `predict_chunk(obs (B, obs_dim), noise=...)
--> (B, H, A)` numpy (the flow policy, a steered policy, a keyed policy) or the protocol's
+-> (B, H, A)` numpy (or a dict of batched arrays for a camera policy, whose cameras the envs then render:
+`envs.cameras.env_for_policy`) (the flow policy, a steered policy, a keyed policy) or the protocol's
 `sample_chunk(obs, noise)` (any steerable policy). Each environment keeps its own queue of planned
 actions, so environments that reset at different times re-plan independently. Episode i always uses
 evaluation seed i of the run seed for its initial state *and* for the sampler noise of its chunks (one
@@ -19,9 +20,11 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.core.config import check_scale
+from steerlab.envs.cameras import env_for_policy
 from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
+from steerlab.policies.observations import index_obs, is_dict_obs
 from steerlab.policies.protocol import as_policy_obs
 
 NO_SMOOTHNESS = {"velocity": float("nan"), "acceleration": float("nan"), "jerk": float("nan")}
@@ -38,6 +41,15 @@ def chunk_sampler(policy):
         return policy.sample_chunk(as_policy_obs(policy, obs), noise).numpy()
 
     return fn, noise_shape
+
+
+def set_row(obs, i: int, new) -> None:
+    """obs[i] = new[i], per key for camera (dict) observations."""
+    if is_dict_obs(obs):
+        for k in obs:
+            obs[k][i] = new[k][i]
+    else:
+        obs[i] = new[i]
 
 
 def as_spec(env: str | dict | EnvSpec, max_steps: int | None = None, goal_offset=None,
@@ -75,7 +87,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
     check_scale("noise_scale", noise_scale)  # a UserError, i.e. a ValueError
     n_envs = max(1, min(n_envs, episodes))
     seeds = episode_seeds(split, seed, episodes)
-    spec = as_spec(task, max_steps, goal_offset, shift)
+    spec = env_for_policy(as_spec(task, max_steps, goal_offset, shift), policy)  # a camera policy's cameras
     pos_key = spec.position_key
     envs = make_vector_env(spec, n_envs, seed, asynchronous=asynchronous)
     k = policy.n_action_steps
@@ -98,7 +110,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
             if need:
                 noise = (noise_scale * torch.stack([torch.randn(chunk_shape, generator=gens[i]) for i in need])
                          if chunk_shape is not None else None)
-                chunks = sample(obs[need], noise)
+                chunks = sample(index_obs(obs, need), noise)
                 for j, i in enumerate(need):
                     queues[i] = list(chunks[j, :k])
             actions = np.stack([queues[i].pop(0) if active[i] else idle
@@ -135,7 +147,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
                 reset_seeds = [seeds[ep_of_env[i]] if active[i] else 0 for i in range(n_envs)]
                 new_obs, new_info = envs.reset(seed=reset_seeds, options={"reset_mask": reset_mask})
                 for i in np.flatnonzero(reset_mask & active):
-                    obs[i] = new_obs[i]
+                    set_row(obs, i, new_obs)
                     paths[i] = [new_info[pos_key][i].copy()] if pos_key else []
         bar.close()
     finally:
@@ -147,7 +159,7 @@ def evaluate(policy, task: str | dict | EnvSpec, episodes: int = 50, seed: int =
              max_steps: int | None = None, asynchronous: bool = True, progress: bool = True,
              noise_scale: float = 1.0, shift: str | None = None) -> dict:
     """`shift`: a deployment shift name (else the spec's own, if it names one)."""
-    spec = as_spec(task, max_steps, shift=shift)
+    spec = env_for_policy(as_spec(task, max_steps, shift=shift), policy)
     eps = rollout_episodes(policy, spec, episodes, seed, n_envs, None, asynchronous, progress,
                            noise_scale=noise_scale)
     return {"task": spec.id, "env": spec.to_dict(), "seed": seed, "noise_scale": noise_scale, "shift": spec.shift,
