@@ -53,9 +53,9 @@ def test_each_method_steers_a_camera_policy_and_evaluates(camera_ckpt, tmp_path,
         assert replay["obs"].dtype == np.float32 and replay["obs"].shape[1] == replay["next_obs"].shape[1] < 100
     res = tmp_path / "eval.json"
     assert main(["evaluate", str(out), "--episodes", "1", "--n-envs", "1", "--max-steps", "10",
-                 "--out", str(res)]) == 0
+                 "--out", str(res), "--device", "cpu"]) == 0
     ev = json.loads(res.read_text())
-    assert ev["episodes"] == 1 and ev["env"]["kwargs"]["cameras"] == CAMS
+    assert ev["episodes"] == 1 and ev["device"] == "cpu" and ev["env"]["kwargs"]["cameras"] == CAMS
     assert ev["env"]["kwargs"]["image_size"] == [16, 16]
 
 
@@ -160,3 +160,15 @@ def test_a_plain_image_module_is_steered_by_all_four_methods(policy_module, tmp_
         assert steered.env_spec["kwargs"]["cameras"] == ["corner2"]
     for k, v in policy.state_dict().items():  # steering never trains the policy
         assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU paths")
+def test_device_flags_without_a_gpu(camera_ckpt, tmp_path, capsys):
+    from steerlab.bench.gpu_smoke import main as gpu_smoke
+
+    with pytest.raises(UserError, match="--device cuda: no CUDA GPU") as err:
+        Finetuner(FinetuneConfig(base=str(camera_ckpt), out=str(tmp_path / "r"), env_steps=10, device="cuda",
+                                 tensorboard=False), progress=False)
+    assert "\n" not in str(err.value)
+    assert gpu_smoke(["--out", str(tmp_path / "smoke.json")]) == 0
+    assert "no GPU: skipped" in capsys.readouterr().out and not (tmp_path / "smoke.json").exists()

@@ -84,6 +84,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         policy, opened = load_personal(checkpoint, key, strict=args.strict)
     else:
         policy = load_policy(checkpoint)
+    from steerlab.core.devices import move_policy, resolve_device
+
+    device = resolve_device(args.device)
+    move_policy(policy, device)  # rollouts stay on the CPU; observations move to the policy and back
     spec = env_spec(checkpoint, args.env, args.max_steps)
     if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
         from steerlab.envs.shifts import shift_name
@@ -103,6 +107,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                 f"aside) or --out another path")
     result = evaluate(policy, spec, args.episodes, args.seed, args.n_envs, noise_scale=args.noise_scale)
     result["checkpoint"] = str(checkpoint)
+    result["device"] = str(device)
     if opened is not None:  # personal_opened true | false (+ why) | null (keyed: cannot be checked)
         result.update(opened)
     if out.exists():
@@ -147,6 +152,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
     p.add_argument("--video-episodes", type=int, default=2)
     p.add_argument("--print-json", action="store_true")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] | mps: where the policy computes "
+                                                    "(auto: cuda if available)")
     p.add_argument("--key", default=None, help="key file: run a keyed / sealed release as this user's personal policy "
                                               "(without it: the release's no-key policy, i.e. the base)")
     p.add_argument("--allow-insecure", action="store_true", help="accept a key file others can read (warns)")

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.core.config import check_scale
+from steerlab.core.devices import policy_device, to_device
 from steerlab.envs.cameras import env_for_policy
 from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
@@ -37,8 +38,10 @@ def chunk_sampler(policy):
         return (lambda obs, noise: policy.predict_chunk(obs, noise=noise)), noise_shape
 
     @torch.no_grad()
-    def fn(obs, noise):
-        return policy.sample_chunk(as_policy_obs(policy, obs), noise).numpy()
+    def fn(obs, noise):  # inputs go where the policy computes; the chunk comes back to the CPU
+        dev = policy_device(policy)
+        x = to_device(as_policy_obs(policy, obs), dev)
+        return policy.sample_chunk(x, None if noise is None else noise.to(dev)).cpu().numpy()
 
     return fn, noise_shape
 

@@ -82,6 +82,14 @@ class PluginVIBPolicy:
             raise AttributeError(name)
         return getattr(self.policy, name)
 
+    def to(self, device) -> PluginVIBPolicy:
+        """The wrapped policy (when it can move) and the VIB on `device`."""
+        fn = getattr(self.policy, "to", None)
+        if callable(fn):
+            fn(device)
+        self.vib.to(device)
+        return self
+
     @property
     def env_spec(self) -> dict:
         return dict(self.base_meta.get("config", {}).get("env", {}) or getattr(self.policy, "env_spec", None) or {})

@@ -41,6 +41,8 @@ def resume_command(cfg: FinetuneConfig, env: EnvSpec) -> str:
         argv += ["--steering-json", json.dumps(cfg.steering, sort_keys=True)]
     if cfg.async_envs:
         argv.append("--async-envs")
+    if cfg.device != "auto":
+        argv += ["--device", cfg.device]
     if not cfg.tensorboard:
         argv.append("--no-tensorboard")
     return shlex.join(argv)
@@ -81,7 +83,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                          env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"), n_envs=args.n_envs,
                          async_envs=args.async_envs, utd=args.utd, tensorboard=not args.no_tensorboard, sac=sac,
                          sac_explicit=sorted(sac_json), steering=steering, final_episodes=args.final_episodes,
-                         sampler_noise_scale=args.sampler_noise_scale)
+                         sampler_noise_scale=args.sampler_noise_scale, device=args.device)
     tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
     out = tuner.out
     if tuner.interrupted:
@@ -141,6 +143,8 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sac-json", default=None, help='SACConfig overrides, e.g. \'{"num_critics": 5}\'')
     p.add_argument("--steering-json", default=None, help="options of the steering method (rl/steering/<method>.py)")
     p.add_argument("--no-tensorboard", action="store_true", help="write metrics.jsonl only")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] | mps: where the base policy and the SAC "
+                                                    "compute (auto: cuda if available); envs and replay stay on the CPU")
     p.add_argument("--no-resume", action="store_true",
                    help="never continue an existing run in --out (with --overwrite: move it aside, start afresh)")
     p.add_argument("--overwrite", action="store_true",

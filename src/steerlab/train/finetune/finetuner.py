@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from steerlab.core.devices import move_policy, resolve_device, to_device
 from steerlab.core.errors import UserError
 from steerlab.envs.cameras import env_for_policy
 from steerlab.envs.registry import checkpoint_env
@@ -59,6 +60,8 @@ class Finetuner:
         torch.set_num_threads(cfg.num_threads)
         self.cfg, self.progress = cfg, progress
         self.base, self.base_meta, self.base_tensors = load_policy_source(cfg.base)
+        self.device = resolve_device(cfg.device)
+        move_policy(self.base, self.device)  # base_tensors (what checkpoints copy) stay on the CPU
         if self.base_meta.get("policy_type") == "steered":
             raise UserError(f"{cfg.base} is a 'steered' policy (already finetuned); finetune steers a pretrained "
                             f"policy: pass its base checkpoint (e.g. runs/pretrain/<task>)")
@@ -67,7 +70,7 @@ class Finetuner:
         self.adapter = make_adapter(self.base, cfg.method, cfg.steering, self.base_meta.get("latent_stats", {}))
         # where the method's actor starts (recorded in config.json)
         cfg.sac = self.adapter.resolve_sac(cfg.sac, explicit=cfg.sac_explicit)
-        self.sac = self.adapter.make_learner(cfg.sac, cfg.seed)  # the shared SAC unless the method brings its own
+        self.sac = self.adapter.make_learner(cfg.sac, cfg.seed, device=self.device)  # the shared SAC unless the method brings its own
         self.replay = ReplayBuffer(cfg.buffer_size, self.adapter.obs_dim, self.adapter.act_dim, seed=cfg.seed)
         self.out = Path(cfg.out) if cfg.out else default_run_dir(self.env_spec.id, cfg.method, cfg.seed)
         self.n = cfg.n_envs
@@ -124,7 +127,9 @@ class Finetuner:
     # numbers, less overhead per small op); the buffers they write into are ordinary tensors.
     @torch.inference_mode()
     def _features(self, obs) -> torch.Tensor:
-        return self.adapter.features(as_policy_obs(self.base, obs), train=True, gen=self.noise_gen)
+        # converted on the CPU, computed on the device, kept on the CPU (the replay and the loop's buffers)
+        x = to_device(as_policy_obs(self.base, obs), self.device)
+        return self.adapter.features(x, train=True, gen=self.noise_gen).cpu()
 
     def _set_feats(self, idx, feats: torch.Tensor) -> None:
         if self.feats is None:  # the feature buffers take the method's dtype and width
@@ -185,7 +190,9 @@ class Finetuner:
         # the method's exploration schedule (e.g. action-residual's progressive residual); what it returns is
         # what runs, so that is what the replay stores
         act = self.adapter.explore(torch.as_tensor(action), self.env_steps, self.rng)
-        chunks = self.adapter.chunk(as_policy_obs(self.base, index_obs(self.obs, idx)), feats, act, noise).numpy()
+        dev = self.device  # every draw above is on the CPU; `.to` is a no-op there
+        chunks = self.adapter.chunk(to_device(as_policy_obs(self.base, index_obs(self.obs, idx)), dev), feats.to(dev),
+                                    act.to(dev), None if noise is None else noise.to(dev)).cpu().numpy()
         if self.plan is None:
             self.plan = np.zeros((self.n, self.k, *chunks.shape[2:]), chunks.dtype)
             with torch.inference_mode(False):
