@@ -172,3 +172,11 @@ def test_device_flags_without_a_gpu(camera_ckpt, tmp_path, capsys):
     assert "\n" not in str(err.value)
     assert gpu_smoke(["--out", str(tmp_path / "smoke.json")]) == 0
     assert "no GPU: skipped" in capsys.readouterr().out and not (tmp_path / "smoke.json").exists()
+
+
+def test_camera_policy_evaluates_in_subprocess_envs(camera_ckpt, tmp_path):
+    # forked workers hung in their GL initialisation after the parent built one env: spawned ones must not
+    res = tmp_path / "eval.json"
+    assert main(["evaluate", str(camera_ckpt), "--episodes", "2", "--n-envs", "2", "--max-steps", "6",
+                 "--out", str(res), "--device", "cpu"]) == 0
+    assert json.loads(res.read_text())["episodes"] == 2

@@ -152,3 +152,12 @@ def env_for_policy(spec, policy):
     from dataclasses import replace
 
     return replace(spec, kwargs={**spec.kwargs, **want})
+
+
+def vector_context(spec) -> str | None:
+    """The multiprocessing start method for subprocess envs of `spec`: 'spawn' when they render cameras.
+
+    gymnasium's AsyncVectorEnv builds one env in the parent to read its spaces; with cameras that creates a GL
+    context (EGL/OSMesa) there, and workers forked after it hang in their own GL initialisation (measured:
+    `evaluate --n-envs 2` of a camera policy never returned). Spawned workers start clean (~3 s each)."""
+    return "spawn" if spec.kwargs.get("cameras") else None

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from steerlab.core.config import check_scale
 from steerlab.core.devices import policy_device, to_device
-from steerlab.envs.cameras import env_for_policy
+from steerlab.envs.cameras import env_for_policy, vector_context
 from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
@@ -73,8 +73,10 @@ def make_vector_env(env: str | dict | EnvSpec, n_envs: int, seed: int, max_steps
     spec = as_spec(env, max_steps, goal_offset, shift)
     fns = [functools.partial(make_env, spec, seed=seed + i, terminate_on_success=terminate_on_success, reward=reward)
            for i in range(n_envs)]
-    cls = gym.vector.AsyncVectorEnv if asynchronous and n_envs > 1 else gym.vector.SyncVectorEnv
-    return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    if asynchronous and n_envs > 1:
+        return gym.vector.AsyncVectorEnv(fns, context=vector_context(spec),
+                                         autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
 def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: int = 0, n_envs: int = 2,

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from steerlab.core.errors import UserError
+from steerlab.envs.cameras import vector_context
 from steerlab.envs.registry import EnvSpec, make_env
 from steerlab.envs.wrappers import KeepInfo
 from steerlab.policies.observations import STATE_KEY, image_key
@@ -23,9 +24,11 @@ def train_env(spec: EnvSpec, seed: int, reward: str) -> gym.Env:
 def make_train_envs(spec: EnvSpec, cfg) -> gym.vector.VectorEnv:
     """`cfg.n_envs` training envs (env i seeded cfg.seed + i), in this process or in subprocesses."""
     fns = [functools.partial(train_env, spec, cfg.seed + i, cfg.reward) for i in range(cfg.n_envs)]
-    cls = gym.vector.AsyncVectorEnv if cfg.async_envs and cfg.n_envs > 1 else gym.vector.SyncVectorEnv
     # copy=False: the loop copies each step's observations into its own array at once
-    return cls(fns, copy=False, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    if cfg.async_envs and cfg.n_envs > 1:
+        return gym.vector.AsyncVectorEnv(fns, copy=False, context=vector_context(spec),
+                                         autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    return gym.vector.SyncVectorEnv(fns, copy=False, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
 def step_overlapped(envs: gym.vector.VectorEnv, actions: np.ndarray, work):
