@@ -19,9 +19,22 @@ from steerlab.core.checkpoint import atomic_write_json
 PIXEL_DEFAULTS = {"task": "reach-v3", "episodes": 20, "steps": 1500, "eval_episodes": 10, "batch_size": 64}
 
 
-def run_pixels(args: argparse.Namespace) -> int:
-    from steerlab.cli import main as steerlab
+def steerlab(argv: list[str]) -> int:
+    """Run one stage command as `steerlab <argv>` does (its parser from the stage modules themselves, so the
+    quickstart, which the top-level command line imports, does not import it back)."""
+    from steerlab.data import cli as data_cli
+    from steerlab.eval import cli as eval_cli
+    from steerlab.train import cli as train_cli
 
+    parser = argparse.ArgumentParser(prog="steerlab")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (data_cli, train_cli, eval_cli):
+        module.register(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def run_pixels(args: argparse.Namespace) -> int:
     defaults = getattr(args, "parser_defaults", {})
 
     def pick(name: str, fallback):  # the user's value, else the pixel pipeline's own default
