@@ -64,18 +64,18 @@ def check_env_fits(envs, policy, spec: EnvSpec) -> None:
     error otherwise)."""
     want = observation_spec(policy)
     space, act_shape = envs.single_observation_space, tuple(envs.single_action_space.shape)
-    if act_shape != (int(policy.action_dim),):
-        raise UserError(f"{spec.id} has actions {act_shape}, but the policy expects ({policy.action_dim},)")
     if not isinstance(space, gym.spaces.Dict):
         obs_shape = tuple(space.shape)
         if want.has_images:
             raise UserError(f"{spec.id} gives flat observations {obs_shape}, but the policy sees cameras: "
                             f"{want.describe()} (a Meta-World task gets them from the policy; another env must "
                             f"return that dict)")
-        if obs_shape != (want.state_dim,):
+        if obs_shape != (want.state_dim,) or act_shape != (int(policy.action_dim),):
             raise UserError(f"{spec.id} has observations {obs_shape} and actions {act_shape}, but the policy "
                             f"expects ({want.state_dim},) and ({policy.action_dim},)")
         return
+    if act_shape != (int(policy.action_dim),):
+        raise UserError(f"{spec.id} has actions {act_shape}, but the policy expects ({policy.action_dim},)")
     h, w = want.image_size
     expected = {STATE_KEY: (want.state_dim,), **{image_key(c): (h, w, 3) for c in want.cameras}}
     for key, shape in expected.items():
