@@ -44,3 +44,17 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def steerlab_command(argv: list[str], quiet: bool = False) -> int:
+    """Run `steerlab <argv>` in its own process, as a user runs it (the benchmarks sit below the CLI layer and do
+    not import it); returns the exit code."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("steerlab")  # the installed console script, beside this Python
+    if not exe.is_file():
+        raise SystemExit(f"{exe} not found: install steerlab in this environment (make setup)")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.run([str(exe), *argv], env=env, stdout=out).returncode

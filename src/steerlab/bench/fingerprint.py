@@ -23,6 +23,8 @@ from pathlib import Path
 
 from safetensors.numpy import load_file
 
+from steerlab.bench.common import steerlab_command
+
 # wall-clock or host-dependent fields: not part of what a run computes
 VOLATILE = {"time", "wall_s", "sps", "env_sps", "elapsed_s", "seconds", "wall_time", "updates_per_s", "created",
             "steps_per_s", "duration_s", "wall", "walltime", "timestamp", "started", "finished", "host"}
@@ -70,15 +72,8 @@ def json_digest(path: Path, keys: tuple[str, ...] | None = None) -> str:
 
 
 def run(argv: list[str]) -> None:
-    """One `steerlab` command in its own process (as a user runs it; bench sits below the CLI layer)."""
-    import os
-    import subprocess
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    exe = Path(sys.executable).with_name("steerlab")  # the installed console script, beside this Python
-    if not exe.is_file():
-        raise SystemExit(f"fingerprint: {exe} not found: install steerlab in this environment (make setup)")
-    code = subprocess.run([str(exe), *argv], env=env, stdout=subprocess.DEVNULL).returncode
+    """One `steerlab` command in its own process (as a user runs it)."""
+    code = steerlab_command(argv, quiet=True)
     if code != 0:
         raise SystemExit(f"fingerprint: `steerlab {' '.join(argv)}` exited {code}")
 

@@ -33,6 +33,7 @@ ENVS = {  # env: (horizon, demo episodes, pretraining steps, finetuning env step
 }
 WARMUP = 500  # decisions acting as the base (the default 2,000 would fill half the budget; ZPRL's own defaults,
 # among them its 1,000 critic-only decisions, are kept)
+FINAL_EPISODES = 20
 METHODS = ("zprl", "action-residual", "dsrl")
 SEEDS = (0, 1)
 # a small flow policy: the envs have 1-d actions and 2-3-d observations
@@ -90,16 +91,38 @@ def build_base(env: str, root: Path) -> Path:
                                    policy=POLICY), progress=False)
 
 
+def paired_final(base: Path, run: Path, env: str, horizon: int, seed: int, mode: str) -> dict:
+    """The base and the steered policy on the SAME final episodes (seeds, initial states) in the steered policy's
+    trained mode, and the per-episode difference with its 95% t-interval: a comparison the episode sets of the
+    step-0 evaluation (10 episodes) and the final one (20) cannot give."""
+    from steerlab.core.checkpoint import load_policy
+    from steerlab.envs.registry import resolve_env
+    from steerlab.eval.metrics import mean_interval
+    from steerlab.eval.rollout import rollout_episodes
+
+    spec, scale = resolve_env(env, max_steps=horizon), 0.0 if mode == "eps0" else 1.0
+    runs = {name: rollout_episodes(load_policy(path), spec, FINAL_EPISODES, seed=seed, n_envs=1, asynchronous=False,
+                                   progress=False, noise_scale=scale)
+            for name, path in (("base", base), ("steered", run / "policy"))}
+    base_r = np.array([e["return"] for e in runs["base"]])
+    diff = np.array([e["return"] for e in runs["steered"]]) - base_r
+    d = mean_interval(diff)
+    return {"paired_mode": mode, "paired_base_return": float(base_r.mean()),
+            "paired_base_return_ci95": mean_interval(base_r)["ci95"],
+            "paired_diff": d["mean"], "paired_diff_ci95": d["ci95"]}
+
+
 def run_cell(env: str, method: str, seed: int, base: Path, root: Path) -> dict:
     horizon, _, _, env_steps = ENVS[env]
     out = root / "runs" / f"{env}__{method}__seed{seed}"
     if not (out / "result.json").is_file():
         cfg = FinetuneConfig(base=str(base), method=method, env=env, env_steps=env_steps, seed=seed, out=str(out),
-                             max_steps=horizon, warmup_decisions=WARMUP, eval_every=2000, eval_episodes=10, final_episodes=20,
+                             max_steps=horizon, warmup_decisions=WARMUP, eval_every=2000, eval_episodes=10, final_episodes=FINAL_EPISODES,
                              tensorboard=False)
         finetune(cfg, progress=False)
     res = read_json(out / "result.json")
     first = next(r for r in read_metrics(out) if "eval_return" in r)
+    paired = paired_final(base, out, env, horizon, seed, res.get("final_trained_mode") or "sampled")
     return {"env": env, "method": method, "seed": seed, "env_steps": env_steps,
             "base_return": first["eval_return"], "base_return_ci95": [first["eval_return_lo"], first["eval_return_hi"]],
             # the final policy in the sampler mode it was trained and is deployed in (the rule's choice), and both
@@ -108,7 +131,7 @@ def run_cell(env: str, method: str, seed: int, base: Path, root: Path) -> dict:
             "final_return_ci95": res[f"final_{res.get('final_trained_mode') or 'sampled'}_return_ci95"],
             "final_sampled_return": res["final_sampled_return"],
             "final_eps0_return": res["final_eps0_return"], "final_eps0_return_ci95": res["final_eps0_return_ci95"],
-            "auc_return": res["auc_return"], "regressed": res["regressed"]}
+            "auc_return": res["auc_return"], "regressed": res["regressed"], **paired}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,12 +149,16 @@ def main(argv: list[str] | None = None) -> int:
             for seed in SEEDS:
                 cells.append(run_cell(env, method, seed, base, root))
                 c = cells[-1]
-                print(f"{env} {method} s{seed}: base {c['base_return']:.1f} -> final {c['final_return']:.1f} "
-                      f"(ε=0 {c['final_eps0_return']:.1f}) | {c['regressed']['verdict']}", flush=True)
+                lo, hi = c["paired_diff_ci95"]
+                print(f"{env} {method} s{seed}: same {FINAL_EPISODES} episodes ({c['paired_mode']}): base "
+                      f"{c['paired_base_return']:.1f} -> steered {c['final_return']:.1f}, difference "
+                      f"{c['paired_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] | curve verdict {c['regressed']['verdict']}",
+                      flush=True)
     atomic_write_json(args.out, {
-        "what": "base (step-0 evaluation, 10 episodes) and final (20 episodes) return per cell; ci95: Student-t "
-                "95% interval over episodes; regressed: result.json's verdict (final sampled return vs the base's, "
-                "a regression when the final's interval lies wholly below the base's)",
+        "what": "per cell: the base (step-0 curve evaluation, 10 episodes) and the final policy (20 fresh episodes, "
+                "in its trained sampler mode and both); paired_*: the base and the steered policy on the SAME 20 "
+                "final episodes in the trained mode, and the per-episode return difference; ci95: Student-t 95% "
+                "interval over episodes; regressed: result.json's curve verdict (last vs first evaluation)",
         "warmup_decisions": WARMUP, "policy": POLICY, "envs": {k: dict(zip(("horizon", "demo_episodes", "pretrain_steps", "env_steps"), v))
                                    for k, v in ENVS.items()},
         "seconds": time.perf_counter() - t0, "cells": cells})

@@ -114,6 +114,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         policy = load_policy(checkpoint)
     if args.noise_scale is None:  # a steered policy runs in the sampler mode it was trained in; others sample
         args.noise_scale = float(getattr(policy, "sampler_noise_scale", 1.0))
+    from steerlab.core.devices import move_policy, resolve_device
+
+    device = resolve_device(args.device)
+    move_policy(policy, device)  # rollouts stay on the CPU; observations move to the policy and back
     spec = env_spec(checkpoint, args.env, args.max_steps)
     if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
         from steerlab.envs.shifts import shift_name
@@ -135,6 +139,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                 f"aside) or --out another path")
     result = evaluate(policy, spec, args.episodes, args.seed, args.n_envs, noise_scale=args.noise_scale)
     result["checkpoint"] = str(checkpoint)
+    result["device"] = str(device)
     if opened is not None:  # personal_opened true | false (+ why) | null (keyed: cannot be checked)
         result.update(opened)
     if out.exists():
@@ -179,6 +184,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", action="store_true", help="also write an MP4 (needs libosmesa6 or a GPU GL)")
     p.add_argument("--video-episodes", type=int, default=2, help="episodes in the --video MP4")
     p.add_argument("--print-json", action="store_true", help="also print the result JSON (without per-episode rows)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] | mps: where the policy computes "
+                                                    "(auto: cuda if available)")
     p.add_argument("--key", default=None, help="key file: run a keyed / sealed release as this user's personal policy "
                                               "(without it: the release's no-key policy, i.e. the base)")
     p.add_argument("--allow-insecure", action="store_true", help="accept a key file others can read (warns)")

@@ -13,6 +13,10 @@ from steerlab.core.checkpoint import atomic_write_json
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
+    if getattr(args, "pixels", False):  # the image pipeline has its own defaults and steps
+        from steerlab.cli.quickstart_pixels import run_pixels
+
+        return run_pixels(args)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,4 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-episodes", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/quickstart")
-    p.set_defaults(func=run_quickstart)
+    p.add_argument("--pixels", action="store_true",
+                   help="the image pipeline instead: collect camera demos, pretrain an image policy, evaluate "
+                        "(defaults: reach-v3, 20 demos, 1500 steps, 10 episodes; runs/quickstart_pixels)")
+    p.add_argument("--camera", default="corner2", help="with --pixels: the Meta-World camera")
+    p.add_argument("--image-size", nargs=2, type=int, default=[84, 84], metavar=("H", "W"),
+                   help="with --pixels: frame size")
+    p.add_argument("--device", default="auto", help="with --pixels: auto | cpu | cuda | mps")
+    # --pixels keeps its own defaults for the options a user did not set (compared with these)
+    p.set_defaults(func=run_quickstart, parser_defaults={a.dest: a.default for a in p._actions})

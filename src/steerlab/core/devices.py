@@ -45,3 +45,35 @@ def autocast(device: torch.device, amp: bool):
         warnings.warn(f"--amp does nothing on {device.type} (bf16 autocast is used on CUDA only)", stacklevel=2)
         return nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def to_device(x, device: torch.device | str):
+    """A tensor, or a dict of tensors (a camera observation), on `device` (a no-op where it already is)."""
+    if isinstance(x, dict):
+        return {k: v.to(device) for k, v in x.items()}
+    return x.to(device)
+
+
+def policy_device(policy) -> torch.device:
+    """Where `policy` computes: its `device` attribute, an nn.Module's first parameter, the module a wrapper
+    holds (`.policy` / `.base`), else the CPU (a policy without torch weights)."""
+    dev = getattr(policy, "device", None)
+    if isinstance(dev, torch.device):
+        return dev
+    if isinstance(policy, torch.nn.Module):
+        p = next(policy.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+    for name in ("policy", "base"):
+        inner = vars(policy).get(name) if hasattr(policy, "__dict__") else None
+        if inner is not None:
+            return policy_device(inner)
+    return torch.device("cpu")
+
+
+def move_policy(policy, device: torch.device | str):
+    """Move `policy`'s weights to `device` when it can move (`.to`, as nn.Module and steerlab's wrappers have);
+    returns the policy. Checkpoints always hold CPU tensors, so any checkpoint loads on any device."""
+    fn = getattr(policy, "to", None)
+    if callable(fn):
+        fn(torch.device(device))
+    return policy

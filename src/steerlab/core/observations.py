@@ -154,6 +154,11 @@ def batch_size(obs) -> int:
     return int(obs.shape[0])
 
 
+def obs_device(obs) -> torch.device:
+    """Device of a converted observation (tensor or dict of tensors)."""
+    return (next(iter(obs.values())) if is_dict_obs(obs) else obs).device
+
+
 def index_obs(obs, idx):
     """Rows `idx` of an observation (array/tensor, or a dict of them): how a loop picks some envs."""
     if is_dict_obs(obs):

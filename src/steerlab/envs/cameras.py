@@ -130,3 +130,34 @@ class CameraObservation(gym.Wrapper):
     def close(self):
         self.camera_renderer.close()
         super().close()
+
+
+def env_for_policy(spec, policy):
+    """`spec` (an EnvSpec) with the cameras `policy` observes, so its envs give what the policy sees.
+
+    A Meta-World spec gets the policy's `cameras` and `image_size` as constructor options (the checkpoint
+    records the task, not the cameras: they are a property of the policy). Other families must give dict
+    observations themselves (their `module:factory` or Gymnasium env); `check_env_fits`/the policy's
+    converter then say what is missing. A state-only policy gets `spec` unchanged."""
+    obs_spec = getattr(policy, "observation_spec", None)
+    if obs_spec is None or not obs_spec.has_images or spec.family != "metaworld":
+        return spec
+    want = {"cameras": list(obs_spec.cameras), "image_size": list(obs_spec.image_size)}
+    have = {k: list(parse_cameras(v)) if k == "cameras" else [int(x) for x in v]
+            for k, v in spec.kwargs.items() if k in want and v}
+    clash = {k: v for k, v in have.items() if v != want[k]}
+    if clash:
+        raise UserError(f"the env options {clash} disagree with the policy's cameras {want}; drop them (the policy's "
+                        f"cameras are used)")
+    from dataclasses import replace
+
+    return replace(spec, kwargs={**spec.kwargs, **want})
+
+
+def vector_context(spec) -> str | None:
+    """The multiprocessing start method for subprocess envs of `spec`: 'spawn' when they render cameras.
+
+    gymnasium's AsyncVectorEnv builds one env in the parent to read its spaces; with cameras that creates a GL
+    context (EGL/OSMesa) there, and workers forked after it hang in their own GL initialisation (measured:
+    `evaluate --n-envs 2` of a camera policy never returned). Spawned workers start clean (~3 s each)."""
+    return "spawn" if spec.kwargs.get("cameras") else None

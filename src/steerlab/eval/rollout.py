@@ -1,7 +1,8 @@
 """Batched evaluation rollouts over gymnasium vector envs, for any env family (envs/registry.py).
 
 A policy here is anything with `n_action_steps` and either `predict_chunk(obs (B, obs_dim), noise=...)
--> (B, H, A)` numpy (the flow policy, a steered policy, a keyed policy) or the protocol's
+-> (B, H, A)` numpy (or a dict of batched arrays for a camera policy, whose cameras the envs then render:
+`envs.cameras.env_for_policy`) (the flow policy, a steered policy, a keyed policy) or the protocol's
 `sample_chunk(obs, noise)` (any steerable policy). Each environment keeps its own queue of planned
 actions, so environments that reset at different times re-plan independently. Episode i always uses
 evaluation seed i of the run seed for its initial state *and* for the sampler noise of its chunks (one
@@ -20,7 +21,10 @@ import numpy as np
 import torch
 
 from steerlab.core.config import check_scale
+from steerlab.core.devices import policy_device, to_device
+from steerlab.core.observations import index_obs, is_dict_obs
 from steerlab.core.progress import progress_bar
+from steerlab.envs.cameras import env_for_policy, vector_context
 from steerlab.envs.registry import EnvSpec, make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness, summarize_episodes
@@ -39,8 +43,10 @@ def chunk_sampler(policy):
         return predict, noise_shape
 
     @torch.no_grad()
-    def fn(obs, noise):
-        return policy.sample_chunk(as_policy_obs(policy, obs), noise).numpy()
+    def fn(obs, noise):  # inputs go where the policy computes; the chunk comes back to the CPU
+        dev = policy_device(policy)
+        x = to_device(as_policy_obs(policy, obs), dev)
+        return policy.sample_chunk(x, None if noise is None else noise.to(dev)).cpu().numpy()
 
     return fn, noise_shape
 
@@ -51,6 +57,15 @@ def success_reported(info: dict, i: int) -> bool:
     if "success_reported" not in info:
         return True
     return bool(info["success_reported"][i])
+
+
+def set_row(obs, i: int, new) -> None:
+    """obs[i] = new[i], per key for camera (dict) observations."""
+    if is_dict_obs(obs):
+        for k in obs:
+            obs[k][i] = new[k][i]
+    else:
+        obs[i] = new[i]
 
 
 def as_spec(env: str | dict | EnvSpec, max_steps: int | None = None, goal_offset=None,
@@ -71,8 +86,10 @@ def make_vector_env(env: str | dict | EnvSpec, n_envs: int, seed: int, max_steps
     spec = as_spec(env, max_steps, goal_offset, shift)
     fns = [functools.partial(make_env, spec, seed=seed + i, terminate_on_success=terminate_on_success, reward=reward)
            for i in range(n_envs)]
-    cls = gym.vector.AsyncVectorEnv if asynchronous and n_envs > 1 else gym.vector.SyncVectorEnv
-    return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    if asynchronous and n_envs > 1:
+        return gym.vector.AsyncVectorEnv(fns, context=vector_context(spec),
+                                         autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
 def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: int = 0, n_envs: int = 2,
@@ -88,7 +105,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
     check_scale("noise_scale", noise_scale)  # a UserError, i.e. a ValueError
     n_envs = max(1, min(n_envs, episodes))
     seeds = episode_seeds(split, seed, episodes)
-    spec = as_spec(task, max_steps, goal_offset, shift)
+    spec = env_for_policy(as_spec(task, max_steps, goal_offset, shift), policy)  # a camera policy's cameras
     pos_key = spec.position_key
     envs = make_vector_env(spec, n_envs, seed, asynchronous=asynchronous)
     k = policy.n_action_steps
@@ -111,7 +128,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
             if need:
                 noise = (noise_scale * torch.stack([torch.randn(chunk_shape, generator=gens[i]) for i in need])
                          if chunk_shape is not None else None)
-                chunks = sample(obs[need], noise)
+                chunks = sample(index_obs(obs, need), noise)
                 for j, i in enumerate(need):
                     queues[i] = list(chunks[j, :k])
             actions = np.stack([queues[i].pop(0) if active[i] else idle
@@ -149,7 +166,7 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
                 reset_seeds = [seeds[ep_of_env[i]] if active[i] else 0 for i in range(n_envs)]
                 new_obs, new_info = envs.reset(seed=reset_seeds, options={"reset_mask": reset_mask})
                 for i in np.flatnonzero(reset_mask & active):
-                    obs[i] = new_obs[i]
+                    set_row(obs, i, new_obs)
                     paths[i] = [new_info[pos_key][i].copy()] if pos_key else []
         bar.close()
     finally:
@@ -161,7 +178,7 @@ def evaluate(policy, task: str | dict | EnvSpec, episodes: int = 50, seed: int =
              max_steps: int | None = None, asynchronous: bool = True, progress: bool = True,
              noise_scale: float = 1.0, shift: str | None = None) -> dict:
     """`shift`: a deployment shift name (else the spec's own, if it names one)."""
-    spec = as_spec(task, max_steps, shift=shift)
+    spec = env_for_policy(as_spec(task, max_steps, shift=shift), policy)
     eps = rollout_episodes(policy, spec, episodes, seed, n_envs, None, asynchronous, progress,
                            noise_scale=noise_scale)
     return {"task": spec.id, "env": spec.to_dict(), "seed": seed, "noise_scale": noise_scale, "shift": spec.shift,

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from steerlab.core.observations import index_obs
+from steerlab.envs.cameras import env_for_policy
 from steerlab.envs.gl import default_gl_backend, ensure_gl_backend  # noqa: F401  (re-exported: older imports)
 from steerlab.envs.registry import make_env, resolve_env
 from steerlab.envs.seeds import episode_seeds
@@ -25,7 +27,7 @@ def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: i
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = make_env(resolve_env(task, max_steps=max_steps), seed=seed, terminate_on_success=True,
+    env = make_env(env_for_policy(resolve_env(task, max_steps=max_steps), policy), seed=seed, terminate_on_success=True,
                    render_mode="rgb_array")
     sample, noise_shape = chunk_sampler(policy)
     tmp = path.with_name(f".{path.name}.tmp.mp4")
@@ -38,7 +40,8 @@ def record_video(policy, task: str, path: str | Path, episodes: int = 1, seed: i
             for _ in range(max_steps):
                 if not queue:
                     noise = scale * torch.randn((1, *noise_shape), generator=gen) if noise_shape is not None else None
-                    queue = list(sample(obs[None], noise)[0, : policy.n_action_steps])
+                    # a batch of one (index None adds the axis to an array or to each array of a dict)
+                    queue = list(sample(index_obs(obs, None), noise)[0, : policy.n_action_steps])
                 obs, _, term, trunc, _ = env.step(queue.pop(0))
                 # MuJoCo reads the offscreen buffer bottom-up
                 writer.append_data(np.asarray(env.render())[::-1].copy())

@@ -27,7 +27,7 @@ from steerlab.core.checkpoint import CheckpointError, build_policy, load_state_s
 from steerlab.core.errors import UserError
 from steerlab.core.observations import to_policy_obs
 from steerlab.core.progress import progress_bar
-from steerlab.policies.protocol import check_steerable
+from steerlab.policies.protocol import check_steerable, observation_spec
 from steerlab.policies.vib import VIB, gaussian_kl
 
 POLICY_TYPE = "plugin_vib"
@@ -82,22 +82,40 @@ class PluginVIBPolicy:
             raise AttributeError(name)
         return getattr(self.policy, name)
 
+    def to(self, device) -> PluginVIBPolicy:
+        """The wrapped policy (when it can move) and the VIB on `device`."""
+        fn = getattr(self.policy, "to", None)
+        if callable(fn):
+            fn(device)
+        self.vib.to(device)
+        return self
+
     @property
     def env_spec(self) -> dict:
         return dict(self.base_meta.get("config", {}).get("env", {}) or getattr(self.policy, "env_spec", None) or {})
 
 
 @torch.no_grad()
+def embed_observations(policy, observations) -> torch.Tensor:
+    """`policy.embed` of N observations: a (N, obs_dim) array, or a dict of camera frames (uint8 HWC, converted
+    and embedded 256 at a time, so N frames never exist as float at once)."""
+    if isinstance(observations, dict):
+        spec, n = observation_spec(policy), len(observations["observation.state"])
+        if n == 0:
+            raise UserError("observations are empty: the VIB needs observations of the policy's task")
+        return torch.cat([policy.embed(to_policy_obs({k: v[i:i + 256] for k, v in observations.items()}, spec))
+                          for i in range(0, n, 256)])
+    obs = torch.as_tensor(np.asarray(observations, np.float32))
+    if obs.ndim != 2 or obs.shape[1] != policy.obs_dim or len(obs) == 0:
+        raise UserError(f"observations must have shape (N > 0, obs_dim={policy.obs_dim}); got {tuple(obs.shape)}")
+    return policy.embed(obs)
+
+
+@torch.no_grad()
 def latent_stats(policy, observations) -> dict:
     """RMS of the embedding e and of the VIB latent μ over observations: they set the residual scales of
     ZPRL (λ) and of the embedding-residual ablation."""
-    if isinstance(observations, dict):  # camera frames (uint8 HWC): embedded 256 at a time, converted once each
-        spec, n = policy.observation_spec, len(observations["observation.state"])
-        with torch.no_grad():
-            e = torch.cat([policy.embed(to_policy_obs({k: v[i:i + 256] for k, v in observations.items()}, spec))
-                           for i in range(0, n, 256)])
-    else:
-        e = policy.embed(torch.as_tensor(np.asarray(observations, np.float32)))
+    e = embed_observations(policy, observations)
     stats = {"e_rms": float(e.pow(2).mean().sqrt())}
     vib = getattr(policy, "vib", None)
     if vib is not None:
@@ -116,11 +134,7 @@ def fit_plugin_vib(policy, observations, cfg: PluginVIBConfig | None = None, bas
     """
     cfg = cfg or PluginVIBConfig()
     check_steerable(policy, "embedding", "zprl")
-    obs = torch.as_tensor(np.asarray(observations, np.float32))
-    if obs.ndim != 2 or obs.shape[1] != policy.obs_dim or len(obs) == 0:
-        raise UserError(f"observations must have shape (N > 0, obs_dim={policy.obs_dim}); got {tuple(obs.shape)}")
-    with torch.no_grad():
-        e_all = policy.embed(obs)
+    e_all = embed_observations(policy, observations)  # flat states, or a dict with camera frames
     gen = torch.Generator().manual_seed(cfg.seed)
     with torch.random.fork_rng(devices=[]):  # initialise from the seed, leave the global RNG alone
         torch.manual_seed(cfg.seed)
@@ -129,7 +143,7 @@ def fit_plugin_vib(policy, observations, cfg: PluginVIBConfig | None = None, bas
     opt = torch.optim.Adam(params, lr=cfg.lr)
     noise_shape = tuple(policy.noise_shape)
     for _ in progress_bar(range(cfg.steps), desc="fit plug-in VIB", disable=not progress, unit="step"):
-        b = torch.randint(0, len(obs), (min(cfg.batch_size, len(obs)),), generator=gen)
+        b = torch.randint(0, len(e_all), (min(cfg.batch_size, len(e_all)),), generator=gen)
         e = e_all[b]
         mu, logvar = vib.posterior(e)
         e_hat = vib.decode(vib.sample(mu, logvar, gen))
@@ -150,7 +164,7 @@ def fit_plugin_vib(policy, observations, cfg: PluginVIBConfig | None = None, bas
         opt.zero_grad(set_to_none=True)
     vib.eval()
     out = PluginVIBPolicy(policy, vib, base_meta or {}, base_tensors or {}, cfg)
-    out.latent_stats = latent_stats(out, obs)
+    out.latent_stats = latent_stats(out, observations)
     return out
 
 

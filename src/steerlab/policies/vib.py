@@ -36,7 +36,9 @@ class VIB(nn.Module):
     def sample(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None):
         if not self.stochastic:
             return mu
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        # drawn where the generator lives, then moved: a CPU generator serves a model on any device
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
+                          device=generator.device if generator is not None else mu.device).to(mu.device)
         return mu + eps * (0.5 * logvar).exp()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from steerlab.core.devices import to_device
 from steerlab.core.errors import UserError
 from steerlab.core.observations import STATE_KEY, ObservationSpec, batch_size, to_policy_obs
 from steerlab.policies.backbones import mlp
@@ -191,7 +192,7 @@ class FlowMatchingPolicy(nn.Module):
             if single and batch_size(x) != 1:
                 raise UserError(f"select_action takes one observation; got a batch of {batch_size(x)} "
                                 f"(use predict_chunk for batches)")
-            return x
+            return to_device(x, self.obs_norm.mean.device)  # where the weights are (a no-op on the CPU)
         x = _numeric_tensor(obs, "observation")
         d = self.config.obs_dim
         if x.ndim == 1:
@@ -203,7 +204,7 @@ class FlowMatchingPolicy(nn.Module):
                             f"(use predict_chunk for batches)")
         if not torch.isfinite(x).all():
             raise UserError("observation contains NaN or inf")
-        return x
+        return x.to(self.obs_norm.mean.device)
 
     # ----------------------------------------------------------------- building blocks
     def embed(self, obs, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -249,9 +250,11 @@ class FlowMatchingPolicy(nn.Module):
         shape = (cond.shape[0], cfg.horizon, cfg.action_dim)
         _finite_or_raise(cond, "the generator's conditioning (embedding)")
         if noise is None:
-            noise = torch.randn(shape, generator=generator, dtype=cond.dtype, device=cond.device)
+            # drawn where the generator lives, then moved (a CPU generator serves a policy on any device)
+            noise = torch.randn(shape, generator=generator, dtype=cond.dtype,
+                                device=generator.device if generator is not None else cond.device).to(cond.device)
         else:
-            noise = _numeric_tensor(noise, "noise").to(cond.dtype)
+            noise = _numeric_tensor(noise, "noise").to(cond.device, cond.dtype)
             if noise.numel() != math.prod(shape):
                 raise UserError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
             noise = _finite_or_raise(noise.reshape(shape), "noise")
@@ -284,6 +287,9 @@ class FlowMatchingPolicy(nn.Module):
         b = batch_size(x)
         latent_residual = self._residual(latent_residual, "latent_residual", b, self.config.latent_dim)
         embedding_residual = self._residual(embedding_residual, "embedding_residual", b, self.config.embed_dim)
+        dev = self.obs_norm.mean.device
+        latent_residual, embedding_residual = (None if r is None else r.to(dev)
+                                               for r in (latent_residual, embedding_residual))
         cond = self.condition(self.embed(x), latent_residual, embedding_residual)
         return self.unnormalize_actions(self.generate(cond, noise, generator)).cpu().numpy()
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from steerlab.core.errors import UserError
-from steerlab.core.observations import batch_size
+from steerlab.core.observations import batch_size, obs_device
 from steerlab.core.registry import Registry
 from steerlab.policies.protocol import check_steerable
 
@@ -113,13 +113,13 @@ class SteeringMethod:
         """The method's exploration schedule while training (default: the SAC sample as is)."""
         return action
 
-    def make_learner(self, sac_cfg, seed: int):
+    def make_learner(self, sac_cfg, seed: int, device: str | torch.device = "cpu"):
         """The learner of this method: the shared SAC on (features, actor output) by default. A method whose
         update is not one SAC update returns a `SAC` subclass (same acting, replay and save/resume interface)
         that replaces the steps it changes; the training loop never asks which method it runs."""
         from steerlab.rl.sac import SAC
 
-        return SAC(self.obs_dim, self.act_dim, sac_cfg, seed=seed, critic_action_fn=self.critic_action)
+        return SAC(self.obs_dim, self.act_dim, sac_cfg, device=device, seed=seed, critic_action_fn=self.critic_action)
 
     # ------------------------------------------------------------------ where the actor starts
     def resolve_sac(self, sac_cfg, explicit=()):
@@ -160,7 +160,8 @@ class SteeringMethod:
         return float(self.stats[key])
 
     def _noise(self, obs: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-        return torch.randn((batch_size(obs), *self.policy.noise_shape), generator=gen)
+        # drawn on the (CPU) generator, then put where the observation is (a no-op on the CPU)
+        return torch.randn((batch_size(obs), *self.policy.noise_shape), generator=gen).to(obs_device(obs))
 
 
 REGISTRY = Registry("steering method", group="steerlab.steering_methods")

@@ -55,8 +55,8 @@ class NoiseAliasSAC(SAC):
     networks and optimizer join its state through `_modules` / `_optimizers`."""
 
     def __init__(self, obs_dim: int, act_dim: int, cfg, seed: int, decode, exec_dim: int,
-                 distill_base: int, distill_actor: int, noise_magnitude: float):
-        super().__init__(obs_dim, act_dim, cfg, seed=seed)
+                 distill_base: int, distill_actor: int, noise_magnitude: float, device="cpu"):
+        super().__init__(obs_dim, act_dim, cfg, device=device, seed=seed)
         self.decode, self.exec_dim = decode, int(exec_dim)
         self.distill_base, self.distill_actor = int(distill_base), int(distill_actor)
         self.noise_magnitude = float(noise_magnitude)
@@ -165,6 +165,6 @@ class DSRLNA(SteeringMethod):
         """The executed actions (B, n_exec·A) of actor outputs `action` at observations `obs`."""
         return self.chunk(obs, obs, action, None)[:, : self.n_exec].reshape(obs.shape[0], -1)
 
-    def make_learner(self, sac_cfg, seed):
+    def make_learner(self, sac_cfg, seed, device="cpu"):
         return NoiseAliasSAC(self.obs_dim, self.act_dim, sac_cfg, seed, self.executed, self.exec_dim,
-                             self.cfg.distill_base, self.cfg.distill_actor, self.scale)
+                             self.cfg.distill_base, self.cfg.distill_actor, self.scale, device=device)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from steerlab.core.checkpoint import CheckpointError, build_policy, load_state_strict, save_checkpoint
+from steerlab.core.devices import move_policy, policy_device, to_device
 from steerlab.core.observations import batch_size
 from steerlab.policies.protocol import as_policy_obs, observation_spec
 from steerlab.rl.steering.base import SteeringMethod, method_class
@@ -39,17 +40,30 @@ class SteeredPolicy:
     def chunk_shape(self) -> tuple[int, ...]:
         return self.noise_shape
 
+    @property
+    def device(self) -> torch.device:
+        return policy_device(self.base)
+
+    def to(self, device) -> SteeredPolicy:
+        """Base and actor on `device` (only the actor acts: the critics stay where they are)."""
+        move_policy(self.base, device)
+        self.sac.actor.to(device)
+        self.sac.device = torch.device(device)
+        return self
+
     @torch.no_grad()
     def sample_chunk(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         if noise is None:  # noise that is given is used as given (evaluations scale their own)
             noise = self.sampler_noise_scale * torch.randn((batch_size(obs), *self.noise_shape))
+        dev = self.device  # the loop and evaluation draw noise on the CPU; the policy may sit on a GPU
+        obs, noise = to_device(obs, dev), noise.to(dev)
         feats = self.adapter.features(obs, train=False, noise=noise)
-        action = torch.as_tensor(self.sac.act(feats, deterministic=True))
+        action = torch.as_tensor(self.sac.act(feats, deterministic=True)).to(dev)
         return self.adapter.chunk(obs, feats, action, noise)
 
     def predict_chunk(self, obs, *, noise=None) -> np.ndarray:
         """Action chunk(s) in environment units, shape (B, horizon, action_dim)."""
-        return self.sample_chunk(as_policy_obs(self.base, obs), noise).numpy()
+        return self.sample_chunk(as_policy_obs(self.base, obs), noise).cpu().numpy()
 
     def select_action(self, obs, *, noise=None) -> np.ndarray:
         """One action for one observation; re-plans every `n_action_steps` calls (`reset()` between episodes)."""

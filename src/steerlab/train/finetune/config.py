@@ -75,6 +75,10 @@ class FinetuneConfig:
     """Gradient updates per decision (per stored transition); None: sac.utd. Fractions accumulate."""
     num_threads: int = 1
     """torch threads of this run (one run per core is the fastest use of a CPU)."""
+    device: str = "auto"
+    """Where the base policy and the SAC compute: auto (cuda if available, else mps, else cpu) | cpu | cuda[:i] |
+    mps. Environments, the replay buffer and every random draw of the loop stay on the CPU (batches move), so
+    a CPU run's numbers do not depend on this flag."""
     tensorboard: bool = True
     """Also write TensorBoard event files beside metrics.jsonl."""
     sac: SACConfig = field(default_factory=lambda: SACConfig(**PRESETS["bench"]))
@@ -143,6 +147,7 @@ ABSENT_MEANS = {**FIELD_DEFAULTS, "sampler_noise_scale": 1.0, "final_episodes": 
 # (env_steps may only grow; the base is compared by content, so another path to the same files is fine)
 # (async_envs changes where the simulators run, not the numbers)
 # sac_explicit only says how the SAC settings were spelled; the resolved `sac` they produce is compared
+# (device is not free: the SAC's random stream lives on its device, so a run continues where it started)
 RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_envs", "final_episodes",
                "sac_explicit")
 

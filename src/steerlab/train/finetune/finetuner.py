@@ -30,17 +30,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from steerlab.core.devices import move_policy, resolve_device, to_device
 from steerlab.core.errors import UserError
+from steerlab.core.observations import index_obs
+from steerlab.envs.cameras import env_for_policy
 from steerlab.envs.registry import checkpoint_env
 from steerlab.envs.seeds import episode_seeds
 from steerlab.eval.metrics import smoothness
 from steerlab.eval.rollout import evaluate, success_reported
 from steerlab.policies.factory import load_policy_source
+from steerlab.policies.protocol import as_policy_obs
 from steerlab.rl.replay import ReplayBuffer
 from steerlab.rl.steering import SteeredPolicy, make_adapter
 from steerlab.train.finetune.callbacks import eval_row
 from steerlab.train.finetune.config import FinetuneConfig, default_run_dir
-from steerlab.train.finetune.envs import check_env_fits, make_train_envs, step_overlapped
+from steerlab.train.finetune.envs import (
+    check_env_fits,
+    make_train_envs,
+    obs_buffer,
+    set_obs_rows,
+    step_overlapped,
+)
 from steerlab.train.finetune.loop import run as run_loop
 from steerlab.train.finetune.snapshots import check_same_run, load_state, run_record, save_state
 
@@ -52,14 +62,17 @@ class Finetuner:
         torch.set_num_threads(cfg.num_threads)
         self.cfg, self.progress = cfg, progress
         self.base, self.base_meta, self.base_tensors = load_policy_source(cfg.base)
+        self.device = resolve_device(cfg.device)
+        move_policy(self.base, self.device)  # base_tensors (what checkpoints copy) stay on the CPU
         if self.base_meta.get("policy_type") == "steered":
             raise UserError(f"{cfg.base} is a 'steered' policy (already finetuned); finetune steers a pretrained "
                             f"policy: pass its base checkpoint (e.g. runs/pretrain/<task>)")
-        self.env_spec = cfg.env_spec(checkpoint_env(self.base_meta))
+        # a camera policy's envs render its cameras (envs/cameras.py); features, never frames, are replayed
+        self.env_spec = env_for_policy(cfg.env_spec(checkpoint_env(self.base_meta)), self.base)
         self.adapter = make_adapter(self.base, cfg.method, cfg.steering, self.base_meta.get("latent_stats", {}))
         # where the method's actor starts (recorded in config.json)
         cfg.sac = self.adapter.resolve_sac(cfg.sac, explicit=cfg.sac_explicit)
-        self.sac = self.adapter.make_learner(cfg.sac, cfg.seed)  # the shared SAC unless the method brings its own
+        self.sac = self.adapter.make_learner(cfg.sac, cfg.seed, device=self.device)  # the shared SAC unless the method brings its own
         self.replay = ReplayBuffer(cfg.buffer_size, self.adapter.obs_dim, self.adapter.act_dim, seed=cfg.seed)
         self.out = Path(cfg.out) if cfg.out else default_run_dir(self.env_spec.id, cfg.method, cfg.seed)
         self.n = cfg.n_envs
@@ -103,7 +116,7 @@ class Finetuner:
         self.base_eval: dict | None = None  # the step-0 evaluation's row: the base's own score
         # per-env episode state, one row per env (the loop works on whole rows, not env by env)
         self.active = np.zeros(self.n, bool)  # running a training episode (else idle: draining or done)
-        self.obs = np.zeros((self.n, *self.envs.single_observation_space.shape), np.float32)
+        self.obs = obs_buffer(self.envs.single_observation_space, self.n)  # a dict of arrays for cameras
         self.feats: torch.Tensor | None = None  # (n, feature dim): what the actor sees at the next decision
         self.plan: np.ndarray | None = None  # (n, k, action dim): the chunk being executed
         self.cursor = np.zeros(self.n, np.int64)  # next action of the chunk
@@ -124,8 +137,10 @@ class Finetuner:
     # The policy, features and actor run in inference mode (no autograd bookkeeping: the same kernels, the same
     # numbers, less overhead per small op); the buffers they write into are ordinary tensors.
     @torch.inference_mode()
-    def _features(self, obs: np.ndarray) -> torch.Tensor:
-        return self.adapter.features(torch.as_tensor(obs), train=True, gen=self.noise_gen)
+    def _features(self, obs) -> torch.Tensor:
+        # converted on the CPU, computed on the device, kept on the CPU (the replay and the loop's buffers)
+        x = to_device(as_policy_obs(self.base, obs), self.device)
+        return self.adapter.features(x, train=True, gen=self.noise_gen).cpu()
 
     def _set_feats(self, idx, feats: torch.Tensor) -> None:
         if self.feats is None:  # the feature buffers take the method's dtype and width
@@ -137,7 +152,7 @@ class Finetuner:
         """Envs `idx` were just reset into new episodes: their observation's features, in one batch."""
         if not idx:
             return
-        self._set_feats(idx, self._features(self.obs[idx]))
+        self._set_feats(idx, self._features(index_obs(self.obs, idx)))
         self.active[idx] = True
         self.cursor[idx] = self.plan_len[idx] = 0
         self.ep_ret[idx] = 0.0
@@ -157,7 +172,7 @@ class Finetuner:
             seeds[i] = episode_seeds("train", self.cfg.seed, self.started + 1)[-1]
             self.started += 1
         obs, info = self.envs.reset(seed=seeds, options={"reset_mask": mask})
-        self.obs[mask] = obs[mask]
+        set_obs_rows(self.obs, mask, obs)
         self._start_episodes(restart, info)
 
     def start(self) -> None:
@@ -186,7 +201,9 @@ class Finetuner:
         # the method's exploration schedule (e.g. action-residual's progressive residual); what it returns is
         # what runs, so that is what the replay stores
         act = self.adapter.explore(torch.as_tensor(action), self.env_steps, self.rng)
-        chunks = self.adapter.chunk(torch.as_tensor(self.obs[idx]), feats, act, noise).numpy()
+        dev = self.device  # every draw above is on the CPU; `.to` is a no-op there
+        chunks = self.adapter.chunk(to_device(as_policy_obs(self.base, index_obs(self.obs, idx)), dev), feats.to(dev),
+                                    act.to(dev), None if noise is None else noise.to(dev)).cpu().numpy()
         if self.plan is None:
             self.plan = np.zeros((self.n, self.k, *chunks.shape[2:]), chunks.dtype)
             with torch.inference_mode(False):
@@ -220,7 +237,7 @@ class Finetuner:
                                 for i in range(self.n)])
         self.cursor[active] += 1
         obs, rew, term, trunc, info = step_overlapped(self.envs, actions, self._update)
-        self.obs[:] = obs
+        set_obs_rows(self.obs, slice(None), obs)
         term, done = np.asarray(term, bool), np.logical_or(term, trunc)
         rew = np.asarray(rew, np.float64)
         run = np.flatnonzero(active)
@@ -238,7 +255,7 @@ class Finetuner:
         self.cursor[finished] = self.plan_len[finished]  # the rest of the chunk never runs
         ended = run[self.cursor[run] >= self.plan_len[run]]  # one transition per finished chunk
         if len(ended):  # the next features computed in one batch
-            next_feats = self._features(self.obs[ended])
+            next_feats = self._features(index_obs(self.obs, ended))
             stored = len(self.replay)
             self.replay.add(self.pend_feats[ended].numpy(), self.pend_action[ended].numpy(),
                             self.pend_reward[ended].astype(np.float32), next_feats.numpy(),
