@@ -80,8 +80,8 @@ class ZPRLNoise(ZPRL):
         w = (noise.reshape(batch, -1) / self.magnitude).clamp(-1.0, 1.0)
         return torch.cat([torch.zeros(batch, self.latent_dim), w], dim=-1).numpy()
 
-    def make_learner(self, sac_cfg, seed):
-        sac = super().make_learner(sac_cfg, seed)
+    def make_learner(self, sac_cfg, seed, device="cpu"):
+        sac = super().make_learner(sac_cfg, seed, device)
         if self.cfg.start == "base":
             # the noise part's own start: dsrl's exploration std, and the tether on the noise dimensions only
             actor = sac.actor
