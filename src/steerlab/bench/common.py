@@ -46,9 +46,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def steerlab_command(argv: list[str], quiet: bool = False) -> int:
+def steerlab_command(argv: list[str], quiet: bool = False, src: str | None = None) -> int:
     """Run `steerlab <argv>` in its own process, as a user runs it (the benchmarks sit below the CLI layer and do
-    not import it); returns the exit code."""
+    not import it); `src`: another steerlab source tree to run instead (first on PYTHONPATH). The exit code."""
     import subprocess
     import sys
 
@@ -56,5 +56,7 @@ def steerlab_command(argv: list[str], quiet: bool = False) -> int:
     if not exe.is_file():
         raise SystemExit(f"{exe} not found: install steerlab in this environment (make setup)")
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(src).resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     out = subprocess.DEVNULL if quiet else None
     return subprocess.run([str(exe), *argv], env=env, stdout=out).returncode
