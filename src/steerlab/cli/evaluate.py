@@ -115,6 +115,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.noise_scale is None:  # a steered policy runs in the sampler mode it was trained in; others sample
         args.noise_scale = float(getattr(policy, "sampler_noise_scale", 1.0))
     spec = env_spec(checkpoint, args.env, args.max_steps)
+    if (opened or {}).get("personal_opened") and getattr(policy, "env_spec", None) and not args.env:
+        # a sealed online part (finetune --key) runs in its user's own env (goal / reward options), recorded
+        # inside the blob: the objective that user improved the policy on
+        from steerlab.envs.registry import EnvSpec, resolve_env
+
+        spec = resolve_env(EnvSpec.from_dict(policy.env_spec), max_steps=args.max_steps)
     if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
         from steerlab.envs.shifts import shift_name
 
