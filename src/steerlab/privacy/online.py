@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from steerlab.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_checkpoint, read_json
+from steerlab.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_checkpoint, read_json
 from steerlab.core.errors import UserError
 from steerlab.privacy.adapters import BlobDamagedError
 from steerlab.privacy.keys import UserKey
@@ -60,17 +60,6 @@ def steering_part(policy_dir: str | Path) -> tuple[dict, dict, dict]:
     cfg = meta["config"]
     actor = {k[6:]: v for k, v in tensors.items() if k.startswith("actor.")}
     return actor, {k: v for k, v in cfg.items() if k != "base"}, cfg["base"]
-
-
-def apply_steering(base, base_meta: dict, tensors: dict, meta: dict, where: str):
-    """The steered policy a sealed `steering` part makes of `base` (`BlobDamagedError` if it does not fit)."""
-    from steerlab.rl.steering.steered import steered_from_parts
-
-    try:
-        return steered_from_parts(base, base_meta, meta, tensors, where)
-    except (CheckpointError, UserError, KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise BlobDamagedError(f"{where}: the sealed steering part does not fit this base "
-                               f"({type(err).__name__})") from None
 
 
 def _base_files(base_dir: Path) -> tuple[dict, str, str]:

@@ -221,11 +221,22 @@ def apply_parts(base: nn.Module, parts: dict, where: str, base_meta: dict | None
         tensors, meta = parts["adapter"]
         model = apply_adapter(base, tensors, meta, where)
     if "steering" in parts:
-        from steerlab.privacy.online import apply_steering
-
         tensors, meta = parts["steering"]
         model = apply_steering(model, base_meta or {}, tensors, meta, where)
     return model
+
+
+def apply_steering(base, base_meta: dict, tensors: dict, meta: dict, where: str):
+    """The steered policy a sealed `steering` part (steerlab.privacy.online) makes of `base`: its SAC actor's
+    tensors, and as metadata the steering options, SAC sizes, sampler noise scale and the user's env spec."""
+    from steerlab.core.errors import CheckpointError
+    from steerlab.rl.steering.steered import steered_from_parts
+
+    try:
+        return steered_from_parts(base, base_meta, meta, tensors, where)
+    except (CheckpointError, UserError, KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise BlobDamagedError(f"{where}: the sealed steering part does not fit this base "
+                               f"({type(err).__name__})") from None
 
 
 def policy_of(model: nn.Module) -> nn.Module:
