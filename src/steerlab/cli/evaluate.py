@@ -141,6 +141,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                 f"aside) or --out another path")
     result = evaluate(policy, spec, args.episodes, args.seed, args.n_envs, noise_scale=args.noise_scale)
     result["checkpoint"] = str(checkpoint)
+    if (opened or {}).get("personal_opened") and getattr(policy, "env_spec", None) and not args.env:
+        result["env"] = {**result["env"], "kwargs": "the user's own options, sealed in their part (not written here)"}
     if opened is not None:  # personal_opened true | false (+ why) | null (keyed: cannot be checked)
         result.update(opened)
     if out.exists():
