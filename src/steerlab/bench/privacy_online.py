@@ -46,13 +46,13 @@ EVAL_SEED = 0
 @dataclass
 class Budget:
     seeds: int = 2
-    env_steps: int = 12_000
-    episodes: int = 30
-    offline_steps: int = 1000
+    env_steps: int = 15_000
+    episodes: int = 20
+    offline_steps: int = 500
     general_demos: int = 50
     personal_demos: int = 20
-    pretrain_steps: int = 2000
-    attack_steps: int = 1000
+    pretrain_steps: int = 1000
+    attack_steps: int = 500
     quick_attacks: bool = False
 
 
@@ -175,7 +175,7 @@ def run_seed(seed: int, b: Budget, root: Path) -> dict:
     cell = {"seed": seed, "budget": asdict(b), "users": {}}
     for user, u in USERS.items():
         offset = user_offset(u)
-        personal = demos(root / "data" / user, b.personal_demos, 1_000 * seed + u + 1, offset)
+        personal = demos(root / "data" / user, b.personal_demos, 50 + 10 * seed + u, offset)  # train split, < 100
         row = {"goal_offset": [float(v) for v in offset]}
         for case, key in (("online", keys[user]), ("no_key", None), ("wrong_key", wrong)):
             policy, status = load_personal(release, key, log=io.StringIO())
@@ -242,7 +242,8 @@ def aggregate(cells: list[dict], b: Budget) -> dict:
         for case in ("no_key", "wrong_key"):
             out[case]["max_abs_action_diff"] = max(r[case]["max_abs_action_diff"] for r in rows)
             out[case]["personal_opened"] = any(r[case]["personal_opened"] for r in rows)
-        out["online"]["train_seconds"] = [r["online"].get("train_seconds") for r in rows]
+        for case in ("online", "offline_prop", "offline_sealed", "finetune"):
+            out[case]["train_seconds"] = [r[case].get("train_seconds") for r in rows]
         out["online_vs_base"] = paired([r["online"]["episodes"] for r in rows], [r["no_key"]["episodes"] for r in rows])
         out["online_vs_base"]["beats_base"] = bool((out["online_vs_base"]["success_ci95"] or [0])[0] > 0)
         keyed = [r["keyed_actor"] for r in rows if "keyed_actor" in r]
