@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("steerlab.cli.privacy:register", "create a user key (random 128 bits, or from a passphrase)"),
     "personalize": ("steerlab.cli.privacy:register",
                     "private personalization (keyed PRoP or a sealed release) of a recipe or of your own policy"),
+    "release": ("steerlab.cli.release:register",
+                "one sealed release of several users' sealed parts (finetune --key, personalize) over one base"),
     "attack": ("steerlab.cli.privacy:register", "adaptive attacks on a keyed model (recovery, share, behaviours)"),
     "quickstart": ("steerlab.cli.quickstart:register", "a small end-to-end run with a table and a plot"),
     "bench": ("steerlab.cli.bench:register", "run a benchmark (steerlab bench --list names them)"),

@@ -119,6 +119,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     move_policy(policy, device)  # rollouts stay on the CPU; observations move to the policy and back
     spec = env_spec(checkpoint, args.env, args.max_steps)
+    if (opened or {}).get("personal_opened") and getattr(policy, "env_spec", None) and not args.env:
+        # a sealed online part (finetune --key) runs in its user's own env (goal / reward options), recorded
+        # inside the blob: the objective that user improved the policy on
+        from steerlab.envs.registry import EnvSpec, resolve_env
+
+        spec = resolve_env(EnvSpec.from_dict(policy.env_spec), max_steps=args.max_steps)
     if args.shift is not None:  # default: the shift the checkpoint was finetuned under; 'none' clears it
         from steerlab.envs.shifts import shift_name
 
@@ -140,6 +146,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(policy, spec, args.episodes, args.seed, args.n_envs, noise_scale=args.noise_scale)
     result["checkpoint"] = str(checkpoint)
     result["device"] = str(device)
+    if (opened or {}).get("personal_opened") and getattr(policy, "env_spec", None) and not args.env:
+        result["env"] = {**result["env"], "kwargs": "the user's own options, sealed in their part (not written here)"}
     if opened is not None:  # personal_opened true | false (+ why) | null (keyed: cannot be checked)
         result.update(opened)
     if out.exists():

@@ -118,15 +118,23 @@ def final_summary(res: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = args.config_obj
-    tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
+    cfg, part = args.config_obj, None
+    if args.key:  # private online personalization: the shareable output is the user's sealed part
+        from steerlab.cli.privacy import ask_passphrase
+        from steerlab.privacy.keys import load_key_file
+        from steerlab.train.finetune.private import finetune_sealed
+
+        key = load_key_file(args.key, allow_insecure=args.allow_insecure, passphrase=ask_passphrase)
+        tuner, part = finetune_sealed(cfg, key, resume=not args.no_resume, overwrite=args.overwrite)
+    else:
+        tuner = run_folder(cfg, resume=not args.no_resume, overwrite=args.overwrite)
     out = tuner.out
     if tuner.interrupted:
         cfg.out = str(out)
         saved = ("the snapshot is saved" if not tuner.active.any() else
                  "it resumes from its last snapshot")
-        print(f"stopped by {tuner.stop_signal} at env step {tuner.env_steps}; {saved}. Resume with:\n"
-              f"  {resume_command(cfg, tuner.env_spec)}")
+        again = resume_command(cfg, tuner.env_spec) + (f" --key {shlex.quote(str(args.key))}" if args.key else "")
+        print(f"stopped by {tuner.stop_signal} at env step {tuner.env_steps}; {saved}. Resume with:\n  {again}")
         return 0
     res = read_json(out / "result.json")
     mode = res.get("sampler_mode") or {}
@@ -135,6 +143,14 @@ def _run(args: argparse.Namespace) -> int:
               f"{mode['sampled']:.2f}): trained and deployed {'from ε = 0' if mode['chosen'] == 0 else 'sampled'}")
     trained = {"eps0": " (trained and deployed: ε = 0)", "sampled": " (trained and deployed: sampled)"}
     print(final_summary(res) + trained.get(res.get("final_trained_mode"), ""))
+    if part is not None:
+        print(f"run folder (PRIVATE, mode 0700: your env/reward options, scores and the steered policy in clear; do "
+              f"not publish): {out}")
+        print(f"sealed part (shareable: the public base bit for bit + your encrypted steering): {part}. Run it: "
+              f"steerlab evaluate {shlex.quote(str(part))} --key {shlex.quote(str(args.key))} ; combine users' parts "
+              f"into one release: steerlab release --part {shlex.quote(str(part))} {shlex.quote(str(args.key))} "
+              f"--part OTHER.sealed OTHER.key --out RELEASE")
+        return 0
     print(f"run folder: {out} (steered policy: {out / 'policy'}; evaluate it with `steerlab evaluate {out}`)")
     return 0
 
@@ -197,4 +213,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="never continue an existing run in --out (with --overwrite: move it aside, start afresh)")
     p.add_argument("--overwrite", action="store_true",
                    help="move an --out folder that is not this run aside (renamed, never deleted)")
+    p.add_argument("--key", default=None, metavar="KEYFILE",
+                   help="private online personalization: train with your own reward (e.g. --env-kwargs "
+                        "'{\"goal_offset\": [0.08, 0, 0]}'), keep the run folder private (mode 0700) and write the "
+                        "shareable part to <out>.sealed/: the public base bit for bit + your steering actor, options "
+                        "and scores encrypted under this key (docs/privacy.md). Never recorded anywhere")
+    p.add_argument("--allow-insecure", action="store_true", help="with --key: accept a key file others can read (warns)")
     p.set_defaults(func=run_finetune, parser=p)

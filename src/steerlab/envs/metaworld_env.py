@@ -47,7 +47,8 @@ class MetaWorldTask(gym.Wrapper):
       `truncated` (so RL bootstraps through it).
     * `info["success"]` is success at this step, `info["is_success"]` success at any step so far.
     * `info["hand_pos"]` is the end-effector position (for smoothness metrics).
-    * reward: 'dense' is Meta-World's shaped reward / 10 (in [0, 1]); 'sparse' is 1 on success else 0.
+    * reward: 'dense' is Meta-World's shaped reward / 10 (in [0, 1]); 'sparse' is 1 on success else 0. With a
+      `goal_offset` (a user's personal target), 'dense' is reach-v3's shaped reward toward goal + offset.
     """
 
     def __init__(self, env: gym.Env, task: str, max_steps: int, terminate_on_success: bool, reward: str,
@@ -87,12 +88,27 @@ class MetaWorldTask(gym.Wrapper):
         else:
             success = bool(np.linalg.norm(obs[:3] - (obs[-3:] + self.goal_offset)) <= PREFERENCE_TOLERANCE)
         self._ever_success |= success
+        if self.goal_offset is not None and self.reward_type == "dense":
+            reward = self._personal_reward(obs)
         r = float(success) if self.reward_type == "sparse" else float(reward) / 10.0
         terminated = success and self.terminate_on_success
         truncated = self._t >= self.max_steps and not terminated
         info = dict(info, success=success, is_success=self._ever_success,
                     hand_pos=np.asarray(obs[:3], np.float32))
         return obs.astype(np.float32), r, terminated, truncated, info
+
+
+    def _personal_reward(self, obs) -> float:
+        """Meta-World reach-v3's shaped reward (×10) toward the user's target (goal + offset) instead of the task's:
+        the dense reward agrees with the personal success (a user improving the policy online optimises it)."""
+        from metaworld.utils import reward_utils
+
+        raw = self.env.unwrapped
+        target = np.asarray(obs[-3:], np.float64) + self.goal_offset
+        dist = float(np.linalg.norm(raw.tcp_center - target))
+        margin = float(np.linalg.norm(raw.hand_init_pos - target))
+        return 10.0 * float(reward_utils.tolerance(dist, bounds=(0, PREFERENCE_TOLERANCE), margin=margin,
+                                                   sigmoid="long_tail"))
 
 
 def make_env(task: str, seed: int = 0, max_steps: int = DEFAULT_MAX_STEPS, terminate_on_success: bool = False,

@@ -137,32 +137,39 @@ def save_release(out: Path, personalized, config: dict, base: torch.nn.Module,
                if model.mode != "concat" else 1.0}
         save_checkpoint(out, "keyed", cfg, model.state_dict())
     elif personalized.kind == "sealed":
-        from steerlab.privacy.sealed import SEALED_VERSION, config_sha256
-
         release = personalized.model
         staging = out / ".base.tmp"
         base_meta = _write_base(staging, base, base_ckpt, config["task"])
         if release.binding.base_sha256 != state_sha256(base.state_dict()):
             raise CheckpointError("the sealed parts were trained against another base")
-        if release.binding.base_config_sha256 != config_sha256(base_meta):
-            raise CheckpointError("the sealed parts are bound to another base config than the one released")
-        staging.joinpath(WEIGHTS_NAME).replace(out / WEIGHTS_NAME)  # the base's weights, bit for bit
+        write_sealed(out, release.blobs, release.binding, {**config, "task": public_task(config["task"])},
+                     staging / WEIGHTS_NAME, base_meta)
         shutil.rmtree(staging)
-        (out / SEALED_DIR).mkdir(exist_ok=True)
-        manifest = []
-        for i, blob in enumerate(release.blobs):
-            tmp = out / SEALED_DIR / f".user{i}.sealed.tmp"
-            tmp.write_bytes(blob)
-            tmp.replace(out / SEALED_DIR / f"user{i}.sealed")
-            manifest.append({"slot": i, "file": f"{SEALED_DIR}/user{i}.sealed",
-                             "sha256": hashlib.sha256(blob).hexdigest()})
-        # config.json last: a folder with a config is complete
-        atomic_write_json(out / CONFIG_NAME, {"policy_type": "sealed", "config": {
-            **config, "task": public_task(config["task"]), "base": base_meta, "sealed_version": SEALED_VERSION,
-            **release.binding.fields(), "manifest": manifest}, "versions": base_meta.get("versions", {})})
     else:
         raise CheckpointError(f"method kind {personalized.kind!r} has no release format (comparison baselines "
                               f"are evaluated, not saved)")
+
+
+def write_sealed(out: Path, blobs: list[bytes], binding, config: dict, weights: Path, base_meta: dict) -> None:
+    """A sealed release (format `SEALED_VERSION`) in the prepared folder `out`: the base's weights file `weights`
+    moved in (a byte copy of the public base), one file per blob, and config.json (the base's config under
+    "base", the binding, the manifest) last. `config` holds nothing personal."""
+    from steerlab.privacy.sealed import SEALED_VERSION, config_sha256
+
+    if binding.base_config_sha256 != config_sha256(base_meta):
+        raise CheckpointError("the sealed parts are bound to another base config than the one released")
+    Path(weights).replace(out / WEIGHTS_NAME)  # the base's weights, bit for bit
+    (out / SEALED_DIR).mkdir(exist_ok=True)
+    manifest = []
+    for i, blob in enumerate(blobs):
+        tmp = out / SEALED_DIR / f".user{i}.sealed.tmp"
+        tmp.write_bytes(blob)
+        tmp.replace(out / SEALED_DIR / f"user{i}.sealed")
+        manifest.append({"slot": i, "file": f"{SEALED_DIR}/user{i}.sealed", "sha256": hashlib.sha256(blob).hexdigest()})
+    # config.json last: a folder with a config is complete
+    atomic_write_json(out / CONFIG_NAME, {"policy_type": "sealed", "config": {
+        **config, "base": base_meta, "sealed_version": SEALED_VERSION, **binding.fields(), "manifest": manifest},
+        "versions": base_meta.get("versions", {})})
 
 
 # ----------------------------------------------------------------------------- loading
@@ -228,7 +235,8 @@ def open_sealed(folder: str | Path):
     extra = sorted(p.name for p in (folder / SEALED_DIR).glob("*.sealed") if p.name not in listed) \
         if (folder / SEALED_DIR).is_dir() else []
     notes = [f"{folder}: {', '.join(extra)} not in the release manifest: ignored"] if extra else []
-    return SealedRelease(_base_of(meta, tensors, folder), blobs, binding, str(folder), notes=notes), meta
+    return SealedRelease(_base_of(meta, tensors, folder), blobs, binding, str(folder), notes=notes,
+                         base_meta=cfg.get("base")), meta
 
 
 def load_personal(folder: str | Path, key: UserKey | None, strict: bool = False, log=None):

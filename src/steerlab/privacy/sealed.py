@@ -205,16 +205,38 @@ def unseal(blob: bytes, key: UserKey, binding: Binding, slot: int, where: str = 
     return parts, personal, header
 
 
-def apply_parts(base: nn.Module, parts: dict, where: str) -> nn.Module:
-    """The personal policy a payload's parts make of `base` (today: the adapter; unknown parts are refused
-    rather than ignored, so a newer blob never runs as a silently partial policy)."""
-    unknown = sorted(set(parts) - {"adapter"})
-    if unknown or "adapter" not in parts:
-        raise BlobDamagedError(f"{where}: sealed parts {sorted(parts)} are not readable by this steerlab (it reads "
-                               f"'adapter'): update steerlab")
+KNOWN_PARTS = ("adapter", "steering")
 
-    tensors, meta = parts["adapter"]
-    return apply_adapter(base, tensors, meta, where)
+
+def apply_parts(base: nn.Module, parts: dict, where: str, base_meta: dict | None = None):
+    """The personal policy a payload's parts make of `base`: `adapter` merged into its weights, then a `steering`
+    part (a steering method's SAC actor, steerlab.privacy.online) run on top. Unknown parts are refused rather
+    than ignored, so a newer blob never runs as a silently partial policy."""
+    unknown = sorted(set(parts) - set(KNOWN_PARTS))
+    if unknown or not parts:
+        raise BlobDamagedError(f"{where}: sealed parts {sorted(parts)} are not readable by this steerlab (it reads "
+                               f"{', '.join(KNOWN_PARTS)}): update steerlab")
+    model = base
+    if "adapter" in parts:
+        tensors, meta = parts["adapter"]
+        model = apply_adapter(base, tensors, meta, where)
+    if "steering" in parts:
+        tensors, meta = parts["steering"]
+        model = apply_steering(model, base_meta or {}, tensors, meta, where)
+    return model
+
+
+def apply_steering(base, base_meta: dict, tensors: dict, meta: dict, where: str):
+    """The steered policy a sealed `steering` part (steerlab.privacy.online) makes of `base`: its SAC actor's
+    tensors, and as metadata the steering options, SAC sizes, sampler noise scale and the user's env spec."""
+    from steerlab.core.errors import CheckpointError
+    from steerlab.rl.steering.steered import steered_from_parts
+
+    try:
+        return steered_from_parts(base, base_meta, meta, tensors, where)
+    except (CheckpointError, UserError, KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise BlobDamagedError(f"{where}: the sealed steering part does not fit this base "
+                               f"({type(err).__name__})") from None
 
 
 def policy_of(model: nn.Module) -> nn.Module:
@@ -254,8 +276,9 @@ class SealedRelease(nn.Module):
     reported, so it affects only the user it belongs to."""
 
     def __init__(self, base: nn.Module, blobs: list, binding: Binding, where: str = "release",
-                 notes: list[str] | None = None):
+                 notes: list[str] | None = None, base_meta: dict | None = None):
         super().__init__()
+        self.base_meta = base_meta  # the base's config.json (a steering part needs its latent statistics)
         self.base, self.blobs, self.binding, self.where = base.eval(), list(blobs), binding, where
         self.notes = list(notes or [])  # release-level warnings (e.g. blob files the manifest does not list)
         self.model = self.base
@@ -295,7 +318,7 @@ class SealedRelease(nn.Module):
                 continue
             try:
                 parts, _, header = unseal(blob, key, self.binding, i, self._name(i))
-                model = apply_parts(self.base, parts, self._name(i))
+                model = apply_parts(self.base, parts, self._name(i), self.base_meta)
             except SealedKeyError:
                 continue
             except BlobDamagedError as err:
@@ -332,5 +355,10 @@ class SealedRelease(nn.Module):
         model, self.status = self.try_open(key)
         if model is None and strict:
             raise SealedKeyError(f"{key!r}: {self.status.reason} ({len(self.blobs)} sealed parts in {self.where})")
-        self.model = model if model is not None else self.base
+        chosen = model if model is not None else self.base
+        if isinstance(chosen, nn.Module):
+            self.model = chosen
+        else:  # a steered policy (a steering part) is not an nn.Module: held as a plain attribute
+            self._modules.pop("model", None)
+            object.__setattr__(self, "model", chosen)
         return model is not None

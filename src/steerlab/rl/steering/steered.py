@@ -87,18 +87,27 @@ def save_steered_policy(policy: SteeredPolicy, folder, sac_config: dict):
 
 
 def load_steered_policy(meta: dict, tensors: dict, folder) -> SteeredPolicy:
-    from steerlab.rl.sac import SAC, SACConfig
-
     cfg = meta["config"]
     base_meta = cfg["base"]
     base_tensors = {k[5:]: v for k, v in tensors.items() if k.startswith("base.")}
     base = build_policy(base_meta, base_tensors, folder)
+    actor = {k[6:]: v for k, v in tensors.items() if k.startswith("actor.")}
+    return steered_from_parts(base, base_meta, cfg, actor, str(folder), base_tensors=base_tensors)
+
+
+def steered_from_parts(base, base_meta: dict, cfg: dict, actor: dict, where: str,
+                       base_tensors: dict | None = None) -> SteeredPolicy:
+    """A steered policy from its base and its own parts: `cfg` holds `steering`, `sac`, `obs_dim`, `act_dim`
+    (and optionally `env`, `sampler_noise_scale`), `actor` the SAC actor's tensors. What a steered checkpoint
+    and a sealed steering part (steerlab.privacy.online) both hold beyond the base."""
+    from steerlab.rl.sac import SAC, SACConfig
+
     cls = method_class(cfg["steering"]["method"], cfg["steering"].get("module"))
     adapter = cls(base, cls.config_from_checkpoint(cfg["steering"]), base_meta.get("latent_stats", {}))
     if (adapter.obs_dim, adapter.act_dim) != (cfg["obs_dim"], cfg["act_dim"]):
-        raise CheckpointError(f"{folder}: adapter sizes {(adapter.obs_dim, adapter.act_dim)} do not match "
+        raise CheckpointError(f"{where}: adapter sizes {(adapter.obs_dim, adapter.act_dim)} do not match "
                               f"the checkpoint's {(cfg['obs_dim'], cfg['act_dim'])}")
     sac = SAC(adapter.obs_dim, adapter.act_dim, SACConfig(**cfg["sac"]), critic_action_fn=adapter.critic_action)
-    load_state_strict(sac.actor, {k[6:]: v for k, v in tensors.items() if k.startswith("actor.")}, str(folder))
+    load_state_strict(sac.actor, actor, where)
     return SteeredPolicy(base, adapter, sac, env_spec=cfg.get("env", {}), base_meta=base_meta,
                          base_tensors=base_tensors, noise_scale=cfg.get("sampler_noise_scale", 1.0))  # older: sampled

@@ -9,14 +9,19 @@ from steerlab.train.finetune.config import FinetuneConfig
 from steerlab.train.finetune.finetuner import Finetuner
 
 
-def run_folder(cfg: FinetuneConfig, progress: bool = True, resume: bool = True, overwrite: bool = False) -> Finetuner:
+def run_folder(cfg: FinetuneConfig, progress: bool = True, resume: bool = True, overwrite: bool = False,
+               private: bool = False) -> Finetuner:
     """Run (or resume) `cfg` in its run folder, holding the folder's lock; returns the finished Finetuner.
 
     The folder must be new, or hold this kind of run (resumed; its recorded arguments must match), or be
-    moved aside with `overwrite`. It may never be or contain the base checkpoint.
+    moved aside with `overwrite`. It may never be or contain the base checkpoint. `private`: the folder is made
+    mode 0700 before anything is written into it (a private online run: its config, metrics and policy are the
+    user's personal data).
     """
     tuner = Finetuner(cfg, progress)
-    with output_dir(tuner.out, "finetune", resume=resume, overwrite=overwrite, inputs=[cfg.base]) as (_, resumed):
+    with output_dir(tuner.out, "finetune", resume=resume, overwrite=overwrite, inputs=[cfg.base]) as (folder, resumed):
+        if private:
+            folder.chmod(0o700)
         tuner.run(resume=resumed)
     return tuner
 
