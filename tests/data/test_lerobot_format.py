@@ -227,3 +227,29 @@ def test_reads_datasets_written_by_older_steerlab(tmp_path):
                    root / "meta" / "tasks.parquet")
     ds = read_dataset(root)
     assert ds.task == "push-wall-v3" and ds.extra == {"env": "metaworld", "task": "push-wall-v3"}
+
+
+def expected_lerobot_images() -> list[dict]:
+    """The frames tests/fixtures/lerobot-v3/make_with_images.py gave LeRobot (same generator, same order)."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(2):
+        for _ in range(5):
+            frames.append({"image": rng.integers(0, 256, (12, 16, 3), dtype=np.uint8),
+                           "state": rng.standard_normal(4).astype(np.float32),
+                           "action": rng.uniform(-1, 1, 4).astype(np.float32)})
+    return frames
+
+
+def test_steerlab_reads_a_lerobot_written_image_dataset():
+    from steerlab.data.dataset import read_dataset
+
+    ds = read_dataset(FIXTURES / "with-images")
+    frames = expected_lerobot_images()
+    images = ds.images["observation.images.corner2"]
+    assert images.dtype == np.uint8 and images.shape == (10, 12, 16, 3)  # HWC uint8, as LeRobot stored them
+    for i, f in enumerate(frames):
+        np.testing.assert_array_equal(images[i], f["image"])
+        np.testing.assert_array_equal(ds.observations[i], f["state"])
+        np.testing.assert_array_equal(ds.actions[i], f["action"])
+    assert ds.episode_index.tolist() == [0] * 5 + [1] * 5

@@ -3,6 +3,7 @@ VIB fitted post hoc on its global conditioning) and action-residual through the 
 stay bitwise unchanged. A few decisions per method: this checks the plumbing, not learning."""
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -53,10 +54,14 @@ def setup(tmp_path_factory):
     data = shutil.copytree(FIXTURES / "with-reward", tmp / "with-reward")
     policy_dir = train_tiny_diffusion(data, tmp / "lerobot_policy", steps=30, seed=SEED)
     (tmp / "lerobot_reach.py").write_text(FACTORY.format(policy_dir=str(policy_dir), aliases=ALIASES))
-    sys.path.insert(0, str(tmp))
-    yield tmp, data, policy_dir
-    sys.path.remove(str(tmp))
-    sys.modules.pop("lerobot_reach", None)
+    # a user runs steerlab from the folder holding their factory module: steerlab imports it from there
+    here = os.getcwd()
+    os.chdir(tmp)
+    try:
+        yield tmp, data, policy_dir
+    finally:
+        os.chdir(here)
+        sys.modules.pop("lerobot_reach", None)
 
 
 def tiny_run(base: str, method: str, out: Path) -> Path:
