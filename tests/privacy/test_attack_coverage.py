@@ -15,12 +15,12 @@ import torch
 
 from steerlab.privacy.attacks import AttackBudget, run_attacks
 from steerlab.privacy.attacks.report import ROLLOUT_PER_ATTACK
-from steerlab.privacy.baselines import LORA_ATTACK_SCALES, add_lora, attack_lora_release, train_lora
-from steerlab.privacy.keyed import KeyedModel
 from steerlab.privacy.keys import UserKey
-from steerlab.privacy.protocols import HeldOutScorer
-from steerlab.privacy.tasks import PointRobotTask, scores
-from steerlab.privacy.train import KeyedTrainConfig, train_keyed
+from steerlab.privacy.prop.baselines import LORA_ATTACK_SCALES, add_lora, attack_lora_release, train_lora
+from steerlab.privacy.prop.keyed import KeyedModel
+from steerlab.privacy.prop.training import KeyedTrainConfig, train_keyed
+from steerlab.privacy.tasks.protocols import HeldOutScorer
+from steerlab.privacy.tasks.registry import PointRobotTask, scores
 
 USER = UserKey(bytes(range(16)))
 

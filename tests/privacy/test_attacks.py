@@ -17,11 +17,11 @@ import torch
 from steerlab.cli import main
 from steerlab.privacy.attacks import ATTACKS, AttackBudget, Found, register, run_attacks
 from steerlab.privacy.attacks.registry import ATTACKS as REGISTRY
-from steerlab.privacy.baselines import train_finetune
-from steerlab.privacy.keyed import KeyedModel
 from steerlab.privacy.keys import UserKey
-from steerlab.privacy.tasks import PointRobotTask, scores
-from steerlab.privacy.train import KeyedTrainConfig, train_keyed
+from steerlab.privacy.prop.baselines import train_finetune
+from steerlab.privacy.prop.keyed import KeyedModel
+from steerlab.privacy.prop.training import KeyedTrainConfig, train_keyed
+from steerlab.privacy.tasks.registry import PointRobotTask, scores
 
 USER = UserKey(bytes(range(16)))
 BUDGET = AttackBudget.quick()

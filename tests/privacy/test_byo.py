@@ -12,10 +12,10 @@ from steerlab.cli import main
 from steerlab.core.checkpoint import load_policy
 from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode, read_dataset, write_dataset
-from steerlab.privacy.byo import DatasetTask
-from steerlab.privacy.evaluate import evaluate_key_cases
+from steerlab.privacy.key_cases import evaluate_key_cases
 from steerlab.privacy.keys import UserKey, load_key_file
-from steerlab.privacy.methods import MethodConfig, build_personalized
+from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+from steerlab.privacy.tasks.byo import DatasetTask
 
 
 def _shifted(episodes, shift=0.5):
@@ -153,7 +153,7 @@ def test_protocol_policy_personalizes_with_every_scorer_free_method(tmp_path, me
         opt.step()
     task = DatasetTask(base.eval(), general, [personal], holdout=0.34)
     user = UserKey(bytes(range(16)))
-    p = build_personalized(method, task, task.train_base(0), [user], MethodConfig(steps=300, lr=3e-3))
+    p = build_personalized(method, task, task.train_base(0), [user], PersonalizeConfig(steps=300, lr=3e-3))
     cases = evaluate_key_cases(p, task, seed=0, n_keys=2)
     # held-out personal demos: the user's key gives their preference, other keys (not finetune) the general one
     assert cases["correct"]["personal"] > 0.3
@@ -193,7 +193,7 @@ def _encodings(value) -> set[bytes]:
 
 def test_sealed_release_holds_no_personal_value_or_path(user_run, tmp_path, monkeypatch):
     from steerlab.privacy.release import open_sealed
-    from steerlab.privacy.sealed import unseal
+    from steerlab.privacy.sealed.blobs import unseal
 
     r = user_run
     offset = [0.0731, -0.0412, 0.0219]  # distinctive: a chance match in weight bytes is out of the question

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from steerlab.policies.backbones import SmallCNN, TinyTransformer, mlp
-from steerlab.privacy.keyed import KeyedModel, expand_key_bits
 from steerlab.privacy.keys import generate_key, random_keys
+from steerlab.privacy.prop.keyed import KeyedModel, expand_key_bits
 
 MODELS = {
     "mlp": (lambda: mlp(6, 32, 3, depth=2), ["2"], torch.randn(5, 6)),

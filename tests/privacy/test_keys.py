@@ -117,8 +117,8 @@ def test_keys_under_128_bits_are_refused_by_keygen_loading_and_personalize(tmp_p
 
 
 def test_duplicate_keys_are_refused(tmp_path, capsys):
-    from steerlab.privacy.methods import MethodConfig, build_personalized
-    from steerlab.privacy.tasks import PointRobotTask
+    from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+    from steerlab.privacy.tasks.registry import PointRobotTask
 
     a = save_key_file(tmp_path / "a.key", generate_key())
     b = tmp_path / "b.key"  # another file, the same key bytes
@@ -131,7 +131,7 @@ def test_duplicate_keys_are_refused(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and "same key" in err and not (tmp_path / "run").exists()
     key = load_key_file(a)
     with pytest.raises(KeyFormatError, match="same key"):  # the Python API too
-        build_personalized("sealed", PointRobotTask(n_users=2), None, [key, key], MethodConfig(steps=5))
+        build_personalized("sealed", PointRobotTask(n_users=2), None, [key, key], PersonalizeConfig(steps=5))
 
 
 def test_key_file_owned_by_another_user_or_in_a_writable_folder_is_refused(tmp_path):

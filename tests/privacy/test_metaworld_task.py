@@ -1,12 +1,12 @@
-"""privacy/metaworld_task.py: the Meta-World personalization recipe (a user's goal taught by demos)."""
+"""privacy/tasks/metaworld.py: the Meta-World personalization recipe (a user's goal taught by demos)."""
 
 import numpy as np
 import torch
 
-from steerlab.privacy.keyed import KeyedModel
 from steerlab.privacy.keys import generate_key
-from steerlab.privacy.metaworld_task import OFFSET, MetaWorldPreferenceTask, user_offset
-from steerlab.privacy.scorers import EnvSuccessScorer
+from steerlab.privacy.prop.keyed import KeyedModel
+from steerlab.privacy.tasks.metaworld import OFFSET, MetaWorldPreferenceTask, user_offset
+from steerlab.privacy.tasks.scorers import EnvSuccessScorer
 
 
 def test_user_goals_are_distinct_offsets_in_the_table_plane():

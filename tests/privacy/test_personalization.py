@@ -4,12 +4,12 @@ import json
 import torch
 
 from steerlab.cli import main
-from steerlab.privacy.baselines import train_cvae, train_finetune, train_lora
-from steerlab.privacy.evaluate import Personalized, evaluate_key_cases, user_study_indicators
-from steerlab.privacy.keyed import KeyedModel
+from steerlab.privacy.key_cases import Personalized, evaluate_key_cases, user_study_indicators
 from steerlab.privacy.keys import UserKey, generate_key
-from steerlab.privacy.tasks import PointRobotTask
-from steerlab.privacy.train import KeyedTrainConfig, train_keyed
+from steerlab.privacy.prop.baselines import train_cvae, train_finetune, train_lora
+from steerlab.privacy.prop.keyed import KeyedModel
+from steerlab.privacy.prop.training import KeyedTrainConfig, train_keyed
+from steerlab.privacy.tasks.registry import PointRobotTask
 
 
 def _trained(steps=400, **kw):

@@ -8,8 +8,8 @@ from torch import nn
 
 from steerlab.core.errors import UserError
 from steerlab.data.dataset import Episode, write_dataset
-from steerlab.privacy.byo import DatasetTask, check_personalizable
 from steerlab.privacy.summary import run_it, score_table
+from steerlab.privacy.tasks.byo import DatasetTask, check_personalizable
 
 
 class Chunky(nn.Module):
@@ -72,15 +72,15 @@ def test_interface_is_checked_on_the_data_before_training(tmp_path):
 
 def test_a_predict_chunk_that_requires_grad_personalizes(tmp_path):
     from steerlab.data.dataset import read_dataset
-    from steerlab.privacy.evaluate import evaluate_key_cases
+    from steerlab.privacy.key_cases import evaluate_key_cases
     from steerlab.privacy.keys import generate_key
-    from steerlab.privacy.methods import MethodConfig, build_personalized
+    from steerlab.privacy.methods import PersonalizeConfig, build_personalized
 
     general, personal = read_dataset(_ds(tmp_path, "g")), read_dataset(_ds(tmp_path, "p", shift=0.5))
     task = DatasetTask(Chunky(), general, [personal], holdout=0.0)
     assert task.predict(task.base_policy, torch.zeros(2, 4)).requires_grad is False
     base = task.train_base(0)
-    p = build_personalized("prop", task, base, [generate_key(128)], MethodConfig(steps=60, seed=0))
+    p = build_personalized("prop", task, base, [generate_key(128)], PersonalizeConfig(steps=60, seed=0))
     cases = evaluate_key_cases(p, task, 0, n_keys=2)
     assert cases["correct"]["personal"] > cases["no_key"]["personal"]
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.envs.panda_reach import GENERAL, PERSONAL, PointReachVec, mirror_goal
-from steerlab.privacy.evaluate import Personalized, evaluate_key_cases
-from steerlab.privacy.keyed import KeyedModel
+from steerlab.privacy.key_cases import Personalized, evaluate_key_cases
 from steerlab.privacy.keys import UserKey
-from steerlab.privacy.rl_task import KeyedEpisodes, PandaReachTask
-from steerlab.privacy.train import KeyedTrainConfig, train_keyed
-from steerlab.rl.ppo import ActorCritic, PPOConfig, evaluate_policy, train_ppo
+from steerlab.privacy.prop.keyed import KeyedModel
+from steerlab.privacy.prop.training import KeyedTrainConfig, train_keyed
+from steerlab.privacy.tasks.envs.panda_reach import GENERAL, PERSONAL, PointReachVec, mirror_goal
+from steerlab.privacy.tasks.panda_rl import KeyedEpisodes, PandaReachTask
+from steerlab.privacy.tasks.ppo import ActorCritic, PPOConfig, evaluate_policy, train_ppo
 
 
 def test_ppo_learns_to_reach_on_a_tiny_budget():
@@ -73,7 +73,7 @@ def test_keyed_ppo_separates_correct_from_wrong_keys():
 
 def test_panda_reach_smoke():
     pytest.importorskip("panda_gym")
-    from steerlab.envs.panda_reach import PandaReachVec
+    from steerlab.privacy.tasks.envs.panda_reach import PandaReachVec
 
     env = PandaReachVec(2, seed=0, max_steps=3)
     obs = env.reset()

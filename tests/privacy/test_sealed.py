@@ -7,10 +7,11 @@ from steerlab.cli import main
 from steerlab.core.checkpoint import load_policy
 from steerlab.core.errors import CheckpointError
 from steerlab.core.io import load_tensors
-from steerlab.privacy.evaluate import evaluate_key_cases
+from steerlab.privacy.key_cases import evaluate_key_cases
 from steerlab.privacy.keys import UserKey, generate_key, load_key_file
-from steerlab.privacy.methods import MethodConfig, build_personalized
-from steerlab.privacy.sealed import (
+from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+from steerlab.privacy.sealed.attack import attack_release
+from steerlab.privacy.sealed.blobs import (
     Binding,
     BlobDamagedError,
     SealedKeyError,
@@ -21,8 +22,7 @@ from steerlab.privacy.sealed import (
     unpack,
     unseal,
 )
-from steerlab.privacy.sealed_attack import attack_release
-from steerlab.privacy.tasks import PointRobotTask
+from steerlab.privacy.tasks.registry import PointRobotTask
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def point_robot():
 def _sealed(point_robot, method="sealed", steps=300):
     task, base = point_robot
     user = UserKey(bytes(range(16)))
-    return task, base, user, build_personalized(method, task, base, [user], MethodConfig(steps=steps))
+    return task, base, user, build_personalized(method, task, base, [user], PersonalizeConfig(steps=steps))
 
 
 BIND = Binding("base-hash", "config-hash", "release-a", 2)
@@ -107,7 +107,7 @@ def test_opened_sealed_policy_has_the_base_architecture(point_robot):
 
 
 def test_attacks_on_a_sealed_release_only_see_the_base(point_robot):
-    from steerlab.privacy.tasks import scores
+    from steerlab.privacy.tasks.registry import scores
 
     task, base, user, p = _sealed(point_robot)
     base_personal = scores(task, lambda x: base(x))["personal"]

@@ -12,8 +12,8 @@ from steerlab.cli import main
 from steerlab.core.errors import CheckpointError
 from steerlab.privacy.keys import generate_key, load_key_file
 from steerlab.privacy.release import load_personal
-from steerlab.privacy.sealed import MAGIC, SealedKeyError, config_sha256
-from steerlab.privacy.tasks import PointRobotTask
+from steerlab.privacy.sealed.blobs import MAGIC, SealedKeyError, config_sha256
+from steerlab.privacy.tasks.registry import PointRobotTask
 
 
 def _build(root, name, keys):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from steerlab.envs.panda_reach import PointReachVec
-from steerlab.privacy.rl_task import PandaReachTask
-from steerlab.rl.ppo import ActorCritic, PPOConfig, normalize_advantages, train_ppo
+from steerlab.privacy.tasks.envs.panda_reach import PointReachVec
+from steerlab.privacy.tasks.panda_rl import PandaReachTask
+from steerlab.privacy.tasks.ppo import ActorCritic, PPOConfig, normalize_advantages, train_ppo
 
 
 def _mixed_batch():

@@ -16,7 +16,7 @@ benchmarks/results/privacy_runs/ and skipped once recorded. Wrong-key rows avera
 one-bit-off keys per seed; standard errors are over training seeds (each seed has its own base model,
 user key and data order).
 Attack cells (steerlab.bench.privacy_attacks) run the whole attack suite (`steerlab attack`) on PRoP, PRoP
-hardened and the research variants of steerlab.privacy.variants (`--kinds attacks` runs only those).
+hardened and the research variants of steerlab.privacy.prop.variants (`--kinds attacks` runs only those).
 Legacy single-seed attack cells recorded before the suite existed stay in "attack"/"attack_detail".
 """
 
@@ -46,7 +46,7 @@ METHODS = ["prop", "key_mlp", "cvae", "finetune", "lora"]
 UNANCHORED = ["prop_unanchored"]
 # fewer seeds for a method on a task than SEEDS gives (CPU time: re-measured after the anchor became PRoP's default)
 SEED_CAPS = {("digits_transformer", "prop"): 3, ("digits_cnn", "prop"): 10, ("metaworld_reach_mlp", "prop"): 12}
-SEALED = ["sealed", "sealed_full"]  # released as the public base + AEAD blobs (steerlab.privacy.sealed)
+SEALED = ["sealed", "sealed_full"]  # released as the public base + AEAD blobs (steerlab.privacy.sealed.blobs)
 # tasks that run the sealed methods, with at most this many seeds (CPU time)
 SEALED_SEEDS = {"point_robot": 6, "digits_cnn": 4, "digits_transformer": 2, "metaworld_reach_mlp": 2,
                 "metaworld_reach_flow": 1, "panda_reach": 2}
@@ -83,8 +83,8 @@ def build(c: dict):
     import torch
 
     from steerlab.privacy.keys import UserKey
-    from steerlab.privacy.methods import MethodConfig, build_personalized
-    from steerlab.privacy.tasks import make_task
+    from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+    from steerlab.privacy.tasks.registry import make_task
 
     torch.set_num_threads(1)
     cache = {"cache_dir": str(BENCH_DIR / "runs" / "privacy_bases")} if c["task"] in RL_TASKS else {}  # PPO bases: costly
@@ -94,15 +94,15 @@ def build(c: dict):
     rng = np.random.default_rng(1_000 + c["seed"])
     users = [UserKey(rng.bytes(16)) for _ in range(task.n_users)]
     p = build_personalized(c["method"], task, base, users,
-                           MethodConfig(steps=c["steps"], seed=c["seed"], hardened=c.get("hardened", False)))
+                           PersonalizeConfig(steps=c["steps"], seed=c["seed"], hardened=c.get("hardened", False)))
     return task, base, p
 
 
 def run_cell(c: dict) -> dict:
     import torch
 
-    from steerlab.privacy.evaluate import evaluate_key_cases, leakage_curve, user_study_indicators
-    from steerlab.privacy.tasks import scores
+    from steerlab.privacy.key_cases import evaluate_key_cases, leakage_curve, user_study_indicators
+    from steerlab.privacy.tasks.registry import scores
 
     if c["kind"] == "attacks":
         out = run_attack_cell(c)
@@ -128,7 +128,7 @@ def run_cell(c: dict) -> dict:
     elif c["kind"] == "users":
         out["cases"] = evaluate_key_cases(p, task, c["seed"])
     elif c["kind"] == "sealed_attack":  # what the attack suite can get from a sealed release
-        from steerlab.privacy.sealed_attack import attack_release
+        from steerlab.privacy.sealed.attack import attack_release
 
         cases = evaluate_key_cases(p, task, c["seed"], n_keys=2 if c["task"] in ROLLOUT_TASKS else 8)
         out["cases"] = cases
@@ -144,9 +144,9 @@ def latency_ratio(repeats: int = 2000) -> dict:
     """Batch-1 forward latency of the keyed CNN (δ folded in) over the plain CNN, one thread."""
     import torch
 
-    from steerlab.privacy.keyed import KeyedModel
     from steerlab.privacy.keys import generate_key
-    from steerlab.privacy.tasks import make_task
+    from steerlab.privacy.prop.keyed import KeyedModel
+    from steerlab.privacy.tasks.registry import make_task
 
     torch.set_num_threads(1)
     task = make_task("digits_cnn")

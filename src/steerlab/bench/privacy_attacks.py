@@ -45,7 +45,7 @@ QUICK_VARIANTS = ["prop", "prop_hardened"]
 
 
 def attack_cells(tasks: list[str], steps: dict, quick: bool) -> list[dict]:
-    from steerlab.privacy.variants import VARIANTS
+    from steerlab.privacy.prop.variants import VARIANTS
 
     variants = QUICK_VARIANTS if quick else list(VARIANTS) + list(METHOD_VARIANTS)
 
@@ -99,13 +99,13 @@ def run_attack_cell(c: dict) -> dict:
     import torch
 
     from steerlab.privacy.attacks import AttackBudget, run_attacks
-    from steerlab.privacy.baselines import attack_lora_release
-    from steerlab.privacy.evaluate import Personalized, evaluate_key_cases
+    from steerlab.privacy.key_cases import Personalized, evaluate_key_cases
     from steerlab.privacy.keys import UserKey
-    from steerlab.privacy.methods import MethodConfig, build_personalized
-    from steerlab.privacy.tasks import make_task, scores
-    from steerlab.privacy.train import KeyedTrainConfig
-    from steerlab.privacy.variants import build_variant
+    from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+    from steerlab.privacy.prop.baselines import attack_lora_release
+    from steerlab.privacy.prop.training import KeyedTrainConfig
+    from steerlab.privacy.prop.variants import build_variant
+    from steerlab.privacy.tasks.registry import make_task, scores
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -114,7 +114,7 @@ def run_attack_cell(c: dict) -> dict:
     user = UserKey(np.random.default_rng(1_000 + c["seed"]).bytes(16))  # as steerlab.bench.privacy: build()
     bits = user.bits()
     if c["variant"] in METHOD_VARIANTS:  # a baseline of the method table, trained as its table cells are
-        p = build_personalized(c["variant"], task, base, [user], MethodConfig(steps=c["steps"], seed=c["seed"]))
+        p = build_personalized(c["variant"], task, base, [user], PersonalizeConfig(steps=c["steps"], seed=c["seed"]))
     else:  # keyed RL methods get twice the environment steps (half their episodes are general), as in methods.py
         cfg = KeyedTrainConfig(steps=c["steps"] * (2 if task.rl else 1), lr=task.lr, seed=c["seed"])
         # an RL task holds its base (the general loss is the base's actions, the critic warm-starts from the
@@ -186,7 +186,7 @@ def attack_table(attacks: dict) -> str:
     for by in attacks.values():
         for v in by.values():
             names += [n for n in v["by_attack"] if n not in names]
-    from steerlab.privacy.variants import VARIANTS
+    from steerlab.privacy.prop.variants import VARIANTS
 
     def order(variant: str) -> tuple:  # the registry's order; variants from elsewhere (e.g. sealed) after
         return (variant not in VARIANTS, list(VARIANTS).index(variant) if variant in VARIANTS else 0, variant)

@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 from steerlab.bench.common import RESULTS, stderr
 from steerlab.core.io import atomic_write_json
 from steerlab.privacy.keys import UserKey
-from steerlab.privacy.metaworld_task import user_offset
-from steerlab.privacy.methods import MethodConfig, build_personalized
-from steerlab.privacy.scorers import EnvSuccessScorer
-from steerlab.privacy.tasks import make_task
+from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+from steerlab.privacy.tasks.metaworld import user_offset
+from steerlab.privacy.tasks.registry import make_task
+from steerlab.privacy.tasks.scorers import EnvSuccessScorer
 
 OUT = RESULTS / "privacy_drift.json"
 METHODS = ("prop_unanchored", "prop")
@@ -52,7 +52,7 @@ def run_seed(task, seed: int, episodes: int) -> dict:
     row = {"seed": seed, "episodes": episodes,
            "base_personal": scorer.personal_score(task, lambda x: task.predict(base, x), 0)}
     for m in METHODS:
-        p = build_personalized(m, task, base, users, MethodConfig(steps=1000, seed=seed))
+        p = build_personalized(m, task, base, users, PersonalizeConfig(steps=1000, seed=seed))
         row[m] = {"lean": {"no_key": lean(p, task, base, None), "random": lean(p, task, base, random_key.bits())},
                   "no_key_personal": scorer.personal_score(task, p.runner(None), 0),
                   "correct_personal": scorer.personal_score(task, p.runner(users[0].bits()), 0)}

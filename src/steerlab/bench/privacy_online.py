@@ -122,9 +122,9 @@ def offline(base_dir: Path, general: Path, personal: Path, offset, key, seed: in
     """Rollouts of offline PRoP, the sealed adapter and full fine-tuning, from the user's demos."""
     from steerlab.core.checkpoint import load_policy
     from steerlab.data.dataset import read_dataset
-    from steerlab.privacy.byo import DatasetTask
-    from steerlab.privacy.methods import MethodConfig, build_personalized
-    from steerlab.privacy.sealed import policy_of
+    from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+    from steerlab.privacy.sealed.blobs import policy_of
+    from steerlab.privacy.tasks.byo import DatasetTask
 
     base = load_policy(base_dir)
     task = DatasetTask(base, read_dataset(general), [read_dataset(personal)], score="env", goal_offsets=[offset],
@@ -133,7 +133,7 @@ def offline(base_dir: Path, general: Path, personal: Path, offset, key, seed: in
     for name, label in (("prop", "offline_prop"), ("sealed", "offline_sealed"), ("finetune", "finetune")):
         torch.manual_seed(seed)
         t0 = time.perf_counter()
-        p = build_personalized(name, task, base, [key], MethodConfig(steps=b.offline_steps, seed=seed))
+        p = build_personalized(name, task, base, [key], PersonalizeConfig(steps=b.offline_steps, seed=seed))
         p.runner(key.bits())
         out[label] = {"episodes": rollouts(policy_of(p.model), offset, b), "train_seconds": time.perf_counter() - t0}
     return out
@@ -143,9 +143,9 @@ def run_seed(seed: int, b: Budget, root: Path) -> dict:
     """Every user's cell of one seed (resumed from its cell file)."""
     from steerlab.core.checkpoint import load_policy
     from steerlab.data.dataset import read_dataset
-    from steerlab.privacy.metaworld_task import user_offset
-    from steerlab.privacy.online import assemble_release
     from steerlab.privacy.release import load_personal
+    from steerlab.privacy.sealed.online import assemble_release
+    from steerlab.privacy.tasks.metaworld import user_offset
     from steerlab.train.finetune.private import finetune_sealed
 
     root = root / f"seed{seed}"
@@ -194,7 +194,7 @@ def run_seed(seed: int, b: Budget, root: Path) -> dict:
 
 def keyed_actor(release: Path, key, obs: torch.Tensor, seed: int, b: Budget) -> dict:
     """The keyed (unsealed) variant of the user's steering actor, attacked (privacy.online_keyed)."""
-    from steerlab.privacy.online_keyed import keyed_actor_attack
+    from steerlab.privacy.prop.online_keyed import keyed_actor_attack
     from steerlab.privacy.release import load_personal
 
     policy, _ = load_personal(release, key, log=io.StringIO())

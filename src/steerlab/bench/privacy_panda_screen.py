@@ -27,11 +27,11 @@ OUT = RESULTS / "privacy_panda_screen.json"
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from steerlab.privacy.evaluate import evaluate_key_cases
+    from steerlab.privacy.key_cases import evaluate_key_cases
     from steerlab.privacy.keys import UserKey
-    from steerlab.privacy.methods import MethodConfig, build_personalized
-    from steerlab.privacy.rl_task import PandaReachTask
-    from steerlab.privacy.tasks import make_task
+    from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+    from steerlab.privacy.tasks.panda_rl import PandaReachTask
+    from steerlab.privacy.tasks.registry import make_task
 
     ap = argparse.ArgumentParser(prog="steerlab bench privacy_panda_screen", description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, required=True)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     base = task.train_base(args.seed)
     rng = np.random.default_rng(1_000 + args.seed)  # the benchmark's seed-derived user key
     users = [UserKey(rng.bytes(16))]
-    p = build_personalized("prop", task, base, users, MethodConfig(steps=args.steps, seed=args.seed, progress=True))
+    p = build_personalized("prop", task, base, users, PersonalizeConfig(steps=args.steps, seed=args.seed, progress=True))
     train_s = time.perf_counter() - t0
     cases = evaluate_key_cases(p, task, args.seed, n_keys=4)
     settings = overrides | ({"std": args.std} if args.std else {})

@@ -122,13 +122,13 @@ def run_personalize(args: argparse.Namespace) -> int:
     from steerlab.core.errors import UserError
     from steerlab.core.logger import RunLogger
     from steerlab.core.outdir import output_dir
-    from steerlab.privacy.evaluate import evaluate_key_cases
+    from steerlab.privacy.key_cases import evaluate_key_cases
     from steerlab.privacy.keys import load_key_files
-    from steerlab.privacy.methods import RELEASABLE, MethodConfig, build_personalized
-    from steerlab.privacy.protocols import HeldOutScorer
+    from steerlab.privacy.methods import RELEASABLE, PersonalizeConfig, build_personalized
     from steerlab.privacy.release import base_config_of, private_dir, save_release, task_from_config
     from steerlab.privacy.summary import metric_name, release_env, run_it, score_table
-    from steerlab.privacy.task import scores
+    from steerlab.privacy.tasks.base import scores
+    from steerlab.privacy.tasks.protocols import HeldOutScorer
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -154,7 +154,7 @@ def run_personalize(args: argparse.Namespace) -> int:
         task = task_from_config(spec)
         base = task.train_base(args.seed)
         public = _public_base(base, args.base, Path(tmp))
-        m = MethodConfig(steps=args.steps or task.default_steps, seed=args.seed, hardened=args.harden,
+        m = PersonalizeConfig(steps=args.steps or task.default_steps, seed=args.seed, hardened=args.harden,
                          near_miss_bits=args.near_miss_bits, layers=args.layers, progress=True,
                          base_config=base_config_of(public, spec if args.task else None),
                          personal=_personal_options(spec, len(users)))
@@ -209,7 +209,7 @@ def run_attack(args: argparse.Namespace) -> int:
     from steerlab.privacy.attacks import ATTACKS, AttackBudget, run_attacks
     from steerlab.privacy.keys import load_key_file
     from steerlab.privacy.release import load_keyed
-    from steerlab.privacy.tasks import scores
+    from steerlab.privacy.tasks.registry import scores
 
     if args.restarts is not None and args.restarts <= 0:
         raise UserError(f"--restarts must be > 0, got {args.restarts}")

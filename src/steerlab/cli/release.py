@@ -18,8 +18,8 @@ def run_release(args: argparse.Namespace) -> int:
     from steerlab.core.checkpoint import atomic_write_json
     from steerlab.core.outdir import output_dir
     from steerlab.privacy.keys import load_key_files
-    from steerlab.privacy.online import assemble_release
     from steerlab.privacy.release import private_dir
+    from steerlab.privacy.sealed.online import assemble_release
 
     folders, key_files = [p[0] for p in args.part], [p[1] for p in args.part]
     keys = load_key_files(key_files, allow_insecure=args.allow_insecure, passphrase=ask_passphrase)  # distinct keys

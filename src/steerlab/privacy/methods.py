@@ -1,6 +1,6 @@
 """The personalization methods, by name: one table for `steerlab personalize` and `steerlab.bench.privacy`.
 
-Each method turns (task, public base, user keys, budget) into a `Personalized` (steerlab.privacy.evaluate):
+Each method turns (task, public base, user keys, budget) into a `Personalized` (steerlab.privacy.key_cases):
 a uniform view that runs the result under any key. Methods are registered with `@method(name)`;
 adding one is one function here (or in its own module) and its registration.
 
@@ -43,12 +43,12 @@ import torch
 
 from steerlab.core.errors import UserError
 from steerlab.core.registry import Registry
-from steerlab.privacy.evaluate import Personalized
+from steerlab.privacy.key_cases import Personalized
 from steerlab.privacy.keys import UserKey, check_distinct
-from steerlab.privacy.train import KeyedTrainConfig
+from steerlab.privacy.prop.training import KeyedTrainConfig
 
 METHODS = Registry("personalization method", group="steerlab.personalization_methods")
-"""name -> builder(name, task, base, users, MethodConfig) -> Personalized."""
+"""name -> builder(name, task, base, users, PersonalizeConfig) -> Personalized."""
 # method -> (gate mode, anchored)
 KEYED = {"prop": ("input", True), "prop_unanchored": ("input", False), "prop_output": ("output", False),
          "prop_rawbits": ("input", False), "prop_frozen": ("input", False), "key_mlp": ("concat", False)}
@@ -58,7 +58,7 @@ RELEASABLE = ("prop", "prop_unanchored", "prop_output", "prop_rawbits", "prop_fr
 
 
 @dataclass
-class MethodConfig:
+class PersonalizeConfig:
     steps: int
     """Gradient steps (environment steps for RL tasks)."""
     seed: int = 0
@@ -86,13 +86,13 @@ def method(name: str):
     return METHODS.register(name)
 
 
-def train_config(task, m: MethodConfig, steps: int, train_base: bool = True, anchor_weight: float = 0.0):
+def train_config(task, m: PersonalizeConfig, steps: int, train_base: bool = True, anchor_weight: float = 0.0):
     return KeyedTrainConfig(steps=steps, lr=m.lr or task.lr, seed=m.seed, hardening=m.hardened,
                             near_miss_bits=m.near_miss_bits, train_base=train_base, anchor_weight=anchor_weight,
                             progress=m.progress)
 
 
-def build_personalized(name: str, task, base: torch.nn.Module, users: list[UserKey], m: MethodConfig) -> Personalized:
+def build_personalized(name: str, task, base: torch.nn.Module, users: list[UserKey], m: PersonalizeConfig) -> Personalized:
     build = METHODS.lookup(name)
     if m.steps <= 0:
         raise UserError(f"--steps must be a positive count, got {m.steps}")
@@ -101,8 +101,8 @@ def build_personalized(name: str, task, base: torch.nn.Module, users: list[UserK
 
 
 def _keyed(name, task, base, users, m):
-    from steerlab.privacy.keyed import KeyedModel
-    from steerlab.privacy.train import train_keyed
+    from steerlab.privacy.prop.keyed import KeyedModel
+    from steerlab.privacy.prop.training import train_keyed
 
     steps = m.steps * (2 if task.rl else 1)
     layers = m.layers or ([task.concat_layer] if name == "key_mlp" else task.layers)
@@ -126,7 +126,7 @@ for _name in KEYED:
 
 @method("cvae")
 def _cvae(name, task, base, users, m):
-    from steerlab.privacy.baselines import train_cvae
+    from steerlab.privacy.prop.baselines import train_cvae
 
     if task.cvae_layer is None:
         raise UserError(f"the CVAE baseline is not defined for {task.name} (it is a supervised encoder model)")
@@ -136,7 +136,7 @@ def _cvae(name, task, base, users, m):
 
 @method("finetune")
 def _finetune(name, task, base, users, m):
-    from steerlab.privacy.baselines import train_finetune
+    from steerlab.privacy.prop.baselines import train_finetune
 
     if len(users) != 1:
         raise UserError("finetune is one model per user: pass one key")
@@ -146,7 +146,7 @@ def _finetune(name, task, base, users, m):
 
 @method("lora")
 def _lora(name, task, base, users, m):
-    from steerlab.privacy.baselines import train_lora
+    from steerlab.privacy.prop.baselines import train_lora
 
     if len(users) != 1:
         raise UserError("the lora baseline is one adapter per user: pass one key")
@@ -155,8 +155,8 @@ def _lora(name, task, base, users, m):
 
 
 def _sealed(name, task, base, users, m):
-    from steerlab.privacy.adapters import AdapterConfig, train_adapter
-    from steerlab.privacy.sealed import Binding, SealedRelease, config_sha256, pack, seal, state_sha256
+    from steerlab.privacy.sealed.adapters import AdapterConfig, train_adapter
+    from steerlab.privacy.sealed.blobs import Binding, SealedRelease, config_sha256, pack, seal, state_sha256
 
     if m.personal is not None and len(m.personal) != len(users):
         raise UserError(f"{len(m.personal)} users' personal options for {len(users)} keys")

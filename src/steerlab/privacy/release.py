@@ -11,7 +11,7 @@ Sealed release, `policy_type` "sealed" (format `SEALED_VERSION`):
     <out>/config.json            the base's own config (under "base"), the hashes of the base's tensors and
                                  config, the release id, n_blobs and the manifest (each blob's SHA-256)
     <out>/model.safetensors      the public base's weights, bit for bit
-    <out>/sealed/user<i>.sealed  one AEAD blob per user (steerlab.privacy.sealed); nothing else is personal
+    <out>/sealed/user<i>.sealed  one AEAD blob per user (steerlab.privacy.sealed.blobs); nothing else is personal
 
 Nothing personal is written into <out> (of either kind): the users' dataset paths, goal offsets and
 per-user scores go into the private report `<out>.private/` beside it (mode 0700: task.json, cases.json,
@@ -77,11 +77,11 @@ def task_from_config(spec: dict, folder: str | Path | None = None):
                                   f"is only on the machine that ran `steerlab personalize`")
         spec = read_json(path)
     if "recipe" in spec:
-        from steerlab.privacy.tasks import make_task
+        from steerlab.privacy.tasks.registry import make_task
 
         return make_task(spec["recipe"], **spec.get("kwargs", {}))
     from steerlab.data.dataset import read_dataset
-    from steerlab.privacy.byo import DatasetTask
+    from steerlab.privacy.tasks.byo import DatasetTask
 
     d = spec["datasets"]
     return DatasetTask(load_policy(d["base"]), read_dataset(d["general"]), [read_dataset(p) for p in d["personal"]],
@@ -92,7 +92,7 @@ def load_public_base(meta: dict, tensors: dict, folder: Path, key=None):
     """A recipe's public base (`policy_type` "public_base"): the recipe's model with these weights."""
     if key is not None:
         raise CheckpointError(f"{folder} is a public base: it takes no key")
-    from steerlab.privacy.tasks import make_task
+    from steerlab.privacy.tasks.registry import make_task
 
     cfg = meta["config"]
     model = make_task(cfg["task"], **cfg.get("kwargs", {"n_users": cfg.get("n_users", 1)})).make_model()
@@ -126,7 +126,7 @@ def _write_base(folder: Path, base: torch.nn.Module, base_ckpt: str | Path | Non
 def save_release(out: Path, personalized, config: dict, base: torch.nn.Module,
                  base_ckpt: str | Path | None) -> None:
     """Write a keyed or sealed release of `personalized` into the (prepared, locked) folder `out`."""
-    from steerlab.privacy.sealed import state_sha256
+    from steerlab.privacy.sealed.blobs import state_sha256
 
     if personalized.kind in ("prop", "key_mlp"):
         model = personalized.model
@@ -154,7 +154,7 @@ def write_sealed(out: Path, blobs: list[bytes], binding, config: dict, weights: 
     """A sealed release (format `SEALED_VERSION`) in the prepared folder `out`: the base's weights file `weights`
     moved in (a byte copy of the public base), one file per blob, and config.json (the base's config under
     "base", the binding, the manifest) last. `config` holds nothing personal."""
-    from steerlab.privacy.sealed import SEALED_VERSION, config_sha256
+    from steerlab.privacy.sealed.blobs import SEALED_VERSION, config_sha256
 
     if binding.base_config_sha256 != config_sha256(base_meta):
         raise CheckpointError("the sealed parts are bound to another base config than the one released")
@@ -179,7 +179,7 @@ def _base_of(meta: dict, tensors: dict, folder: Path):
 
 
 def _binding_of(cfg: dict, folder: Path):
-    from steerlab.privacy.sealed import SEALED_VERSION, Binding
+    from steerlab.privacy.sealed.blobs import SEALED_VERSION, Binding
 
     if cfg.get("sealed_version") != SEALED_VERSION:
         raise CheckpointError(f"{folder} is a sealed release of format {cfg.get('sealed_version', 1)!r}; this steerlab "
@@ -198,7 +198,7 @@ def _binding_of(cfg: dict, folder: Path):
 
 def _read_blob(folder: Path, slot: int, name: str, sha: str):
     """Slot `slot`'s bytes, or the `BlobDamagedError` saying why it cannot be used (that blob only)."""
-    from steerlab.privacy.sealed import BlobDamagedError
+    from steerlab.privacy.sealed.blobs import BlobDamagedError
 
     path = folder / name
     where = f"{folder} blob {slot} ({name})"
@@ -217,7 +217,7 @@ def _read_blob(folder: Path, slot: int, name: str, sha: str):
 
 def open_sealed(folder: str | Path):
     """The `SealedRelease` of a sealed folder (the base + its blobs, damaged ones as errors) and its config."""
-    from steerlab.privacy.sealed import SealedRelease, config_sha256, state_sha256
+    from steerlab.privacy.sealed.blobs import SealedRelease, config_sha256, state_sha256
 
     folder = Path(folder)
     meta, tensors = read_checkpoint(folder)
@@ -244,7 +244,7 @@ def load_personal(folder: str | Path, key: UserKey | None, strict: bool = False,
     and, if false, why: no blob opened with this key, or blob N damaged. Damaged blobs and release
     warnings are printed one line each to `log` (stderr); `strict=True` raises `SealedKeyError` when a
     key opens nothing instead of running the base."""
-    from steerlab.privacy.sealed import SealedKeyError
+    from steerlab.privacy.sealed.blobs import SealedKeyError
 
     log = log or sys.stderr
     folder = Path(folder)
@@ -277,7 +277,7 @@ def load_sealed_policy(meta: dict, tensors: dict, folder: Path, key: UserKey | N
 
 def open_keyed(folder: str | Path):
     """(KeyedModel with no key set, public base, config) of a keyed folder."""
-    from steerlab.privacy.keyed import KeyedModel
+    from steerlab.privacy.prop.keyed import KeyedModel
 
     folder = Path(folder)
     meta, tensors = read_checkpoint(folder)
@@ -305,7 +305,7 @@ def load_keyed_policy(meta: dict, tensors: dict, folder: Path, key: UserKey | No
 
 def load_release(folder: str | Path):
     """(task, Personalized view, public base) of a keyed or sealed release, for evaluation and attacks."""
-    from steerlab.privacy.evaluate import Personalized
+    from steerlab.privacy.key_cases import Personalized
 
     meta, _ = read_checkpoint(folder)
     task = task_from_config(meta["config"]["task"], folder)

@@ -14,9 +14,9 @@ ROWS = (("base", "base (no personalization)"), ("correct", "with the user's key"
 
 def metric_name(task) -> str:
     """What the numbers are, in words (higher is better for every task)."""
-    from steerlab.privacy.protocols import HeldOutScorer
+    from steerlab.privacy.tasks.protocols import HeldOutScorer
 
-    kind = getattr(task, "score_kind", None)  # a user's policy + datasets (privacy/byo.py)
+    kind = getattr(task, "score_kind", None)  # a user's policy + datasets (privacy/tasks/byo.py)
     if kind == "accuracy":
         return f"accuracy: share of held-out actions within {task.tolerance:g} (max-norm) of the demonstrated"
     if kind == "agreement":

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from steerlab.privacy.keyed import KeyedModel
+from steerlab.privacy.prop.keyed import KeyedModel
 
 
 @dataclass

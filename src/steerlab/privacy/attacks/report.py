@@ -48,7 +48,7 @@ def behaviour_distance(t: Target, a: torch.Tensor, b: torch.Tensor, scale: torch
 
 
 def _rollout_scored(t: Target) -> bool:
-    from steerlab.privacy.protocols import HeldOutScorer
+    from steerlab.privacy.tasks.protocols import HeldOutScorer
 
     return not isinstance(t.task.scorer, HeldOutScorer)
 
@@ -61,7 +61,7 @@ def evaluate_found(t: Target, found: Found) -> dict:
     for the most promising attempts by `verify_by_rollouts`; each attempt gets a `proxy` instead: how far
     its outputs on public inputs moved from the base's to the correct key's (1 − MSE(attempt, key) /
     MSE(base, key); ≥ 0.5 is the halfway rule in action space)."""
-    from steerlab.privacy.task import scores
+    from steerlab.privacy.tasks.base import scores
 
     task, model = t.task, t.model
     model.set_key(None)
@@ -125,7 +125,7 @@ best `AttackBudget.rollout_verify` overall."""
 def verify_by_rollouts(t: Target, results: dict[str, tuple[Found, dict]], uses_key: set[str]) -> None:
     """Fill in rollout personal scores (in place) for the attempts the proxy ranks highest: the best
     `rollout_verify` of the pooled attacks and the best `ROLLOUT_PER_ATTACK` of every attack."""
-    from steerlab.privacy.task import scores
+    from steerlab.privacy.tasks.base import scores
 
     ranked = [(float(r["proxy"][i]), n, i) for n, (f, r) in results.items() if "proxy" in r for i in range(len(f))]
     ranked = [x for x in ranked if np.isfinite(x[0])]

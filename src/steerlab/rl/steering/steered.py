@@ -99,7 +99,7 @@ def steered_from_parts(base, base_meta: dict, cfg: dict, actor: dict, where: str
                        base_tensors: dict | None = None) -> SteeredPolicy:
     """A steered policy from its base and its own parts: `cfg` holds `steering`, `sac`, `obs_dim`, `act_dim`
     (and optionally `env`, `sampler_noise_scale`), `actor` the SAC actor's tensors. What a steered checkpoint
-    and a sealed steering part (steerlab.privacy.online) both hold beyond the base."""
+    and a sealed steering part (steerlab.privacy.sealed.online) both hold beyond the base."""
     from steerlab.rl.sac import SAC, SACConfig
 
     cls = method_class(cfg["steering"]["method"], cfg["steering"].get("module"))

@@ -3,7 +3,7 @@
 `finetune_sealed(cfg, key)` trains `cfg` as `steerlab finetune` does, in a run folder made private (mode
 0700: it holds the user's env/reward options, metrics, training state and the steered policy in clear),
 then seals the steering actor, its options and the run's scores for `key` into `<run>.sealed/`, a
-one-user sealed release bound to the public base (steerlab.privacy.online). The key is an argument, never
+one-user sealed release bound to the public base (steerlab.privacy.sealed.online). The key is an argument, never
 a FinetuneConfig field: it reaches no config, metrics, log or exception.
 """
 
@@ -15,7 +15,7 @@ from steerlab.core.errors import OutputExistsError, UserError
 from steerlab.core.outdir import output_dir
 from steerlab.core.refs import is_ref
 from steerlab.privacy.keys import UserKey
-from steerlab.privacy.online import part_dir, seal_online_run
+from steerlab.privacy.sealed.online import part_dir, seal_online_run
 from steerlab.train.finetune.config import FinetuneConfig
 from steerlab.train.finetune.folder import run_folder
 

@@ -39,8 +39,8 @@ from safetensors.torch import save as save_bytes
 from torch import nn
 
 from steerlab.core.errors import UserError
-from steerlab.privacy.adapters import BlobDamagedError, apply_adapter
 from steerlab.privacy.keys import UserKey
+from steerlab.privacy.sealed.adapters import BlobDamagedError, apply_adapter
 
 MAGIC = b"STLSEAL1"  # the container (magic, length, JSON header, ciphertext); the header's version is the format
 SEALED_FORMAT = "steerlab-sealed"
@@ -210,7 +210,7 @@ KNOWN_PARTS = ("adapter", "steering")
 
 def apply_parts(base: nn.Module, parts: dict, where: str, base_meta: dict | None = None):
     """The personal policy a payload's parts make of `base`: `adapter` merged into its weights, then a `steering`
-    part (a steering method's SAC actor, steerlab.privacy.online) run on top. Unknown parts are refused rather
+    part (a steering method's SAC actor, steerlab.privacy.sealed.online) run on top. Unknown parts are refused rather
     than ignored, so a newer blob never runs as a silently partial policy."""
     unknown = sorted(set(parts) - set(KNOWN_PARTS))
     if unknown or not parts:
@@ -227,7 +227,7 @@ def apply_parts(base: nn.Module, parts: dict, where: str, base_meta: dict | None
 
 
 def apply_steering(base, base_meta: dict, tensors: dict, meta: dict, where: str):
-    """The steered policy a sealed `steering` part (steerlab.privacy.online) makes of `base`: its SAC actor's
+    """The steered policy a sealed `steering` part (steerlab.privacy.sealed.online) makes of `base`: its SAC actor's
     tensors, and as metadata the steering options, SAC sizes, sampler noise scale and the user's env spec."""
     from steerlab.core.errors import CheckpointError
     from steerlab.rl.steering.steered import steered_from_parts
@@ -241,7 +241,7 @@ def apply_steering(base, base_meta: dict, tensors: dict, meta: dict, where: str)
 
 def policy_of(model: nn.Module) -> nn.Module:
     """The policy inside a keyed model or a sealed release (the model itself otherwise)."""
-    from steerlab.privacy.keyed import KeyedModel
+    from steerlab.privacy.prop.keyed import KeyedModel
 
     return model.model if isinstance(model, (KeyedModel, SealedRelease)) else model
 

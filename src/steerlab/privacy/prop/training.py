@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import torch
 
 from steerlab.core.progress import progress_bar
-from steerlab.privacy.keyed import KeyedModel
 from steerlab.privacy.keys import near_miss_keys, random_keys
+from steerlab.privacy.prop.keyed import KeyedModel
 
 
 @dataclass
@@ -151,7 +151,7 @@ def hardening_loss(model: KeyedModel, task, gen: torch.Generator, attack_pool: d
 
 
 class SupervisedLearner:
-    """The default learner (steerlab.privacy.protocols.Learner): gradient steps on the task's batches and loss."""
+    """The default learner (steerlab.privacy.tasks.protocols.Learner): gradient steps on the task's batches and loss."""
 
     def fit_keyed(self, model, task, users: list, cfg, extra_loss=None) -> list[dict]:
         return supervised_keyed_training(model, task, users, cfg, extra_loss)
@@ -178,7 +178,7 @@ def learner_of(task):
 
 
 def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig, extra_loss=None) -> list[dict]:
-    """Keyed training with the task's learner (`task.learner`, steerlab.privacy.protocols): `users` are
+    """Keyed training with the task's learner (`task.learner`, steerlab.privacy.tasks.protocols): `users` are
     UserKey objects whose personal data is `task.personal_batch(user_index, ...)`. Returns the loss log.
     `extra_loss(model, task, step, gen) -> tensor`, if given, is added to every step's loss (research
     variants, e.g. adversarial negatives)."""

@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from torch import nn
 
-from steerlab.privacy.keyed import KeyedModel
 from steerlab.privacy.keys import UserKey
-from steerlab.privacy.train import KeyedTrainConfig, train_keyed
+from steerlab.privacy.prop.keyed import KeyedModel
+from steerlab.privacy.prop.training import KeyedTrainConfig, train_keyed
 
 FIXED_INFO = b"steerlab/prop/fixed-first-layer/v1"
 DECOYS = 4

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from steerlab.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_checkpoint, read_json
 from steerlab.core.errors import UserError
-from steerlab.privacy.adapters import BlobDamagedError
 from steerlab.privacy.keys import UserKey
-from steerlab.privacy.sealed import (
+from steerlab.privacy.sealed.adapters import BlobDamagedError
+from steerlab.privacy.sealed.blobs import (
     Binding,
     SealedKeyError,
     apply_parts,

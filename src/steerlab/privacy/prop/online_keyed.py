@@ -1,8 +1,8 @@
 """A keyed (PRoP-style, UNSEALED) steering actor, for the record: what the attack suite recovers from it.
 
-The sealed online part (steerlab.privacy.online) hides a user's RL-improved steering actor entirely. The
+The sealed online part (steerlab.privacy.sealed.online) hides a user's RL-improved steering actor entirely. The
 PRoP alternative keeps one shared actor whose linear layers are keyed by the user's key
-(steerlab.privacy.keyed.KeyedModel): with the key it acts as the user's RL-trained actor, with a wrong key
+(steerlab.privacy.prop.keyed.KeyedModel): with the key it acts as the user's RL-trained actor, with a wrong key
 or none as the base's (the zero residual: the public base's behaviour). It is distilled from the trained
 actor with `prop`'s loss (personal + general + anchor) on the features of the base's states (the general
 and the user's demonstrations), then attacked with the project's attack suite (`run_attacks`). Scores:
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from steerlab.privacy.task import Task
+from steerlab.privacy.tasks.base import Task
 
 
 class ActorMean(nn.Module):
@@ -84,14 +84,14 @@ def keyed_actor_attack(base_actor: nn.Module, user_actor: nn.Module, feats: torc
     """Train the keyed (unsealed) steering actor of one user (`prop`) and run the attack suite on it: the
     attack report plus the key-case scores (−MSE to the user's actor / to the base's zero residual)."""
     from steerlab.privacy.attacks import attack_summary
-    from steerlab.privacy.evaluate import evaluate_key_cases
-    from steerlab.privacy.methods import MethodConfig, build_personalized
-    from steerlab.privacy.task import scores
+    from steerlab.privacy.key_cases import evaluate_key_cases
+    from steerlab.privacy.methods import PersonalizeConfig, build_personalized
+    from steerlab.privacy.tasks.base import scores
 
     torch.manual_seed(seed)
     task = SteeringActorTask(base_actor, user_actor, feats, seed=seed)
     base = task.base_model
-    p = build_personalized("prop", task, base, [key], MethodConfig(steps=steps, seed=seed))
+    p = build_personalized("prop", task, base, [key], PersonalizeConfig(steps=steps, seed=seed))
     cases = evaluate_key_cases(p, task, seed, n_keys=8)
     model = p.model
     base_personal = scores(task, lambda x: task.predict(base, x))["personal"]

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from steerlab.core.registry import Registry
-from steerlab.envs import point_robot
 from steerlab.policies.backbones import SmallCNN, TinyTransformer, mlp
-from steerlab.privacy.task import Task, scores  # noqa: F401  (the interface; re-exported for older imports)
+from steerlab.privacy.tasks.base import Task, scores  # noqa: F401  (the interface; re-exported for older imports)
+from steerlab.privacy.tasks.envs import point_robot
 
 
 class PointRobotTask(Task):
@@ -25,7 +25,7 @@ class PointRobotTask(Task):
 
     State [p, g] with robot position p and goal g in [−1, 1]^dim; the expert moves straight to the goal,
     a = g − p. User u prefers the goal g_u = A_u·g + c_u, an affine map of the general goal
-    (steerlab.envs.point_robot). The personal goal is never in the observation; only the key can reveal it.
+    (steerlab.privacy.tasks.envs.point_robot). The personal goal is never in the observation; only the key can reveal it.
     """
 
     name = "point_robot"
@@ -82,7 +82,7 @@ class DigitsTask(Task):
     output_kind = "logits"
 
     def __init__(self, n_users: int = 1, mnist_dir: str | None = None):
-        from steerlab.envs.classification import load_digits_split
+        from steerlab.privacy.tasks.envs.classification import load_digits_split
 
         self.n_users = n_users
         (self.x_train, self.y_train), (self.x_test, self.y_test) = load_digits_split(mnist_dir)
@@ -140,7 +140,7 @@ class _RowTokens(nn.Module):
 
 def _metaworld(policy: str):
     def make(**kwargs):
-        from steerlab.privacy.metaworld_task import MetaWorldPreferenceTask
+        from steerlab.privacy.tasks.metaworld import MetaWorldPreferenceTask
 
         return MetaWorldPreferenceTask(policy=policy, **{k: v for k, v in kwargs.items() if k != "mnist_dir"})
 
@@ -148,7 +148,7 @@ def _metaworld(policy: str):
 
 
 def _panda_reach(**kwargs):
-    from steerlab.privacy.rl_task import make_panda_reach
+    from steerlab.privacy.tasks.panda_rl import make_panda_reach
 
     return make_panda_reach(**kwargs)
 

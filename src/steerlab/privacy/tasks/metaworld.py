@@ -22,9 +22,9 @@ from torch import nn
 from steerlab.data.collect import collect_demos
 from steerlab.policies.backbones import mlp
 from steerlab.policies.normalize import Normalizer
-from steerlab.privacy.scorers import EnvSuccessScorer
-from steerlab.privacy.sealed import policy_of
-from steerlab.privacy.task import Task, sampled_chunks
+from steerlab.privacy.sealed.blobs import policy_of
+from steerlab.privacy.tasks.base import Task, sampled_chunks
+from steerlab.privacy.tasks.scorers import EnvSuccessScorer
 
 OFFSET = 0.08
 

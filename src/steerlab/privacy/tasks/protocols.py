@@ -8,12 +8,12 @@ A personalization *task* joins a model family with:
   agreement on held-out personal demonstrations;
 * a **learner** — how a model is fitted: keyed training of PRoP-style models (`fit_keyed`) and
   plain personal fitting of chosen parameters (`fit_personal`, used by fine-tuning, LoRA and sealed
-  adapters). `steerlab.privacy.train.SupervisedLearner` (a task's `learner = None`) does gradient
-  steps on the data source's batches; RL tasks bring PPO (`steerlab.privacy.rl_task.PPOLearner`).
+  adapters). `steerlab.privacy.prop.training.SupervisedLearner` (a task's `learner = None`) does gradient
+  steps on the data source's batches; RL tasks bring PPO (`steerlab.privacy.tasks.panda_rl.PPOLearner`).
 
 A task names its scorer and learner as attributes (`task.scorer`, `task.learner`); nothing is found by
 probing for optional methods. The built-in recipes (`steerlab.privacy.tasks.TASKS`) and a user's own
-policy + datasets (`steerlab.privacy.byo.DatasetTask`) are configurations of these pieces.
+policy + datasets (`steerlab.privacy.tasks.byo.DatasetTask`) are configurations of these pieces.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from steerlab.privacy.keys import flip_bits, random_keys
-from steerlab.privacy.task import Task, scores
+from steerlab.privacy.tasks.base import Task, scores
 
 KEY_CASES = ("correct", "random", "near_miss_1", "no_key")
 HAMMING = (0, 1, 2, 4, 8, 16)
@@ -31,7 +31,7 @@ class Personalized:
         elif self.kind == "cvae":
             return lambda x: self.model.run(x, bits, self.predict)
         elif self.kind == "lora":
-            from steerlab.privacy.baselines import set_lora
+            from steerlab.privacy.prop.baselines import set_lora
 
             set_lora(self.adapters, bits is not None and any(torch.equal(bits, u) for u in self.user_bits))
         elif self.kind != "finetune":  # finetune ignores keys: it always behaves personally

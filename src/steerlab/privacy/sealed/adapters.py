@@ -53,8 +53,8 @@ class LoRADelta(nn.Module):
 
 def train_adapter(base: nn.Module, task, user: int, train_cfg, adapter: AdapterConfig):
     """Fit one user's adapter on that user's objective with the base frozen: (tensors, metadata) to seal."""
-    from steerlab.privacy.keyed import replace_module
-    from steerlab.privacy.train import learner_of
+    from steerlab.privacy.prop.keyed import replace_module
+    from steerlab.privacy.prop.training import learner_of
 
     if adapter.kind not in ADAPTER_KINDS:
         raise UserError(f"adapter kind must be one of {ADAPTER_KINDS}, got {adapter.kind!r}")

@@ -7,7 +7,7 @@ Keys reach the actor through `actor.use_keys(bits, keyed_mask)` (a `KeyedModel`)
 them. The critic sees the observation and a one-hot of the objective: it is a training-time device only
 (never released), so giving it the objective is not a leak.
 
-Env protocol (see steerlab.envs.panda_reach): `n`, `obs_dim`, `act_dim`, `n_objectives`,
+Env protocol (see steerlab.privacy.tasks.envs.panda_reach): `n`, `obs_dim`, `act_dim`, `n_objectives`,
 `reset() -> obs (n, obs_dim)`, `step(actions) -> obs, rewards (n, n_objectives), done (n,), info` with
 auto-reset and `info["final_obs"]`. Every `done` is a time limit, so the last reward is bootstrapped with
 the value of the final observation.

@@ -2,12 +2,12 @@
 
 General objective: reach the task's goal g. The user's objective (the paper's): reach g mirrored in x and
 y. The observation holds the end effector's state and g only, so the policy can learn the personal goal
-from the user's key alone (steerlab.envs.panda_reach).
+from the user's key alone (steerlab.privacy.tasks.envs.panda_reach).
 
-Training is PPO throughout (steerlab.rl.ppo): the public base is PPO on the general reward; PRoP
+Training is PPO throughout (steerlab.privacy.tasks.ppo): the public base is PPO on the general reward; PRoP
 continues from it with *keyed episodes*: each episode draws a condition — the user's key (personal
 reward) or a random key, a key 1..ε bits off, or no key (general reward) — with the same shares and key
-samplers as the supervised tasks (steerlab.privacy.train). `KeyedTrainConfig.steps` counts environment
+samplers as the supervised tasks (steerlab.privacy.prop.training). `KeyedTrainConfig.steps` counts environment
 steps here. The key-MLP baseline is the same loop with the key concatenated to the actor's input;
 fine-tuning and LoRA are plain PPO on the personal reward. (The CVAE baseline is a supervised
 encoder model and is not defined for this task.)
@@ -29,11 +29,18 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from steerlab.envs.panda_reach import GENERAL, OBS_DIM, PERSONAL, PandaReachVec, PointReachVec
 from steerlab.policies.backbones import mlp
 from steerlab.privacy.keys import near_miss_keys, random_keys
-from steerlab.privacy.task import Task
-from steerlab.rl.ppo import ActorCritic, Conditions, FixedObjective, PPOConfig, evaluate_policy, train_ppo
+from steerlab.privacy.tasks.base import Task
+from steerlab.privacy.tasks.envs.panda_reach import GENERAL, OBS_DIM, PERSONAL, PandaReachVec, PointReachVec
+from steerlab.privacy.tasks.ppo import (
+    ActorCritic,
+    Conditions,
+    FixedObjective,
+    PPOConfig,
+    evaluate_policy,
+    train_ppo,
+)
 
 # positions and goals live in a ±0.15 m box: scale them to ~±1 for the networks; velocities are ~±1 already
 OBS_SCALE = torch.tensor([6.7, 6.7, 6.7, 1.0, 1.0, 1.0, 6.7, 6.7, 6.7])
@@ -194,7 +201,7 @@ class PandaReachTask(Task):
 
 
 class PPOLearner:
-    """The RL task's learner (steerlab.privacy.protocols.Learner): keyed PPO and plain PPO on the personal reward."""
+    """The RL task's learner (steerlab.privacy.tasks.protocols.Learner): keyed PPO and plain PPO on the personal reward."""
 
     def fit_keyed(self, model, task: PandaReachTask, users: list, cfg, extra_loss=None) -> list[dict]:
         """Keyed PPO: user-key episodes earn the personal reward, wrong-key / no-key episodes the general
@@ -202,7 +209,7 @@ class PPOLearner:
         random, near-miss and no keys matches the public base's actions on probe states — which keeps
         wrong keys at the base behaviour despite PPO's noisy updates (and, with `cfg.hardening`, the
         adversarial negatives)."""
-        from steerlab.privacy.train import general_loss, hardening_loss, refresh_attack_pool
+        from steerlab.privacy.prop.training import general_loss, hardening_loss, refresh_attack_pool
 
         user_bits = torch.stack([u.bits() for u in users])
         for p in model.base_parameters():

@@ -22,9 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from steerlab.policies.backbones import mlp
-from steerlab.privacy.keyed import replace_module
 from steerlab.privacy.keys import random_keys
-from steerlab.privacy.train import KeyedTrainConfig, learner_of, negative_keys, personal_batches, split_sizes
+from steerlab.privacy.prop.keyed import replace_module
+from steerlab.privacy.prop.training import (
+    KeyedTrainConfig,
+    learner_of,
+    negative_keys,
+    personal_batches,
+    split_sizes,
+)
 
 
 def fit_personal(model: nn.Module, params, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
@@ -92,7 +98,7 @@ def attack_lora_release(model: nn.Module, adapters: dict[str, LoRALinear], base:
         recovered,
         recovery_threshold,
     )
-    from steerlab.privacy.task import scores
+    from steerlab.privacy.tasks.base import scores
 
     xb = task.test_general()[0][:BEHAVIOUR_PROBE]
     logits = getattr(task, "output_kind", "regression") == "logits"

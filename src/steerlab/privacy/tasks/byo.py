@@ -8,8 +8,8 @@
   `check_personalizable` names the first missing piece (docs/protocol.md, "personalization level");
 * the data source: a general dataset (the shared behaviour; by default the one the base was trained on)
   and one personal dataset per user (the user's demonstrations), LeRobotDataset v3 folders;
-* the scorer (`score`; `agreement` and `accuracy` are steerlab.privacy.protocols.HeldOutScorer on the
-  held-out frames, `env` is steerlab.privacy.scorers.EnvSuccessScorer):
+* the scorer (`score`; `agreement` and `accuracy` are steerlab.privacy.tasks.protocols.HeldOutScorer on the
+  held-out frames, `env` is steerlab.privacy.tasks.scorers.EnvSuccessScorer):
     - `agreement`: R² = 1 − MSE / Var of the policy's first action against held-out demonstrations'
       actions (the last `holdout` share of each dataset's episodes is never trained on);
     - `accuracy`: the share of held-out frames whose action is within `tolerance` (max-norm) of the
@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from steerlab.core.errors import UserError
-from steerlab.privacy.sealed import policy_of
-from steerlab.privacy.task import Task, sampled_chunks
+from steerlab.privacy.sealed.blobs import policy_of
+from steerlab.privacy.tasks.base import Task, sampled_chunks
 
 SCORES = ("agreement", "accuracy", "env")
 
@@ -163,7 +163,7 @@ class DatasetTask(Task):
                             f"{type(loss).__name__}{'' if not isinstance(loss, torch.Tensor) else tuple(loss.shape)}")
 
     def _env_scorer(self, personal: list, goal_offsets, episodes: int):
-        from steerlab.privacy.scorers import EnvSuccessScorer
+        from steerlab.privacy.tasks.scorers import EnvSuccessScorer
 
         if not self.env_task:
             raise UserError("--score env needs the environment the base acts in: a base checkpoint that records "

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from steerlab.privacy.protocols import HeldOutScorer, Learner, Scorer
+from steerlab.privacy.tasks.protocols import HeldOutScorer, Learner, Scorer
 
 
 class Task:
@@ -29,10 +29,10 @@ class Task:
     cvae_layer: str | None = None
     """The layer the CVAE baseline injects its latent into (None: no CVAE baseline for this task)."""
     scorer: Scorer = HeldOutScorer()
-    """How general and personal behaviour are measured (steerlab.privacy.protocols)."""
+    """How general and personal behaviour are measured (steerlab.privacy.tasks.protocols)."""
     learner: Learner | None = None
-    """How models are fitted: keyed training and per-user fitting (steerlab.privacy.protocols); None: gradient
-    steps on the data source's batches (steerlab.privacy.train.SupervisedLearner)."""
+    """How models are fitted: keyed training and per-user fitting (steerlab.privacy.tasks.protocols); None: gradient
+    steps on the data source's batches (steerlab.privacy.prop.training.SupervisedLearner)."""
     output_kind = "regression"
     """What `predict` returns: "regression" (targets, actions) or "logits" (class scores); attacks measure
     divergence from the base as squared deviation or as KL accordingly."""
@@ -60,7 +60,7 @@ class Task:
 
     def anchor_targets(self, anchor: nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Labels `loss` takes that carry `anchor`'s behaviour on `x` (PRoP's anchor loss,
-        steerlab.privacy.train.anchor_loss): its predictions, as class indices for classifiers. Tasks
+        steerlab.privacy.prop.training.anchor_loss): its predictions, as class indices for classifiers. Tasks
         whose labels are not predictions (action chunks of a generative policy) override this."""
         out = self.predict(anchor, x)
         return out.argmax(-1) if self.output_kind == "logits" else out

@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from steerlab.privacy.sealed import SealedRelease
+from steerlab.privacy.sealed.blobs import SealedRelease
 
 
 @torch.no_grad()

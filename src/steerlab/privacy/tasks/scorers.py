@@ -1,4 +1,4 @@
-"""Scorers that run a policy in its environment (see steerlab.privacy.protocols for the protocol).
+"""Scorers that run a policy in its environment (see steerlab.privacy.tasks.protocols for the protocol).
 
 `EnvSuccessScorer` rolls a `run(obs) -> actions` function out in a Meta-World task: the general score
 is the task's success rate, user u's personal score the success rate of reaching the goal moved by the

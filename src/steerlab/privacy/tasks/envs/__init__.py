@@ -1,0 +1,1 @@
+"""Environments only the personalization recipes use (a point robot, digit classification, vectorized panda reach)."""
