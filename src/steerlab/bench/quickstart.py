@@ -42,9 +42,9 @@ class QuickstartConfig:
     """Demonstration preset of the base (steerlab.data.collect): mixed leaves room for RL."""
     episodes: int = 50
     """Demonstrations the base imitates."""
-    steps: int = 2000
-    """Pretraining gradient steps (PretrainConfig's default)."""
-    env_steps: int = 20_000
+    steps: int = 1000
+    """Pretraining gradient steps (half PretrainConfig's default: the time goes to ZPRL)."""
+    env_steps: int = 12_000
     """ZPRL's budget in environment steps (the first 4,000 are its default warm-up)."""
     n_envs: int = 8
     """ZPRL's environments stepped together (one batched actor call per decision: the run's throughput)."""
@@ -52,11 +52,13 @@ class QuickstartConfig:
     """Environment steps between the learning curve's evaluations."""
     curve_episodes: int = 10
     """Episodes per evaluation of the learning curve (fixed seeds; the table's numbers use `eval_episodes`)."""
-    eval_episodes: int = 50
+    mode_episodes: int = 20
+    """Episodes per sampler mode of the base's evaluation from which ZPRL's sampler-mode rule decides."""
+    eval_episodes: int = 30
     """Episodes of every row of the table, the same ones for every policy (ZPRL's final evaluation's seeds)."""
     user_episodes: int = 20
     """The user's demonstrations (the scripted expert aimed at the moved goal)."""
-    user_eval_episodes: int = 20
+    user_eval_episodes: int = 10
     """Episodes of the user's objective per row."""
     goal_offset: list[float] = field(default_factory=lambda: [0.08, 0.0, 0.0])
     """The user's preference: the goal moved by this much (metres; x y z)."""
@@ -72,7 +74,8 @@ class QuickstartConfig:
         """Every stage on a budget of seconds (the tests): the pieces, not the numbers."""
         return cls(**{"episodes": 2, "steps": 20, "env_steps": 160, "eval_every": 80, "curve_episodes": 1,
                       "eval_episodes": 2, "user_episodes": 2, "user_eval_episodes": 1, "personal_steps": 5, "n_envs": 2,
-                      "finetune_overrides": {"warmup_decisions": 40, "mode_episodes": 1, "max_steps": 20},
+                      "mode_episodes": 1,
+                      "finetune_overrides": {"warmup_decisions": 40, "max_steps": 20},
                       **kw})
 
 
@@ -92,8 +95,9 @@ def make_base(cfg: QuickstartConfig, out: Path) -> Path:
         "quality": cfg.quality, "preset": preset_dict(cfg.quality), "seed": cfg.seed, "max_steps": 200,
         "env": "metaworld", "env_id": cfg.task, "demonstrator": "scripted expert",
         **({"shift": cfg.shift} if cfg.shift else {})})
-    return pretrain(PretrainConfig(dataset=str(ds), out=str(out / "base"), steps=cfg.steps, seed=cfg.seed),
-                    progress=False)
+    # nothing else runs yet: both cores
+    return pretrain(PretrainConfig(dataset=str(ds), out=str(out / "base"), steps=cfg.steps, seed=cfg.seed,
+                                   num_threads=2), progress=False)
 
 
 def finetune_config(cfg: QuickstartConfig, out: Path, base: Path):
@@ -101,7 +105,8 @@ def finetune_config(cfg: QuickstartConfig, out: Path, base: Path):
 
     return FinetuneConfig(base=str(base), out=str(out / "zprl"), method="zprl", shift=cfg.shift,
                           env_steps=cfg.env_steps, eval_every=cfg.eval_every, eval_episodes=cfg.curve_episodes,
-                          final_episodes=cfg.eval_episodes, n_envs=cfg.n_envs, seed=cfg.seed,
+                          final_episodes=cfg.eval_episodes, mode_episodes=cfg.mode_episodes, n_envs=cfg.n_envs,
+                          seed=cfg.seed,
                           **cfg.finetune_overrides)
 
 

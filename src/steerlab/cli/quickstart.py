@@ -36,10 +36,9 @@ def run_quickstart(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(f"--task: {err}") from None
     preset_dict(args.quality)
-    if args.shift:
-        from steerlab.envs.shifts import shift_name
+    from steerlab.envs.shifts import shift_name
 
-        shift_name(args.shift)
+    args.shift = shift_name(args.shift)  # canonical; 'none' -> None
     chosen = {k: getattr(args, k) for k in OPTIONS if not (args.tiny and k in BUDGETS)}
     cfg = QuickstartConfig.tiny(**chosen) if args.tiny else QuickstartConfig(**chosen)
     out = Path(args.out)
@@ -68,8 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Example: steerlab quickstart --seed 1 --out runs/quickstart-s1")
     d = {f.name: f.default for f in fields(QuickstartConfig) if f.name in OPTIONS}
     p.add_argument("--task", default=d["task"], help="Meta-World task of the base, ZPRL and the user")
-    p.add_argument("--shift", default=d["shift"], help="deployment shift for ZPRL and every evaluation "
-                                                       "(docs/envs.md; default: none)")
+    p.add_argument("--shift", default=d["shift"], help="deployment shift of the base's demos, ZPRL and every "
+                                                       "evaluation (docs/envs.md; 'none': no shift)")
     p.add_argument("--quality", "--qualities", dest="quality", default=d["quality"],
                    help="demonstration preset of the base (docs/envs.md)")
     p.add_argument("--episodes", type=int, default=d["episodes"], help="demonstrations the base imitates")
