@@ -43,6 +43,14 @@ def test_tiny_quickstart_prints_every_row_and_writes_the_figure(tmp_path, capsys
     assert (out / "personalized" / "sealed" / "user0.sealed").is_file()
     assert stat.S_IMODE((out / "personalized.private").stat().st_mode) == 0o700
     assert "goal_offset" not in (out / "personalized" / "config.json").read_text()
+    # what `steerlab bench quickstart_seeds` keeps of a run, and its verdicts over seeds: strict JSON
+    from steerlab.bench.quickstart_seeds import seed_record, verdicts
+
+    record = seed_record(summary)
+    summary_of_seeds = verdicts([record, record])
+    json.dumps({"seeds": [record], "summary": summary_of_seeds}, allow_nan=False)
+    assert summary_of_seeds["eps0"]["seeds"] == 2 and summary_of_seeds["sealed"]["right_key_opened"] == 2
+    assert summary_of_seeds["sealed"]["wrong_or_no_key_opened"] == 0
 
 
 def test_bad_input_is_one_line_and_makes_no_folder(tmp_path, capsys):

@@ -95,9 +95,9 @@ def make_base(cfg: QuickstartConfig, out: Path) -> Path:
         "quality": cfg.quality, "preset": preset_dict(cfg.quality), "seed": cfg.seed, "max_steps": 200,
         "env": "metaworld", "env_id": cfg.task, "demonstrator": "scripted expert",
         **({"shift": cfg.shift} if cfg.shift else {})})
-    # nothing else runs yet: both cores
-    return pretrain(PretrainConfig(dataset=str(ds), out=str(out / "base"), steps=cfg.steps, seed=cfg.seed,
-                                   num_threads=2), progress=False)
+    # one thread: on a shared machine two threads of small matmuls were 4x slower per step (measured), not faster
+    return pretrain(PretrainConfig(dataset=str(ds), out=str(out / "base"), steps=cfg.steps, seed=cfg.seed),
+                    progress=False)
 
 
 def finetune_config(cfg: QuickstartConfig, out: Path, base: Path):
