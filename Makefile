@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[all]"
 	touch $@
 
-quickstart: setup          ## collect demos -> pretrain -> evaluate, prints a table, saves a plot (~5 min)
+quickstart: setup          ## base from imperfect demos -> ZPRL -> sealed personalization; one table, one figure (~8 min)
 	$(BIN)/steerlab quickstart
 
 test: setup                ## the test suite CI runs (the long fault-injection run is left to test-faults)

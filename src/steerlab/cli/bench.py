@@ -9,7 +9,8 @@ import pkgutil
 import steerlab.bench as bench_pkg
 
 # library modules of the package that are not benchmarks themselves
-HELPERS = {"common", "suite", "plots", "privacy_attacks", "sweep", "shift_suite", "headlines", "calibration"}
+HELPERS = {"common", "suite", "plots", "privacy_attacks", "sweep", "shift_suite", "headlines", "calibration",
+           "quickstart", "quickstart_report"}
 
 
 def benchmarks() -> list[str]:

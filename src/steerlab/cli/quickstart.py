@@ -1,15 +1,22 @@
-"""`steerlab quickstart`: the whole imitation pipeline on a small default, in a few minutes on 2 cores.
+"""`steerlab quickstart`: what steerlab is for, in one command and a few minutes on 2 cores.
 
-collect mixed-quality demos -> pretrain flow policy + VIB -> evaluate -> table + plot.
+A base pretrained on imperfect demonstrations -> ZPRL improves it online -> a sealed personalization of the same
+base for one user (right key: the user's behaviour; wrong key / no key: the base) -> one table, one figure.
+The pipeline is steerlab.bench.quickstart (`steerlab bench quickstart_seeds` checks it over seeds).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import fields
 from pathlib import Path
 
-from steerlab.core.checkpoint import atomic_write_json
+from steerlab.bench.quickstart import QuickstartConfig
+
+# fields the command line sets (the rest keep QuickstartConfig's defaults); --tiny keeps its own budget
+OPTIONS = ("task", "shift", "quality", "episodes", "steps", "env_steps", "eval_episodes", "seed")
+BUDGETS = ("episodes", "steps", "env_steps", "eval_episodes")
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
@@ -17,73 +24,67 @@ def run_quickstart(args: argparse.Namespace) -> int:
         from steerlab.cli.quickstart_pixels import run_pixels
 
         return run_pixels(args)
-    import matplotlib
+    from steerlab.bench.quickstart import run
+    from steerlab.bench.quickstart_report import table
+    from steerlab.core.config import check_count
+    from steerlab.core.outdir import output_dir, read_marker
+    from steerlab.data.collect import preset_dict
+    from steerlab.envs.metaworld_env import check_task
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    for name in BUDGETS:
+        check_count(f"--{name.replace('_', '-')}", getattr(args, name))
+    from steerlab.core.errors import UserError
 
-    from steerlab.core.checkpoint import load_policy
-    from steerlab.core.logger import read_metrics
-    from steerlab.data.collect import collect_demos, preset_dict
-    from steerlab.data.dataset import write_dataset
-    from steerlab.eval.rollout import evaluate
-    from steerlab.train.pretrain import PretrainConfig, pretrain
+    try:
+        check_task(args.task)  # bad input fails before any folder is made
+    except ValueError as err:
+        raise UserError(f"--task: {err}") from None
+    preset_dict(args.quality)
+    from steerlab.envs.shifts import shift_name
 
+    args.shift = shift_name(args.shift)  # canonical; 'none' -> None
+    chosen = {k: getattr(args, k) for k in OPTIONS if not (args.tiny and k in BUDGETS)}
+    cfg = QuickstartConfig.tiny(**chosen) if args.tiny else QuickstartConfig(**chosen)
     out = Path(args.out)
-    rows = []
-    for quality in args.qualities:
-        t0 = time.perf_counter()
-        ds_dir = out / "datasets" / f"{args.task}__{quality}"
-        episodes = collect_demos(args.task, args.episodes, quality, args.seed)
-        write_dataset(ds_dir, episodes, args.task, extra_info={"quality": quality, "preset": preset_dict(quality),
-                                                               "seed": args.seed, "max_steps": 200, "env": "metaworld"},
-                      overwrite=True)  # quickstart reruns replace its own datasets under --out
-        ckpt = pretrain(PretrainConfig(dataset=str(ds_dir), out=str(out / "policies" / f"{args.task}__{quality}"),
-                                       steps=args.steps, seed=args.seed))
-        result = evaluate(load_policy(ckpt), args.task, args.eval_episodes, args.seed, n_envs=2)
-        atomic_write_json(ckpt / "eval.json", result)
-        rows.append({"quality": quality, "demo_success": sum(e.success for e in episodes) / len(episodes),
-                     "success": result["success"], "ci95": result["ci95"], "length": result["length_mean"],
-                     "jerk": result["smoothness"]["jerk"], "seconds": time.perf_counter() - t0,
-                     "loss_curve": read_metrics(ckpt)})
-
-    print(f"\n## quickstart: {args.task}, {args.episodes} demos, {args.steps} pretraining steps, "
-          f"{args.eval_episodes} evaluation episodes, seed {args.seed}\n")
-    print("| demos | demo success | policy success [95% CI] | mean length | EE mean jerk | wall time |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['quality']} | {r['demo_success']:.2f} | {r['success']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] "
-              f"| {r['length']:.0f} | {r['jerk']:.5f} | {r['seconds']:.0f} s |")
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for r in rows:
-        ax1.plot([m["step"] for m in r["loss_curve"]], [m["flow"] for m in r["loss_curve"]], label=r["quality"])
-    ax1.set(xlabel="gradient step", ylabel="flow-matching loss", title="pretraining", yscale="log")
-    ax1.legend()
-    xs = range(len(rows))
-    ax2.bar(xs, [r["success"] for r in rows],
-            yerr=[[r["success"] - r["ci95"][0] for r in rows], [r["ci95"][1] - r["success"] for r in rows]],
-            capsize=6, color="tab:blue", alpha=0.8)
-    ax2.set_xticks(list(xs), [r["quality"] for r in rows])
-    ax2.set(ylim=(0, 1), ylabel="success rate (95% Wilson CI)", title=f"{args.task} evaluation")
-    fig.tight_layout()
-    plot = out / "quickstart.png"
-    fig.savefig(plot, dpi=110)
-    atomic_write_json(out / "quickstart.json", [{k: v for k, v in r.items() if k != "loss_curve"} for r in rows])
-    print(f"\nplot: {plot}\nresults: {out / 'quickstart.json'}")
+    # a folder an earlier quickstart wrote is moved aside (never deleted); anything else needs --overwrite
+    again = (read_marker(out) or {}).get("kind") == "quickstart"
+    t0 = time.perf_counter()
+    with output_dir(out, "quickstart", overwrite=args.overwrite or again) as (folder, _):
+        summary = run(cfg, folder, workers=1 if args.tiny else 2)
+    print("\n" + table(summary))
+    load = summary["load_average"]
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s on {summary['cpus']} CPUs (load average {load['start'][0]:.1f} "
+          f"at the start, {load['end'][0]:.1f} at the end): base {summary['seconds']['base']:.0f} s, then side by side "
+          f"ZPRL {summary['seconds']['zprl']:.0f} s and the personalization + evaluations "
+          f"{summary['seconds']['personalization']:.0f} s")
+    p = summary["paths"]
+    print(f"figure: {out / 'quickstart.png'}   results: {out / 'quickstart.json'}\n"
+          f"try it:  steerlab evaluate {p['release']} --key {p['key']}     (the user's policy)\n"
+          f"         steerlab evaluate {p['release']}                     (no key: the public base)\n"
+          f"         steerlab evaluate {p['zprl']}/policy --noise-scale 0 (the ZPRL-steered policy)")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quickstart", help="collect -> pretrain -> evaluate on a small default, with a table and plot",
-                       description="Example: steerlab quickstart --task push-wall-v3")
-    p.add_argument("--task", default="push-wall-v3")
-    p.add_argument("--episodes", type=int, default=50, help="demonstrations per dataset")
-    p.add_argument("--qualities", nargs="+", default=["expert", "mixed"], help="dataset quality presets to compare")
-    p.add_argument("--steps", type=int, default=2000, help="pretraining gradient steps")
-    p.add_argument("--eval-episodes", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/quickstart")
+    p = sub.add_parser("quickstart", help="a base from imperfect demos -> ZPRL improves it -> a sealed personalization "
+                                          "for one user; one table, one figure (minutes on 2 cores)",
+                       description="Example: steerlab quickstart --seed 1 --out runs/quickstart-s1")
+    d = {f.name: f.default for f in fields(QuickstartConfig) if f.name in OPTIONS}
+    p.add_argument("--task", default=d["task"], help="Meta-World task of the base, ZPRL and the user")
+    p.add_argument("--shift", default=d["shift"], help="deployment shift of the base's demos, ZPRL and every "
+                                                       "evaluation (docs/envs.md; 'none': no shift)")
+    p.add_argument("--quality", "--qualities", dest="quality", default=d["quality"],
+                   help="demonstration preset of the base (docs/envs.md)")
+    p.add_argument("--episodes", type=int, default=d["episodes"], help="demonstrations the base imitates")
+    p.add_argument("--steps", type=int, default=d["steps"], help="pretraining gradient steps")
+    p.add_argument("--env-steps", type=int, default=d["env_steps"], help="ZPRL's budget in environment steps")
+    p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"],
+                   help="evaluation episodes per row and sampler mode")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of everything the run draws")
+    p.add_argument("--out", default="runs/quickstart", help="run folder (an earlier quickstart's is moved aside)")
+    p.add_argument("--overwrite", action="store_true", help="move an existing folder of something else aside")
+    p.add_argument("--tiny", action="store_true", help="every stage on a budget of seconds (a smoke test; the "
+                                                      "numbers mean nothing)")
     p.add_argument("--pixels", action="store_true",
                    help="the image pipeline instead: collect camera demos, pretrain an image policy, evaluate "
                         "(defaults: reach-v3, 20 demos, 1500 steps, 10 episodes; runs/quickstart_pixels)")
