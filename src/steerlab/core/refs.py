@@ -2,13 +2,16 @@
 
 The one place steerlab imports user code named on a command line. The current directory is importable
 for that import only (as `python -c` would make it), so `steerlab evaluate my_policy:make_policy` works
-from the folder holding my_policy.py without PYTHONPATH; nothing is left on sys.path afterwards.
+from the folder holding my_policy.py without PYTHONPATH; sys.path is never edited (a finder for the current
+folder sits on sys.meta_path during that import only).
 Failures are one line that names the reference and the fix.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import re
 import sys
@@ -27,12 +30,23 @@ def is_ref(spec) -> bool:
     return bool(REF_PATTERN.fullmatch(str(spec))) and not Path(str(spec)).exists()
 
 
+class _CurrentFolder(importlib.abc.MetaPathFinder):
+    """Finds top-level modules in one folder (the current directory): installed on `sys.meta_path`, last, for the
+    duration of one user import, so the user's module and the siblings it imports load from where steerlab was run
+    (as `python -c` would), without editing `sys.path` and without shadowing anything installed."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def find_spec(self, name, path=None, target=None):
+        if path is not None:  # a submodule: its package's own __path__ finds it
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, [self.folder])
+
+
 def _import(module_name: str, ref: str, what: str):
-    cwd = os.getcwd()
-    # '' on sys.path already means the cwd (python -c, the REPL); else add it for this import only
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
+    finder = _CurrentFolder(os.getcwd())
+    sys.meta_path.append(finder)
     importlib.invalidate_caches()  # a module written since the last import (a test, a notebook) is found
     try:
         return importlib.import_module(module_name)
@@ -48,8 +62,7 @@ def _import(module_name: str, ref: str, what: str):
         raise UserError(f"{what} {ref!r}: importing {module_name!r} raised {type(err).__name__}: "
                         f"{' '.join(str(err).split())}") from err
     finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
+        sys.meta_path.remove(finder)
 
 
 def resolve_ref(ref: str, what: str = "factory"):

@@ -167,3 +167,11 @@ def default_run_dir(env: str, method: str, seed: int) -> Path:
     return Path("runs") / "finetune" / f"{name}__{method}__seed{seed}"
 
 
+def warn_if_warmup_fills_the_run(cfg: FinetuneConfig, k: int) -> None:
+    """A run whose warm-up (decisions of k env steps each) is as long as its budget would train nothing: say so."""
+    import sys
+
+    if cfg.warmup_decisions * k >= cfg.env_steps:
+        print(f"warning: the warm-up ({cfg.warmup_decisions} decisions = {cfg.warmup_decisions * k} env steps) is as "
+              f"long as the run ({cfg.env_steps} env steps): no SAC update will run; lower --warmup-decisions or "
+              f"raise --env-steps", file=sys.stderr)

@@ -83,3 +83,14 @@ def check_env_fits(envs, policy, spec: EnvSpec) -> None:
         if got is None or tuple(got.shape) != shape:
             raise UserError(f"{spec.id}: observation {key!r} is {None if got is None else tuple(got.shape)}, but the "
                             f"policy expects {shape} ({want.describe()})")
+
+
+def episode_record(info: dict, i: int, ret: float, length: int, path: list, pos_key: str | None) -> dict:
+    """A finished training episode of env `i`: success (None where the env reports none), return, length, and
+    the end-effector path's jerk where the env exposes a position."""
+    from steerlab.eval.metrics import smoothness
+    from steerlab.eval.rollout import success_reported
+
+    jerk = smoothness(np.asarray(path))["jerk"] if pos_key else float("nan")
+    return {"success": bool(info["is_success"][i]) if success_reported(info, i) else None, "return": float(ret),
+            "length": int(length), "jerk": jerk}

@@ -24,7 +24,6 @@ The loop that drives it, with its callbacks (evaluation, snapshots, signals, pro
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,23 +35,23 @@ from steerlab.core.observations import index_obs
 from steerlab.envs.cameras import env_for_policy
 from steerlab.envs.registry import checkpoint_env
 from steerlab.envs.seeds import episode_seeds
-from steerlab.eval.metrics import smoothness
-from steerlab.eval.rollout import evaluate, success_reported
+from steerlab.eval.rollout import evaluate
 from steerlab.policies.factory import load_policy_source
 from steerlab.policies.protocol import as_policy_obs
 from steerlab.rl.replay import ReplayBuffer
 from steerlab.rl.steering import SteeredPolicy, make_adapter
 from steerlab.train.finetune.callbacks import eval_row
-from steerlab.train.finetune.config import FinetuneConfig, default_run_dir
+from steerlab.train.finetune.config import FinetuneConfig, default_run_dir, warn_if_warmup_fills_the_run
 from steerlab.train.finetune.envs import (
     check_env_fits,
+    episode_record,
     make_train_envs,
     obs_buffer,
     set_obs_rows,
     step_overlapped,
 )
 from steerlab.train.finetune.loop import run as run_loop
-from steerlab.train.finetune.snapshots import check_same_run, load_state, run_record, save_state
+from steerlab.train.finetune.snapshots import load_state, save_state
 
 
 class Finetuner:
@@ -81,10 +80,7 @@ class Finetuner:
         self.pos_key = self.env_spec.position_key
         self.noise_shape = getattr(self.base, "noise_shape", None)  # None: an action-level policy samples its own
         self.k = int(self.base.n_action_steps)
-        if cfg.warmup_decisions * self.k >= cfg.env_steps:  # a run that would train nothing says so
-            print(f"warning: the warm-up ({cfg.warmup_decisions} decisions = {cfg.warmup_decisions * self.k} env "
-                  f"steps) is as long as the run ({cfg.env_steps} env steps): no SAC update will run; lower "
-                  f"--warmup-decisions or raise --env-steps", file=sys.stderr)
+        warn_if_warmup_fills_the_run(cfg, self.k)
         self.bonus = 1.0 / (1.0 - cfg.gamma**self.k) if cfg.reward == "dense" else 0.0
         self.utd = float(cfg.utd if cfg.utd is not None else cfg.sac.utd)
         # at most this many updates per vector step: spreads the inflow (utd per decision, n_envs decisions every
@@ -270,18 +266,13 @@ class Finetuner:
         for i in finished:
             self.active[i] = False
             self.episodes += 1
-            jerk = smoothness(np.asarray(self.ep_path[i]))["jerk"] if self.pos_key else float("nan")
-            reported = success_reported(info, i)
-            records.append({"success": bool(info["is_success"][i]) if reported else None,
-                            "return": float(self.ep_ret[i]),
-                            "length": int(self.ep_len[i]), "jerk": jerk})
+            records.append(episode_record(info, i, self.ep_ret[i], self.ep_len[i], self.ep_path[i], self.pos_key))
         finished = finished.tolist()
         idle_done = np.flatnonzero(~active & done).tolist()
         restart = [] if self._draining() else finished
         self._reset(restart, [i for i in finished if i not in restart] + idle_done)
         return records
 
-    # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
         res = evaluate(self.steered_policy(), self.env_spec, self.cfg.eval_episodes, seed=self.cfg.seed, n_envs=1,
                        asynchronous=False, progress=False, noise_scale=self.noise_scale)
@@ -298,18 +289,11 @@ class Finetuner:
         if self.cfg.sampler_noise_scale == "auto":  # an explicit number stays exactly what was passed
             self.noise_scale = float(record["chosen"])
 
-    # ------------------------------------------------------------------ resumable state (snapshots.py)
     def save_state(self) -> None:
         save_state(self)
 
     def load_state(self) -> bool:
         return load_state(self)
-
-    def run_record(self) -> dict:
-        return run_record(self)
-
-    def check_same_run(self, recorded: dict) -> None:
-        check_same_run(self, recorded)
 
     def run(self, resume: bool = True) -> Path:
         """Train to `cfg.env_steps`, resuming from the run folder's snapshot when `resume` (loop.py)."""

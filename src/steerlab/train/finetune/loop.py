@@ -21,6 +21,7 @@ from steerlab.rl.steering import save_steered_policy
 from steerlab.train.finetune.callbacks import Callback, Evaluation, Progress, Snapshots, StopOnSignal
 from steerlab.train.finetune.mode import decide as decide_sampler_mode
 from steerlab.train.finetune.mode import trained_mode
+from steerlab.train.finetune.snapshots import check_same_run, run_record
 from steerlab.train.results import write_run_result
 
 
@@ -70,12 +71,12 @@ def run(tuner, resume: bool = True) -> Path:
     config_path = out / "config.json"
     recorded = read_json(config_path) if resume and config_path.is_file() else None
     if recorded is not None:
-        tuner.check_same_run(recorded)
+        check_same_run(tuner, recorded)
     # the sampler mode before anything trains: the recorded one on a resume, else fixed or decided by the rule
     tuner.set_sampler_mode(decide_sampler_mode(tuner, recorded))
     tuner.resumed = recorded is not None and tuner.load_state()
     if recorded is None or recorded["finetune"]["env_steps"] != cfg.env_steps:
-        atomic_write_json(config_path, tuner.run_record())  # a longer budget is recorded
+        atomic_write_json(config_path, run_record(tuner))  # a longer budget is recorded
     # rows (and TensorBoard points) logged after the snapshot would repeat: the logger drops them
     logger = RunLogger(out, tensorboard=cfg.tensorboard, append=recorded is not None,
                        resume_at=tuner.env_steps if tuner.resumed else None)
