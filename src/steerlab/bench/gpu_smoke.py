@@ -61,5 +61,5 @@ def main(argv=None) -> int:
            "seconds": timings, "eval_success": result["success"], "eval_device": result.get("device"),
            "commands": [" ".join(["steerlab", *a]) for _, a in steps]}
     atomic_write_json(Path(args.out), out)
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2, allow_nan=False))
     return 0

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_seed(task, seed, args.episodes))
         rows.sort(key=lambda r: r["seed"])
         atomic_write_json(OUT, {"rows": rows, "summary": summary(rows)})
-        print(json.dumps(summary(rows)), flush=True)
+        print(json.dumps(summary(rows), allow_nan=False), flush=True)
     return 0
 
 

@@ -237,7 +237,7 @@ def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int
     ep_cols["meta/episodes/file_index"] = pa.array(np.zeros(len(episodes), np.int64))
     # steerlab's own per-episode columns (LeRobot keeps unknown episode columns and ignores them)
     ep_cols["success"] = pa.array([bool(e.success) for e in episodes])
-    ep_cols["meta_json"] = pa.array([json.dumps(e.meta, sort_keys=True) for e in episodes])
+    ep_cols["meta_json"] = pa.array([json.dumps(e.meta, sort_keys=True, allow_nan=False) for e in episodes])
 
     info = {
         "codebase_version": CODEBASE_VERSION, "fps": fps, "features": features,

@@ -91,7 +91,7 @@ class ReplayBuffer:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **{name: getattr(self, name)[: self.size] for name in FIELDS},
-                         meta=np.array(json.dumps({**self._meta(), "tag": tag or {}})))
+                         meta=np.array(json.dumps({**self._meta(), "tag": tag or {}}, allow_nan=False)))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
