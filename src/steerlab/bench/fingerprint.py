@@ -103,7 +103,7 @@ def write_keys(tmp: Path) -> dict[str, Path]:
                "user": None, "fingerprint": _h.sha256(raw).hexdigest()[:8]}
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
+            json.dump(doc, f, allow_nan=False)
         out[name] = path
     return out
 
