@@ -46,10 +46,10 @@ def resume_command(cfg: FinetuneConfig, env: EnvSpec) -> str:
         if f.name in ("base", "out", "env", *SKIP) or value == getattr(default, f.name):
             continue
         if f.name == "sac":
-            argv += [f"--sac.{k.replace('_', '-')}={json.dumps(v)}" for k, v in sorted(asdict(value).items())
+            argv += [f"--sac.{k.replace('_', '-')}={json.dumps(v, allow_nan=False)}" for k, v in sorted(asdict(value).items())
                      if v != getattr(default.sac, k)]
         elif f.name in ("steering", "env_kwargs"):
-            argv += [f"--{f.name.replace('_', '-')}", json.dumps(value, sort_keys=True)]
+            argv += [f"--{f.name.replace('_', '-')}", json.dumps(value, sort_keys=True, allow_nan=False)]
         elif isinstance(value, bool):
             argv.append(f"--{'' if value else 'no-'}{f.name.replace('_', '-')}")
         else:
