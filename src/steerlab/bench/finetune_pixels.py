@@ -33,6 +33,7 @@ from pathlib import Path
 from steerlab.bench import finetune as ft
 from steerlab.bench.common import RESULTS, RUNS, load_cell
 from steerlab.bench.finetune_shift import shifts_for, tuning_tasks
+from steerlab.bench.sampler_rule import KEEPS_SAMPLER
 from steerlab.bench.shift_calibrate import assign_families, base_for
 from steerlab.bench.suite import base_row, method_row, run_outcome
 from steerlab.core.io import atomic_write_json
@@ -52,8 +53,10 @@ class Plan:
         self.env_steps = env_steps or (1_000 if quick else 20_000)
         self.seeds = seeds or (1 if quick else 2)
         self.eval_every = 500 if quick else 5_000
-        self.eval_episodes = 2 if quick else 20
-        self.final_episodes = 4 if quick else 50
+        # evaluation, not training, dominates a pixel run's cost (every episode renders 200 frames): the state
+        # suite's 20 curve / 50 final episodes would be ~60% of each run, so the pixel suite uses 10 / 30
+        self.eval_episodes = 2 if quick else 10
+        self.final_episodes = 4 if quick else 30
         self.warmup = 50 if quick else 2_000
         self.max_steps = 100 if quick else None
         self.n_envs = 1 if quick else 8
@@ -88,8 +91,10 @@ def pixel_base(task: str, demo_shift: str | None, plan: Plan) -> Path:
                                    policy={"vision_backbone": "small"}), progress=False)
 
 
-def make_cell(plan: Plan, task: str, name: str, method: str, seed: int, shift: str, base: Path) -> dict:
+def make_cell(plan: Plan, task: str, name: str, method: str, seed: int, shift: str, base: Path,
+              scale: float) -> dict:
     cell = {"task": task, "method": method, "name": name, "seed": seed, "env_steps": plan.env_steps,
+            "sampler_noise_scale": scale if method in KEEPS_SAMPLER else 1.0,
             "eval_every": plan.eval_every, "eval_episodes": plan.eval_episodes, "final_episodes": plan.final_episodes,
             "warmup": plan.warmup, "max_steps": plan.max_steps, "n_envs": plan.n_envs, "shift": shift,
             "root": str(plan.root), "base": str(base)}
@@ -111,6 +116,27 @@ def evaluate_base(plan: Plan, task: str, shift: str, base: Path) -> dict:
                **final_evaluation(load_policy(base), env, plan.final_episodes, seed=0)}
         atomic_write_json(path, res)
     return res
+
+
+def base_mode(plan: Plan, task: str, shift: str, base: Path, kind: str) -> dict:
+    """The sampler-mode rule (issue 26) for the pixel or state base, fixed before any RL run: the base both ways
+    on `final_episodes` episodes of the 'mode' split (disjoint from the final evaluation's), measured once per base
+    (base__<task>/mode_<kind>.json) instead of once per run as `finetune --sampler-noise-scale auto` would."""
+    from steerlab.core.checkpoint import load_policy
+    from steerlab.envs.registry import resolve_env
+    from steerlab.train.finetune.mode import choose_sampler_mode, measure_modes, mode_score
+
+    path = plan.root / f"base__{task}" / f"mode_{kind}.json"
+    rec = load_cell(path)
+    if rec is None or rec.get("episodes") != plan.final_episodes or rec.get("shift") != shift:
+        env = resolve_env(task, max_steps=plan.max_steps, shift=shift)
+        eps0, sampled = measure_modes(load_policy(base), env, plan.final_episodes, seed=0)
+        rec = {"task": task, "base": kind, "shift": shift, "episodes": plan.final_episodes, "split": "mode",
+               "eps0": mode_score(eps0)[0], "sampled": mode_score(sampled)[0],
+               "eps0_return": mode_score(eps0)[1], "sampled_return": mode_score(sampled)[1],
+               "chosen": choose_sampler_mode(eps0, sampled)}
+        atomic_write_json(path, strict(rec))
+    return rec
 
 
 # ------------------------------------------------------------------ throughput (one short run each)
@@ -209,8 +235,13 @@ def aggregate(plan: Plan, tasks: list[str], shifts: dict, bases: dict, throughpu
 
 
 def cells(plan: Plan, task: str, shift: str, bases: dict) -> list[dict]:
-    out = [make_cell(plan, task, m, m, s, shift, bases["pixels"]) for s in range(plan.seeds) for m in METHODS]
-    out += [make_cell(plan, task, STATE_ROW, "zprl", s, shift, bases["state"]) for s in range(plan.seeds)]
+    """The runs of `task`: each method on the pixel base, ZPRL on the state base; the methods that keep the frozen
+    sampler train in the mode the rule chose for that base (bases["modes"])."""
+    modes = bases["modes"]
+    out = [make_cell(plan, task, m, m, s, shift, bases["pixels"], modes["pixels"])
+           for s in range(plan.seeds) for m in METHODS]
+    out += [make_cell(plan, task, STATE_ROW, "zprl", s, shift, bases["state"], modes["state"])
+            for s in range(plan.seeds)]
     return out
 
 
@@ -233,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     for t in tasks:
         demo_shift = shifts[t] if fam[t] == "coverage" else None
         bases[t] = {"pixels": pixel_base(t, demo_shift, plan), "state": base_for(t, fam[t], shifts[t], args.quick)}
+    for t in tasks:  # the sampler-mode rule, fixed from base-only evaluations before any RL run
+        bases[t]["modes"] = {kind: base_mode(plan, t, shifts[t], bases[t][kind], kind)["chosen"]
+                             for kind in ("pixels", "state")}
     previous = load_cell(plan.results_file) or {}
     throughput = previous.get("throughput")
     if args.measure or throughput is None:
@@ -243,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.measure:
             return 0
     if not args.collect:
-        todo = [c for t in tasks for c in cells(plan, t, shifts[t], bases[t])]
+        # seed-major, so an interrupted suite has every row at seed 0 before any at seed 1 (it resumes)
+        todo = sorted((c for t in tasks for c in cells(plan, t, shifts[t], bases[t])),
+                      key=lambda c: (c["seed"], c["name"] == STATE_ROW))
         for i, cell in enumerate(todo):
             t0 = time.perf_counter()
             res = ft.finetune_cell(cell)  # skipped when finished or running in another process
