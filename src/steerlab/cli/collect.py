@@ -39,6 +39,12 @@ def run_collect(args: argparse.Namespace) -> int:
     size = check_image_size(args.image_size)
     if cameras and spec.family != "metaworld":
         raise UserError(f"--camera records Meta-World cameras; {args.env!r} is a {spec.family!r} env")
+    if args.video:
+        if not cameras:
+            raise UserError("--video stores camera frames as mp4 video features: give --camera NAME[,NAME] too")
+        from steerlab.data.videos import check_video_ready
+
+        check_video_ready(*size)  # PyAV installed, an encoder, a frame size the codec takes
     preset_dict(args.quality)
     policy = None
     if args.policy:
@@ -60,14 +66,14 @@ def run_collect(args: argparse.Namespace) -> int:
         episodes = collect_demos(args.env, args.episodes, args.quality, args.seed, spec.max_steps,
                                  goal_offset=args.goal_offset, shift=shift, policy=policy, cameras=cameras,
                                  image_size=size, noise_scale=args.noise_scale)
-        staged = write_dataset(folder / ".collect.tmp", episodes, args.env, extra_info={
+        staged = write_dataset(folder / ".collect.tmp", episodes, args.env, video=args.video, extra_info={
             "quality": args.quality, "preset": preset_dict(args.quality), "noise_scale": args.noise_scale,
             "seed": args.seed,
             "max_steps": spec.max_steps, "env": spec.family, "env_id": spec.id,
             "demonstrator": str(args.policy) if args.policy else "scripted expert",
             **({"shift": shift} if shift else {}),
             **({"goal_offset": list(args.goal_offset)} if args.goal_offset else {}),
-            **({"cameras": list(cameras), "image_size": list(size)} if cameras else {})})
+            **({"cameras": list(cameras), "image_size": list(size), "video": bool(args.video)} if cameras else {})})
         # move the complete dataset up into the guarded folder (which keeps its marker and lock); meta/ last,
         # so a reader never finds meta/info.json before the data it describes
         for part in sorted(staged.iterdir(), key=lambda p: p.name == "meta"):
@@ -111,6 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", default=None, metavar="NAME[,NAME]",
                    help="also record these Meta-World cameras (corner2, topview, ...) as observation.images.<NAME> "
                         "image features (PNG frames, rendered on the fast path)")
+    p.add_argument("--video", action="store_true",
+                   help="with --camera: store the frames as LeRobot video features (one mp4 per camera, SVT-AV1 "
+                        "like LeRobot; lossy, far smaller) instead of PNG images; needs pip install 'steerlab[video]'")
     p.add_argument("--image-size", type=int, nargs=2, default=[84, 84], metavar=("H", "W"),
                    help="camera frame size (default 84 84)")
     p.add_argument("--overwrite", action="store_true",

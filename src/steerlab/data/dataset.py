@@ -6,10 +6,11 @@
     <root>/meta/episodes/chunk-000/file-000.parquet   per-episode ranges, tasks, stats/<feature>/<stat>
     <root>/meta/steerlab.json                    steerlab's own collection metadata (env, quality, seed...)
     <root>/data/chunk-000/file-000.parquet       one row per frame
+    <root>/videos/<camera key>/chunk-000/file-000.mp4   camera frames as video features (data/videos.py)
 
 Frame columns, in LeRobot's order: observation.state (list<float32>[obs_dim]), action
 (list<float32>[act_dim]), next.reward, next.done (both optional: imitation never needs them), timestamp,
-frame_index, episode_index, index, task_index.
+frame_index, episode_index, index, task_index; camera frames as image columns (data/images.py) or mp4s.
 
 What steerlab writes is what LeRobot 0.6.1 writes for the same frames (the layouts are compared against
 datasets LeRobot wrote itself in tests/data/test_lerobot_format.py), so `LeRobotDataset(root=...)` reads
@@ -27,8 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steerlab.core.io import atomic_dir, atomic_write_json
-from steerlab.core.observations import image_key
-from steerlab.data.images import image_column, image_feature, image_keys, image_stats, read_image_column
+from steerlab.data import videos
+from steerlab.data.images import camera_frames, image_column, image_feature, image_stats, read_image_features
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -169,10 +170,12 @@ def _tasks_table(tasks: list[str]) -> pa.Table:
 
 
 def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int = 80,
-                  robot_type: str | None = "sawyer", extra_info: dict | None = None, overwrite: bool = False) -> Path:
+                  robot_type: str | None = "sawyer", extra_info: dict | None = None, overwrite: bool = False,
+                  video: bool = False) -> Path:
     """Write `episodes` (all of task `task`) as a LeRobotDataset v3 folder. The folder is built beside
     `root` and renamed into place; an existing `root` is refused unless `overwrite=True` (then it is
-    replaced whole, never left half-overwritten)."""
+    replaced whole, never left half-overwritten). Camera frames become image features (PNG in the
+    parquet, exact), or with `video=True` video features (one mp4 per camera, lossy; data/videos.py)."""
     if not episodes:
         raise ValueError("cannot write a dataset with no episodes")
     with_reward = episodes[0].rewards is not None
@@ -207,15 +210,17 @@ def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int
 
     frames = pa.table({k: _fixed_list(v) if v.ndim == 2 else pa.array(v) for k, v in full.items()})
     hf = _hf_features(features)
-    for cam in sorted(episodes[0].images or {}):  # camera frames: PNG-in-parquet image features
-        key = image_key(cam)
-        if any(e.images is None or cam not in e.images or len(e.images[cam]) != len(e.actions) for e in episodes):
-            raise ValueError(f"every episode needs one frame per action for camera {cam!r}")
-        pixels = np.concatenate([e.images[cam] for e in episodes])
-        frames = frames.append_column(key, image_column(pixels))
-        features[key], hf[key] = image_feature(pixels), {"_type": "Image"}
-        for e, s in zip(episodes, ep_stats):
-            s[key] = image_stats(e.images[cam])
+    cams = camera_frames(episodes)  # camera frames: PNG-in-parquet image features, or mp4 video features
+    for key, per_ep in cams.items():
+        pixels = np.concatenate(per_ep)
+        if video:
+            videos.check_video_size(*pixels.shape[1:3])
+            features[key] = videos.video_feature(pixels)
+        else:
+            frames = frames.append_column(key, image_column(pixels))
+            features[key], hf[key] = image_feature(pixels), {"_type": "Image"}
+        for f, s in zip(per_ep, ep_stats):
+            s[key] = image_stats(f)
         stats[key] = image_stats(pixels)
     frames = frames.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": hf}})})
 
@@ -228,6 +233,8 @@ def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int
         "dataset_from_index": pa.array(starts[:-1].astype(np.int64)),
         "dataset_to_index": pa.array(starts[1:].astype(np.int64)),
     }
+    for key in cams if video else ():  # where each episode lies in its camera's mp4 (LeRobot's columns)
+        ep_cols.update({k: pa.array(v) for k, v in videos.episode_video_columns(key, lengths, fps).items()})
     for k in ep_stats[0]:  # the frame features, then the cameras' (3, 1, 1) image stats (nested lists)
         for stat in ep_stats[0][k]:
             typ = pa.list_(pa.field("element", pa.int64() if stat == "count" else pa.float64()))
@@ -243,13 +250,17 @@ def write_dataset(root: str | Path, episodes: list[Episode], task: str, fps: int
         "codebase_version": CODEBASE_VERSION, "fps": fps, "features": features,
         "total_episodes": len(episodes), "total_frames": n, "total_tasks": 1,
         "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
-        "data_path": DATA_PATH, "video_path": None, "robot_type": robot_type,
+        "data_path": DATA_PATH, "video_path": videos.VIDEO_PATH if video and cams else None,
+        "robot_type": robot_type,
         "splits": {"train": f"0:{len(episodes)}"},
     }
     with atomic_dir(root, replace=overwrite) as tmp:
         data_file = tmp / DATA_PATH.format(chunk_index=0, file_index=0)
         data_file.parent.mkdir(parents=True)
         pq.write_table(frames, data_file)
+        for key in cams if video else ():
+            mp4 = tmp / videos.VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0)
+            features[key]["info"] = videos.encode_video(mp4, cams[key], fps)
         ep_file = tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
         ep_file.parent.mkdir(parents=True)
         pq.write_table(pa.table(ep_cols), ep_file)
@@ -360,7 +371,13 @@ def read_dataset(root: str | Path) -> Dataset:
         rewards = table.column("next.reward").to_numpy()[order].astype(np.float32)
     if "next.done" in table.column_names:
         dones = table.column("next.done").to_numpy(zero_copy_only=False)[order].astype(bool)
-    images = {k: read_image_column(table, k, order) for k in image_keys(info) if k in table.column_names}
+    images = read_image_features(table, info, order)
+    timestamps = table.column("timestamp").to_numpy()[order]
+    for k in videos.video_keys(info):  # decoded from the mp4s (PyAV: the `video` extra)
+        try:
+            images[k] = videos.read_video_feature(root, info, k, episodes, ep_idx, timestamps)
+        except ValueError as err:
+            raise DatasetError(f"{root}: {err}") from err
     return Dataset(
         observations=obs, actions=act, rewards=rewards, dones=dones,
         episode_index=ep_idx, frame_index=frame_idx, info=info, stats=stats, episodes=episodes,

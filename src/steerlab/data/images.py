@@ -14,7 +14,7 @@ import io
 import numpy as np
 import pyarrow as pa
 
-from steerlab.core.observations import IMAGE_PREFIX
+from steerlab.core.observations import IMAGE_PREFIX, image_key
 
 IMAGE_STRUCT = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
@@ -36,6 +36,17 @@ def decode_png(data: bytes) -> np.ndarray:
 
 def image_column(frames: np.ndarray) -> pa.StructArray:
     return pa.array([{"bytes": encode_png(f), "path": None} for f in frames], IMAGE_STRUCT)
+
+
+def camera_frames(episodes) -> dict[str, list[np.ndarray]]:
+    """'observation.images.<cam>' -> each episode's (T, H, W, 3) frames, cameras sorted by name; every
+    episode needs one frame per action for every camera of the first."""
+    out = {}
+    for cam in sorted(episodes[0].images or {}):
+        if any(e.images is None or cam not in e.images or len(e.images[cam]) != len(e.actions) for e in episodes):
+            raise ValueError(f"every episode needs one frame per action for camera {cam!r}")
+        out[image_key(cam)] = [np.asarray(e.images[cam], np.uint8) for e in episodes]
+    return out
 
 
 def image_feature(frames: np.ndarray) -> dict:
@@ -63,3 +74,7 @@ def read_image_column(table: pa.Table, key: str, order: np.ndarray) -> np.ndarra
     col = table.column(key).combine_chunks()
     data = col.field("bytes").to_pylist() if pa.types.is_struct(col.type) else col.to_pylist()
     return np.stack([decode_png(data[i]) for i in order])
+
+
+def read_image_features(table: pa.Table, info: dict, order: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: read_image_column(table, k, order) for k in image_keys(info) if k in table.column_names}
