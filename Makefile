@@ -44,7 +44,7 @@ $(LEROBOT_VENV)/.installed: pyproject.toml
 	touch $@
 
 test-lerobot: $(LEROBOT_VENV)/.installed   ## LeRobot interop tests in a Python 3.12 venv
-	$(LEROBOT_VENV)/bin/python -m pytest -q tests/lerobot_interop tests/data/test_lerobot_format.py tests/data/test_dataset.py tests/data/test_image_dataset.py
+	$(LEROBOT_VENV)/bin/python -m pytest -q tests/lerobot_interop tests/data/test_lerobot_format.py tests/data/test_dataset.py tests/data/test_image_dataset.py tests/data/test_video_dataset.py
 
 lint: setup
 	$(BIN)/ruff check .

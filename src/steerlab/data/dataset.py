@@ -374,6 +374,7 @@ def read_dataset(root: str | Path) -> Dataset:
     images = read_image_features(table, info, order)
     timestamps = table.column("timestamp").to_numpy()[order]
     for k in videos.video_keys(info):  # decoded from the mp4s (PyAV: the `video` extra)
+        videos.import_av()  # without it, one line naming the fix (a UserError, not a broken dataset)
         try:
             images[k] = videos.read_video_feature(root, info, k, episodes, ep_idx, timestamps)
         except ValueError as err:

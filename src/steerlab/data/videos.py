@@ -39,8 +39,7 @@ def import_av():
     try:
         import av
     except ImportError as err:
-        raise UserError(f"video features need PyAV, which is not installed: {INSTALL_HINT} (or leave out --video "
-                        f"to store the frames as images)") from err
+        raise UserError(f"video features (mp4) need PyAV, which is not installed: {INSTALL_HINT}") from err
     return av
 
 
