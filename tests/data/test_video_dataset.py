@@ -146,3 +146,20 @@ def test_collect_video_cli_then_pretrain(tmp_path, capsys):
                  "--batch-size", "4"]) == 0
     policy = load_policy(tmp_path / "p")
     assert policy.config.cameras == ["corner2"] and policy.config.image_size == [32, 32]
+
+
+def test_video_stats_are_lerobots_for_the_same_frames(tmp_path):
+    """The fixture's frames written by steerlab: min/max/mean/std of the camera stats equal LeRobot's (computed,
+    like LeRobot, from the frames before encoding; LeRobot's quantiles come from histograms and differ)."""
+    pytest.importorskip("av", reason="video features need PyAV (pip install 'steerlab[video]')")
+    rng = np.random.default_rng(0)
+    eps = []
+    for e in range(2):
+        rows = [(rng.standard_normal(4).astype(np.float32), rng.uniform(-1, 1, 4).astype(np.float32)) for _ in range(5)]
+        eps.append(Episode(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]), None, success=False,
+                           images={"corner2": np.stack([smooth_frame(5 * e + t) for t in range(5)])}))
+    root = write_dataset(tmp_path / "ds", eps, "reach-v3", fps=10, robot_type=None, video=True)
+    ours = json.loads((root / "meta" / "stats.json").read_text())[KEY]
+    theirs = json.loads((FIXTURE / "meta" / "stats.json").read_text())[KEY]
+    for k in ("min", "max", "mean", "std", "count"):
+        np.testing.assert_allclose(ours[k], theirs[k], atol=1e-4, err_msg=k)

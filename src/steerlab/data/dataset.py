@@ -27,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import steerlab.data.videos as videos
 from steerlab.core.io import atomic_dir, atomic_write_json
-from steerlab.data import videos
 from steerlab.data.images import camera_frames, image_column, image_feature, image_stats, read_image_features
 
 CODEBASE_VERSION = "v3.0"
