@@ -76,7 +76,7 @@ class Dataset:
     episodes: list[dict]
     tasks: list[str] = field(default_factory=list)  # task strings, position = task_index
     task_index: np.ndarray | None = None             # (N,) per frame
-    images: dict = field(default_factory=dict)       # 'observation.images.<cam>' -> (N, H, W, 3) uint8
+    images: dict = field(default_factory=dict)       # 'observation.images.<cam>' -> (N, H, W, 3) uint8 (image/video)
 
     @property
     def num_episodes(self) -> int:
