@@ -163,3 +163,20 @@ def test_video_stats_are_lerobots_for_the_same_frames(tmp_path):
     theirs = json.loads((FIXTURE / "meta" / "stats.json").read_text())[KEY]
     for k in ("min", "max", "mean", "std", "count"):
         np.testing.assert_allclose(ours[k], theirs[k], atol=1e-4, err_msg=k)
+
+
+def test_h264_where_svtav1_is_missing_and_one_line_where_both_are(tmp_path, monkeypatch):
+    pytest.importorskip("av", reason="video features need PyAV (pip install 'steerlab[video]')")
+    from steerlab.data import videos
+
+    monkeypatch.setattr(videos, "CODECS", ("no-such-encoder", "h264"))
+    eps = video_episodes((4, 3))
+    root = write_dataset(tmp_path / "h264", eps, "reach-v3", fps=10, video=True)
+    info = json.loads((root / "meta" / "info.json").read_text())["features"][KEY]["info"]
+    assert info["video.codec"] == "h264" and info["video.preset"] is None and info["video.pix_fmt"] == "yuv420p"
+    want = np.concatenate([e.images["corner2"] for e in eps])
+    assert mean_abs(read_dataset(root).images[KEY], want) < MEAN_ABS_TOL
+    monkeypatch.setattr(videos, "CODECS", ("no-such-encoder",))
+    with pytest.raises(UserError, match="none of the encoders no-such-encoder"):
+        write_dataset(tmp_path / "none", eps, "reach-v3", fps=10, video=True)
+    assert not (tmp_path / "none").exists()
