@@ -16,14 +16,16 @@ The held-out scores `personalize` prints (its private report) are recorded besid
     steerlab bench personalize_own             # -> benchmarks/results/personalize_own.json (minutes, one core)
     steerlab bench personalize_own --quick     # tiny budget: plumbing (-> personalize_own_quick.json)
 
-The user in this benchmark is synthetic (its target is part of the benchmark's definition); a release's own
-folder holds nothing personal, the users' data and scores go to `<release>.private/` as always.
+The user in this benchmark is synthetic: its target and scores are the benchmark's measurement. The keys and the
+releases (each with its private report `<release>.private/`) live in a temporary folder per cell; the records
+(benchmarks/runs/personalize_own/, archived by `steerlab bench records pack`) keep each cell's result.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,51 +174,53 @@ class OwnConfig:
     """Shared demos of the scripted swing-up expert (the base's training data)."""
     user_demos: int = 20
     """The user's demos (held at USER_TARGET)."""
-    base_steps: int = 2000
-    """The base's imitation steps (batch 256, Adam 3e-3)."""
+    base_steps: tuple = (2000, 300)
+    """One base per entry: its imitation steps (batch 256, Adam 3e-3). 2,000: converged (swings up like the
+    expert); 300: short-trained (it does not swing up), where re-fitting the demos moves the no-key path most."""
     steps: int | None = None
     """`personalize --steps`; None: its default for a policy of your own."""
     methods: tuple = ("prop", "sealed", "prop_unanchored")
     """`personalize --method`s: the keyed default, the sealed default, and PRoP's published loss (no anchor loss on
     the user's states) for contrast."""
-    seeds: tuple = (0, 1, 2)
+    seeds: tuple = (0, 1)
     """Personalization seeds (`personalize --seed`); one key per seed."""
     episodes: int = 30
     """Rollout episodes per row; the same reset seeds for every row."""
     extra: dict = field(default_factory=dict)
 
 
-def personalize_cell(cfg: OwnConfig, root: Path, base: Path, method: str, seed: int, episode_seeds: list[int],
+def personalize_cell(cfg: OwnConfig, base: Path, data: Path, method: str, seed: int, episode_seeds: list[int],
                      base_eps: list[dict]) -> dict:
-    """`steerlab personalize` (its own process, as a user runs it) for one method and seed, then the no-key,
-    wrong-key and right-key rows on the same episodes. Cached in <root>/<method>-seed<k>/cell.json."""
+    """`steerlab keygen` + `steerlab personalize` (their own processes, as a user runs them) for one method and
+    seed, then the no-key, wrong-key and right-key rows on the same episodes. The keys and the release live in a
+    temporary folder (keys are never kept in the records); the cell is recorded in
+    <base's folder>/<method>-seed<k>/result.json (a finished cell is not rerun)."""
     from steerlab.privacy.keys import load_key_file
     from steerlab.privacy.release import load_personal, private_dir
 
-    cell_dir = root / f"{method}-seed{seed}"
-    done = cell_dir / "cell.json"
+    done = base.parent / f"{method}-seed{seed}" / "result.json"
     if done.is_file():
         return read_json(done)
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    keys = {name: cell_dir / f"{name}.key" for name in ("user", "wrong")}
-    for key in keys.values():
-        if not key.exists():
-            assert steerlab_command(["keygen", "--out", str(key)], quiet=True) == 0
-    release = cell_dir / "release"
-    t0 = time.perf_counter()
-    argv = ["personalize", "--base", str(base), "--general", str(root / "shared"), "--personal", str(root / "user"),
-            "--keys", str(keys["user"]), "--method", method, "--seed", str(seed), "--out", str(release),
-            "--overwrite", *(["--steps", str(cfg.steps)] if cfg.steps else [])]
-    if steerlab_command(argv, quiet=True) != 0:
-        raise SystemExit(f"steerlab {' '.join(argv)} failed")
-    seconds = time.perf_counter() - t0
-    rows = {}
-    with open(os.devnull, "w") as quiet:
-        for name, key in (("no_key", None), ("wrong_key", load_key_file(keys["wrong"])),
-                          ("right_key", load_key_file(keys["user"]))):
-            policy, _ = load_personal(release, key, log=quiet)
-            rows[name] = summarize(rollouts(policy, episode_seeds), base_eps)
-    printed = read_json(private_dir(release) / "cases.json")  # what personalize printed: held-out scores
+    with tempfile.TemporaryDirectory(prefix="steerlab-personalize-own-") as tmp:
+        keys = {name: Path(tmp) / f"{name}.key" for name in ("user", "wrong")}
+        for key in keys.values():
+            if steerlab_command(["keygen", "--out", str(key)], quiet=True) != 0:
+                raise SystemExit("steerlab keygen failed")
+        release = Path(tmp) / "release"
+        t0 = time.perf_counter()
+        argv = ["personalize", "--base", str(base), "--general", str(data / "shared"), "--personal",
+                str(data / "user"), "--keys", str(keys["user"]), "--method", method, "--seed", str(seed),
+                "--out", str(release), *(["--steps", str(cfg.steps)] if cfg.steps else [])]
+        if steerlab_command(argv, quiet=True) != 0:
+            raise SystemExit(f"steerlab {' '.join(argv)} failed")
+        seconds = time.perf_counter() - t0
+        rows = {}
+        with open(os.devnull, "w") as quiet:
+            for name, key in (("no_key", None), ("wrong_key", load_key_file(keys["wrong"])),
+                              ("right_key", load_key_file(keys["user"]))):
+                policy, _ = load_personal(release, key, log=quiet)
+                rows[name] = summarize(rollouts(policy, episode_seeds), base_eps)
+        printed = read_json(private_dir(release) / "cases.json")  # the held-out scores personalize printed
     cell = {"method": method, "seed": seed, "seconds": seconds, "rows": rows,
             "held_out": {"base": printed["base"], **printed["cases"]}, "metric": printed["metric"]}
     atomic_write_json(done, cell)
@@ -233,28 +237,33 @@ def run(cfg: OwnConfig, root: Path) -> dict:
     for name, expert, first in (("shared", pendulum_swingup, 0), ("user", user_expert, 1000)):
         if not (root / name).exists():
             record(root / name, expert, cfg.demos if name == "shared" else cfg.user_demos, first)
-    base = root / "base"
-    if not base.exists():
-        train_base(root / "shared", base, cfg.base_steps)
     seeds = episode_seeds("eval", 0, cfg.episodes)
-    base_eps = rollouts(load_policy(base), seeds)
-    cells = [personalize_cell(cfg, root, base, m, s, seeds, base_eps) for m in cfg.methods for s in cfg.seeds]
-    return {"config": asdict(cfg), "env": ENV, "user_target": USER_TARGET, "episode_seeds": seeds,
-            "base": summarize(base_eps), "cells": cells, "seconds": time.perf_counter() - t0}
+    bases = {}
+    for steps in cfg.base_steps:
+        base = root / f"base{steps}" / "base"
+        if not base.exists():
+            train_base(root / "shared", base, steps)
+        base_eps = rollouts(load_policy(base), seeds)
+        cells = [personalize_cell(cfg, base, root, m, s, seeds, base_eps) for m in cfg.methods for s in cfg.seeds]
+        drift = {m: [c["rows"]["no_key"]["minus_base"]["mean"] for c in cells if c["method"] == m] for m in cfg.methods}
+        bases[str(steps)] = {"base": summarize(base_eps), "no_key_minus_base_by_seed": drift, "cells": cells}
+    return {"config": asdict(cfg), "env": ENV, "user_target": USER_TARGET, "episode_seeds": seeds, "bases": bases,
+            "seconds": time.perf_counter() - t0, "load_average_end": list(os.getloadavg())}
 
 
 def table(summary: dict) -> str:
-    b = summary["base"]
-    lines = [f"base: return {b['return']['mean']:.1f} [{b['return']['ci95'][0]:.1f}, {b['return']['ci95'][1]:.1f}], "
-             f"upright {b['upright']:.2f}, angle {b['angle']['mean']:+.3f}",
-             f"{'method':<8}{'seed':>5}  {'row':<10}{'return [95%]':>24}{'up':>6}{'angle':>8}"
+    lines = [f"{'method':<16}{'seed':>5}  {'row':<10}{'return [95%]':>24}{'up':>6}{'angle':>8}"
              f"{'minus base [95%]':>26}{'lost':>5}"]
-    for c in summary["cells"]:
-        for name, r in c["rows"].items():
-            ci, d = r["return"]["ci95"], r["minus_base"]
-            lines.append(f"{c['method']:<8}{c['seed']:>5}  {name:<10}{r['return']['mean']:>8.1f} [{ci[0]:.1f}, {ci[1]:.1f}]"
-                         f"{r['upright']:>6.2f}{r['angle']['mean']:>+8.3f}{d['mean']:>+9.1f} "
-                         f"[{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]{r['lost_swingup']:>5}")
+    for steps, b in summary["bases"].items():
+        r, ci = b["base"], b["base"]["return"]["ci95"]
+        lines.append(f"base trained {steps} steps: return {r['return']['mean']:.1f} [{ci[0]:.1f}, {ci[1]:.1f}], "
+                     f"upright {r['upright']:.2f}, angle {r['angle']['mean']:+.3f}")
+        for c in b["cells"]:
+            for name, r in c["rows"].items():
+                ci, d = r["return"]["ci95"], r["minus_base"]
+                lines.append(f"{c['method']:<16}{c['seed']:>5}  {name:<10}{r['return']['mean']:>8.1f} "
+                             f"[{ci[0]:.1f}, {ci[1]:.1f}]{r['upright']:>6.2f}{r['angle']['mean']:>+8.3f}"
+                             f"{d['mean']:>+9.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]{r['lost_swingup']:>5}")
     return "\n".join(lines)
 
 
@@ -265,7 +274,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=None, help="personalize methods (default prop sealed)")
     args = ap.parse_args(argv)
     name = "personalize_own_quick" if args.quick else "personalize_own"
-    cfg = (OwnConfig(demos=6, user_demos=4, base_steps=200, steps=50, seeds=(0,), episodes=4) if args.quick
+    cfg = (OwnConfig(demos=6, user_demos=4, base_steps=(200,), steps=50, seeds=(0,), episodes=4) if args.quick
            else OwnConfig())
     if args.methods:
         cfg.methods = tuple(args.methods)
