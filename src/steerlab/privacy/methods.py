@@ -34,8 +34,10 @@ v1's loss and stay unanchored: compare them with `prop_unanchored`. (RL tasks le
 auxiliary general loss already covers the personal states: the anchor does not apply there.)
 For your own policy (`Task.base_given`: the base is given, not trained on the general data here) `prop` also
 labels the general rows with the base's outputs instead of the demonstrations': re-fitting the demonstrations
-moved the no-key path off a short-trained Pendulum base by +164 to +196 return on the same episodes while the
-held-out no-key score looked better than the base's (benchmarks/results/personalize_own.json).
+moved the no-key path off a short-trained Pendulum base by +163 and +196 return on the same episodes while the
+held-out no-key score looked better than the base's; with the base's labels +30 and +61 (2 seeds; a converged
+base: within ±0.3 before and after; benchmarks/results/personalize_own.json, docs/privacy.md). Only `sealed`
+runs the base bit for bit without the key.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ class KeyedTrainConfig:
     """Label the general loss's rows (wrong keys, no key) with the public base's outputs on the general inputs
     (`task.anchor_targets`) instead of the general data's labels. For a base given by the user
     (`Task.base_given`): re-fitting the demonstrations moved the no-key path off that base on rollouts
-    (Pendulum, a short-trained own policy: +164 to +196 return over the base on the same episodes; docs/privacy.md)."""
+    (Pendulum, a short-trained own policy: +163 and +196 return over the base on the same episodes, +30 and +61
+    with the base's labels; docs/privacy.md)."""
     seed: int = 0
     progress: bool = False
     extra: dict = field(default_factory=dict)
