@@ -5,7 +5,8 @@ an MLP that regresses chunks of 4 torques, a module:factory here), trained by it
 the scripted swing-up expert (steerlab.envs.classic_experts) recorded with steerlab.data.Recorder; the user's
 demos show another behaviour (the same swing-up, held at θ* = USER_TARGET rad instead of upright); then
 `steerlab personalize --base <the saved policy> --general <shared demos> --personal <user demos>` with a fresh
-key, for `prop` (the keyed model) and `sealed` (the default), each for several personalization seeds.
+key, for `prop` (the keyed model), `sealed` (the default) and `prop_unanchored` (PRoP's published loss, for
+contrast), personalization seeds 0 and 1, on two bases: converged (2,000 imitation steps) and short-trained (300).
 
 Every policy is rolled out on the same Pendulum episodes (same reset seeds, deterministic policy): the base, the
 release with no key, with a wrong key and with the user's key. Per row: the env's return (mean, 95% t-interval),
