@@ -5,8 +5,8 @@ an MLP that regresses chunks of 4 torques, a module:factory here), trained by it
 the scripted swing-up expert (steerlab.envs.classic_experts) recorded with steerlab.data.Recorder; the user's
 demos show another behaviour (the same swing-up, held at θ* = USER_TARGET rad instead of upright); then
 `steerlab personalize --base <the saved policy> --general <shared demos> --personal <user demos>` with a fresh
-key, for `prop` (the keyed model), `sealed` (the default) and `prop_unanchored` (PRoP's published loss, for
-contrast), personalization seeds 0 and 1, on two bases: converged (2,000 imitation steps) and short-trained (300).
+key, for `prop` (the keyed model), `sealed` (the default), `prop_unanchored` (PRoP's published loss, for
+contrast) and `prop_frozen` (the key encoders only), personalization seeds 0 and 1, on two bases: converged (2,000 imitation steps) and short-trained (300).
 
 Every policy is rolled out on the same Pendulum episodes (same reset seeds, deterministic policy): the base, the
 release with no key, with a wrong key and with the user's key. Per row: the env's return (mean, 95% t-interval),
@@ -180,9 +180,9 @@ class OwnConfig:
     expert); 300: short-trained (it does not swing up), where re-fitting the demos moves the no-key path most."""
     steps: int | None = None
     """`personalize --steps`; None: its default for a policy of your own."""
-    methods: tuple = ("prop", "sealed", "prop_unanchored")
-    """`personalize --method`s: the keyed default, the sealed default, and PRoP's published loss (no anchor loss on
-    the user's states) for contrast."""
+    methods: tuple = ("prop", "sealed", "prop_unanchored", "prop_frozen")
+    """`personalize --method`s: the keyed default, the sealed default, PRoP's published loss (no anchor loss on the
+    user's states) for contrast, and keyed training of the key encoders only (the weights stay the base's)."""
     seeds: tuple = (0, 1)
     """Personalization seeds (`personalize --seed`); one key per seed."""
     episodes: int = 30
