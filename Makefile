@@ -55,6 +55,7 @@ bench-quick: setup         ## every benchmark in --quick mode
 	$(BIN)/steerlab bench privacy --quick
 	$(BIN)/steerlab bench throughput --quick
 	$(BIN)/steerlab bench vector_efficiency --quick
+	$(BIN)/steerlab bench personalize_own --quick
 	$(BIN)/steerlab bench make_readme
 
 bench: setup               ## the full benchmark suite (hours; resumes where it stopped)
@@ -63,6 +64,7 @@ bench: setup               ## the full benchmark suite (hours; resumes where it 
 	$(BIN)/steerlab bench privacy
 	$(BIN)/steerlab bench throughput
 	$(BIN)/steerlab bench vector_efficiency
+	$(BIN)/steerlab bench personalize_own
 	$(BIN)/steerlab bench make_readme
 
 readme: setup              ## regenerate README tables from benchmarks/results/*.json

@@ -32,6 +32,12 @@ base (12 seeds), −0.003 ± 0.016 with the anchor, at the same correct-key scor
 ablations `prop_output`, `prop_rawbits`, `prop_frozen` and the key-MLP baseline were measured against
 v1's loss and stay unanchored: compare them with `prop_unanchored`. (RL tasks learn by PPO, whose
 auxiliary general loss already covers the personal states: the anchor does not apply there.)
+For your own policy (`Task.base_given`: the base is given, not trained on the general data here) `prop` also
+labels the general rows with the base's outputs instead of the demonstrations': re-fitting the demonstrations
+moved the no-key path off a short-trained Pendulum base by +163 and +196 return on the same episodes while the
+held-out no-key score looked better than the base's; with the base's labels +30 and +61 (2 seeds; a converged
+base: within ±0.3 before and after; benchmarks/results/personalize_own.json, docs/privacy.md). Only `sealed`
+runs the base bit for bit without the key.
 """
 
 from __future__ import annotations
@@ -87,9 +93,11 @@ def method(name: str):
 
 
 def train_config(task, m: PersonalizeConfig, steps: int, train_base: bool = True, anchor_weight: float = 0.0):
+    """Anchored (anchor_weight > 0) on a task whose base is given (the user's own policy): the general rows are
+    labelled by the base too (`KeyedTrainConfig.anchor_general`)."""
     return KeyedTrainConfig(steps=steps, lr=m.lr or task.lr, seed=m.seed, hardening=m.hardened,
                             near_miss_bits=m.near_miss_bits, train_base=train_base, anchor_weight=anchor_weight,
-                            progress=m.progress)
+                            anchor_general=bool(anchor_weight) and task.base_given, progress=m.progress)
 
 
 def build_personalized(name: str, task, base: torch.nn.Module, users: list[UserKey], m: PersonalizeConfig) -> Personalized:

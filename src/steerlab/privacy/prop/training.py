@@ -54,6 +54,12 @@ class KeyedTrainConfig:
     """Weight of the *anchor* loss: on the users' personal inputs, wrong keys and no key must reproduce the
     public base's outputs. The general data never covers the states the personal behaviour visits, so
     without it the wrong-key model is free to blend in the personal behaviour there (0: off)."""
+    anchor_general: bool = False
+    """Label the general loss's rows (wrong keys, no key) with the public base's outputs on the general inputs
+    (`task.anchor_targets`) instead of the general data's labels. For a base given by the user
+    (`Task.base_given`): re-fitting the demonstrations moved the no-key path off that base on rollouts
+    (Pendulum, a short-trained own policy: +163 and +196 return over the base on the same episodes, +30 and +61
+    with the base's labels; docs/privacy.md)."""
     seed: int = 0
     progress: bool = False
     extra: dict = field(default_factory=dict)
@@ -88,9 +94,13 @@ def personal_batches(task, user_bits: torch.Tensor, batch_size: int, gen: torch.
 
 
 def general_loss(model: KeyedModel, task, user_bits: torch.Tensor, cfg: KeyedTrainConfig,
-                 gen: torch.Generator) -> torch.Tensor:
-    """The general loss on one general batch, rows gated by random keys, near-miss keys and no key."""
+                 gen: torch.Generator, anchor: KeyedModel | None = None) -> torch.Tensor:
+    """The general loss on one general batch, rows gated by random keys, near-miss keys and no key; labelled by
+    `anchor` (the public base: `cfg.anchor_general`) when given, else by the general data."""
     x_g, y_g = task.general_batch(cfg.batch_size, gen)
+    if anchor is not None:
+        with torch.no_grad():
+            y_g = task.anchor_targets(anchor, x_g, gen)
     n_rand, n_near, n_none = split_sizes(len(x_g), cfg)
     neg = negative_keys(user_bits, n_rand, n_near, cfg.near_miss_bits, gen)
     if not cfg.train_base:  # no-key rows cannot change (frozen base, no encoder): skip them
@@ -197,7 +207,7 @@ def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTr
     opt = torch.optim.Adam(params, lr=cfg.lr)
     attack_pool: dict[str, list] = {"inputs": [], "deltas": []}
     anchor = None
-    if cfg.anchor_weight:  # before any step the un-keyed model is the public base
+    if cfg.anchor_weight or cfg.anchor_general:  # before any step the un-keyed model is the public base
         anchor = copy.deepcopy(model).eval()
         anchor.set_key(None)
         for p in anchor.parameters():
@@ -211,10 +221,10 @@ def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTr
         x_p, y_p, bits_p = personal_batches(task, user_bits, cfg.batch_size, gen)
         with model.use_keys(bits_p):
             loss_p = task.loss(model, x_p, y_p)
-        loss_g = general_loss(model, task, user_bits, cfg, gen)
+        loss_g = general_loss(model, task, user_bits, cfg, gen, anchor if cfg.anchor_general else None)
         loss = cfg.personal_weight * loss_p + cfg.general_weight * loss_g
         logs = {"step": step, "personal": loss_p.item(), "general": loss_g.item()}
-        if anchor is not None:
+        if cfg.anchor_weight:
             loss_a = anchor_loss(model, anchor, task, x_p, y_p, user_bits, cfg, gen)
             loss = loss + cfg.anchor_weight * loss_a
             logs["anchor"] = loss_a.item()

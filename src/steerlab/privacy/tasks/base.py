@@ -33,6 +33,10 @@ class Task:
     learner: Learner | None = None
     """How models are fitted: keyed training and per-user fitting (steerlab.privacy.tasks.protocols); None: gradient
     steps on the data source's batches (steerlab.privacy.prop.training.SupervisedLearner)."""
+    base_given = False
+    """The public base is given (the user's own policy, steerlab.privacy.tasks.byo), not trained here on the general
+    objective: anchored keyed training then labels the general inputs too with the base's outputs, not the
+    demonstrations' (which the base fits only approximately: re-fitting them moves the no-key path off the base)."""
     output_kind = "regression"
     """What `predict` returns: "regression" (targets, actions) or "logits" (class scores); attacks measure
     divergence from the base as squared deviation or as KL accordingly."""

@@ -107,6 +107,7 @@ class _Frames:
 
 class DatasetTask(Task):
     name = "dataset"
+    base_given = True  # the user's policy is the public base: wrong keys / no key are held at its outputs
 
     def __init__(self, base: nn.Module, general, personal: list, score: str = "agreement", holdout: float = 0.2,
                  layers: list[str] | None = None, tolerance: float = 0.1, goal_offsets: list | None = None,
