@@ -119,6 +119,7 @@ def _personal_options(spec: dict, n_users: int) -> list[dict]:
 def run_personalize(args: argparse.Namespace) -> int:
     import torch
 
+    from steerlab.core.devices import resolve_device, use_compute_device
     from steerlab.core.errors import UserError
     from steerlab.core.logger import RunLogger
     from steerlab.core.outdir import output_dir
@@ -129,8 +130,6 @@ def run_personalize(args: argparse.Namespace) -> int:
     from steerlab.privacy.summary import metric_name, release_env, run_it, score_table
     from steerlab.privacy.tasks.base import scores
     from steerlab.privacy.tasks.protocols import HeldOutScorer
-
-    from steerlab.core.devices import resolve_device, use_compute_device
 
     device = resolve_device(args.device)  # before anything is read or trained: an absent device is one line
     torch.set_num_threads(1)
