@@ -88,7 +88,7 @@ class LeRobotDiffusionPolicy(nn.Module):
         self.n_obs_steps = int(cfg.n_obs_steps)
         declared = [k for k in (OBS_STATE, OBS_ENV_STATE) if k in cfg.input_features]
         if self.image_keys:
-            self.observation_spec = self._camera_spec(cfg, history, obs_keys)
+            self.observation_spec = self._camera_spec(cfg, history)
         self.obs_keys = tuple(obs_keys) if obs_keys else tuple(k for k in declared if k not in self.aliases)
         for key in declared:
             if key not in self.obs_keys and self.aliases.get(key) not in self.obs_keys:
@@ -102,6 +102,9 @@ class LeRobotDiffusionPolicy(nn.Module):
             if cfg.input_features[src].shape != cfg.input_features[key].shape:
                 raise UserError(f"alias {key!r} <- {src!r}: shapes {cfg.input_features[key].shape} and "
                                 f"{cfg.input_features[src].shape} differ")
+        if self.image_keys and self.obs_keys != (OBS_STATE,):
+            raise UserError(f"a camera policy reads its state from {OBS_STATE!r} only; got {self.obs_keys} "
+                            f"(alias the others to it, e.g. aliases={{{OBS_ENV_STATE!r}: {OBS_STATE!r}}})")
         unknown = [k for k in self.obs_keys if k not in cfg.input_features]
         if unknown:
             raise UserError(f"obs_keys {unknown} are not input features of the policy ({sorted(cfg.input_features)})")
@@ -121,7 +124,7 @@ class LeRobotDiffusionPolicy(nn.Module):
         with torch.no_grad():
             self.embed_dim = int(self.embed(self._zero_obs()).shape[1])
 
-    def _camera_spec(self, cfg, history: str, obs_keys) -> ObservationSpec:
+    def _camera_spec(self, cfg, history: str) -> ObservationSpec:
         """What a camera policy observes; refuses what one frame per decision cannot feed (one line each)."""
         if history == "stacked" and self.n_obs_steps > 1:
             raise UserError(f"a camera observation is one frame per decision: use history='repeat' (the current "
@@ -129,9 +132,6 @@ class LeRobotDiffusionPolicy(nn.Module):
         if OBS_STATE not in cfg.input_features:
             raise UserError(f"the policy declares cameras but no {OBS_STATE!r}; the protocol's camera "
                             f"observations carry one")
-        if obs_keys and tuple(obs_keys) != (OBS_STATE,):
-            raise UserError(f"a camera policy reads its state from {OBS_STATE!r} only; got obs_keys={tuple(obs_keys)} "
-                            f"(alias other state keys to it)")
         cameras = []
         for key in self.image_keys:
             src = self.aliases.get(key, key)
