@@ -87,3 +87,41 @@ def test_toy_env_is_seeded():
     a, b = make_env(ENV_ID), make_env(ENV_ID)
     np.testing.assert_array_equal(a.reset(seed=4)[0], b.reset(seed=4)[0])
     assert not np.allclose(a.reset(seed=5)[0], b.reset(seed=4)[0])
+
+
+class CameraDictEnv(gym.Env):
+    """LeRobot's names: a state (float64 here) and one camera frame; `bad` makes the frame float."""
+
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def __init__(self, bad=False, extra=False):
+        dtype = np.float32 if bad else np.uint8
+        spaces = {"observation.state": gym.spaces.Box(-1, 1, (3,), np.float64),
+                  "observation.images.top": gym.spaces.Box(0, 255, (6, 8, 3), dtype)}
+        if extra:
+            spaces["desired_goal"] = gym.spaces.Box(-1, 1, (1,))
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def make_camera_env(**kwargs):
+    return CameraDictEnv(**kwargs)
+
+
+def test_factory_camera_dicts_stay_dicts_and_bad_ones_are_one_line():
+    env = make_env(resolve_env(f"{__name__}:make_camera_env", max_steps=2))
+    assert set(env.observation_space.spaces) == {"observation.state", "observation.images.top"}
+    for obs in (env.reset(seed=0)[0], env.step(np.zeros(2, np.float32))[0]):
+        assert obs["observation.state"].dtype == np.float32 and obs["observation.state"].shape == (3,)
+        assert obs["observation.images.top"].dtype == np.uint8 and obs["observation.images.top"].shape == (6, 8, 3)
+    for kwargs, match in (({"bad": True}, "'observation.images.top' must be a uint8 Box"),
+                          ({"extra": True}, "got 'desired_goal' too")):
+        with pytest.raises(UserError, match=match) as err:
+            make_env(resolve_env(f"{__name__}:make_camera_env", kwargs=kwargs))
+        assert "\n" not in str(err.value)

@@ -119,6 +119,7 @@ def _personal_options(spec: dict, n_users: int) -> list[dict]:
 def run_personalize(args: argparse.Namespace) -> int:
     import torch
 
+    from steerlab.core.devices import resolve_device, use_compute_device
     from steerlab.core.errors import UserError
     from steerlab.core.logger import RunLogger
     from steerlab.core.outdir import output_dir
@@ -130,6 +131,7 @@ def run_personalize(args: argparse.Namespace) -> int:
     from steerlab.privacy.tasks.base import scores
     from steerlab.privacy.tasks.protocols import HeldOutScorer
 
+    device = resolve_device(args.device)  # before anything is read or trained: an absent device is one line
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     method = args.method
@@ -149,7 +151,7 @@ def run_personalize(args: argparse.Namespace) -> int:
     with (output_dir(args.out, "personalize", overwrite=args.overwrite, inputs=inputs) as (out, _),
           output_dir(private_dir(args.out), "personalize-private", overwrite=args.overwrite,
                      inputs=inputs, flag="the private report") as (private, _),
-          tempfile.TemporaryDirectory(prefix="steerlab-base-") as tmp):
+          tempfile.TemporaryDirectory(prefix="steerlab-base-") as tmp, use_compute_device(device)):
         private.chmod(0o700)  # the users' data and scores: for the one who ran personalize only
         task = task_from_config(spec)
         base = task.train_base(args.seed)
@@ -205,12 +207,14 @@ def attack_table(report: dict) -> str:
 
 
 def run_attack(args: argparse.Namespace) -> int:
+    from steerlab.core.devices import place, resolve_device, use_compute_device
     from steerlab.core.errors import OutputExistsError, UserError
     from steerlab.privacy.attacks import ATTACKS, AttackBudget, run_attacks
     from steerlab.privacy.keys import load_key_file
     from steerlab.privacy.release import load_keyed
     from steerlab.privacy.tasks.registry import scores
 
+    device = resolve_device(args.device)
     if args.restarts is not None and args.restarts <= 0:
         raise UserError(f"--restarts must be > 0, got {args.restarts}")
     unknown = [a for a in args.attacks or [] if a not in ATTACKS]
@@ -222,16 +226,20 @@ def run_attack(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is inside the model folder {model_dir}; the attack never writes into its input")
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it, or --out another file")
-    task, model, base = load_keyed(args.model)
+    task, model, base = load_keyed(args.model)  # CPU tensors, whatever device wrote them
     key = load_key_file(args.key, passphrase=ask_passphrase)  # the evaluator's ground truth; the attacks never see it (near_keys aside)
-    model.set_key(key)
-    correct = scores(task, lambda x: task.predict(model, x), users=1)["personal"]
-    model.set_key(None)
     budget = AttackBudget.quick() if args.quick else AttackBudget()
     if args.restarts is not None:
         budget.restarts = args.restarts
-    report = run_attacks(model, base, task, key.bits(), correct, scores(task, lambda x: task.predict(base, x))["personal"],
-                         budget=budget, seed=args.seed, attacks=args.attacks, progress=True)
+    with use_compute_device(device):  # the models compute there; starts, keys and scores stay CPU-seeded
+        model, base = place(model), place(base)
+        model.set_key(key)
+        correct = scores(task, lambda x: task.predict(model, x), users=1)["personal"]
+        model.set_key(None)
+        report = run_attacks(model, base, task, key.bits(), correct,
+                             scores(task, lambda x: task.predict(base, x))["personal"],
+                             budget=budget, seed=args.seed, attacks=args.attacks, progress=True)
+    report["device"] = str(device)
     atomic_write_json(out, report)
     print(attack_table(report))
     print(f"report: {out}")
@@ -296,6 +304,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (digits tasks)")
     p.add_argument("--allow-insecure", action="store_true", help="use key files others can read (with a warning)")
     p.add_argument("--seed", type=int, default=0, help="seed of training and of the wrong keys scored")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps: where the models train/compute (auto: cuda if available, then mps); data, keys and scores stay CPU-seeded, so a seed gives the same kind of result anywhere")
     p.set_defaults(func=run_personalize)
 
     p = sub.add_parser("attack", help="adaptive attacks on a keyed model: best-of-N recovery, share, distinct behaviours",
@@ -309,4 +318,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restarts", type=int, default=None, help="starts per gradient attack / random keys (default 256)")
     p.add_argument("--quick", action="store_true", help="a small budget (32 starts) for smoke runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps: where the models train/compute (auto: cuda if available, then mps); random starts stay CPU-seeded")
     p.set_defaults(func=run_attack)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -77,3 +78,77 @@ def move_policy(policy, device: torch.device | str):
     if callable(fn):
         fn(torch.device(device))
     return policy
+
+
+# ---------------------------------------------------------------------- a compute device for CPU-side code
+# `steerlab personalize` and `steerlab attack` run code that builds its data, keys and random starts on the CPU
+# (CPU generators: the same streams on every device) and scores on the CPU. `use_compute_device(device)` names
+# where models compute; `place(module)` moves a module there and gives each of its submodules a boundary: a call
+# from outside the module tree moves its tensor inputs to the device and its outputs back to where the inputs
+# were (autograd flows through both moves); calls inside stay on the device. On the CPU both are no-ops, so CPU
+# results are bitwise what they were.
+_COMPUTE = {"device": torch.device("cpu")}
+_DEPTH = threading.local()
+
+
+@contextmanager
+def use_compute_device(device: torch.device | str):
+    """Inside the block, `place` puts modules on `device`."""
+    before = _COMPUTE["device"]
+    _COMPUTE["device"] = torch.device(device)
+    try:
+        yield _COMPUTE["device"]
+    finally:
+        _COMPUTE["device"] = before
+
+
+def compute_device() -> torch.device:
+    return _COMPUTE["device"]
+
+
+def _move(x, device):
+    if torch.is_tensor(x):
+        return x.to(device)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_move(v, device) for v in x)
+    if isinstance(x, dict):
+        return {k: _move(v, device) for k, v in x.items()}
+    return x
+
+
+def _first_device(x):
+    if torch.is_tensor(x):
+        return x.device
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+    return next((d for d in (_first_device(v) for v in items) if d is not None), None)
+
+
+def _enter(module, args, kwargs):
+    depth = getattr(_DEPTH, "n", 0)
+    _DEPTH.n = depth + 1
+    if depth == 0:
+        _DEPTH.origin = _first_device((args, kwargs))
+    return _move(args, module._steerlab_device), _move(kwargs, module._steerlab_device)
+
+
+def _leave(module, args, kwargs, output):
+    _DEPTH.n -= 1
+    origin = getattr(_DEPTH, "origin", None)
+    if _DEPTH.n == 0 and origin is not None:
+        return _move(output, origin)
+    return output
+
+
+def place(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` on the compute device with its boundaries (idempotent; new submodules get theirs when placed
+    again). On the CPU (the default): returned unchanged."""
+    device = compute_device()
+    if device.type == "cpu" or not isinstance(module, torch.nn.Module):
+        return module
+    module.to(device)
+    for m in module.modules():
+        if getattr(m, "_steerlab_device", None) is None:
+            m.register_forward_pre_hook(_enter, with_kwargs=True)
+            m.register_forward_hook(_leave, with_kwargs=True, always_call=True)
+        m._steerlab_device = device
+    return module

@@ -35,6 +35,7 @@ import numpy as np
 
 import steerlab.envs.toy  # noqa: F401  (registers steerlab/PointReach-v0, the tests' and docs' tiny env)
 from steerlab.core.errors import UserError
+from steerlab.core.observations import IMAGE_PREFIX, STATE_KEY
 from steerlab.core.refs import call_ref, is_ref, resolve_ref
 from steerlab.core.registry import Registry
 from steerlab.envs.panda_tasks import PandaFamily
@@ -86,16 +87,21 @@ class TaskEnv(gym.Wrapper):
     def __init__(self, env: gym.Env, spec: EnvSpec, terminate_on_success: bool, reward: str):
         if reward not in ("dense", "sparse"):
             raise UserError(f"reward must be 'dense' or 'sparse', got {reward!r}")
-        if isinstance(env.observation_space, gym.spaces.Dict):
+        # a Dict with LeRobot's camera names stays a dict (docs/protocol.md); any other Dict is flattened
+        self.cameras = is_camera_space(env.observation_space)
+        if isinstance(env.observation_space, gym.spaces.Dict) and not self.cameras:
             env = gym.wrappers.FlattenObservation(env)
         super().__init__(env)
         if not isinstance(env.action_space, gym.spaces.Box):
             raise UserError(f"{spec.id}: steerlab needs a continuous (Box) action space, got {env.action_space}")
-        if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        if self.cameras:
+            self.observation_space = camera_space(env.observation_space, spec.id)
+        elif not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
             raise UserError(f"{spec.id}: steerlab needs a flat Box observation, got {env.observation_space}")
+        else:
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
         self.spec_ = spec
         self.terminate_on_success, self.reward_type = terminate_on_success, reward
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
         self.action_space = gym.spaces.Box(env.action_space.low.astype(np.float32),
                                            env.action_space.high.astype(np.float32), dtype=np.float32)
         self._t, self._ever, self._reported = 0, False, False
@@ -112,7 +118,12 @@ class TaskEnv(gym.Wrapper):
         self._reported = self.spec_.success_key in info
         info = dict(info, success=False, is_success=False, success_reported=self._reported)
         self._check_position(info)
-        return np.asarray(obs, np.float32), info
+        return self._obs(obs), info
+
+    def _obs(self, obs):
+        if self.cameras:  # the state as float32, the frames as the uint8 HWC they must be
+            return {k: np.asarray(obs[k], space.dtype) for k, space in self.observation_space.spaces.items()}
+        return np.asarray(obs, np.float32)
 
     def step(self, action):
         action = np.asarray(action, np.float32)
@@ -129,7 +140,32 @@ class TaskEnv(gym.Wrapper):
         truncated = not terminated and (bool(truncated) or self._t >= self.spec_.max_steps)
         info = dict(info, success=success, is_success=self._ever, success_reported=self._reported)
         self._check_position(info)
-        return np.asarray(obs, np.float32), r, terminated, truncated, info
+        return self._obs(obs), r, terminated, truncated, info
+
+
+def is_camera_space(space) -> bool:
+    """A Dict observation space with LeRobot's names: `observation.state` and `observation.images.<camera>`."""
+    return (isinstance(space, gym.spaces.Dict) and STATE_KEY in space.spaces
+            and any(k.startswith(IMAGE_PREFIX) for k in space.spaces))
+
+
+def camera_space(space: gym.spaces.Dict, env_id: str) -> gym.spaces.Dict:
+    """The camera dict as steerlab passes it on: state float32 (D,), each camera uint8 (H, W, 3); one line
+    naming the key otherwise."""
+    state = space.spaces[STATE_KEY]
+    if not isinstance(state, gym.spaces.Box) or len(state.shape) != 1:
+        raise UserError(f"{env_id}: observation {STATE_KEY!r} must be a flat Box, got {state}")
+    out = {STATE_KEY: gym.spaces.Box(-np.inf, np.inf, state.shape, np.float32)}
+    for key, cam in space.spaces.items():
+        if key == STATE_KEY:
+            continue
+        if not key.startswith(IMAGE_PREFIX):
+            raise UserError(f"{env_id}: a camera observation holds {STATE_KEY!r} and {IMAGE_PREFIX}<camera> only; "
+                            f"got {key!r} too")
+        if not isinstance(cam, gym.spaces.Box) or len(cam.shape) != 3 or cam.shape[2] != 3 or cam.dtype != np.uint8:
+            raise UserError(f"{env_id}: observation {key!r} must be a uint8 Box of shape (H, W, 3), got {cam}")
+        out[key] = gym.spaces.Box(0, 255, cam.shape, np.uint8)
+    return gym.spaces.Dict(out)
 
 
 # ---------------------------------------------------------------------- families

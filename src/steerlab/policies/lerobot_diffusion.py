@@ -28,7 +28,17 @@ A frame is the concatenation of `obs_keys` (default: `observation.state`, then
 `observation.environment_state` if the policy declares it). `aliases` feeds a declared key from another
 one, e.g. a state-only policy that declares its state as environment state too (LeRobot's diffusion
 config needs an image or an environment state): `aliases={"observation.environment_state":
-"observation.state"}`. Image observations are not supported here.
+"observation.state"}`.
+
+Cameras. A policy with image input features (`observation.images.<camera>`, LeRobot's own vision backbone)
+takes the protocol's camera observations (docs/protocol.md): a dict with `observation.state` and one
+`observation.images.<camera>` per camera, uint8 HWC from envs and datasets, float32 CHW in [0, 1] inside
+(`steerlab.core.observations.to_policy_obs`, applied once; `observation_spec` says what it sees). An image key
+with another name (e.g. `observation.image`) is fed from a camera by an alias:
+`aliases={"observation.image": "observation.images.top"}`. A camera observation is one frame per decision,
+so its history is `"repeat"` (the default for such a policy; exact when `n_obs_steps == 1`). The RL actor
+sees `rl_features(obs)`: the frozen global conditioning `e` (image features + state) and the normalized
+state, never pixels. The LeRobot policy stays in eval mode (its random crop, if any, is never drawn).
 
 The wrapper never trains or modifies the LeRobot policy: it is put in eval mode and only read.
 """
@@ -42,9 +52,11 @@ import torch
 from torch import nn
 
 from steerlab.core.errors import UserError
+from steerlab.core.observations import IMAGE_PREFIX, ObservationSpec, is_dict_obs, to_policy_obs
 
 OBS_STATE = "observation.state"
 OBS_ENV_STATE = "observation.environment_state"
+OBS_IMAGES = "observation.images"  # LeRobot's stacked cameras (B, n_obs_steps, n_cameras, 3, H, W)
 HISTORY_MODES = ("stacked", "repeat")
 
 
@@ -59,29 +71,40 @@ def _require_lerobot():
 
 
 class LeRobotDiffusionPolicy(nn.Module):
-    """Protocol levels action, noise (DDIM only) and embedding for a state-based LeRobot DiffusionPolicy."""
+    """Protocol levels action, noise (DDIM only) and embedding for a LeRobot DiffusionPolicy on state and,
+    optionally, cameras."""
 
     def __init__(self, policy, preprocessor, postprocessor, obs_keys: tuple[str, ...] | None = None,
-                 aliases: dict[str, str] | None = None, history: str = "stacked", env: dict | None = None):
+                 aliases: dict[str, str] | None = None, history: str | None = None, env: dict | None = None):
         super().__init__()
         cfg = policy.config
         if getattr(cfg, "type", "diffusion") != "diffusion" or not hasattr(policy, "diffusion"):
             raise UserError(f"expected a LeRobot DiffusionPolicy, got {type(policy).__name__}")
-        if cfg.image_features:
-            raise UserError(f"image observations ({sorted(cfg.image_features)}) are not supported by the "
-                            f"LeRobot diffusion wrapper; use state / environment-state features")
+        self.aliases = dict(aliases or {})
+        self.image_keys = tuple(cfg.image_features or ())
+        history = history or ("repeat" if self.image_keys else "stacked")
         if history not in HISTORY_MODES:
             raise UserError(f"history must be one of {HISTORY_MODES}, got {history!r}")
-        self.aliases = dict(aliases or {})
+        self.n_obs_steps = int(cfg.n_obs_steps)
         declared = [k for k in (OBS_STATE, OBS_ENV_STATE) if k in cfg.input_features]
+        if self.image_keys:
+            self.observation_spec = self._camera_spec(cfg, history)
         self.obs_keys = tuple(obs_keys) if obs_keys else tuple(k for k in declared if k not in self.aliases)
         for key in declared:
             if key not in self.obs_keys and self.aliases.get(key) not in self.obs_keys:
                 raise UserError(f"the policy needs {key!r}: list it in obs_keys or alias it to one of {self.obs_keys}")
         for key, src in self.aliases.items():
+            if key in self.image_keys:
+                continue
+            if key not in cfg.input_features or src not in cfg.input_features:
+                raise UserError(f"alias {key!r} <- {src!r}: both must be input features of the policy "
+                                f"({sorted(cfg.input_features)})")
             if cfg.input_features[src].shape != cfg.input_features[key].shape:
                 raise UserError(f"alias {key!r} <- {src!r}: shapes {cfg.input_features[key].shape} and "
                                 f"{cfg.input_features[src].shape} differ")
+        if self.image_keys and self.obs_keys != (OBS_STATE,):
+            raise UserError(f"a camera policy reads its state from {OBS_STATE!r} only; got {self.obs_keys} "
+                            f"(alias the others to it, e.g. aliases={{{OBS_ENV_STATE!r}: {OBS_STATE!r}}})")
         unknown = [k for k in self.obs_keys if k not in cfg.input_features]
         if unknown:
             raise UserError(f"obs_keys {unknown} are not input features of the policy ({sorted(cfg.input_features)})")
@@ -92,7 +115,6 @@ class LeRobotDiffusionPolicy(nn.Module):
         self.env_spec = dict(env or {})
         self.key_sizes = {k: int(cfg.input_features[k].shape[0]) for k in self.obs_keys}
         self.frame_dim = sum(self.key_sizes.values())
-        self.n_obs_steps = int(cfg.n_obs_steps)
         self.obs_dim = self.frame_dim * (self.n_obs_steps if history == "stacked" else 1)
         self.action_dim = int(cfg.action_feature.shape[0])
         # the diffusion sample spans n_obs_steps - 1 past steps too; the chunk starts at the current one
@@ -100,7 +122,42 @@ class LeRobotDiffusionPolicy(nn.Module):
         self.n_action_steps = int(cfg.n_action_steps)
         self.deterministic_given_noise = cfg.noise_scheduler_type == "DDIM"
         with torch.no_grad():
-            self.embed_dim = int(self.embed(torch.zeros(1, self.obs_dim)).shape[1])
+            self.embed_dim = int(self.embed(self._zero_obs()).shape[1])
+
+    def _camera_spec(self, cfg, history: str) -> ObservationSpec:
+        """What a camera policy observes; refuses what one frame per decision cannot feed (one line each)."""
+        if history == "stacked" and self.n_obs_steps > 1:
+            raise UserError(f"a camera observation is one frame per decision: use history='repeat' (the current "
+                            f"frame fills all n_obs_steps={self.n_obs_steps} steps) or a policy with n_obs_steps=1")
+        if OBS_STATE not in cfg.input_features:
+            raise UserError(f"the policy declares cameras but no {OBS_STATE!r}; the protocol's camera "
+                            f"observations carry one")
+        cameras = []
+        for key in self.image_keys:
+            src = self.aliases.get(key, key)
+            if not src.startswith(IMAGE_PREFIX) or src == IMAGE_PREFIX:
+                raise UserError(f"image feature {key!r} has no camera name: feed it from one with "
+                                f"aliases={{{key!r}: '{IMAGE_PREFIX}<camera>'}}")
+            if src[len(IMAGE_PREFIX):] not in cameras:
+                cameras.append(src[len(IMAGE_PREFIX):])
+        c, h, w = (int(v) for v in cfg.image_features[self.image_keys[0]].shape)
+        if c != 3:
+            raise UserError(f"image feature {self.image_keys[0]!r} has {c} channels; the protocol's cameras are RGB (3)")
+        return ObservationSpec(int(cfg.input_features[OBS_STATE].shape[0]), tuple(cameras), (h, w))
+
+    def train(self, mode: bool = True):
+        """Only the wrapper's mode changes: the LeRobot policy stays in eval mode (frozen, no random crop)."""
+        super().train(mode)
+        self.policy.eval()
+        return self
+
+    @property
+    def has_cameras(self) -> bool:
+        return bool(self.image_keys)
+
+    @property
+    def rl_feature_dim(self) -> int:
+        return self.embed_dim + self.frame_dim if self.has_cameras else self.obs_dim
 
     # ------------------------------------------------------------------ protocol
     @property
@@ -113,7 +170,7 @@ class LeRobotDiffusionPolicy(nn.Module):
 
     def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, obs_dim) raw observations -> (B, embed_dim) global conditioning of the denoiser."""
-        return self.policy.diffusion._prepare_global_conditioning(self._normalized_batch(obs))
+        return self._condition(self._normalized_batch(obs))
 
     def chunk_from_embedding(self, e: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The denoiser conditioned on `e`, from initial noise `noise` (B, *noise_shape): (B, horizon, A)
@@ -130,10 +187,21 @@ class LeRobotDiffusionPolicy(nn.Module):
         return self.chunk_from_embedding(self.embed(obs), noise)
 
     def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
-        """The observation as the policy sees it (LeRobot's normalization), flattened to (B, obs_dim)."""
+        """The observation as the policy sees it (LeRobot's normalization), flattened to (B, obs_dim); for a
+        camera observation, the normalized state of the current step (B, state_dim)."""
         batch = self._normalized_batch(obs)
+        if self.has_cameras:
+            return batch[OBS_STATE][:, -1]
         frames = torch.cat([batch[k] for k in self.obs_keys], dim=-1)  # (B, n_obs_steps, frame_dim)
         return frames.flatten(1) if self.history == "stacked" else frames[:, -1]
+
+    def rl_features(self, obs) -> torch.Tensor:
+        """What an RL actor sees in place of obs: for a camera policy the frozen global conditioning e (image
+        features + state over the observation steps) and the normalized current state, never pixels."""
+        if not self.has_cameras:
+            return self.normalize_obs(obs)
+        batch = self._normalized_batch(obs)
+        return torch.cat([self._condition(batch), batch[OBS_STATE][:, -1]], dim=-1)
 
     # ------------------------------------------------------------------ acting (numpy in, numpy out)
     def reset(self) -> None:
@@ -141,6 +209,7 @@ class LeRobotDiffusionPolicy(nn.Module):
 
     @torch.no_grad()
     def predict_chunk(self, obs, *, noise=None) -> np.ndarray:
+        """Raw observation(s) (flat, or a camera dict with uint8 HWC frames) -> (B, horizon, action_dim)."""
         return self.sample_chunk(self._as_obs(obs), noise).numpy()
 
     @torch.no_grad()
@@ -149,7 +218,12 @@ class LeRobotDiffusionPolicy(nn.Module):
         return self.predict_chunk(obs)[:, 0]
 
     # ------------------------------------------------------------------ helpers
-    def _as_obs(self, obs) -> torch.Tensor:
+    def _as_obs(self, obs):
+        """(B, obs_dim) float32, or for a camera policy the converted dict (float32 CHW images in [0, 1])."""
+        if self.has_cameras:
+            return to_policy_obs(obs, self.observation_spec)
+        if is_dict_obs(obs):
+            raise UserError(f"this policy sees no cameras: pass a flat observation of shape ({self.obs_dim},)")
         x = obs if torch.is_tensor(obs) else torch.as_tensor(np.asarray(obs, dtype=np.float32))
         x = x.to(torch.float32)
         if x.ndim == 1:
@@ -159,8 +233,29 @@ class LeRobotDiffusionPolicy(nn.Module):
                             f"got {tuple(x.shape)}")
         return x
 
-    def _normalized_batch(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _zero_obs(self):
+        if not self.has_cameras:
+            return torch.zeros(1, self.obs_dim)
+        h, w = self.observation_spec.image_size
+        return {OBS_STATE: torch.zeros(1, self.frame_dim),
+                **{IMAGE_PREFIX + c: torch.zeros(1, 3, h, w) for c in self.observation_spec.cameras}}
+
+    def _condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.has_cameras:  # LeRobot stacks its cameras into one (B, n_obs_steps, n_cameras, 3, H, W) entry
+            batch = {**batch, OBS_IMAGES: torch.stack([batch[k] for k in self.image_keys], dim=-4)}
+        return self.policy.diffusion._prepare_global_conditioning(batch)
+
+    def _normalized_batch(self, obs) -> dict[str, torch.Tensor]:
         obs = self._as_obs(obs)
+        if self.has_cameras:
+            n = self.n_obs_steps
+            batch = {OBS_STATE: obs[OBS_STATE][:, None].expand(-1, n, -1)}
+            for key in self.image_keys:
+                batch[key] = obs[self.aliases.get(key, key)][:, None].expand(-1, n, -1, -1, -1)
+            for key, src in self.aliases.items():
+                if key not in self.image_keys:
+                    batch[key] = batch[src]
+            return self.preprocessor(batch)
         if self.history == "stacked":
             frames = obs.reshape(obs.shape[0], self.n_obs_steps, self.frame_dim)
         else:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from steerlab.core.devices import place
 from steerlab.policies.backbones import mlp
 from steerlab.privacy.keys import random_keys
 from steerlab.privacy.prop.keyed import replace_module
@@ -36,7 +37,8 @@ from steerlab.privacy.prop.training import (
 def fit_personal(model: nn.Module, params, task, user: int, cfg: KeyedTrainConfig) -> nn.Module:
     """Train `params` on one user's objective only, no keys involved (`task.learner`: gradient steps on the
     personal data, or PPO on the personal reward for RL tasks)."""
-    learner_of(task).fit_personal(model, list(params), task, user, cfg)
+    params = list(params)
+    learner_of(task).fit_personal(place(model), params, task, user, cfg)  # placing keeps the parameters' identity
     return model.eval()
 
 

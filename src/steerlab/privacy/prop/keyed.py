@@ -115,6 +115,7 @@ class KeyedLinear(nn.Module):
 
     def fold(self, delta: torch.Tensor) -> None:
         w, b = self.linear.weight, self.linear.bias
+        delta = delta.to(w.device)  # gates come back to the caller's device (steerlab.core.devices.place)
         if self.mode == "input":
             self.folded = (w * delta[None, :], b)
         elif self.mode == "concat":
@@ -127,7 +128,7 @@ class KeyedLinear(nn.Module):
             return F.linear(x, *self.folded)
         if self.delta is None:
             return self.linear(x)
-        d = self.delta
+        d = self.delta.to(x.device)  # gates may be set from the CPU (keys, attacks' deltas)
         if d.ndim == 2 and x.ndim > 2:  # (B, ..., features): one gate vector per sample
             d = d.reshape(d.shape[0], *([1] * (x.ndim - 2)), d.shape[1])
         if self.mode == "input":

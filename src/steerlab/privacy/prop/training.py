@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from steerlab.core.devices import place
 from steerlab.core.progress import progress_bar
 from steerlab.privacy.keys import near_miss_keys, random_keys
 from steerlab.privacy.prop.keyed import KeyedModel
@@ -192,7 +193,7 @@ def train_keyed(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig, ext
     UserKey objects whose personal data is `task.personal_batch(user_index, ...)`. Returns the loss log.
     `extra_loss(model, task, step, gen) -> tensor`, if given, is added to every step's loss (research
     variants, e.g. adversarial negatives)."""
-    return learner_of(task).fit_keyed(model, task, users, cfg, extra_loss=extra_loss)
+    return learner_of(task).fit_keyed(place(model), task, users, cfg, extra_loss=extra_loss)
 
 
 def supervised_keyed_training(model: KeyedModel, task, users: list, cfg: KeyedTrainConfig,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from steerlab.core.devices import place
 from steerlab.core.errors import CheckpointError, UserError
 
 ADAPTER_KINDS = ("lora", "full")
@@ -61,7 +62,7 @@ def train_adapter(base: nn.Module, task, user: int, train_cfg, adapter: AdapterC
     torch.manual_seed(train_cfg.seed)  # the LoRA initialisation (and any sampling in the loss): same seed, same adapter
     model = copy.deepcopy(base)
     if adapter.kind == "full":
-        learner_of(task).fit_personal(model, list(model.parameters()), task, user, train_cfg)
+        learner_of(task).fit_personal(place(model), list(model.parameters()), task, user, train_cfg)
         before = dict(base.named_parameters())
         tensors = {n: p.detach().clone() for n, p in model.named_parameters() if not torch.equal(p, before[n])}
         return tensors, {"kind": "full"}
@@ -73,6 +74,7 @@ def train_adapter(base: nn.Module, task, user: int, train_cfg, adapter: AdapterC
     for p in model.parameters():
         p.requires_grad_(False)
     deltas = {n: replace_module(model, n, lambda lin: LoRADelta(lin, adapter.rank, adapter.alpha)) for n in layers}
+    place(model)  # the new LoRA factors too (their identity is kept)
     learner_of(task).fit_personal(model, [p for d in deltas.values() for p in (d.a, d.b)], task, user, train_cfg)
     # merged per-layer weight deltas: smaller to apply, and nothing about A and B separately is needed
     tensors = {f"{n}.weight": (d.scale * d.b @ d.a).detach().clone() for n, d in deltas.items()}

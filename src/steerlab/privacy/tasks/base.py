@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from steerlab.core.devices import place
 from steerlab.privacy.tasks.protocols import HeldOutScorer, Learner, Scorer
 
 
@@ -80,7 +81,7 @@ class Task:
         """The public base model: trained on the general objective only."""
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        model = self.make_model()
+        model = place(self.make_model())  # on the compute device of `--device` (a no-op on the CPU)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         for _ in range(steps or self.base_steps):
             x, y = self.general_batch(128, gen)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from steerlab.core.devices import place
 from steerlab.core.errors import UserError
 from steerlab.privacy.sealed.blobs import policy_of
 from steerlab.privacy.tasks.base import Task, sampled_chunks
@@ -184,7 +185,7 @@ class DatasetTask(Task):
         return copy.deepcopy(self.base_policy)
 
     def train_base(self, seed: int, steps: int | None = None) -> nn.Module:
-        return copy.deepcopy(self.base_policy).eval()  # the user's base is given, not trained here
+        return place(copy.deepcopy(self.base_policy)).eval()  # the user's base is given, not trained here
 
     def general_batch(self, n, gen):
         return self.general.batch(n, gen)
