@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="steerlab bench reward_only", description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=str(RUNS / "reward_only"), help="bases, datasets and run folders")
     ap.add_argument("--out", default=str(RESULTS / "reward_only.json"))
+    ap.add_argument("--own-envs", nargs="*", default=list(ENVS), choices=list(ENVS),
+                    help="envs that also get the own-protocol-policy cells (default: all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     root = Path(args.root)
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     for env in ENVS:
         base = build_base(env, root)
         plan += [(env, m, s, base, "flow", None) for m in METHODS for s in SEEDS]
+        if env not in args.own_envs:
+            continue
         own, own_vib = build_own_base(env, root)
         plan += [(env, m, s, own, "own", own_vib if m == "zprl" else None) for m in METHODS for s in OWN_SEEDS]
     for env, method, seed, base, kind, steered_from in plan:
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_decisions": WARMUP, "policy": POLICY, "own_policy": {
             "module": "steerlab.bench.own_policy", "linear_head": True, "bc_steps": OWN_BC_STEPS,
             "plugin_vib": "pretrain --vib-only at its defaults", "env_steps": OWN_ENV_STEPS, "seeds": list(OWN_SEEDS),
-            "mode_episodes": MODE_EPISODES, "eval_every": 4000}, "envs": {k: dict(zip(("horizon", "demo_episodes", "pretrain_steps", "env_steps"), v))
+            "mode_episodes": MODE_EPISODES, "eval_every": 4000, "envs": list(args.own_envs)}, "envs": {k: dict(zip(("horizon", "demo_episodes", "pretrain_steps", "env_steps"), v))
                                    for k, v in ENVS.items()},
         "seconds": time.perf_counter() - t0, "cells": cells})
     print(f"-> {args.out} ({time.perf_counter() - t0:.0f} s)")
