@@ -149,7 +149,7 @@ def run_cell(env: str, method: str, seed: int, base: Path, root: Path, kind: str
         finetune(cfg, progress=False)
     res = read_json(out / "result.json")
     first = next(r for r in read_metrics(out) if "eval_return" in r)
-    cache = out / "paired.json"  # the paired evaluation of this finished run (deterministic): computed once
+    cache = out / "paired.json"  # the paired evaluation of this finished run (deterministic): computed once, archived
     paired = read_json(cache) if cache.is_file() else None
     if paired is None:
         paired = paired_final(base, out, env, horizon, seed, res.get("final_trained_mode") or "sampled")
