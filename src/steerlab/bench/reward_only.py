@@ -8,7 +8,7 @@ the method's defaults (only the budget is small). Both bases imitate demonstrati
   nn.Module trained by plain behaviour cloning, saved with save_factory_policy; ZPRL steers it through the plug-in
   VIB fitted post hoc, `pretrain --vib-only --from <it>`) (seeds 0, 1, 2; OWN_ENV_STEPS env steps). Per cell: the base's return (the run's first evaluation, step 0) and the final return
 (result.json's sampled final evaluation) with 95% t-intervals over episodes, and result.json's `regressed`
-verdict. One core (torch.set_num_threads(1)); ≈ 15 minutes in all.
+verdict. One core (torch.set_num_threads(1)); ≈ 24 minutes in all on the shared 2-core machine.
 
     steerlab bench reward_only            # -> benchmarks/results/reward_only.json
 """
