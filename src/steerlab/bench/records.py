@@ -26,7 +26,7 @@ from steerlab.core.errors import UserError
 RECORDS = BENCH_DIR / "records"
 # record folders (relative to the benchmarks folder): every subfolder of runs/, and these per-cell folders
 CELL_FOLDERS = ("results/privacy_runs", "results/pretrain_runs", "results/panda_runs")
-KEEP = {"config.json", "metrics.jsonl", "result.json"}
+KEEP = {"config.json", "metrics.jsonl", "result.json", "paired.json"}
 """File names a run folder under runs/ contributes (per-cell folders contribute every .json)."""
 
 

@@ -1,11 +1,14 @@
 """Steering on reward-only envs (no success signal): does each method keep or improve the base's *return*?
 
-2 envs (Pendulum-v1, MountainCarContinuous-v0) × 3 methods (zprl, action-residual, dsrl) × 2 seeds, each at
-the method's defaults (only the budget is small). The base of each env is steerlab's own flow policy,
-pretrained on demonstrations of a scripted expert (steerlab.envs.classic_experts) with action noise, so it
-imitates imperfectly. Per cell: the base's return (the run's first evaluation, step 0) and the final return
+2 envs (Pendulum-v1, MountainCarContinuous-v0) × 3 methods (zprl, action-residual, dsrl) × 2 bases, each at
+the method's defaults (only the budget is small). Both bases imitate demonstrations of a scripted expert
+(steerlab.envs.classic_experts) with action noise, so they imitate imperfectly:
+* `flow`: steerlab's own flow policy with its built-in VIB (seeds 0, 1; 8k env steps);
+* `own`: a user's OWN protocol policy built the way docs/protocol.md tells a user (bench/own_policy.py: a plain
+  nn.Module trained by plain behaviour cloning, saved with save_factory_policy; ZPRL steers it through the plug-in
+  VIB fitted post hoc, `pretrain --vib-only --from <it>`) (seeds 0, 1, 2; OWN_ENV_STEPS env steps). Per cell: the base's return (the run's first evaluation, step 0) and the final return
 (result.json's sampled final evaluation) with 95% t-intervals over episodes, and result.json's `regressed`
-verdict. One core (torch.set_num_threads(1)); ≈ 15 minutes in all.
+verdict. One core (torch.set_num_threads(1)); ≈ 24 minutes in all on the shared 2-core machine.
 
     steerlab bench reward_only            # -> benchmarks/results/reward_only.json
 """
@@ -36,6 +39,10 @@ WARMUP = 500  # decisions acting as the base (the default 2,000 would fill half 
 FINAL_EPISODES = 20
 METHODS = ("zprl", "action-residual", "dsrl")
 SEEDS = (0, 1)
+OWN_SEEDS = (0, 1, 2)
+OWN_ENV_STEPS = 12_000  # room for learning: after the warm-up (1k env steps) and zprl's critic-only phase (2k)
+OWN_BC_STEPS = 3000
+MODE_EPISODES = 20  # the sampler-mode rule's episodes per mode (evaluation cost only)
 # a small flow policy: the envs have 1-d actions and 2-3-d observations
 POLICY = {"horizon": 4, "n_action_steps": 2, "embed_dim": 32, "hidden": 64, "latent_dim": 4, "vib_hidden": 64,
           "vib_depth": 2}
@@ -91,6 +98,20 @@ def build_base(env: str, root: Path) -> Path:
                                    policy=POLICY), progress=False)
 
 
+def build_own_base(env: str, root: Path) -> tuple[Path, Path]:
+    """The user's own protocol policy (plain BC on the same demos as the flow base) and its plug-in VIB, fitted
+    post hoc by `pretrain --vib-only` at its defaults: (policy folder, policy + VIB folder)."""
+    from steerlab.bench.own_policy import train_own_policy
+
+    build_base(env, root)  # the demos
+    own = train_own_policy(env, root / "data" / env, root / "own" / env, steps=OWN_BC_STEPS, squash=False)
+    vib = root / "own_vib" / env
+    if not (vib / "model.safetensors").is_file():
+        pretrain(PretrainConfig(dataset=str(root / "data" / env), out=str(vib), vib_only=True, from_ckpt=str(own),
+                                seed=0), progress=False)
+    return own, vib
+
+
 def paired_final(base: Path, run: Path, env: str, horizon: int, seed: int, mode: str) -> dict:
     """The base and the steered policy on the SAME final episodes (seeds, initial states) in the steered policy's
     trained mode, and the per-episode difference with its 95% t-interval: a comparison the episode sets of the
@@ -112,18 +133,28 @@ def paired_final(base: Path, run: Path, env: str, horizon: int, seed: int, mode:
             "paired_diff": d["mean"], "paired_diff_ci95": d["ci95"]}
 
 
-def run_cell(env: str, method: str, seed: int, base: Path, root: Path) -> dict:
+def run_cell(env: str, method: str, seed: int, base: Path, root: Path, kind: str = "flow",
+             steered_from: Path | None = None) -> dict:
+    """One run; `steered_from`: what finetune steers when it is not `base` itself (the own policy's plug-in VIB
+    for zprl); the paired comparison is always against `base`."""
     horizon, _, _, env_steps = ENVS[env]
-    out = root / "runs" / f"{env}__{method}__seed{seed}"
+    own = kind == "own"
+    env_steps = OWN_ENV_STEPS if own else env_steps
+    out = root / "runs" / (f"own__{env}__{method}__seed{seed}" if own else f"{env}__{method}__seed{seed}")
     if not (out / "result.json").is_file():
-        cfg = FinetuneConfig(base=str(base), method=method, env=env, env_steps=env_steps, seed=seed, out=str(out),
-                             max_steps=horizon, warmup_decisions=WARMUP, eval_every=2000, eval_episodes=10, final_episodes=FINAL_EPISODES,
-                             tensorboard=False)
+        extra = {"mode_episodes": MODE_EPISODES, "eval_every": 4000} if own else {"eval_every": 2000}
+        cfg = FinetuneConfig(base=str(steered_from or base), method=method, env=env, env_steps=env_steps, seed=seed,
+                             out=str(out), max_steps=horizon, warmup_decisions=WARMUP, eval_episodes=10,
+                             final_episodes=FINAL_EPISODES, tensorboard=False, **extra)
         finetune(cfg, progress=False)
     res = read_json(out / "result.json")
     first = next(r for r in read_metrics(out) if "eval_return" in r)
-    paired = paired_final(base, out, env, horizon, seed, res.get("final_trained_mode") or "sampled")
-    return {"env": env, "method": method, "seed": seed, "env_steps": env_steps,
+    cache = out / "paired.json"  # the paired evaluation of this finished run (deterministic): computed once, archived
+    paired = read_json(cache) if cache.is_file() else None
+    if paired is None:
+        paired = paired_final(base, out, env, horizon, seed, res.get("final_trained_mode") or "sampled")
+        atomic_write_json(cache, paired)
+    return {"base": kind, "env": env, "method": method, "seed": seed, "env_steps": env_steps,
             "base_return": first["eval_return"], "base_return_ci95": [first["eval_return_lo"], first["eval_return_hi"]],
             # the final policy in the sampler mode it was trained and is deployed in (the rule's choice), and both
             "trained_mode": res.get("final_trained_mode"), "sampler_mode": res.get("sampler_mode"),
@@ -138,28 +169,38 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="steerlab bench reward_only", description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=str(RUNS / "reward_only"), help="bases, datasets and run folders")
     ap.add_argument("--out", default=str(RESULTS / "reward_only.json"))
+    ap.add_argument("--own-envs", nargs="*", default=list(ENVS), choices=list(ENVS),
+                    help="envs that also get the own-protocol-policy cells (default: all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     root = Path(args.root)
     t0 = time.perf_counter()
     cells = []
+    plan = []
     for env in ENVS:
         base = build_base(env, root)
-        for method in METHODS:
-            for seed in SEEDS:
-                cells.append(run_cell(env, method, seed, base, root))
-                c = cells[-1]
-                lo, hi = c["paired_diff_ci95"]
-                print(f"{env} {method} s{seed}: same {FINAL_EPISODES} episodes ({c['paired_mode']}): base "
-                      f"{c['paired_base_return']:.1f} -> steered {c['final_return']:.1f}, difference "
-                      f"{c['paired_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] | curve verdict {c['regressed']['verdict']}",
-                      flush=True)
+        plan += [(env, m, s, base, "flow", None) for m in METHODS for s in SEEDS]
+        if env not in args.own_envs:
+            continue
+        own, own_vib = build_own_base(env, root)
+        plan += [(env, m, s, own, "own", own_vib if m == "zprl" else None) for m in METHODS for s in OWN_SEEDS]
+    for env, method, seed, base, kind, steered_from in plan:
+        cells.append(run_cell(env, method, seed, base, root, kind, steered_from))
+        c = cells[-1]
+        lo, hi = c["paired_diff_ci95"]
+        print(f"{kind} {env} {method} s{seed}: same {FINAL_EPISODES} episodes ({c['paired_mode']}): base "
+              f"{c['paired_base_return']:.1f} -> steered {c['final_return']:.1f}, difference "
+              f"{c['paired_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] | curve verdict {c['regressed']['verdict']}",
+              flush=True)
     atomic_write_json(args.out, {
         "what": "per cell: the base (step-0 curve evaluation, 10 episodes) and the final policy (20 fresh episodes, "
                 "in its trained sampler mode and both); paired_*: the base and the steered policy on the SAME 20 "
                 "final episodes in the trained mode, and the per-episode return difference; ci95: Student-t 95% "
                 "interval over episodes; regressed: result.json's curve verdict (last vs first evaluation)",
-        "warmup_decisions": WARMUP, "policy": POLICY, "envs": {k: dict(zip(("horizon", "demo_episodes", "pretrain_steps", "env_steps"), v))
+        "warmup_decisions": WARMUP, "policy": POLICY, "own_policy": {
+            "module": "steerlab.bench.own_policy", "linear_head": True, "bc_steps": OWN_BC_STEPS,
+            "plugin_vib": "pretrain --vib-only at its defaults", "env_steps": OWN_ENV_STEPS, "seeds": list(OWN_SEEDS),
+            "mode_episodes": MODE_EPISODES, "eval_every": 4000, "envs": list(args.own_envs)}, "envs": {k: dict(zip(("horizon", "demo_episodes", "pretrain_steps", "env_steps"), v))
                                    for k, v in ENVS.items()},
         "seconds": time.perf_counter() - t0, "cells": cells})
     print(f"-> {args.out} ({time.perf_counter() - t0:.0f} s)")
@@ -168,3 +209,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def table(results: dict) -> str:
+    """One row per (base, env, method, seed): the base and the steered policy on the same final episodes."""
+    from steerlab.bench.common import markdown_table
+
+    rows = []
+    for c in results["cells"]:
+        lo, hi = c["paired_diff_ci95"]
+        rows.append([c.get("base") or "flow", c["env"], c["method"], str(c["seed"]), str(c["env_steps"]),
+                     f"{c['paired_base_return']:.1f}", f"{c['paired_base_return'] + c['paired_diff']:.1f}",
+                     f"{c['paired_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}]", c["regressed"]["verdict"]])
+    return markdown_table(["base", "env", "method", "seed", "env steps", "base return", "steered return",
+                           "difference [95%]", "curve verdict"], rows)
