@@ -24,6 +24,7 @@ SECTIONS = {"pretrain": ("pretrain.json", "pretrain:table"), "finetune": ("finet
             "panda_pretrain": ("panda_pretrain.json", "panda:table"),
             "panda_finetune": ("panda_finetune.json", "panda:table"),
             "vector_efficiency": ("vector_efficiency.json", "vector_efficiency:table"),
+            "quickstart_seeds": ("quickstart_seeds.json", "quickstart_seeds:table"),
             "headline_zprl": ("finetune_shift.json", "headlines:zprl"),
             "headline_prop": ("privacy.json", "headlines:prop")}
 

@@ -26,8 +26,9 @@ from steerlab.core.errors import UserError
 RECORDS = BENCH_DIR / "records"
 # record folders (relative to the benchmarks folder): every subfolder of runs/, and these per-cell folders
 CELL_FOLDERS = ("results/privacy_runs", "results/pretrain_runs", "results/panda_runs")
-KEEP = {"config.json", "metrics.jsonl", "result.json"}
-"""File names a run folder under runs/ contributes (per-cell folders contribute every .json)."""
+KEEP = {"config.json", "metrics.jsonl", "result.json", "quickstart.json"}
+"""File names a run folder under runs/ contributes (per-cell folders contribute every .json); quickstart.json is
+the quickstart's whole summary (steerlab.bench.quickstart_seeds reuses a recorded seed from it)."""
 
 
 def archive_name(folder: str) -> str:
