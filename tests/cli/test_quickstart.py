@@ -51,6 +51,16 @@ def test_tiny_quickstart_prints_every_row_and_writes_the_figure(tmp_path, capsys
     json.dumps({"seeds": [record], "summary": summary_of_seeds}, allow_nan=False)
     assert summary_of_seeds["eps0"]["seeds"] == 2 and summary_of_seeds["sealed"]["right_key_opened"] == 2
     assert summary_of_seeds["sealed"]["wrong_or_no_key_opened"] == 0
+    # README's table of the seeds: one line per seed, the gain with its margin and verdict
+    from steerlab.bench.quickstart_seeds import table
+
+    lines = table({"config": summary["config"], "seeds": [record, record], "summary": summary_of_seeds,
+                   "machine": {"cpus": 2}}).splitlines()
+    assert sum(line.startswith("| 0 |") for line in lines) == 2
+    assert record["gain"][record["trained_mode"]]["verdict"] in lines[2]
+    # the base's demonstrator aimed beside the goal, and its dataset says so
+    meta = _strict((out / "datasets" / "demos" / "meta" / "steerlab.json").read_text())
+    assert meta["demonstrator_aim_offset"] == summary["config"]["demo_offset"] != summary["config"]["goal_offset"]
 
 
 def test_bad_input_is_one_line_and_makes_no_folder(tmp_path, capsys):
@@ -78,3 +88,28 @@ def test_quality_keeps_its_old_spelling(argv):
 
     args = build_parser("quickstart").parse_args(["quickstart", *argv])
     assert args.quality == "noisy"
+
+
+def test_demo_offset_option_defaults_to_the_config_and_zero_means_none(tmp_path):
+    from steerlab.bench.quickstart import QuickstartConfig
+    from steerlab.cli import build_parser
+
+    parser = build_parser("quickstart")
+    assert parser.parse_args(["quickstart"]).demo_offset == QuickstartConfig().demo_offset
+    assert parser.parse_args(["quickstart", "--demo-offset", "0", "0.05", "0"]).demo_offset == [0.0, 0.05, 0.0]
+
+
+def test_quickstart_seeds_redoes_only_its_own_older_runs(tmp_path):
+    """A seed folder holding only record files (what `steerlab bench` extracted from the benchmark's archive) is an
+    older run of the benchmark; one holding anything else is not (it is never removed)."""
+    from steerlab.bench.quickstart_seeds import ours
+
+    folder = tmp_path / "seed0"
+    assert not ours(folder)
+    (folder / "zprl").mkdir(parents=True)
+    assert not ours(folder)  # empty
+    (folder / "zprl" / "metrics.jsonl").write_text("{}\n")
+    (folder / "quickstart.json").write_text("{}")
+    assert ours(folder)
+    (folder / "notes.txt").write_text("mine")
+    assert not ours(folder)

@@ -31,7 +31,8 @@ def table(summary: dict) -> str:
              "",
              "| policy | " + " | ".join(h for _, h in MODES) + " | sealed part opened |",
              "|---|---|---|---|---|"]
-    what = {"base": f"{cfg['episodes']} {cfg['quality']} demos, {cfg['steps']} pretraining steps",
+    aim = f" aimed {cfg['demo_offset']} m off the goal" if cfg.get("demo_offset") else ""
+    what = {"base": f"{cfg['episodes']} {cfg['quality']} demos{aim}, {cfg['steps']} pretraining steps",
             "zprl": f"{cfg['env_steps']} env steps, trained at {trained}",
             "right_key": "user.key", "wrong_key": "wrong.key", "no_key": "public base only"}
     for name in ROWS:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from steerlab.bench.quickstart import QuickstartConfig
 
 # fields the command line sets (the rest keep QuickstartConfig's defaults); --tiny keeps its own budget
-OPTIONS = ("task", "shift", "quality", "episodes", "steps", "env_steps", "eval_episodes", "seed")
+OPTIONS = ("task", "shift", "quality", "demo_offset", "episodes", "steps", "env_steps", "eval_episodes", "seed")
 BUDGETS = ("episodes", "steps", "env_steps", "eval_episodes")
 
 
@@ -43,6 +43,8 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from steerlab.envs.shifts import shift_name
 
     args.shift = shift_name(args.shift)  # canonical; 'none' -> None
+    if args.demo_offset is not None and not any(args.demo_offset):
+        args.demo_offset = None  # 0 0 0: the demonstrator aims at the goal itself
     chosen = {k: getattr(args, k) for k in OPTIONS if not (args.tiny and k in BUDGETS)}
     cfg = QuickstartConfig.tiny(**chosen) if args.tiny else QuickstartConfig(**chosen)
     out = Path(args.out)
@@ -69,12 +71,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quickstart", help="a base from imperfect demos -> ZPRL improves it -> a sealed personalization "
                                           "for one user; one table, one figure (minutes on 2 cores)",
                        description="Example: steerlab quickstart --seed 1 --out runs/quickstart-s1")
-    d = {f.name: f.default for f in fields(QuickstartConfig) if f.name in OPTIONS}
+    d = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(QuickstartConfig)
+         if f.name in OPTIONS}
     p.add_argument("--task", default=d["task"], help="Meta-World task of the base, ZPRL and the user")
     p.add_argument("--shift", default=d["shift"], help="deployment shift of the base's demos, ZPRL and every "
                                                        "evaluation (docs/envs.md; 'none': no shift)")
     p.add_argument("--quality", "--qualities", dest="quality", default=d["quality"],
                    help="demonstration preset of the base (docs/envs.md)")
+    p.add_argument("--demo-offset", nargs=3, type=float, default=d["demo_offset"], metavar=("X", "Y", "Z"),
+                   help="the base's demonstrator aims this far beside the goal (metres; 0 0 0: at the goal)")
     p.add_argument("--episodes", type=int, default=d["episodes"], help="demonstrations the base imitates")
     p.add_argument("--steps", type=int, default=d["steps"], help="pretraining gradient steps")
     p.add_argument("--env-steps", type=int, default=d["env_steps"], help="ZPRL's budget in environment steps")
