@@ -214,14 +214,16 @@ def strict(obj):
 
 # ------------------------------------------------------------------ the suite
 def aggregate(plan: Plan, tasks: list[str], shifts: dict, bases: dict, throughput: dict | None) -> dict:
-    rows, svp = {}, {}
+    rows, svp, done_runs, planned = {}, {}, 0, 0
     for task in tasks:
         b = evaluate_base(plan, task, shifts[task], bases[task]["pixels"])
         base = base_row(b["final_sampled"], b["final_eps0"], plan.final_episodes)
-        rows[task] = {"shift": shifts[task], "base": base}
+        rows[task] = {"shift": shifts[task], "base": base,  # + the rule's base-only numbers and choice per base
+                      "sampler_mode": {k: base_mode(plan, task, shifts[task], bases[task][k], k) for k in ("pixels", "state")}}
         for name in (*METHODS, STATE_ROW):
-            done = [load_cell(Path(c["out"]) / "result.json") for c in cells(plan, task, shifts[task], bases[task])
-                    if c["name"] == name and ft.is_done(c)]
+            mine = [c for c in cells(plan, task, shifts[task], bases[task]) if c["name"] == name]
+            done = [load_cell(Path(c["out"]) / "result.json") for c in mine if ft.is_done(c)]
+            done_runs, planned = done_runs + len(done), planned + len(mine)
             if done:
                 row = method_row([run_outcome(r) for r in done], base)
                 if name == STATE_ROW:
@@ -231,7 +233,8 @@ def aggregate(plan: Plan, tasks: list[str], shifts: dict, bases: dict, throughpu
         if task in svp and "zprl" in rows[task]:
             svp[task]["pixels"] = rows[task]["zprl"]
     return {"obs": "pixels", "image_size": list(IMAGE_SIZE), "camera": CAMERA, "state_in_observation": True,
-            "seeds": plan.seeds, "env_steps": plan.env_steps, "n_envs": plan.n_envs, "quick": plan.quick,
+            "seeds": plan.seeds, "runs_done": done_runs, "runs_planned": planned,
+            "complete": done_runs == planned, "env_steps": plan.env_steps, "n_envs": plan.n_envs, "quick": plan.quick,
             "render_ms_per_frame": (throughput or {}).get("render_ms_per_frame"), "throughput": throughput,
             "methods": METHODS, "settings": "each method's defaults (no pixel-specific tuning)",
             "tasks": rows, "state_vs_pixels": svp}
