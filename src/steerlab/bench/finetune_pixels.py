@@ -295,3 +295,42 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(plan.results_file, strict(results))
     print(f"results: {plan.results_file}")
     return 0
+
+
+def table(results: dict) -> str:
+    """README's pixel table (steerlab bench make_readme): per task the base and each row's final best mode (mean
+    over the seeds done), its 95% interval vs the base's best, and AUC; then the cost of pixels on this machine."""
+    def num(x):
+        return "–" if x is None else f"{x:.2f}"
+
+    lines = ["| task (shift) | row | seeds | final best | best − base's best [95%] | AUC |", "|---|---|---|---|---|---|"]
+    for task, r in results["tasks"].items():
+        b = r["base"]
+        lines.append(f"| {task} ({r['shift']}) | base (pixels) | – | {num(b.get('final_best'))} "
+                     f"({b.get('best_mode', '')}) | – | – |")
+        named = [(m, r.get(m)) for m in results["methods"]]
+        named.append(("zprl on state", results.get("state_vs_pixels", {}).get(task, {}).get("state")))
+        for name, row in named:
+            if not row:
+                lines.append(f"| | {name} | 0 | not run yet | | |")
+                continue
+            lo, hi = row.get("best_vs_base_ci95") or (None, None)
+            vs = f"{row['best_vs_base']:+.2f} [{num(lo)}, {num(hi)}]"
+            if name == "zprl on state":  # its base is the state base, not the pixel base of the rows above
+                m = r.get("sampler_mode", {}).get("state") or {}
+                vs = (f"its state base: ε = 0 {num(m.get('eps0'))}, sampled {num(m.get('sampled'))} "
+                      f"({m.get('episodes', '?')} mode-split episodes)")
+            lines.append(f"| | {name} | {row['seeds']} | {num(row.get('final_best'))} | {vs} | {num(row.get('auc'))} |")
+    t = results.get("throughput") or {}
+    done = (f"{results['runs_done']}/{results['runs_planned']} runs done"
+            + ("" if results.get("complete") else " (incomplete: `steerlab bench finetune_pixels` resumes)"))
+    lines.append("")
+    lines.append(f"{done}; {results['env_steps']:,} env steps, {results['n_envs']} envs, 84×84 `{results['camera']}` "
+                 f"+ state; the methods that keep the sampler train in the mode the rule chose per base. ")
+    if t:
+        lines[-1] += (f"Cost on this machine (load {t['load_average_1m_before']}–{t['load_average_1m_after']}, one short "
+                      f"run each): render {t['render_ms_per_frame']:.1f} ms/frame; pretraining "
+                      f"{t['pixels']['pretrain_samples_per_s']:.0f} vs {t['state']['pretrain_samples_per_s']:.0f} "
+                      f"samples/s on state; RL {t['pixels']['finetune_env_steps_per_s']:.1f} vs "
+                      f"{t['state']['finetune_env_steps_per_s']:.1f} env steps/s on state.")
+    return "\n".join(lines)
