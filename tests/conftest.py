@@ -49,6 +49,36 @@ def policy_module(tmp_path, monkeypatch):
         sys.modules.pop(name, None)
 
 
+# a user's own protocol policy for Gymnasium's Pendulum-v1 (chunks of 4 actions, 2 executed; steerable noise)
+PENDULUM_POLICY = '''
+import torch
+from torch import nn
+
+
+class PendulumChunks(nn.Module):
+    obs_dim, action_dim, horizon, n_action_steps, noise_shape = 3, 1, 4, 2, (4, 1)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(3 + 4, 4)
+
+    def sample_chunk(self, obs, noise=None):
+        noise = torch.zeros(obs.shape[0], 4, 1) if noise is None else noise
+        return 2 * torch.tanh(self.net(torch.cat([obs, noise.flatten(1)], -1))).unsqueeze(-1)
+
+
+def make():
+    return PendulumChunks()
+'''
+
+
+@pytest.fixture
+def pendulum_policy(policy_module):
+    """`module:make` of PENDULUM_POLICY, written into tmp_path (the current folder of a user's project)."""
+    return policy_module("pendulum_policy", PENDULUM_POLICY)
+
+
 @pytest.fixture(scope="module")
 def base_ckpt(tmp_path_factory):
     """A tiny flow-matching base (reach-v3-shaped frames, 30 steps): one per test module, never written to."""

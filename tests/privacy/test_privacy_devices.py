@@ -66,3 +66,24 @@ def test_place_is_a_no_op_on_the_cpu():
         assert place(model) is model
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
     assert compute_device().type == "cpu"
+
+
+def test_amp_runs_placed_calls_in_bf16_and_hands_back_float32(monkeypatch):
+    from steerlab.core import devices
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    x = torch.randn(5, 8)
+    ref = net(x)
+    devices._attach(net, torch.device("cpu"))  # the boundaries `place` gives a module on an accelerator
+    torch.testing.assert_close(net(x), ref, rtol=0, atol=0)  # amp off: the same numbers
+    monkeypatch.setitem(devices._COMPUTE, "amp", True)  # what use_compute_device(cuda, amp=True) sets
+    out = net(x)
+    assert out.dtype == torch.float32 and not torch.equal(out, ref)  # computed in bf16, handed back as float32
+    torch.testing.assert_close(out, ref, rtol=0.05, atol=0.05)
+    out.sum().backward()
+    assert net[0].weight.grad.dtype == torch.float32
+    assert getattr(devices._DEPTH, "amp", None) is None  # the autocast was left with the outermost call
+    monkeypatch.setitem(devices._COMPUTE, "amp", False)
+    with pytest.warns(UserWarning, match="--amp does nothing on cpu"), use_compute_device("cpu", amp=True):
+        assert devices._COMPUTE["amp"] is False

@@ -7,38 +7,11 @@ import pytest
 
 from steerlab.cli import main
 
-PENDULUM_POLICY = '''
-import torch
-from torch import nn
-
-
-class PendulumChunks(nn.Module):
-    obs_dim, action_dim, horizon, n_action_steps, noise_shape = 3, 1, 4, 2, (4, 1)
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Linear(3 + 4, 4)
-
-    def sample_chunk(self, obs, noise=None):
-        noise = torch.zeros(obs.shape[0], 4, 1) if noise is None else noise
-        return 2 * torch.tanh(self.net(torch.cat([obs, noise.flatten(1)], -1))).unsqueeze(-1)
-
-
-def make():
-    return PendulumChunks()
-'''
-
 
 def strict_loads(text: str):
     def refuse(name):
         raise ValueError(f"non-strict JSON constant {name}")
     return json.loads(text, parse_constant=refuse)
-
-
-@pytest.fixture
-def pendulum_policy(policy_module):
-    return policy_module("pendulum_policy", PENDULUM_POLICY)
 
 
 @pytest.mark.parametrize("method", ["action-residual", "dsrl"])

@@ -72,7 +72,7 @@ def run(task: str, method: str, start: str, seed: int, env_steps: int, warmup: i
     cfg = FinetuneConfig(base=str(base), method=method, env=task, env_steps=env_steps, seed=seed, out=str(out),
                          warmup_decisions=warmup, eval_every=eval_every, eval_episodes=eval_episodes,
                          checkpoint_every=10 * env_steps, tensorboard=False, sac=SACConfig(hidden=hidden, **(sac_overrides or {})),
-                         steering=steering, final_episodes=0, sampler_noise_scale=1.0)
+                         steering=steering, final_episodes=0, release_gate_episodes=0, sampler_noise_scale=1.0)
     # an override named here wins over the method's start even where it equals SACConfig's default
     # (resolve_sac cannot tell an explicit default from an unset field), e.g. {"actor_tether": 0.0} for dsrl
     from steerlab.rl.steering import method_class

@@ -111,6 +111,8 @@ def finetune_cell(cell: dict) -> dict:
                              checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
                              final_episodes=cell["final_episodes"], max_steps=cell.get("max_steps"),
                              n_envs=cell.get("n_envs", 1),
+                             # the benchmarks compare what each method learned: no release gate (a cell may ask)
+                             release_gate_episodes=cell.get("release_gate_episodes", 0),
                              sampler_noise_scale=cell.get("sampler_noise_scale", ABSENT_MEANS["sampler_noise_scale"]),
                              sac=SACConfig(**{**BENCH_SAC, **cell.get("sac", {})}), steering=dict(cell.get("steering", {})))
         t0 = time.perf_counter()

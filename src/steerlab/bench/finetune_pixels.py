@@ -102,13 +102,14 @@ def make_cell(plan: Plan, task: str, name: str, method: str, seed: int, shift: s
     return cell
 
 
-def evaluate_base(plan: Plan, task: str, shift: str, base: Path) -> dict:
-    """The pixel base under the shift, sampled and from ε = 0 (written once to base__<task>/result.json)."""
+def evaluate_base(plan: Plan, task: str, shift: str, base: Path, kind: str = "pixels") -> dict:
+    """The pixel (or state) base under the shift, sampled and from ε = 0, on the final evaluation's episodes
+    (written once to base__<task>/result.json, result_state.json for the state base)."""
     from steerlab.core.checkpoint import load_policy
     from steerlab.envs.registry import resolve_env
     from steerlab.train.results import final_evaluation
 
-    path = plan.root / f"base__{task}" / "result.json"
+    path = plan.root / f"base__{task}" / ("result.json" if kind == "pixels" else f"result_{kind}.json")
     res = load_cell(path)
     if res is None or res.get("final_episodes") != plan.final_episodes or res.get("shift") != shift:
         env = resolve_env(task, max_steps=plan.max_steps, shift=shift)
@@ -175,7 +176,7 @@ def finetune_steps_per_s(base: Path, task: str, env_steps: int = 400) -> float:
         cfg = FinetuneConfig(base=str(base), method="zprl", env=task, env_steps=env_steps, out=str(Path(tmp) / "r"),
                              warmup_decisions=50, eval_every=10 * env_steps, eval_episodes=1, tensorboard=False,
                              checkpoint_every=10 * env_steps, sac=SACConfig(**ft.BENCH_SAC),
-                             sampler_noise_scale=1.0, final_episodes=0)
+                             sampler_noise_scale=1.0, final_episodes=0, release_gate_episodes=0)
         t0 = time.perf_counter()
         finetune(cfg, progress=False)
         return env_steps / (time.perf_counter() - t0)
@@ -220,14 +221,17 @@ def aggregate(plan: Plan, tasks: list[str], shifts: dict, bases: dict, throughpu
         base = base_row(b["final_sampled"], b["final_eps0"], plan.final_episodes)
         rows[task] = {"shift": shifts[task], "base": base,  # + the rule's base-only numbers and choice per base
                       "sampler_mode": {k: base_mode(plan, task, shifts[task], bases[task][k], k) for k in ("pixels", "state")}}
+        # ZPRL on state is compared with its own (state) base on the same final episodes, not with the pixel base
+        sb = evaluate_base(plan, task, shifts[task], bases[task]["state"], kind="state")
+        state_base = base_row(sb["final_sampled"], sb["final_eps0"], plan.final_episodes)
         for name in (*METHODS, STATE_ROW):
             mine = [c for c in cells(plan, task, shifts[task], bases[task]) if c["name"] == name]
             done = [load_cell(Path(c["out"]) / "result.json") for c in mine if ft.is_done(c)]
             done_runs, planned = done_runs + len(done), planned + len(mine)
             if done:
-                row = method_row([run_outcome(r) for r in done], base)
+                row = method_row([run_outcome(r) for r in done], state_base if name == STATE_ROW else base)
                 if name == STATE_ROW:
-                    svp[task] = {"state": row, "budget_env_steps": plan.env_steps}
+                    svp[task] = {"state": row, "state_base": state_base, "budget_env_steps": plan.env_steps}
                 else:
                     rows[task][name] = row
         if task in svp and "zprl" in rows[task]:
@@ -317,9 +321,13 @@ def table(results: dict) -> str:
             lo, hi = row.get("best_vs_base_ci95") or (None, None)
             vs = f"{row['best_vs_base']:+.2f} [{num(lo)}, {num(hi)}]"
             if name == "zprl on state":  # its base is the state base, not the pixel base of the rows above
-                m = r.get("sampler_mode", {}).get("state") or {}
-                vs = (f"its state base: ε = 0 {num(m.get('eps0'))}, sampled {num(m.get('sampled'))} "
-                      f"({m.get('episodes', '?')} mode-split episodes)")
+                sb = results.get("state_vs_pixels", {}).get(task, {}).get("state_base")
+                if sb:
+                    vs += f" vs its state base's best {num(sb.get('final_best'))} ({sb.get('best_mode', '')})"
+                else:  # recorded before the state base had its final evaluation
+                    m = r.get("sampler_mode", {}).get("state") or {}
+                    vs = (f"its state base: ε = 0 {num(m.get('eps0'))}, sampled {num(m.get('sampled'))} "
+                          f"({m.get('episodes', '?')} mode-split episodes)")
             lines.append(f"| | {name} | {row['seeds']} | {num(row.get('final_best'))} | {vs} | {num(row.get('auc'))} |")
     t = results.get("throughput") or {}
     done = (f"{results['runs_done']}/{results['runs_planned']} runs done"

@@ -1,7 +1,8 @@
 """GPU smoke test: the pixel pipeline's commands with `--device cuda`, timed; skipped (exit 0) without a GPU.
 
-collect 2 camera episodes (reach-v3, corner2, 84×84) -> pretrain 50 steps -> finetune zprl 200 env steps ->
-evaluate 2 episodes, each through the `steerlab` command line on `--device cuda`. Writes
+collect 2 camera episodes (reach-v3, corner2, 84×84) -> pretrain 50 steps (and 50 more with `--amp`) -> finetune
+zprl 200 env steps (sampler rule and release gate on 2 episodes each) -> evaluate 2 episodes -> personalize (keyed prop, point_robot, with
+`--amp`) -> attack it (quick random keys), each through the `steerlab` command line on `--device cuda`. Writes
 benchmarks/results/gpu_smoke.json (the commands, their wall times, the device's name, the evaluation's success).
 
     steerlab bench gpu_smoke            (or: python benchmarks/gpu_smoke.py)
@@ -43,8 +44,15 @@ def main(argv=None) -> int:
                           *dev]),
             ("finetune", ["finetune", str(base), "--method", "zprl", "--out", str(run), "--env-steps", "200",
                           "--warmup", "20", "--eval-every", "200", "--eval-episodes", "1", "--final-episodes", "0",
-                          "--checkpoint-every", "200", "--no-tensorboard", *dev]),
+                          "--checkpoint-every", "200", "--release-gate-episodes", "2", "--mode-episodes", "2", "--no-tensorboard", *dev]),
+            ("pretrain_amp", ["pretrain", "--dataset", str(ds), "--out", str(root / "base_amp"), "--steps", "50",
+                              "--batch-size", "64", "--amp", *dev]),
             ("evaluate", ["evaluate", str(run), "--episodes", "2", "--n-envs", "1", "--out", str(ev), *dev]),
+            ("keygen", ["keygen", "--out", str(root / "alice.key")]),
+            ("personalize", ["personalize", "--task", "point_robot", "--keys", str(root / "alice.key"), "--out",
+                             str(root / "keyed"), "--steps", "200", "--method", "prop", "--amp", *dev]),
+            ("attack", ["attack", str(root / "keyed"), "--key", str(root / "alice.key"), "--quick", "--attacks",
+                        "random_keys", "--out", str(root / "attack.json"), "--amp", *dev]),
         ]
         timings = {}
         for name, argv_ in steps:

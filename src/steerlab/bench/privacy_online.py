@@ -65,7 +65,7 @@ def online_config(base: Path, out: Path, offset, seed: int, b: Budget):
 
     return FinetuneConfig(base=str(base), method="zprl", env=TASK, env_kwargs={"goal_offset": [float(v) for v in offset]},
                           env_steps=b.env_steps, seed=seed, out=str(out), warmup_decisions=min(200, b.env_steps // 20),
-                          eval_every=max(b.env_steps // 4, 1), eval_episodes=5, final_episodes=0,
+                          eval_every=max(b.env_steps // 4, 1), eval_episodes=5, final_episodes=0, release_gate_episodes=0,
                           sampler_noise_scale=0.0, tensorboard=False, checkpoint_every=b.env_steps,
                           steering={"critic_warmup": min(300, b.env_steps // 10), "latent_rms_ratio": 1.0})
 

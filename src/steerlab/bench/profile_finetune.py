@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cfg = FinetuneConfig(base=str(base_checkpoint(args.task, progress=False)), method=args.method,
                          env_steps=args.env_steps, out="/tmp/steerlab_profile_run", warmup_decisions=300,
-                         eval_every=10**9, eval_episodes=1, tensorboard=False, sac=SACConfig(**BENCH_SAC), final_episodes=0, sampler_noise_scale=1.0)
+                         eval_every=10**9, eval_episodes=1, tensorboard=False, sac=SACConfig(**BENCH_SAC), final_episodes=0, release_gate_episodes=0, sampler_noise_scale=1.0)
     tuner = Finetuner(cfg, progress=False)
     prof = cProfile.Profile()
     t0 = time.perf_counter()

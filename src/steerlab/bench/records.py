@@ -26,9 +26,9 @@ from steerlab.core.errors import UserError
 RECORDS = BENCH_DIR / "records"
 # record folders (relative to the benchmarks folder): every subfolder of runs/, and these per-cell folders
 CELL_FOLDERS = ("results/privacy_runs", "results/pretrain_runs", "results/panda_runs")
-KEEP = {"config.json", "metrics.jsonl", "result.json", "paired.json", "quickstart.json"}
+KEEP = {"config.json", "metrics.jsonl", "result.json", "paired.json", "gate.json", "quickstart.json"}
 """File names a run folder under runs/ contributes (per-cell folders contribute every .json); paired.json is a
-reward_only run's paired base-vs-steered evaluation, quickstart.json the quickstart's whole summary
+reward_only run's paired base-vs-steered evaluation, gate.json its release gate and the released policy's, quickstart.json the quickstart's whole summary
 (steerlab.bench.quickstart_seeds reuses a recorded seed from it)."""
 
 

@@ -112,25 +112,44 @@ def build_own_base(env: str, root: Path) -> tuple[Path, Path]:
     return own, vib
 
 
-def paired_final(base: Path, run: Path, env: str, horizon: int, seed: int, mode: str) -> dict:
-    """The base and the steered policy on the SAME final episodes (seeds, initial states) in the steered policy's
-    trained mode, and the per-episode difference with its 95% t-interval: a comparison the episode sets of the
-    step-0 evaluation (10 episodes) and the final one (20) cannot give."""
+def paired_final(base: Path, steered, env: str, horizon: int, seed: int, mode: str) -> dict:
+    """The base and the steered policy (a policy folder or a loaded policy) on the SAME final episodes (seeds,
+    initial states) in the steered policy's trained mode, and the per-episode difference with its 95% t-interval:
+    a comparison the episode sets of the step-0 evaluation (10 episodes) and the final one (20) cannot give."""
     from steerlab.core.checkpoint import load_policy
     from steerlab.envs.registry import resolve_env
     from steerlab.eval.metrics import mean_interval
     from steerlab.eval.rollout import rollout_episodes
 
     spec, scale = resolve_env(env, max_steps=horizon), 0.0 if mode == "eps0" else 1.0
-    runs = {name: rollout_episodes(load_policy(path), spec, FINAL_EPISODES, seed=seed, n_envs=1, asynchronous=False,
-                                   progress=False, noise_scale=scale)
-            for name, path in (("base", base), ("steered", run / "policy"))}
+    runs = {name: rollout_episodes(p if not isinstance(p, Path) else load_policy(p), spec, FINAL_EPISODES, seed=seed,
+                                   n_envs=1, asynchronous=False, progress=False, noise_scale=scale)
+            for name, p in (("base", base), ("steered", steered))}
     base_r = np.array([e["return"] for e in runs["base"]])
     diff = np.array([e["return"] for e in runs["steered"]]) - base_r
     d = mean_interval(diff)
     return {"paired_mode": mode, "paired_base_return": float(base_r.mean()),
             "paired_base_return_ci95": mean_interval(base_r)["ci95"],
             "paired_diff": d["mean"], "paired_diff_ci95": d["ci95"]}
+
+
+def gated(run: Path, base: Path, env: str, horizon: int, seed: int, mode: str, paired: dict) -> dict:
+    """`steerlab finetune`'s release gate at its default (FinetuneConfig.release_gate_episodes episodes of the
+    'gate' split, disjoint from the final episodes), applied by the library's own function to the run's trained
+    policy, and the released policy on the same final episodes as `paired_final` (the same numbers when the
+    steered policy is released). The runs were trained before the gate existed; the gate acts after training,
+    so this is what the defaults release now."""
+    from steerlab.core.checkpoint import load_policy
+    from steerlab.envs.registry import resolve_env
+    from steerlab.train.finetune.config import FIELD_DEFAULTS
+    from steerlab.train.finetune.gate import release_gate
+
+    policy = load_policy(run / "policy")
+    gate = release_gate(policy, resolve_env(env, max_steps=horizon), FIELD_DEFAULTS["release_gate_episodes"], seed,
+                        policy.sampler_noise_scale)
+    released = paired if gate["released"] == "steered" else paired_final(base, policy, env, horizon, seed, mode)
+    return {"gate": gate, "released": gate["released"], "released_diff": released["paired_diff"],
+            "released_diff_ci95": released["paired_diff_ci95"]}
 
 
 def run_cell(env: str, method: str, seed: int, base: Path, root: Path, kind: str = "flow",
@@ -145,15 +164,22 @@ def run_cell(env: str, method: str, seed: int, base: Path, root: Path, kind: str
         extra = {"mode_episodes": MODE_EPISODES, "eval_every": 4000} if own else {"eval_every": 2000}
         cfg = FinetuneConfig(base=str(steered_from or base), method=method, env=env, env_steps=env_steps, seed=seed,
                              out=str(out), max_steps=horizon, warmup_decisions=WARMUP, eval_episodes=10,
-                             final_episodes=FINAL_EPISODES, tensorboard=False, **extra)
+                             final_episodes=FINAL_EPISODES, tensorboard=False,
+                             # the trained policy is compared first; the gate is applied after, as `gated` says
+                             release_gate_episodes=0, **extra)
         finetune(cfg, progress=False)
     res = read_json(out / "result.json")
     first = next(r for r in read_metrics(out) if "eval_return" in r)
     cache = out / "paired.json"  # the paired evaluation of this finished run (deterministic): computed once, archived
     paired = read_json(cache) if cache.is_file() else None
     if paired is None:
-        paired = paired_final(base, out, env, horizon, seed, res.get("final_trained_mode") or "sampled")
+        paired = paired_final(base, out / "policy", env, horizon, seed, res.get("final_trained_mode") or "sampled")
         atomic_write_json(cache, paired)
+    gate_cache = out / "gate.json"  # the release gate and the released policy (deterministic): computed once, archived
+    gate = read_json(gate_cache) if gate_cache.is_file() else None
+    if gate is None:
+        gate = gated(out, base, env, horizon, seed, paired["paired_mode"], paired)
+        atomic_write_json(gate_cache, gate)
     return {"base": kind, "env": env, "method": method, "seed": seed, "env_steps": env_steps,
             "base_return": first["eval_return"], "base_return_ci95": [first["eval_return_lo"], first["eval_return_hi"]],
             # the final policy in the sampler mode it was trained and is deployed in (the rule's choice), and both
@@ -162,7 +188,7 @@ def run_cell(env: str, method: str, seed: int, base: Path, root: Path, kind: str
             "final_return_ci95": res[f"final_{res.get('final_trained_mode') or 'sampled'}_return_ci95"],
             "final_sampled_return": res["final_sampled_return"],
             "final_eps0_return": res["final_eps0_return"], "final_eps0_return_ci95": res["final_eps0_return_ci95"],
-            "auc_return": res["auc_return"], "regressed": res["regressed"], **paired}
+            "auc_return": res["auc_return"], "regressed": res["regressed"], **paired, **gate}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = c["paired_diff_ci95"]
         print(f"{kind} {env} {method} s{seed}: same {FINAL_EPISODES} episodes ({c['paired_mode']}): base "
               f"{c['paired_base_return']:.1f} -> steered {c['final_return']:.1f}, difference "
-              f"{c['paired_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] | curve verdict {c['regressed']['verdict']}",
-              flush=True)
+              f"{c['paired_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] | curve verdict {c['regressed']['verdict']} | "
+              f"gate releases the {c['released']} ({c['released_diff']:+.1f})", flush=True)
     atomic_write_json(args.out, {
         "what": "per cell: the base (step-0 curve evaluation, 10 episodes) and the final policy (20 fresh episodes, "
                 "in its trained sampler mode and both); paired_*: the base and the steered policy on the SAME 20 "
@@ -215,11 +241,17 @@ def table(results: dict) -> str:
     """One row per (base, env, method, seed): the base and the steered policy on the same final episodes."""
     from steerlab.bench.common import markdown_table
 
+    def diff(d, ci):
+        return f"{d:+.1f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+
     rows = []
     for c in results["cells"]:
-        lo, hi = c["paired_diff_ci95"]
+        g = c.get("gate")
+        gate = "–" if g is None else f"{c['released']} ({g['return']['difference']:+.1f} on {g['episodes']})"
         rows.append([c.get("base") or "flow", c["env"], c["method"], str(c["seed"]), str(c["env_steps"]),
                      f"{c['paired_base_return']:.1f}", f"{c['paired_base_return'] + c['paired_diff']:.1f}",
-                     f"{c['paired_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}]", c["regressed"]["verdict"]])
+                     diff(c["paired_diff"], c["paired_diff_ci95"]), c["regressed"]["verdict"], gate,
+                     "–" if g is None else diff(c["released_diff"], c["released_diff_ci95"])])
     return markdown_table(["base", "env", "method", "seed", "env steps", "base return", "steered return",
-                           "difference [95%]", "curve verdict"], rows)
+                           "difference [95%]", "curve verdict", "gate releases (its difference)",
+                           "released − base [95%]"], rows)

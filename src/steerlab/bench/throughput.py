@@ -79,7 +79,7 @@ def tuner_for(base: str, task: str, method: str, n_envs: int, asynchronous: bool
     cfg = FinetuneConfig(base=base, method=method, env=task, env_steps=10**9, seed=0, out=str(out),
                          warmup_decisions=sac.batch_size, eval_every=10**9, checkpoint_every=10**9,
                          tensorboard=False, sac=sac, n_envs=n_envs, async_envs=asynchronous, utd=utd,
-                         steering={"critic_warmup": 10**9 if critic_only else 0}, final_episodes=0, sampler_noise_scale=1.0)
+                         steering={"critic_warmup": 10**9 if critic_only else 0}, final_episodes=0, release_gate_episodes=0, sampler_noise_scale=1.0)
     return Finetuner(cfg, progress=False)
 
 

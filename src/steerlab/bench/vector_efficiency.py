@@ -68,7 +68,7 @@ def run_cell(cell: dict) -> dict | None:
                              seed=cell["seed"], out=str(out), eval_every=cell["eval_every"],
                              eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
                              checkpoint_every=cell["eval_every"] * 2, tensorboard=False, sac=SACConfig(**BENCH_SAC),
-                             n_envs=cell["n_envs"], async_envs=False, utd=cell["utd"], final_episodes=0, sampler_noise_scale=1.0)
+                             n_envs=cell["n_envs"], async_envs=False, utd=cell["utd"], final_episodes=0, release_gate_episodes=0, sampler_noise_scale=1.0)
         eval_seconds = [0.0]
         evaluate = Finetuner.evaluate
 

@@ -114,6 +114,8 @@ def final_summary(res: dict) -> str:
         parts.append("success: not reported by this env")
     if res.get("regressed"):
         parts.append(f"vs base: {res['regressed']['verdict']}")
+    if res.get("released") == "base":
+        parts.append("released: the BASE (the release gate found the steered policy below it)")
     return " | ".join(parts)
 
 

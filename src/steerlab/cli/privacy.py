@@ -151,7 +151,7 @@ def run_personalize(args: argparse.Namespace) -> int:
     with (output_dir(args.out, "personalize", overwrite=args.overwrite, inputs=inputs) as (out, _),
           output_dir(private_dir(args.out), "personalize-private", overwrite=args.overwrite,
                      inputs=inputs, flag="the private report") as (private, _),
-          tempfile.TemporaryDirectory(prefix="steerlab-base-") as tmp, use_compute_device(device)):
+          tempfile.TemporaryDirectory(prefix="steerlab-base-") as tmp, use_compute_device(device, args.amp)):
         private.chmod(0o700)  # the users' data and scores: for the one who ran personalize only
         task = task_from_config(spec)
         base = task.train_base(args.seed)
@@ -231,7 +231,7 @@ def run_attack(args: argparse.Namespace) -> int:
     budget = AttackBudget.quick() if args.quick else AttackBudget()
     if args.restarts is not None:
         budget.restarts = args.restarts
-    with use_compute_device(device):  # the models compute there; starts, keys and scores stay CPU-seeded
+    with use_compute_device(device, args.amp):  # the models compute there; starts, keys and scores stay CPU-seeded
         model, base = place(model), place(base)
         model.set_key(key)
         correct = scores(task, lambda x: task.predict(model, x), users=1)["personal"]
@@ -305,6 +305,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-insecure", action="store_true", help="use key files others can read (with a warning)")
     p.add_argument("--seed", type=int, default=0, help="seed of training and of the wrong keys scored")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps: where the models train/compute (auto: cuda if available, then mps); data, keys and scores stay CPU-seeded, so a seed gives the same kind of result anywhere")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for the models' calls on CUDA (no-op with a "
+                                                      "warning elsewhere; default off)")
     p.set_defaults(func=run_personalize)
 
     p = sub.add_parser("attack", help="adaptive attacks on a keyed model: best-of-N recovery, share, distinct behaviours",
@@ -319,4 +321,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a small budget (32 starts) for smoke runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps: where the models train/compute (auto: cuda if available, then mps); random starts stay CPU-seeded")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for the models' calls on CUDA (no-op with a "
+                                                      "warning elsewhere; default off)")
     p.set_defaults(func=run_attack)

@@ -55,6 +55,25 @@ def to_device(x, device: torch.device | str):
     return x.to(device)
 
 
+def resident(tensors: dict, device: torch.device, fraction: float = 0.25) -> dict:
+    """A training set held where it feeds `device` fastest: on an accelerator when it takes under `fraction` of its
+    free memory (batches are then gathered there: no host copy per step; camera frames stay uint8 and are converted
+    per batch on the device), else in pinned host memory (copies overlap the compute, `gather(..., non_blocking)`).
+    On the CPU: the tensors themselves (the same numbers as ever)."""
+    if device.type == "cpu":
+        return tensors
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+    if device.type == "mps" or size < fraction * free:
+        return {k: v.to(device) for k, v in tensors.items()}
+    return {k: v.pin_memory() for k, v in tensors.items()}
+
+
+def gather(t: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows `idx` of `t` (from `resident`), on `device`."""
+    return t[idx.to(t.device)].to(device, non_blocking=True)
+
+
 def policy_device(policy) -> torch.device:
     """Where `policy` computes: its `device` attribute, an nn.Module's first parameter, the module a wrapper
     holds (`.policy` / `.base`), else the CPU (a policy without torch weights)."""
@@ -87,19 +106,27 @@ def move_policy(policy, device: torch.device | str):
 # from outside the module tree moves its tensor inputs to the device and its outputs back to where the inputs
 # were (autograd flows through both moves); calls inside stay on the device. On the CPU both are no-ops, so CPU
 # results are bitwise what they were.
-_COMPUTE = {"device": torch.device("cpu")}
+# With `amp`, each outermost call into a placed module runs under bf16 autocast on its device and hands back float32
+# (the CPU-side code around it, losses and scores, keeps its precision; the backward pass needs no autocast).
+_COMPUTE = {"device": torch.device("cpu"), "amp": False}
 _DEPTH = threading.local()
 
 
 @contextmanager
-def use_compute_device(device: torch.device | str):
-    """Inside the block, `place` puts modules on `device`."""
-    before = _COMPUTE["device"]
+def use_compute_device(device: torch.device | str, amp: bool = False):
+    """Inside the block, `place` puts modules on `device`; `amp`: bf16 autocast in their calls (CUDA; elsewhere a
+    warning and no effect)."""
+    before = dict(_COMPUTE)
     _COMPUTE["device"] = torch.device(device)
+    if amp and _COMPUTE["device"].type != "cuda":
+        warnings.warn(f"--amp does nothing on {_COMPUTE['device'].type} (bf16 autocast is used on CUDA only)",
+                      stacklevel=3)
+        amp = False
+    _COMPUTE["amp"] = bool(amp)
     try:
         yield _COMPUTE["device"]
     finally:
-        _COMPUTE["device"] = before
+        _COMPUTE.update(before)
 
 
 def compute_device() -> torch.device:
@@ -128,11 +155,28 @@ def _enter(module, args, kwargs):
     _DEPTH.n = depth + 1
     if depth == 0:
         _DEPTH.origin = _first_device((args, kwargs))
+        if _COMPUTE["amp"]:
+            _DEPTH.amp = torch.autocast(module._steerlab_device.type, dtype=torch.bfloat16)
+            _DEPTH.amp.__enter__()
     return _move(args, module._steerlab_device), _move(kwargs, module._steerlab_device)
+
+
+def _float32(x):
+    if torch.is_tensor(x):
+        return x.float() if x.dtype == torch.bfloat16 else x
+    if isinstance(x, (list, tuple)):
+        return type(x)(_float32(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _float32(v) for k, v in x.items()}
+    return x
 
 
 def _leave(module, args, kwargs, output):
     _DEPTH.n -= 1
+    if _DEPTH.n == 0 and getattr(_DEPTH, "amp", None) is not None:
+        _DEPTH.amp.__exit__(None, None, None)
+        _DEPTH.amp = None
+        output = _float32(output)
     origin = getattr(_DEPTH, "origin", None)
     if _DEPTH.n == 0 and origin is not None:
         return _move(output, origin)
@@ -145,6 +189,10 @@ def place(module: torch.nn.Module) -> torch.nn.Module:
     device = compute_device()
     if device.type == "cpu" or not isinstance(module, torch.nn.Module):
         return module
+    return _attach(module, device)
+
+
+def _attach(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     module.to(device)
     for m in module.modules():
         if getattr(m, "_steerlab_device", None) is None:

@@ -176,10 +176,11 @@ def rollout_episodes(policy, task: str | dict | EnvSpec, episodes: int, seed: in
 
 def evaluate(policy, task: str | dict | EnvSpec, episodes: int = 50, seed: int = 0, n_envs: int = 2,
              max_steps: int | None = None, asynchronous: bool = True, progress: bool = True,
-             noise_scale: float = 1.0, shift: str | None = None) -> dict:
-    """`shift`: a deployment shift name (else the spec's own, if it names one)."""
+             noise_scale: float = 1.0, shift: str | None = None, split: str = "eval") -> dict:
+    """`shift`: a deployment shift name (else the spec's own, if it names one); `split`: the episode seeds'
+    range (envs/seeds.py)."""
     spec = env_for_policy(as_spec(task, max_steps, shift=shift), policy)
     eps = rollout_episodes(policy, spec, episodes, seed, n_envs, None, asynchronous, progress,
-                           noise_scale=noise_scale)
+                           split=split, noise_scale=noise_scale)
     return {"task": spec.id, "env": spec.to_dict(), "seed": seed, "noise_scale": noise_scale, "shift": spec.shift,
             **summarize_episodes(eps), "per_episode": eps}

@@ -15,7 +15,7 @@ import torch
 
 from steerlab.core.checkpoint import CheckpointError
 from steerlab.core.config import check_count
-from steerlab.core.devices import autocast, resolve_device
+from steerlab.core.devices import autocast, gather, resident, resolve_device
 from steerlab.core.errors import UserError
 from steerlab.core.logger import RunLogger
 from steerlab.core.observations import IMAGE_PREFIX, STATE_KEY, image_key, to_policy_obs
@@ -122,17 +122,22 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     spec = policy.observation_spec
     policy.to(device).train()
 
-    def batch_obs(b):  # camera frames converted once per batch (uint8 HWC -> float CHW), then moved
+    # the training set where it feeds the device fastest (core/devices.resident: on a GPU with room, whole, frames
+    # as uint8); batches are gathered there and frames converted per batch (uint8 HWC -> float CHW) on the device
+    images = {image_key(c): torch.from_numpy(ds.images[image_key(c)]) for c in spec.cameras} if spec.has_images else {}
+    data = resident({"obs": obs, "actions": actions, "cidx": cidx, **images}, device)
+
+    def batch_obs(b):
         if not spec.has_images:
-            return obs[b].to(device)
-        x = to_policy_obs({STATE_KEY: obs[b], **{image_key(c): ds.images[image_key(c)][b.numpy()]
-                                                 for c in spec.cameras}}, spec)
-        return {k: v.to(device) for k, v in x.items()}
+            return gather(data["obs"], b, device)
+        return to_policy_obs({STATE_KEY: gather(data["obs"], b, device),
+                              **{k: gather(data[k], b, device) for k in images}}, spec)
 
     for step in bar:
         b = torch.randint(0, len(obs), (cfg.batch_size,), generator=gen)
+        chunk = gather(data["actions"], gather(data["cidx"], b, data["actions"].device), device)
         with autocast(device, cfg.amp):
-            loss, logs = policy.compute_loss(batch_obs(b), actions[cidx[b]].to(device), train_policy=not cfg.vib_only,
+            loss, logs = policy.compute_loss(batch_obs(b), chunk, train_policy=not cfg.vib_only,
                                              train_vib=True, generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()

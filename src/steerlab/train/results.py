@@ -13,6 +13,9 @@ reports it (else null, with the reason in `nulls`; docs/results.md).
   from ε = 0 (every chunk integrated from zero noise); success with Wilson 95% intervals, return with Student-t
   95% intervals over episodes. `final_best_mode` is the better of the two by success, or by return where the
   env has no success signal (a deployment can pick its sampler); `final_best` / `final_best_return` its score.
+* released / release: which policy policy/ holds ("steered", or "base" when the release gate found the steered one
+  below the base on its own paired episodes) and the gate's record (train/finetune/gate.py); the final numbers
+  above measure the released policy.
 * regressed: the last curve evaluation against the first (the base's own score; same episodes, seeds and
   sampler), on success where the env reports it, else on return: `verdict` is "regressed" when the final score
   is below the base's by more than the noise margin m = 1.96·√(SE_base² + SE_final²) (the 95% normal interval of
@@ -151,7 +154,7 @@ def final_evaluation(policy, env, episodes: int, seed: int) -> dict:
 
 
 def write_run_result(out: str | Path, cfg, env, final_episodes: int, warmup_env_steps: int,
-                     extra: dict | None = None) -> dict:
+                     extra: dict | None = None, extra_nulls: dict | None = None) -> dict:
     """Compute and write `out/result.json` for a finished run of FinetuneConfig `cfg` on EnvSpec `env`."""
     from steerlab.core.checkpoint import load_policy
 
@@ -166,6 +169,6 @@ def write_run_result(out: str | Path, cfg, env, final_episodes: int, warmup_env_
         nulls.update(final.pop("nulls"))
         result.update(final)
     result.update(extra or {})
-    result["nulls"] = nulls
+    result["nulls"] = {**nulls, **(extra_nulls or {})}
     atomic_write_json(out / "result.json", result)
     return result

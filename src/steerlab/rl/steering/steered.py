@@ -3,8 +3,12 @@
 It is a full policy (`reset`, `select_action`, `predict_chunk`, and the protocol's `sample_chunk`), saved
 as a self-describing checkpoint that holds a copy of its base checkpoint, so `core.checkpoint.load_policy`
 rebuilds it like any other. Format: config `{"steering": {"method": ..., <options>, "resolved_scale"},
-"sac", "obs_dim", "act_dim", "base": <the base checkpoint's config.json>, "env": <env spec>, "sampler_noise_scale"}`, tensors
-`base.*` (the base checkpoint's tensors) and `actor.*`.
+"sac", "obs_dim", "act_dim", "base": <the base checkpoint's config.json>, "env": <env spec>, "sampler_noise_scale",
+"released", "release_gate"}`, tensors `base.*` (the base checkpoint's tensors) and `actor.*`.
+
+`released`: "steered" (the default, and what older checkpoints mean) acts through the steering method; "base"
+acts exactly as the frozen base (train/finetune/gate.py released it because the steered policy scored below the
+base); the actor is kept either way, so `policy.released = "steered"` brings the steering back.
 """
 
 from __future__ import annotations
@@ -18,13 +22,20 @@ from steerlab.core.observations import batch_size
 from steerlab.policies.protocol import as_policy_obs, observation_spec
 from steerlab.rl.steering.base import SteeringMethod, method_class
 
+RELEASED = ("steered", "base")
+
 
 class SteeredPolicy:
     policy_type = "steered"
 
     def __init__(self, base, adapter: SteeringMethod, sac, env_spec: dict | None = None,
-                 base_meta: dict | None = None, base_tensors: dict | None = None, noise_scale: float = 1.0):
+                 base_meta: dict | None = None, base_tensors: dict | None = None, noise_scale: float = 1.0,
+                 released: str = "steered", release_gate: dict | None = None):
         self.base, self.adapter, self.sac = base, adapter, sac
+        if released not in RELEASED:
+            raise CheckpointError(f"released must be one of {', '.join(RELEASED)}, got {released!r}")
+        self.released = released
+        self.release_gate = release_gate  # the gate's record (train/finetune/gate.py), or None
         # the frozen sampler's noise scale it was trained with (the sampler-mode rule's choice): what it draws when
         # no noise is given, and what `steerlab evaluate` uses by default
         self.sampler_noise_scale = float(noise_scale)
@@ -57,6 +68,8 @@ class SteeredPolicy:
             noise = self.sampler_noise_scale * torch.randn((batch_size(obs), *self.noise_shape))
         dev = self.device  # the loop and evaluation draw noise on the CPU; the policy may sit on a GPU
         obs, noise = to_device(obs, dev), noise.to(dev)
+        if self.released == "base":  # the frozen base exactly, with the same noise
+            return self.base.sample_chunk(obs, noise)
         feats = self.adapter.features(obs, train=False, noise=noise)
         action = torch.as_tensor(self.sac.act(feats, deterministic=True)).to(dev)
         return self.adapter.chunk(obs, feats, action, noise)
@@ -82,7 +95,8 @@ def save_steered_policy(policy: SteeredPolicy, folder, sac_config: dict):
     tensors.update({f"actor.{k}": v for k, v in policy.sac.actor.state_dict().items()})
     config = {"steering": policy.adapter.config_dict(), "sac": sac_config, "obs_dim": policy.adapter.obs_dim,
               "act_dim": policy.adapter.act_dim, "base": policy.base_meta, "env": policy.env_spec,
-              "sampler_noise_scale": policy.sampler_noise_scale}
+              "sampler_noise_scale": policy.sampler_noise_scale, "released": policy.released,
+              "release_gate": policy.release_gate}
     return save_checkpoint(folder, SteeredPolicy.policy_type, config, tensors)
 
 
@@ -110,4 +124,5 @@ def steered_from_parts(base, base_meta: dict, cfg: dict, actor: dict, where: str
     sac = SAC(adapter.obs_dim, adapter.act_dim, SACConfig(**cfg["sac"]), critic_action_fn=adapter.critic_action)
     load_state_strict(sac.actor, actor, where)
     return SteeredPolicy(base, adapter, sac, env_spec=cfg.get("env", {}), base_meta=base_meta,
-                         base_tensors=base_tensors, noise_scale=cfg.get("sampler_noise_scale", 1.0))  # older: sampled
+                         base_tensors=base_tensors, noise_scale=cfg.get("sampler_noise_scale", 1.0),  # older: sampled
+                         released=cfg.get("released", "steered"), release_gate=cfg.get("release_gate"))

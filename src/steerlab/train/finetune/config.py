@@ -59,6 +59,11 @@ class FinetuneConfig:
     mode_episodes: int = 50
     """Episodes per mode of the base's evaluation that `sampler_noise_scale='auto'` decides from (seeds of the
     'mode' split, disjoint from the curve's); unused otherwise."""
+    release_gate_episodes: int = 20
+    """After training, the steered policy and the base play these many episodes of the 'gate' seed split (same
+    seeds, disjoint from the curve's, the final evaluation's and the mode rule's); if the steered policy's mean
+    per-episode difference is below 0 (success where the env reports it, then return), the run releases the base
+    in policy/ and warns (train/finetune/gate.py; result.json's `release`). 0: no gate (always the steered one)."""
     checkpoint_every: int = 10_000
     """Environment steps between resumable training-state snapshots (taken once every env ends its episode)."""
     buffer_size: int = 200_000
@@ -103,6 +108,7 @@ class FinetuneConfig:
         if self.sampler_noise_scale != "auto":  # an explicit number keeps it exactly
             check_scale("sampler_noise_scale", self.sampler_noise_scale)
         check_count("FinetuneConfig.mode_episodes", self.mode_episodes)
+        check_count("FinetuneConfig.release_gate_episodes", self.release_gate_episodes, minimum=0)
         if self.reward not in REWARDS:
             raise UserError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         if not 0.0 < self.gamma < 1.0:
@@ -142,14 +148,15 @@ REWARDS = ("dense", "sparse")
 FIELD_DEFAULTS = {f.name: f.default for f in fields(FinetuneConfig) if f.default is not MISSING}
 # what a field absent from a run recorded before it existed computed with (a resume and the benchmarks' record
 # checks read such runs this way; the sampler rule came later, and every run before it sampled at scale 1)
-ABSENT_MEANS = {**FIELD_DEFAULTS, "sampler_noise_scale": 1.0, "final_episodes": 0}
+ABSENT_MEANS = {**FIELD_DEFAULTS, "sampler_noise_scale": 1.0, "final_episodes": 0, "release_gate_episodes": 0}
 # fields a resume may change: where the run lives and how it is shown, not what it computes
 # (env_steps may only grow; the base is compared by content, so another path to the same files is fine)
 # (async_envs changes where the simulators run, not the numbers)
 # sac_explicit only says how the SAC settings were spelled; the resolved `sac` they produce is compared
+# release_gate_episodes acts after training (which policy is released), not on what training computes
 # (device is not free: the SAC's random stream lives on its device, so a run continues where it started)
 RESUME_FREE = ("env_steps", "out", "num_threads", "tensorboard", "base", "async_envs", "final_episodes",
-               "sac_explicit")
+               "sac_explicit", "release_gate_episodes")
 
 
 # Named SAC settings. 'bench' is what steerlab.bench.finetune measured (hidden 128: one update costs 6.0 ms

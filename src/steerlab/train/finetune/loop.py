@@ -19,6 +19,7 @@ from steerlab.core.io import clean_temps
 from steerlab.core.logger import RunLogger
 from steerlab.rl.steering import save_steered_policy
 from steerlab.train.finetune.callbacks import Callback, Evaluation, Progress, Snapshots, StopOnSignal
+from steerlab.train.finetune.gate import print_report, release_gate
 from steerlab.train.finetune.mode import decide as decide_sampler_mode
 from steerlab.train.finetune.mode import trained_mode
 from steerlab.train.finetune.snapshots import check_same_run, run_record
@@ -64,7 +65,7 @@ def train(tuner, callbacks: list[Callback]) -> None:
 
 def run(tuner, resume: bool = True) -> Path:
     """Train `tuner` in its run folder (the caller holds its lock), resuming from its snapshot when `resume`;
-    then save the steered policy, a final snapshot and result.json."""
+    then the release gate (gate.py), the released policy, a final snapshot and result.json."""
     cfg, out = tuner.cfg, tuner.out
     for folder in (out, out / "policy"):  # what writes killed mid-way left (we hold the lock)
         clean_temps(folder)
@@ -87,16 +88,25 @@ def run(tuner, resume: bool = True) -> Path:
         tuner.envs.close()
     if tuner.interrupted:
         return out
-    save_steered_policy(tuner.steered_policy(), out / "policy", sac_config=asdict(cfg.sac))
+    policy = tuner.steered_policy()
+    gate = None
+    if cfg.release_gate_episodes > 0:  # the steered policy vs the base on the gate split: which one is released
+        gate = release_gate(policy, tuner.env_spec, cfg.release_gate_episodes, cfg.seed,
+                            1.0 if tuner.noise_scale is None else float(tuner.noise_scale))
+        policy.release_gate = gate
+    save_steered_policy(policy, out / "policy", sac_config=asdict(cfg.sac))
     if not tuner.active.any():  # every env between episodes: an exact resume point (always so with one env)
         tuner.save_state()
     # result.json last: AUC, dip, final success sampled and from ε = 0 (steerlab.train.results), the trained one named
-    extra = {"sampler_mode": tuner.sampler_mode}
+    extra = {"sampler_mode": tuner.sampler_mode, "released": policy.released, "release": gate}
     if cfg.final_episodes > 0:
         extra["final_trained_mode"] = trained_mode(tuner.noise_scale)
+    why = None if gate else {"release": "no release gate (release_gate_episodes 0): the steered policy is released"}
     result = write_run_result(out, cfg, tuner.env_spec, cfg.final_episodes,
-                              warmup_env_steps=cfg.warmup_decisions * tuner.k, extra=extra)
+                              warmup_env_steps=cfg.warmup_decisions * tuner.k, extra=extra, extra_nulls=why)
     warn_if_regressed(result.get("regressed"), out)
+    if gate is not None:
+        print_report(gate)
     return out
 
 
