@@ -94,7 +94,8 @@ def _cfg(base_ckpt, out, steps=80):
     return FinetuneConfig(base=str(base_ckpt), method="dsrl-na", env="reach-v3", env_steps=steps, seed=0,
                           out=str(out), max_steps=20, warmup_decisions=10, eval_every=40, eval_episodes=2,
                           checkpoint_every=40, buffer_size=1000, tensorboard=False, sac=SACConfig(**TINY_SAC),
-                          steering={"critic_warmup": 5}, final_episodes=0, sampler_noise_scale=1.0)
+                          steering={"critic_warmup": 5}, final_episodes=0, sampler_noise_scale=1.0,
+                          release_gate_episodes=0)  # the gate has its own tests (test_release_gate.py)
 
 
 def test_finetune_keeps_base_frozen_and_save_load_acts_identically(base_ckpt, tmp_path):

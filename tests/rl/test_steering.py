@@ -84,7 +84,8 @@ def _cfg(base_ckpt, tmp_path, method, steps=80, **kw):
     return FinetuneConfig(base=str(base_ckpt), method=method, env="reach-v3", env_steps=steps, seed=0,
                           out=str(tmp_path / method), max_steps=20, warmup_decisions=10, eval_every=40,
                           eval_episodes=2, checkpoint_every=40, buffer_size=1000, tensorboard=False,
-                          sac=SACConfig(**TINY_SAC), **{"final_episodes": 0, "sampler_noise_scale": 1.0, **kw})
+                          sac=SACConfig(**TINY_SAC), **{"final_episodes": 0, "sampler_noise_scale": 1.0,
+                                                         "release_gate_episodes": 0, **kw})  # the gate: test_release_gate.py
 
 
 @pytest.mark.parametrize("method", METHODS)
