@@ -28,6 +28,7 @@ SECTIONS = {"pretrain": ("pretrain.json", "pretrain:table"), "finetune": ("finet
             "quickstart_seeds": ("quickstart_seeds.json", "quickstart_seeds:table"),
             "finetune_pixels": ("finetune_pixels.json", "finetune_pixels:table"),
             "release_gate": ("release_gate.json", "release_gate:table"),
+            "shift_rule": ("finetune_shift_rule.json", "shift_rule:table"),
             "headline_zprl": ("finetune_shift.json", "headlines:zprl"),
             "headline_prop": ("privacy.json", "headlines:prop")}
 
