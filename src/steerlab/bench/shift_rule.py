@@ -25,15 +25,18 @@ from steerlab.bench.sampler_rule import grid_modes
 from steerlab.core.io import atomic_write_json
 
 ROOT = RUNS / "finetune_shift_rule"
-METHOD = "zprl"
+METHODS = ("zprl", "action-residual")  # the grid's methods that keep the frozen sampler (DSRL picks its own noise)
 
 
-def cells(plan: Plan, tasks: list[str], seeds: int, bases: dict, shifts: dict, modes: dict) -> list[dict]:
+def cells(plan: Plan, tasks: list[str], seeds: int, bases: dict, shifts: dict, modes: dict,
+          methods: list[str]) -> list[dict]:
     picked = (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {})
-    if METHOD not in picked:
-        raise SystemExit("tuning.json has no picked ZPRL setting: run `steerlab bench finetune_shift --stage sweep`")
-    return [make_cell(plan, t, METHOD, METHOD, s, shifts[t], bases[t], picked[METHOD]["setting"], ROOT,
-                      sampler_noise_scale=modes[t]) for s in range(seeds) for t in tasks]
+    missing = [m for m in methods if m not in picked]
+    if missing:
+        raise SystemExit(f"tuning.json has no picked setting for {', '.join(missing)}: run `steerlab bench "
+                         f"finetune_shift --stage sweep`")
+    return [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], ROOT, sampler_noise_scale=modes[t])
+            for s in range(seeds) for m in methods for t in tasks]
 
 
 def summary(results: list[dict]) -> dict | None:
@@ -48,16 +51,18 @@ def summary(results: list[dict]) -> dict | None:
 
 
 def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
+    def runs(root, t, m):
+        return [r for r in (load_cell(p) for p in sorted(root.glob(f"{t}__{m}__seed*/result.json"))) if r]
+
     rows = {}
     for t in sorted(tasks):
-        rule = [r for r in (load_cell(p) for p in sorted(ROOT.glob(f"{t}__{METHOD}__seed*/result.json"))) if r]
-        grid = {m: [r for r in (load_cell(p) for p in sorted(plan.grid_root.glob(f"{t}__{m}__seed*/result.json"))) if r]
-                for m in ("zprl", "dsrl")}
-        rows[t] = {"rule_mode": "eps0" if modes[t] == 0.0 else "sampled", "zprl_rule": summary(rule),
-                   "zprl_sampled_grid": summary(grid["zprl"]), "dsrl_grid": summary(grid["dsrl"])}
+        rows[t] = {"rule_mode": "eps0" if modes[t] == 0.0 else "sampled",
+                   **{f"{m}_rule": summary(runs(ROOT, t, m)) for m in METHODS},
+                   **{f"{m}_sampled_grid": summary(runs(plan.grid_root, t, m)) for m in METHODS},
+                   "dsrl_grid": summary(runs(plan.grid_root, t, "dsrl"))}
     done = {t: r for t, r in rows.items() if r["zprl_rule"] and r["dsrl_grid"]}
-    return {"what": "ZPRL trained and evaluated in the rule's sampler mode (runs/finetune_shift_rule), beside the "
-                    "shift grid's recorded DSRL and sampled-mode ZPRL runs (means over the seeds each has); auc: "
+    return {"what": "ZPRL and action-residual trained and evaluated in the rule's sampler mode "
+                    "(runs/finetune_shift_rule), beside the shift grid's recorded DSRL and sampled-mode runs (means over the seeds each has); auc: "
                     "evaluation success over the budget; final_trained: final success in the mode trained in; "
                     "final_best: the better mode; dip: lowest evaluation after warm-up minus the first",
             "env_steps": plan.env_steps, "tasks": rows,
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="steerlab bench shift_rule", description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=None, help="default: every task of the suite")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the JSON")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -85,12 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     modes = grid_modes(tasks, False)
     if not args.collect:
         bases = build_bases(tasks, shifts, False)
-        todo = cells(plan, tasks, args.seeds, bases, shifts, modes)
+        todo = cells(plan, tasks, args.seeds, bases, shifts, modes, args.methods)
         for i, cell in enumerate(todo):
             res = ft.finetune_cell(cell)  # skipped when finished or running in another process
             what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
             mode = "eps0" if modes[cell["task"]] == 0 else "sampled"
-            print(f"[{i + 1}/{len(todo)}] {cell['task']} zprl ({mode}) seed {cell['seed']}: {what}", flush=True)
+            print(f"[{i + 1}/{len(todo)}] {cell['task']} {cell['method']} ({mode}) seed {cell['seed']}: {what}",
+                  flush=True)
     out = collect(plan, tasks, modes)
     atomic_write_json(RESULTS / "finetune_shift_rule.json", out)
     print(f"-> {RESULTS / 'finetune_shift_rule.json'}")
@@ -105,16 +112,18 @@ def table(results: dict) -> str:
 
     rows = []
     for t, r in results["tasks"].items():
-        z, zs, d = r["zprl_rule"], r["zprl_sampled_grid"], r["dsrl_grid"]
-        rows.append([t, r["rule_mode"], cell(z, "auc"), cell(zs, "auc"), cell(d, "auc"), cell(z, "final_best"),
-                     cell(zs, "final_best"), cell(d, "final_best"), cell(z, "dip"), cell(d, "dip")])
+        z, d = r["zprl_rule"], r["dsrl_grid"]
+        rows.append([t, r["rule_mode"], cell(z, "auc"), cell(r["zprl_sampled_grid"], "auc"),
+                     cell(r.get("action-residual_rule"), "auc"), cell(r.get("action-residual_sampled_grid"), "auc"),
+                     cell(d, "auc"), cell(z, "final_best"), cell(r["zprl_sampled_grid"], "final_best"),
+                     cell(d, "final_best"), cell(z, "dip"), cell(d, "dip")])
     head = markdown_table(["task", "rule's mode", "AUC zprl (rule) (seeds)", "AUC zprl (sampled, grid)",
-                           "AUC dsrl (grid)", "best zprl (rule)", "best zprl (sampled)", "best dsrl",
-                           "dip zprl (rule)", "dip dsrl"], rows)
+                           "AUC action-residual (rule)", "AUC action-residual (sampled, grid)", "AUC dsrl (grid)",
+                           "best zprl (rule)", "best zprl (sampled)", "best dsrl", "dip zprl (rule)", "dip dsrl"],
+                          rows)
     return (f"{head}\n\nTasks with ZPRL under the rule so far: {results['tasks_compared']}; its AUC ≥ DSRL's on "
             f"{results['auc_at_least_dsrl']}, its final best mode ≥ DSRL's on {results['final_best_at_least_dsrl']} "
             f"({results['env_steps']:,} env steps per run; partial until every task has 3 seeds).")
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
