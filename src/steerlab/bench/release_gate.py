@@ -50,7 +50,7 @@ def gate_run(run: Path, episodes: int) -> dict:
     result = read_json(run / "result.json")
     policy = load_policy(run / "policy")
     t0 = time.perf_counter()
-    gate = release_gate(policy, EnvSpec.from_dict(result["env"]), episodes, result["seed"], policy.sampler_noise_scale)
+    gate = release_gate(policy, EnvSpec.from_dict(result["env"]), episodes, result["seed"])
     mode = result.get("final_trained_mode") or "sampled"
     base = base_final(run, result)
     rec = {**gate, "seconds": time.perf_counter() - t0, "run": run.name, "trained_mode": mode,

@@ -120,17 +120,16 @@ def paired_final(base: Path, steered, env: str, horizon: int, seed: int, mode: s
     from steerlab.envs.registry import resolve_env
     from steerlab.eval.metrics import mean_interval
     from steerlab.eval.rollout import rollout_episodes
+    from steerlab.train.finetune.gate import paired_differences
 
     spec, scale = resolve_env(env, max_steps=horizon), 0.0 if mode == "eps0" else 1.0
     runs = {name: rollout_episodes(p if not isinstance(p, Path) else load_policy(p), spec, FINAL_EPISODES, seed=seed,
                                    n_envs=1, asynchronous=False, progress=False, noise_scale=scale)
             for name, p in (("base", base), ("steered", steered))}
-    base_r = np.array([e["return"] for e in runs["base"]])
-    diff = np.array([e["return"] for e in runs["steered"]]) - base_r
-    d = mean_interval(diff)
-    return {"paired_mode": mode, "paired_base_return": float(base_r.mean()),
-            "paired_base_return_ci95": mean_interval(base_r)["ci95"],
-            "paired_diff": d["mean"], "paired_diff_ci95": d["ci95"]}
+    d = paired_differences(runs["steered"], runs["base"])["return"]  # the release gate's own comparison
+    return {"paired_mode": mode, "paired_base_return": d["base"],
+            "paired_base_return_ci95": mean_interval([e["return"] for e in runs["base"]])["ci95"],
+            "paired_diff": d["difference"], "paired_diff_ci95": d["difference_ci95"]}
 
 
 def gated(run: Path, base: Path, env: str, horizon: int, seed: int, mode: str, paired: dict) -> dict:
@@ -145,8 +144,7 @@ def gated(run: Path, base: Path, env: str, horizon: int, seed: int, mode: str, p
     from steerlab.train.finetune.gate import release_gate
 
     policy = load_policy(run / "policy")
-    gate = release_gate(policy, resolve_env(env, max_steps=horizon), FIELD_DEFAULTS["release_gate_episodes"], seed,
-                        policy.sampler_noise_scale)
+    gate = release_gate(policy, resolve_env(env, max_steps=horizon), FIELD_DEFAULTS["release_gate_episodes"], seed)
     released = paired if gate["released"] == "steered" else paired_final(base, policy, env, horizon, seed, mode)
     return {"gate": gate, "released": gate["released"], "released_diff": released["paired_diff"],
             "released_diff_ci95": released["paired_diff_ci95"]}

@@ -43,9 +43,10 @@ def decide(diffs: dict) -> tuple[str, str]:
     return "steered", "tie"
 
 
-def release_gate(policy, env_spec, episodes: int, seed: int, noise_scale: float) -> dict:
-    """Play `policy` (a SteeredPolicy) with its steering on and off on the gate split; the record of the decision.
-    Leaves `policy.released` at the decision."""
+def release_gate(policy, env_spec, episodes: int, seed: int) -> dict:
+    """Play `policy` (a SteeredPolicy) with its steering on and off on the gate split, both at the sampler scale it
+    was trained with; the record of the decision. Leaves `policy.released` at the decision."""
+    noise_scale = policy.sampler_noise_scale
     runs = {}
     for released in ("steered", "base"):
         policy.released = released

@@ -91,8 +91,7 @@ def run(tuner, resume: bool = True) -> Path:
     policy = tuner.steered_policy()
     gate = None
     if cfg.release_gate_episodes > 0:  # the steered policy vs the base on the gate split: which one is released
-        gate = release_gate(policy, tuner.env_spec, cfg.release_gate_episodes, cfg.seed,
-                            1.0 if tuner.noise_scale is None else float(tuner.noise_scale))
+        gate = release_gate(policy, tuner.env_spec, cfg.release_gate_episodes, cfg.seed)
         policy.release_gate = gate
     save_steered_policy(policy, out / "policy", sac_config=asdict(cfg.sac))
     if not tuner.active.any():  # every env between episodes: an exact resume point (always so with one env)
