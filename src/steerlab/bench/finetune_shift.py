@@ -212,6 +212,12 @@ def save_sweep(plan: Plan, rec: dict) -> None:
 
 
 # ------------------------------------------------------------------ stage 3: results
+def base_of(b: dict) -> dict:
+    """The base's row from its recorded evaluation (stage 1's result.json)."""
+    return base_row(b["final_sampled"], b["final_eps0"], b["final_episodes"], auc=b["final_sampled"],
+                    explore_jerk=b["final_sampled_jerk"], wall_s=b["wall_seconds"])
+
+
 def aggregate(plan: Plan, tasks: list[str], shifts: dict) -> dict:
     """finetune_shift.json: the issue's schema (per task: base and each method with auc, final_sampled,
     final_eps0, final_best, final_best_ci95, explore_jerk) plus dip, wall_s and the comparison fields."""
@@ -220,8 +226,7 @@ def aggregate(plan: Plan, tasks: list[str], shifts: dict) -> dict:
         b = load_cell(plan.base_root / f"{task}__base__seed0" / "result.json")
         if b is None:
             continue
-        base = base_row(b["final_sampled"], b["final_eps0"], b["final_episodes"], auc=b["final_sampled"],
-                        explore_jerk=b["final_sampled_jerk"], wall_s=b["wall_seconds"])
+        base = base_of(b)
         # the same evaluation as the calibration's cell (same base, shift, episodes and seed): it must agree
         cal = ((load_cell(TUNING) or {}).get("shift_calibration") or {}).get("cells", {}).get(f"{task}|{shifts[task]}")
         if cal and not plan.quick and cal.get("episodes") == b["final_episodes"]:

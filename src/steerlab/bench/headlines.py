@@ -9,18 +9,28 @@ SHIFT_METHODS = ("zprl", "action-residual", "dsrl")
 
 
 def zprl(results: dict) -> str:
-    """Deployment-shift suite: final success in each method's best sampler mode vs the base's, and AUC."""
+    """Deployment-shift suite: final success in each method's best sampler mode vs the base's, and AUC; beside
+    them ZPRL trained in the sampler mode the rule picked (finetune_shift_rule.json), where recorded."""
+    from steerlab.bench.common import RESULTS, load_cell
+
+    rule = (load_cell(RESULTS / "finetune_shift_rule.json") or {}).get("tasks", {})
     rows = []
     for task, t in sorted(results["tasks"].items()):
         cells = [task, results.get("shifts", {}).get(task, "—"), f"{t['base']['final_best']:.2f}"]
         for m in SHIFT_METHODS:
             r = t.get(m)
             cells.append("—" if r is None else f"{r['final_best']:.2f} / {r['auc']:.2f}")
+        z = rule.get(task, {}).get("zprl_rule")
+        cells.append("—" if not z else f"{z['final_best']:.2f} / {z['auc']:.2f}"
+                     + ("" if z["seeds"] >= results["seeds"] else f" ({z['seeds']} seed{'s' if z['seeds'] > 1 else ''})"))
         rows.append(cells)
-    head = ["task", "shift", "base (best mode)", *[f"{m}: final best / AUC" for m in SHIFT_METHODS]]
+    head = ["task", "shift", "base (best mode)", *[f"{m}: final best / AUC" for m in SHIFT_METHODS],
+            "zprl, rule's mode: final best / AUC"]
     return (markdown_table(head, rows) + f"\n\n{results['seeds']} seeds × {results['env_steps']:,} env steps per run; "
-            f"'best' = the better of sampled and ε = 0 on 50 fresh episodes. Intervals, dips and the verdicts: "
-            f"[docs/results/finetune_shift.md](docs/results/finetune_shift.md).")
+            f"'best' = the better of sampled and ε = 0 on 50 fresh episodes. The first three methods are the grid "
+            f"(ZPRL and the action residual trained in the base's sampled mode); the last column is ZPRL trained "
+            f"and deployed in the mode the sampler-mode rule picked before any RL run (`steerlab bench shift_rule`). "
+            f"Intervals, dips and the verdicts: [docs/results/finetune_shift.md](docs/results/finetune_shift.md).")
 
 
 def prop(results: dict) -> str:

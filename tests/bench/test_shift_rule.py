@@ -1,0 +1,79 @@
+"""`steerlab bench shift_rule`: ZPRL under the sampler-mode rule set beside the grid's recorded runs, issue 26's
+targets counted from them, and the check that the rule's runs start from the grid's base."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from steerlab.bench import finetune_shift as fs
+from steerlab.bench import shift_rule as sr
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS
+
+
+def _run(root: Path, task: str, method: str, seed: int, auc: float, sampled: float, eps0: float, dip: float,
+         start: tuple[float, float] = (0.5, 150.0)) -> None:
+    d = root / f"{task}__{method}__seed{seed}"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"seed": seed, "final_episodes": 50, "final_sampled": sampled,
+                                               "final_eps0": eps0, "auc": auc, "dip": dip}))
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval_success": start[0], "eval_length": start[1]}) + "\n")
+
+
+def _base(plan: fs.Plan, task: str, best: float) -> None:
+    d = plan.base_root / f"{task}__base__seed0"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"final_sampled": best - 0.1, "final_eps0": best, "final_episodes": 50,
+                                               "final_sampled_jerk": 1e-3, "wall_seconds": 1.0}))
+
+
+@pytest.fixture
+def plan(tmp_path, monkeypatch):
+    monkeypatch.setattr(sr, "ROOT", tmp_path / "rule")
+    p = fs.Plan(quick=False)
+    p.base_root, p.grid_root = tmp_path / "base", tmp_path / "grid"
+    return p
+
+
+def test_targets_wait_for_every_task_then_count_each_comparison(plan):
+    tasks = sorted(BENCHMARK_TASKS)
+    modes = {t: 0.0 for t in tasks}
+    for i, t in enumerate(tasks):
+        _base(plan, t, 0.4)
+        for s in range(3):
+            # ZPRL under the rule: ahead of DSRL on AUC on the first six tasks only; a deep dip on the last one
+            _run(sr.ROOT, t, "zprl", s, auc=0.7 if i < 6 else 0.3, sampled=0.5, eps0=0.9,
+                 dip=-0.3 if i == 7 else -0.05)
+            _run(plan.grid_root, t, "dsrl", s, auc=0.5, sampled=0.8, eps0=0.8, dip=-0.1)
+    partial = sr.collect(plan, tasks[:2], modes)
+    assert partial["targets"]["tasks"] == 2 and partial["targets"]["met"] is None
+    out = sr.collect(plan, tasks, modes)
+    t = out["targets"]
+    assert (t["tasks"], t["auc_ge_dsrl"], t["final_best_ge_dsrl"]) == (8, 6, 8)
+    assert (t["above_base"], t["above_base_interval_clear"]) == (8, 8)
+    assert t["dip_ge_dsrl"] == 7 and t["dip_below_-0.10"] == [tasks[7]]
+    assert t["best_is_deployed"] == 8 and t["start_mismatch"] == []
+    assert t["met"] == {"auc": True, "final": True, "best": True, "dip": False, "deployed": True}
+    assert "dip" in sr.targets_text(t, 50_000) and "**missed**" in sr.table(out)
+
+
+def test_a_run_ending_better_in_the_other_mode_counts_against_deployment(plan):
+    task = "hammer-v3"
+    _base(plan, task, 0.4)
+    _run(sr.ROOT, task, "zprl", 0, auc=0.6, sampled=0.9, eps0=0.5, dip=0.0)  # trained at ε = 0, better sampled
+    _run(plan.grid_root, task, "dsrl", 0, auc=0.5, sampled=0.6, eps0=0.6, dip=0.0)
+    row = sr.collect(plan, [task], {task: 0.0})
+    assert row["tasks"][task]["zprl_rule"]["best_mode"] == "sampled"
+    assert row["targets"]["best_is_deployed"] == 0
+
+
+@pytest.mark.parametrize("mode,twin", [(0.0, "dsrl"), (1.0, "zprl")])
+def test_start_check_compares_with_the_grid_run_that_started_in_the_same_mode(plan, mode, twin):
+    task = "hammer-v3"
+    _run(sr.ROOT, task, "zprl", 0, 0.5, 0.5, 0.5, 0.0, start=(0.55, 152.9))
+    _run(sr.ROOT, task, "zprl", 1, 0.5, 0.5, 0.5, 0.0, start=(0.65, 145.0))
+    _run(plan.grid_root, task, twin, 0, 0.5, 0.5, 0.5, 0.0, start=(0.55, 153.05))  # same base, numerics drift
+    _run(plan.grid_root, task, twin, 1, 0.5, 0.5, 0.5, 0.0, start=(0.60, 145.0))   # another base
+    check = sr.start_check(plan, task, "eps0" if mode == 0.0 else "sampled")
+    assert check["against"] == twin and check["seeds_compared"] == 2
+    assert check["success_equal"] is False and check["max_length_diff"] == pytest.approx(0.15)
