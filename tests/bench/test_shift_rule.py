@@ -65,6 +65,12 @@ def test_a_run_ending_better_in_the_other_mode_counts_against_deployment(plan):
     row = sr.collect(plan, [task], {task: 0.0})
     assert row["tasks"][task]["zprl_rule"]["best_mode"] == "sampled"
     assert row["targets"]["best_is_deployed"] == 0
+    assert "Latent + noise" not in sr.table(row)
+    _run(sr.ROOT, task, "zprl-noise", 0, auc=0.65, sampled=0.7, eps0=0.7, dip=-0.02)
+    row = sr.collect(plan, [task], {task: 0.0})
+    assert row["tasks"][task]["zprl-noise"]["auc"] == pytest.approx(0.65)
+    assert row["tasks"][task]["zprl_rule"]["auc"] == pytest.approx(0.6)  # the combined run is not counted as zprl
+    assert "| hammer-v3 | 0.65 (1) |" in sr.table(row)
 
 
 @pytest.mark.parametrize("mode,twin", [(0.0, "dsrl"), (1.0, "zprl")])
@@ -77,3 +83,17 @@ def test_start_check_compares_with_the_grid_run_that_started_in_the_same_mode(pl
     check = sr.start_check(plan, task, "eps0" if mode == 0.0 else "sampled")
     assert check["against"] == twin and check["seeds_compared"] == 2
     assert check["success_equal"] is False and check["max_length_diff"] == pytest.approx(0.15)
+
+
+def test_latent_plus_noise_takes_the_parts_picks_and_keeps_its_own_noise(plan, monkeypatch):
+    picked = {"zprl": {"setting": {"latent_rms_ratio": 0.3}},
+              "dsrl": {"setting": {"noise_magnitude": 1.5, "target_entropy_per_dim": -0.5}}}
+    monkeypatch.setattr(sr, "load_cell", lambda path: {plan.sweep_key: {"picked": picked}})
+    monkeypatch.setattr(fs, "noise_dim", lambda base: 32)
+    (cell,) = sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0},
+                       [sr.COMBINED])
+    assert cell["method"] == "zprl-noise" and cell["sampler_noise_scale"] == 1.0
+    assert cell["steering"] == {"latent_rms_ratio": 0.3, "noise_magnitude": 1.5} and cell["sac"] == {}
+    with pytest.raises(SystemExit, match="dsrl"):
+        del picked["dsrl"]
+        sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0}, [sr.COMBINED])

@@ -33,17 +33,35 @@ from steerlab.core.io import atomic_write_json
 
 ROOT = RUNS / "finetune_shift_rule"
 METHODS = ("zprl", "action-residual")  # the grid's methods that keep the frozen sampler (DSRL picks its own noise)
+COMBINED = "zprl-noise"
+"""Latent + noise steering (issue 26, item 3), run beside them. It has no sweep of its own (an equal tuning budget
+would be six more settings on both tuning tasks): its two parts take the grid's picks of the methods they come
+from, ZPRL's λ (latent_rms_ratio) and DSRL's noise bound, everything else at the method's defaults. It chooses ε
+itself, so the sampler-mode rule does not apply (scale 1: the base's own noise in warm-up only)."""
+
+
+def combined_setting(picked: dict) -> dict:
+    return {"latent_rms_ratio": picked["zprl"]["setting"]["latent_rms_ratio"],
+            "noise_magnitude": picked["dsrl"]["setting"]["noise_magnitude"]}
 
 
 def cells(plan: Plan, tasks: list[str], seeds: int, bases: dict, shifts: dict, modes: dict,
           methods: list[str]) -> list[dict]:
     picked = (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {})
-    missing = [m for m in methods if m not in picked]
+    needs = {m for m in methods if m != COMBINED} | ({"zprl", "dsrl"} if COMBINED in methods else set())
+    missing = sorted(needs - set(picked))
     if missing:
         raise SystemExit(f"tuning.json has no picked setting for {', '.join(missing)}: run `steerlab bench "
                          f"finetune_shift --stage sweep`")
-    return [make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], ROOT, sampler_noise_scale=modes[t])
-            for s in range(seeds) for m in methods for t in tasks]
+
+    def cell(t, m, s):
+        if m == COMBINED:
+            return make_cell(plan, t, m, m, s, shifts[t], bases[t], combined_setting(picked), ROOT,
+                             sampler_noise_scale=1.0)
+        return make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], ROOT,
+                         sampler_noise_scale=modes[t])
+
+    return [cell(t, m, s) for s in range(seeds) for m in methods for t in tasks]
 
 
 def first_eval(run_dir) -> dict | None:
@@ -120,6 +138,7 @@ def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
                    **{f"{m}_rule": rows_for(ROOT, t, m, base) for m in METHODS},
                    **{f"{m}_sampled_grid": rows_for(plan.grid_root, t, m, base) for m in METHODS},
                    "dsrl_grid": rows_for(plan.grid_root, t, "dsrl", base),
+                   f"{COMBINED}": rows_for(ROOT, t, COMBINED, base),
                    "start_check": start_check(plan, t, mode)}
     return {"what": "ZPRL and action-residual trained and evaluated in the rule's sampler mode "
                     "(runs/finetune_shift_rule), beside the shift grid's recorded DSRL and sampled-mode runs and its "
@@ -137,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="steerlab bench shift_rule", description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=None, help="default: every task of the suite")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, COMBINED])
     ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the JSON")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -190,7 +209,16 @@ def table(results: dict) -> str:
                            "AUC dsrl (grid)", "AUC action-residual (rule)", "AUC action-residual (sampled, grid)",
                            "base best", "best zprl (rule)", "best dsrl", "zprl − base best [95%]",
                            "dip zprl (rule)", "dip dsrl", "first eval = grid's"], rows)
-    return f"{head}\n\n{targets_text(results['targets'], results['env_steps'])}"
+    text = f"{head}\n\n{targets_text(results['targets'], results['env_steps'])}"
+    combined = [[t, auc(r[COMBINED]), best(r[COMBINED]), num(r[COMBINED], "dip", True), auc(r["zprl_rule"]),
+                 best(r["zprl_rule"]), auc(r["dsrl_grid"]), best(r["dsrl_grid"])]
+                for t, r in results["tasks"].items() if r.get(COMBINED)]
+    if combined:
+        text += ("\n\nLatent + noise steering (`zprl-noise`: ZPRL's picked λ and DSRL's picked noise bound, no sweep of "
+                 "its own; ε chosen by its actor), beside ZPRL under the rule and tuned DSRL:\n\n"
+                 + markdown_table(["task", "AUC zprl-noise (seeds)", "best zprl-noise", "dip zprl-noise",
+                                   "AUC zprl (rule)", "best zprl (rule)", "AUC dsrl (grid)", "best dsrl"], combined))
+    return text
 
 
 def targets_text(t: dict, env_steps: int) -> str:
