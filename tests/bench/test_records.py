@@ -52,3 +52,24 @@ def test_an_archive_with_an_unsafe_path_is_refused(tmp_path):
     with pytest.raises(UserError, match="unsafe entry"):
         records.unpack(tmp_path)
     assert not (tmp_path.parent / "escape.json").exists()
+
+
+def test_a_run_in_progress_is_archived_only_once_it_has_finished(tmp_path):
+    run = make_runs(tmp_path / "a")
+    (run / "training_state").mkdir()  # resumable state, no result.json yet: a run in flight
+    (run / "policy").mkdir()
+    (run / "policy" / "config.json").write_text('{"p": 1}')
+    records.pack(tmp_path / "a")
+    assert records.unpack(tmp_path / "b", tmp_path / "a" / "records") == 1  # the per-cell record only
+    (run / "result.json").write_text('{"auc": 0.5}')
+    records.pack(tmp_path / "a")
+    assert records.unpack(tmp_path / "c", tmp_path / "a" / "records") == 5
+
+
+def test_base_checkpoint_folders_are_not_records(tmp_path):
+    make_runs(tmp_path / "a")
+    ckpt = tmp_path / "a" / "runs" / "pretrain" / "push-wall-v3__mixed__seed0"
+    ckpt.mkdir(parents=True)
+    (ckpt / "config.json").write_text('{"policy": 1}')
+    assert "runs/pretrain" not in records.record_folders(tmp_path / "a")
+    assert "runs__pretrain.tar.gz" not in {p.name for p in records.pack(tmp_path / "a")}

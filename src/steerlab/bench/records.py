@@ -36,15 +36,33 @@ def archive_name(folder: str) -> str:
     return folder.replace("/", "__") + ".tar.gz"
 
 
+CHECKPOINT_FOLDERS = ("runs/pretrain", "runs/pretrain_quick")
+"""Folders of base checkpoints, not records: an archived config.json without its weights, unpacked on another
+machine, would be a folder the benchmark did not write there, and building the missing base into it is refused."""
+
+
 def record_folders(root: Path = BENCH_DIR) -> list[str]:
-    runs = sorted(f"runs/{p.name}" for p in (root / "runs").iterdir() if p.is_dir()) if (root / "runs").is_dir() else []
+    runs = sorted(f"runs/{p.name}" for p in (root / "runs").iterdir()
+                  if p.is_dir() and f"runs/{p.name}" not in CHECKPOINT_FOLDERS) if (root / "runs").is_dir() else []
     return runs + [f for f in CELL_FOLDERS if (root / f).is_dir()]
+
+
+def _in_progress(path: Path, base: Path) -> bool:
+    """Whether `path` lies in a finetune run that has not finished: its resumable state exists, its result.json
+    not yet. Packing its partial config and metrics would hand a later checkout a run folder it cannot resume
+    (the state is never archived): the run is archived once it has finished."""
+    for d in path.parents:
+        if d == base:
+            return False
+        if (d / "training_state").is_dir() and not (d / "result.json").is_file():
+            return True
+    return False
 
 
 def _members(root: Path, folder: str) -> list[Path]:
     base = root / folder
     if folder.startswith("runs/"):
-        return sorted(p for p in base.rglob("*") if p.is_file() and p.name in KEEP)
+        return sorted(p for p in base.rglob("*") if p.is_file() and p.name in KEEP and not _in_progress(p, base))
     return sorted(p for p in base.rglob("*.json") if p.is_file())
 
 
