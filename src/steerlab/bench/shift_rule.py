@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, cell in enumerate(todo):
             res = ft.finetune_cell(cell)  # skipped when finished or running in another process
             what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
-            mode = "eps0" if modes[cell["task"]] == 0 else "sampled"
+            mode = "own noise" if cell["method"] == COMBINED else "eps0" if modes[cell["task"]] == 0 else "sampled"
             print(f"[{i + 1}/{len(todo)}] {cell['task']} {cell['method']} ({mode}) seed {cell['seed']}: {what}",
                   flush=True)
     out = collect(plan, tasks, modes)
