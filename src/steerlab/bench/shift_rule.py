@@ -33,6 +33,7 @@ from steerlab.core.io import atomic_write_json
 
 ROOT = RUNS / "finetune_shift_rule"
 METHODS = ("zprl", "action-residual")  # the grid's methods that keep the frozen sampler (DSRL picks its own noise)
+TOL = 1e-9
 COMBINED = "zprl-noise"
 """Latent + noise steering (issue 26, item 3), run beside them. It has no sweep of its own (an equal tuning budget
 would be six more settings on both tuning tasks): its two parts take the grid's picks of the methods they come
@@ -116,8 +117,9 @@ def targets(tasks: dict, planned_seeds: int) -> dict:
            "final_best_ge_dsrl": sum(z[t]["final_best"] >= d[t]["final_best"] for t in done),
            "above_base": sum(z[t]["best_vs_base"] > 0 for t in done),
            "above_base_interval_clear": sum(z[t]["best_vs_base_ci95"][0] > 0 for t in done),
-           "dip_ge_dsrl": sum(z[t]["dip"] >= d[t]["dip"] for t in done),
-           "dip_below_-0.10": sorted(t for t in done if z[t]["dip"] < -0.10),
+           # dips are differences of success rates over 20 episodes (multiples of 0.05): compared to within rounding
+           "dip_ge_dsrl": sum(z[t]["dip"] >= d[t]["dip"] - TOL for t in done),
+           "dip_below_-0.10": sorted(t for t in done if z[t]["dip"] < -0.10 - TOL),
            "best_is_deployed": sum(z[t]["best_mode"] == done[t]["rule_mode"] for t in done),
            "start_mismatch": sorted(t for t, r in done.items() if r["start_check"]["success_equal"] is False)}
     complete = len(done) == len(BENCHMARK_TASKS) and all(z[t]["seeds"] >= planned_seeds for t in done)
