@@ -97,3 +97,20 @@ def test_latent_plus_noise_takes_the_parts_picks_and_keeps_its_own_noise(plan, m
     with pytest.raises(SystemExit, match="dsrl"):
         del picked["dsrl"]
         sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0}, [sr.COMBINED])
+
+
+def test_base_check_compares_the_grid_base_row_with_this_machines(plan):
+    task = "pick-place-v3"
+    assert sr.base_check(plan, task) is None  # not run yet
+    for root, eps0, jerk in ((plan.base_root, 0.44, 2.0e-4), (sr.ROOT / "base_check", 0.44, 2.02e-4)):
+        d = root / f"{task}__base__seed0"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"final_sampled": 0.18, "final_eps0": eps0,
+                                                   "final_sampled_jerk": 6e-4, "final_eps0_jerk": jerk}))
+    check = sr.base_check(plan, task)
+    assert check["success_equal"] and check["jerk_rel_diff"] == pytest.approx(0.01)
+    (sr.ROOT / "base_check" / f"{task}__base__seed0" / "result.json").write_text(json.dumps(
+        {"final_sampled": 0.18, "final_eps0": 0.46, "final_sampled_jerk": 6e-4, "final_eps0_jerk": 2e-4}))
+    assert not sr.base_check(plan, task)["success_equal"]
+    cell = sr.base_check_cell(plan, task, "actuation:offset-x+0.10", "b")
+    assert cell["out"].startswith(str(sr.ROOT / "base_check")) and cell["final_episodes"] == 50

@@ -130,6 +130,26 @@ def targets(tasks: dict, planned_seeds: int) -> dict:
     return out
 
 
+def base_check_cell(plan: Plan, task: str, shift: str, base: str) -> dict:
+    """The grid's stage-1 base evaluation (50 episodes each mode, seed 0) of this machine's base, in its own
+    folder: it must reproduce the grid's recorded base row if the base is the grid's."""
+    return {"task": task, "name": "base", "seed": 0, "shift": shift, "base": base,
+            "final_episodes": plan.final_episodes, "max_steps": plan.max_steps,
+            "out": str(ft.run_dir({"task": task, "name": "base", "seed": 0}, ROOT / "base_check"))}
+
+
+def base_check(plan: Plan, task: str) -> dict | None:
+    """The base row recorded by the grid against this machine's re-evaluation (None until it has run)."""
+    name = f"{task}__base__seed0/result.json"
+    grid, here = load_cell(plan.base_root / name), load_cell(ROOT / "base_check" / name)
+    if not grid or not here:
+        return None
+    keys = ("final_sampled", "final_eps0", "final_sampled_jerk", "final_eps0_jerk")
+    return {"grid": {k: grid[k] for k in keys}, "here": {k: here[k] for k in keys},
+            "success_equal": all(grid[k] == here[k] for k in keys[:2]),
+            "jerk_rel_diff": max(abs(here[k] / grid[k] - 1) for k in keys[2:])}
+
+
 def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
     rows = {}
     for t in sorted(tasks):
@@ -141,13 +161,15 @@ def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
                    **{f"{m}_sampled_grid": rows_for(plan.grid_root, t, m, base) for m in METHODS},
                    "dsrl_grid": rows_for(plan.grid_root, t, "dsrl", base),
                    f"{COMBINED}": rows_for(ROOT, t, COMBINED, base),
-                   "start_check": start_check(plan, t, mode)}
+                   "start_check": start_check(plan, t, mode), "base_check": base_check(plan, t)}
     return {"what": "ZPRL and action-residual trained and evaluated in the rule's sampler mode "
                     "(runs/finetune_shift_rule), beside the shift grid's recorded DSRL and sampled-mode runs and its "
                     "base rows; rows as in finetune_shift.json (auc: mean evaluation success over the budget; "
                     "final_best: the mode with the higher mean over seeds, best_vs_base against the base's best mode "
                     "with its 95% interval; dip: lowest evaluation after warm-up minus the first, mean over seeds); "
-                    "start_check: the rule's first evaluations against the grid's (same base: equal success)",
+                    "start_check: the rule's first evaluations against the grid's (same base: equal success); "
+                    "base_check: the grid's base evaluation (50 episodes per mode, seed 0) repeated on this machine's "
+                    "base (--check-bases)",
             "env_steps": plan.env_steps, "planned_seeds": plan.seeds, "tasks": rows,
             "targets": targets(rows, plan.seeds)}
 
@@ -160,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, COMBINED])
     ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the JSON")
+    ap.add_argument("--check-bases", action="store_true",
+                    help="run no RL: repeat the grid's base evaluation on this machine's bases (built if missing)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     plan = Plan(False)
@@ -169,7 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"not benchmark tasks: {', '.join(unknown)}")
     shifts = shifts_for(tasks, False)
     modes = grid_modes(tasks, False)
-    if not args.collect:
+    if args.check_bases:
+        from steerlab.bench.finetune_shift import base_cell_done, evaluate_base
+
+        bases = build_bases(tasks, shifts, False)
+        for t in tasks:
+            cell = base_check_cell(plan, t, shifts[t], bases[t])
+            if not base_cell_done(cell):
+                evaluate_base(cell)
+            print(f"base check {t}: {base_check(plan, t)}", flush=True)
+    elif not args.collect:
         bases = build_bases(tasks, shifts, False)
         todo = cells(plan, tasks, args.seeds, bases, shifts, modes, args.methods)
         for i, cell in enumerate(todo):
@@ -204,13 +237,15 @@ def table(results: dict) -> str:
         sc = r["start_check"]
         same = "–" if sc["success_equal"] is None else (
             f"yes ({sc['seeds_compared']}; length ±{sc['max_length_diff']:.2f})" if sc["success_equal"] else "**no**")
+        bc = r.get("base_check")
+        row = "–" if not bc else (f"yes (jerk ±{100 * bc['jerk_rel_diff']:.1f}%)" if bc["success_equal"] else "**no**")
         rows.append([t, "ε = 0" if r["rule_mode"] == "eps0" else "sampled", auc(z), auc(r["zprl_sampled_grid"]),
                      auc(d), auc(r.get("action-residual_rule")), auc(r.get("action-residual_sampled_grid")),
-                     num(b, "final_best"), best(z), best(d), vs, num(z, "dip", True), num(d, "dip", True), same])
+                     num(b, "final_best"), best(z), best(d), vs, num(z, "dip", True), num(d, "dip", True), same, row])
     head = markdown_table(["task", "rule's mode", "AUC zprl (rule) (seeds)", "AUC zprl (sampled, grid)",
                            "AUC dsrl (grid)", "AUC action-residual (rule)", "AUC action-residual (sampled, grid)",
                            "base best", "best zprl (rule)", "best dsrl", "zprl − base best [95%]",
-                           "dip zprl (rule)", "dip dsrl", "first eval = grid's"], rows)
+                           "dip zprl (rule)", "dip dsrl", "first eval = grid's", "base row reproduced"], rows)
     text = f"{head}\n\n{targets_text(results['targets'], results['env_steps'])}"
     combined = [[t, auc(r[COMBINED]), best(r[COMBINED]), num(r[COMBINED], "dip", True), auc(r["zprl_rule"]),
                  best(r["zprl_rule"]), auc(r["dsrl_grid"]), best(r["dsrl_grid"])]
