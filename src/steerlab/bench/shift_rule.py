@@ -121,7 +121,10 @@ def targets(tasks: dict, planned_seeds: int) -> dict:
            "dip_ge_dsrl": sum(z[t]["dip"] >= d[t]["dip"] - TOL for t in done),
            "dip_below_-0.10": sorted(t for t in done if z[t]["dip"] < -0.10 - TOL),
            "best_is_deployed": sum(z[t]["best_mode"] == done[t]["rule_mode"] for t in done),
-           "start_mismatch": sorted(t for t, r in done.items() if r["start_check"]["success_equal"] is False)}
+           "start_mismatch": sorted(t for t, r in done.items() if r["start_check"]["success_equal"] is False),
+           "base_reproduced": sorted(t for t, r in done.items() if (r.get("base_check") or {}).get("success_equal")),
+           "base_not_reproduced": sorted(t for t, r in done.items()
+                                         if (r.get("base_check") or {}).get("success_equal") is False)}
     complete = len(done) == len(BENCHMARK_TASKS) and all(z[t]["seeds"] >= planned_seeds for t in done)
     out["met"] = {"auc": out["auc_ge_dsrl"] >= 6, "final": out["final_best_ge_dsrl"] >= 6,
                   "best": out["above_base"] >= 6 and out["above_base_interval_clear"] >= 4,
@@ -271,8 +274,9 @@ def targets_text(t: dict, env_steps: int) -> str:
             f"interval clear of 0 on {t['above_base_interval_clear']} (≥ 6/8, ≥ 4){mark('best')}; dip no deeper than "
             f"DSRL's on {t['dip_ge_dsrl']}/{n} (≥ 6/8), below −0.10 on: {deep} (none allowed){mark('dip')}; best mode "
             f"= the deployed (rule's) mode on {t['best_is_deployed']}/{n} (≥ 7/8){mark('deployed')}. "
-            f"Tasks whose base differs from the grid's (first evaluation's success not equal): "
-            f"{', '.join(t['start_mismatch']) or 'none'}. {env_steps:,} env steps per run.")
+            f"First evaluation's success unequal to the grid's at some seed: {', '.join(t['start_mismatch']) or 'none'}; "
+            f"the grid's base row (100 episodes) reproduced on this machine's base: {len(t['base_reproduced'])}/{n} "
+            f"tasks, not reproduced: {', '.join(t['base_not_reproduced']) or 'none'}. {env_steps:,} env steps per run.")
 
 
 if __name__ == "__main__":
