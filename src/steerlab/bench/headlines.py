@@ -13,7 +13,8 @@ def zprl(results: dict) -> str:
     them ZPRL trained in the sampler mode the rule picked (finetune_shift_rule.json), where recorded."""
     from steerlab.bench.common import RESULTS, load_cell
 
-    rule = (load_cell(RESULTS / "finetune_shift_rule.json") or {}).get("tasks", {})
+    rule_results = load_cell(RESULTS / "finetune_shift_rule.json") or {}
+    rule = rule_results.get("tasks", {})
     rows = []
     for task, t in sorted(results["tasks"].items()):
         cells = [task, results.get("shifts", {}).get(task, "—"), f"{t['base']['final_best']:.2f}"]
@@ -30,7 +31,22 @@ def zprl(results: dict) -> str:
             f"'best' = the better of sampled and ε = 0 on 50 fresh episodes. The first three methods are the grid "
             f"(ZPRL and the action residual trained in the base's sampled mode); the last column is ZPRL trained "
             f"and deployed in the mode the sampler-mode rule picked before any RL run (`steerlab bench shift_rule`). "
-            f"Intervals, dips and the verdicts: [docs/results/finetune_shift.md](docs/results/finetune_shift.md).")
+            f"Intervals, dips and the verdicts: [docs/results/finetune_shift.md](docs/results/finetune_shift.md)."
+            + rule_verdict(rule_results.get("targets")))
+
+
+def rule_verdict(t: dict | None) -> str:
+    """Issue 26's verdict in one line, once every task has every seed of ZPRL under the rule."""
+    if not t or not t.get("met"):
+        return ""
+    word = {True: "met", False: "**missed**"}
+    met = t["met"]
+    return (f"\n\nZPRL in the rule's mode against tuned DSRL (issue 26's targets): AUC ≥ DSRL's on {t['auc_ge_dsrl']}/8 "
+            f"(target 6, {word[met['auc']]}); final best mode ≥ DSRL's on {t['final_best_ge_dsrl']}/8 ({word[met['final']]}); "
+            f"above the base's best on {t['above_base']}/8, interval clear of 0 on {t['above_base_interval_clear']} "
+            f"({word[met['best']]}); dip no deeper than DSRL's on {t['dip_ge_dsrl']}/8 and ≥ −0.10 on every task "
+            f"({word[met['dip']]}: below on {', '.join(t['dip_below_-0.10']) or 'none'}); best mode = deployed mode on "
+            f"{t['best_is_deployed']}/8 ({word[met['deployed']]}).")
 
 
 def prop(results: dict) -> str:
