@@ -47,14 +47,14 @@ def record_folders(root: Path = BENCH_DIR) -> list[str]:
     return runs + [f for f in CELL_FOLDERS if (root / f).is_dir()]
 
 
-def _in_progress(path: Path, base: Path) -> bool:
-    """Whether `path` lies in a finetune run that has not finished: its resumable state exists, its result.json
-    not yet. Packing its partial config and metrics would hand a later checkout a run folder it cannot resume
-    (the state is never archived): the run is archived once it has finished."""
+def _in_progress(path: Path, base: Path, state_dir: str) -> bool:
+    """Whether `path` lies in a finetune run that has not finished: its resumable state (`state_dir`) exists, its
+    result.json not yet. Packing its partial config and metrics would hand a later checkout a run folder it cannot
+    resume (the state is never archived): the run is archived once it has finished."""
     for d in path.parents:
         if d == base:
             return False
-        if (d / "training_state").is_dir() and not (d / "result.json").is_file():
+        if (d / state_dir).is_dir() and not (d / "result.json").is_file():
             return True
     return False
 
@@ -62,7 +62,10 @@ def _in_progress(path: Path, base: Path) -> bool:
 def _members(root: Path, folder: str) -> list[Path]:
     base = root / folder
     if folder.startswith("runs/"):
-        return sorted(p for p in base.rglob("*") if p.is_file() and p.name in KEEP and not _in_progress(p, base))
+        from steerlab.train.finetune.snapshots import STATE_DIR  # here: unpack alone never needs torch
+
+        return sorted(p for p in base.rglob("*")
+                      if p.is_file() and p.name in KEEP and not _in_progress(p, base, STATE_DIR))
     return sorted(p for p in base.rglob("*.json") if p.is_file())
 
 

@@ -28,7 +28,7 @@ from steerlab.bench.finetune_shift import (
     shifts_for,
 )
 from steerlab.bench.sampler_rule import grid_modes
-from steerlab.bench.suite import method_row, run_outcome
+from steerlab.bench.suite import _pm, method_row, run_outcome
 from steerlab.core.io import atomic_write_json
 
 ROOT = RUNS / "finetune_shift_rule"
@@ -196,17 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"not benchmark tasks: {', '.join(unknown)}")
     shifts = shifts_for(tasks, False)
     modes = grid_modes(tasks, False)
+    bases = None if args.collect else build_bases(tasks, shifts, False)
     if args.check_bases:
         from steerlab.bench.finetune_shift import base_cell_done, evaluate_base
 
-        bases = build_bases(tasks, shifts, False)
         for t in tasks:
             cell = base_check_cell(plan, t, shifts[t], bases[t])
             if not base_cell_done(cell):
                 evaluate_base(cell)
             print(f"base check {t}: {base_check(plan, t)}", flush=True)
     elif not args.collect:
-        bases = build_bases(tasks, shifts, False)
         todo = cells(plan, tasks, args.seeds, bases, shifts, modes, args.methods)
         for i, cell in enumerate(todo):
             res = ft.finetune_cell(cell)  # skipped when finished or running in another process
@@ -235,8 +234,7 @@ def table(results: dict) -> str:
     rows = []
     for t, r in results["tasks"].items():
         z, d, b = r["zprl_rule"], r["dsrl_grid"], r["base"]
-        vs = "–" if not z or "best_vs_base" not in z else \
-            f"{z['best_vs_base']:+.2f} [{z['best_vs_base_ci95'][0]:+.2f}, {z['best_vs_base_ci95'][1]:+.2f}]"
+        vs = "–" if not z or "best_vs_base" not in z else _pm(z["best_vs_base"], z["best_vs_base_ci95"], signed=True)
         sc = r["start_check"]
         same = "–" if sc["success_equal"] is None else (
             f"yes ({sc['seeds_compared']}; length ±{sc['max_length_diff']:.2f})" if sc["success_equal"] else "**no**")
