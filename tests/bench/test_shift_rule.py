@@ -114,3 +114,32 @@ def test_base_check_compares_the_grid_base_row_with_this_machines(plan):
     assert not sr.base_check(plan, task)["success_equal"]
     cell = sr.base_check_cell(plan, task, "actuation:offset-x+0.10", "b")
     assert cell["out"].startswith(str(sr.ROOT / "base_check")) and cell["final_episodes"] == 50
+
+
+def test_the_combined_sweep_picks_by_mean_auc_and_checks_the_grid_run_it_repeats(plan, monkeypatch, tmp_path):
+    monkeypatch.setattr(sr, "COMBINED_SWEEP_ROOT", tmp_path / "sweep")
+    sp = sr.combined_sweep_plan()
+    tuning = fs.tuning_tasks(sorted(BENCHMARK_TASKS))
+    bases, shifts = {t: f"/b/{t}" for t in tuning}, {t: "s" for t in tuning}
+    todo = sr.combined_sweep_cells(sp, tuning, bases, shifts)
+    assert len(todo) == 6 * len(tuning) and {c["seed"] for c in todo} == {0}
+    assert all(c["sampler_noise_scale"] == 1.0 and c["method"] == sr.COMBINED for c in todo)
+    parts = {"latent_rms_ratio": 0.3, "noise_magnitude": 1.5}
+    for i, c in enumerate(todo[:-1]):  # the last cell not run yet: no pick
+        d = Path(c["out"])
+        d.mkdir(parents=True)
+        auc = 0.8 if c["setting"] == {"latent_rms_ratio": 1.0, "noise_magnitude": 1.5} else 0.1 * (i % 3)
+        (d / "result.json").write_text(json.dumps({"env_steps": sp.env_steps, "final_eval_success": 0.5, "auc": auc}))
+    rec = fs.sweep_record(sp, tuning)
+    assert rec["picked"] == {}
+    d = Path(todo[-1]["out"])
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"env_steps": sp.env_steps, "final_eval_success": 0.5, "auc": 0.0}))
+    rec = {**fs.sweep_record(sp, tuning), "parts_setting": parts}
+    assert rec["picked"][sr.COMBINED]["setting"] == {"latent_rms_ratio": 1.0, "noise_magnitude": 1.5}
+    # the grid's seed-0 zprl-noise run on the first tuning task has the sweep's AUC for the parts' picks
+    parts_auc = rec["runs"][sr.COMBINED][fs.label(sr.COMBINED, parts)]["auc"]
+    tasks = {t: {sr.COMBINED: {"per_seed_auc": [round(parts_auc[t], 4) if t == tuning[0] else 0.99]}} for t in tuning}
+    text = sr.combined_sweep_text(rec, tasks)
+    assert "Picked: zprl-noise-latent_rms_ratio=1,noise_magnitude=1.5 (mean AUC 0.80)" in text
+    assert f"reproduce the seed-0 grid run's AUC (to 1e-4) on 1/{len(tuning)} tuning tasks" in text

@@ -282,7 +282,7 @@ def table(results: dict) -> str:
                 f"({w['mean'] / 60:.0f} min per run on one core, final evaluations excluded).")
     out += (f"\n\nBudget: {results['env_steps']} env steps per run, up to {results['seeds']} seeds per cell; "
             "'base' is the pretrained policy (50 evaluation episodes). AUC is the mean evaluation success "
-            "over the run (area under the success-vs-steps curve / steps); final success uses 50 fresh episodes. "
+            "over the run (area under the success-vs-steps curve / steps); final success uses the first 50 evaluation episodes (the curve's are the first 20 of them). "
             "'From ε = 0' samples every chunk from zero initial noise (deterministic) on the same 50 episodes; "
             "over the seeds whose run recorded it (runs that finished before that column existed lack it).")
     return out

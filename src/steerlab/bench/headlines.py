@@ -28,7 +28,7 @@ def zprl(results: dict) -> str:
     head = ["task", "shift", "base (best mode)", *[f"{m}: final best / AUC" for m in SHIFT_METHODS],
             "zprl, rule's mode: final best / AUC"]
     return (markdown_table(head, rows) + f"\n\n{results['seeds']} seeds × {results['env_steps']:,} env steps per run; "
-            f"'best' = the better of sampled and ε = 0 on 50 fresh episodes. The first three methods are the grid "
+            f"'best' = the better of sampled and ε = 0 on 50 evaluation episodes per seed (the first 20 are the curve's). The first three methods are the grid "
             f"(ZPRL and the action residual trained in the base's sampled mode); the last column is ZPRL trained "
             f"and deployed in the mode the sampler-mode rule picked before any RL run (`steerlab bench shift_rule`). "
             f"Intervals, dips and the verdicts: [docs/results/finetune_shift.md](docs/results/finetune_shift.md)."

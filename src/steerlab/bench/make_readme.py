@@ -23,6 +23,7 @@ SECTIONS = {"pretrain": ("pretrain.json", "pretrain:table"), "finetune": ("finet
             "throughput": ("throughput.json", "throughput:table"),
             "panda_pretrain": ("panda_pretrain.json", "panda:table"),
             "panda_finetune": ("panda_finetune.json", "panda:table"),
+            "panda_rule": ("panda_rule.json", "panda_rule:table"),
             "vector_efficiency": ("vector_efficiency.json", "vector_efficiency:table"),
             "reward_only": ("reward_only.json", "reward_only:table"),
             "quickstart_seeds": ("quickstart_seeds.json", "quickstart_seeds:table"),

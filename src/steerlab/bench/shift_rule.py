@@ -10,6 +10,7 @@ Several processes may run at once (each run is claimed). Tasks without a base ch
 built first (deterministic: the same recipe and seed the suite used).
 
     steerlab bench shift_rule [--tasks T ...] [--seeds N]     # -> benchmarks/results/finetune_shift_rule.json
+    steerlab bench shift_rule --sweep-combined               # zprl-noise's own sweep (tuning.json "sweep_zprl_noise")
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from steerlab.bench.finetune_shift import (
     Plan,
     base_of,
     build_bases,
+    label,
     make_cell,
     shifts_for,
+    sweep_record,
+    tuning_tasks,
 )
 from steerlab.bench.sampler_rule import grid_modes
 from steerlab.bench.suite import _pm, method_row, run_outcome
@@ -39,6 +43,33 @@ COMBINED = "zprl-noise"
 would be six more settings on both tuning tasks): its two parts take the grid's picks of the methods they come
 from, ZPRL's λ (latent_rms_ratio) and DSRL's noise bound, everything else at the method's defaults. It chooses ε
 itself, so the sampler-mode rule does not apply (scale 1: the base's own noise in warm-up only)."""
+
+
+COMBINED_SWEEP = [{"latent_rms_ratio": r, "noise_magnitude": m} for r in (0.1, 0.3, 1.0) for m in (1.5, 2.5)]
+"""zprl-noise's own sweep, the grid's equal budget (six settings × the tuning tasks × seed 0, picked by the grid's
+rule: highest mean AUC, ties to the earlier setting), fixed before any of its runs: ZPRL's λ over the span of ZPRL's
+sweep (0.1 to 1.0) × DSRL's picked noise bound and the largest of DSRL's sweep. (0.3, 1.5) is the parts' picks, the
+setting the zprl-noise grid runs use: its sweep run repeats the seed-0 grid run of each tuning task (same
+configuration and seed), a determinism check the table shows."""
+COMBINED_SWEEP_ROOT = RUNS / "finetune_shift_rule_sweep"
+COMBINED_SWEEP_KEY = "sweep_zprl_noise"
+
+
+def combined_sweep_plan() -> Plan:
+    p = Plan(False)
+    p.sweep, p.sweep_root = {COMBINED: COMBINED_SWEEP}, COMBINED_SWEEP_ROOT
+    return p
+
+
+def combined_sweep_cells(plan: Plan, tasks: list[str], bases: dict, shifts: dict) -> list[dict]:
+    return [make_cell(plan, t, COMBINED, label(COMBINED, s), 0, shifts[t], bases[t], s, COMBINED_SWEEP_ROOT,
+                      sampler_noise_scale=1.0) for s in COMBINED_SWEEP for t in tasks]
+
+
+def save_combined_sweep(rec: dict) -> None:
+    tuning = load_cell(TUNING) or {}  # re-read: other benchmarks write their own keys
+    tuning[COMBINED_SWEEP_KEY] = rec
+    atomic_write_json(TUNING, tuning)
 
 
 def combined_setting(picked: dict) -> dict:
@@ -174,7 +205,8 @@ def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
                     "base_check: the grid's base evaluation (50 episodes per mode, seed 0) repeated on this machine's "
                     "base (--check-bases)",
             "env_steps": plan.env_steps, "planned_seeds": plan.seeds, "tasks": rows,
-            "targets": targets(rows, plan.seeds)}
+            "targets": targets(rows, plan.seeds),
+            "combined_sweep": (load_cell(TUNING) or {}).get(COMBINED_SWEEP_KEY)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, COMBINED])
     ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the JSON")
+    ap.add_argument("--sweep-combined", action="store_true",
+                    help="run zprl-noise's own sweep on the tuning tasks (seed 0) and record its pick")
     ap.add_argument("--check-bases", action="store_true",
                     help="run no RL: repeat the grid's base evaluation on this machine's bases (built if missing)")
     args = ap.parse_args(argv)
@@ -197,7 +231,19 @@ def main(argv: list[str] | None = None) -> int:
     shifts = shifts_for(tasks, False)
     modes = grid_modes(tasks, False)
     bases = None if args.collect else build_bases(tasks, shifts, False)
-    if args.check_bases:
+    if args.sweep_combined:
+        tuning = tuning_tasks(sorted(BENCHMARK_TASKS))
+        sp = combined_sweep_plan()
+        sweep_bases = build_bases(tuning, shifts_for(tuning, False), False)
+        todo = combined_sweep_cells(sp, tuning, sweep_bases, shifts_for(tuning, False))
+        for i, cell in enumerate(todo):
+            res = ft.finetune_cell(cell)
+            what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
+            print(f"[{i + 1}/{len(todo)}] sweep {cell['task']} {cell['name']}: {what}", flush=True)
+        rec = sweep_record(sp, tuning)
+        rec["parts_setting"] = combined_setting((load_cell(TUNING) or {})[plan.sweep_key]["picked"])
+        save_combined_sweep(rec)
+    elif args.check_bases:
         from steerlab.bench.finetune_shift import base_cell_done, evaluate_base
 
         for t in tasks:
@@ -256,7 +302,37 @@ def table(results: dict) -> str:
                  "its own; ε chosen by its actor), beside ZPRL under the rule and tuned DSRL:\n\n"
                  + markdown_table(["task", "AUC zprl-noise (seeds)", "best zprl-noise", "dip zprl-noise",
                                    "AUC zprl (rule)", "best zprl (rule)", "AUC dsrl (grid)", "best dsrl"], combined))
+    sweep = results.get("combined_sweep")
+    if sweep:
+        text += "\n\n" + combined_sweep_text(sweep, results["tasks"])
     return text
+
+
+def combined_sweep_text(sweep: dict, tasks: dict) -> str:
+    """zprl-noise's own sweep: AUC per setting on each tuning task (seed 0), beside ZPRL (rule) and tuned DSRL at
+    seed 0 on the same tasks, and the determinism check against the grid run with the same setting."""
+    from steerlab.bench.common import markdown_table
+
+    tt = sweep["tasks"]
+
+    def seed0(task: str, key: str) -> str:
+        r = tasks.get(task, {}).get(key)
+        return f"{r['per_seed_auc'][0]:.2f}" if r and r.get("per_seed_auc") else "–"
+
+    rows = [[name, *[f"{r['auc'][t]:.2f}" if t in r["auc"] else "–" for t in tt],
+             "–" if r["mean_auc"] is None else f"{r['mean_auc']:.2f}"] for name, r in sweep["runs"][COMBINED].items()]
+    rows += [["zprl (rule), seed 0", *[seed0(t, "zprl_rule") for t in tt], ""],
+             ["dsrl (grid), seed 0", *[seed0(t, "dsrl_grid") for t in tt], ""]]
+    pick = sweep["picked"].get(COMBINED)
+    parts = label(COMBINED, sweep["parts_setting"])
+    same = [t for t in tt if (r := sweep["runs"][COMBINED].get(parts)) and t in r["auc"]
+            and tasks.get(t, {}).get(COMBINED) and abs(r["auc"][t] - tasks[t][COMBINED]["per_seed_auc"][0]) < 1e-4]
+    return ("zprl-noise's own sweep (the grid's equal budget: six settings × the tuning tasks, seed 0; "
+            f"{sweep['rule']}):\n\n" + markdown_table(["setting", *[f"AUC {t}" for t in tt], "mean AUC"], rows)
+            + "\n\n" + (f"Picked: {pick['name']} (mean AUC {pick['mean_auc']:.2f})" if pick else
+                         "Picked: none yet (the sweep is incomplete)")
+            + f"; the parts' picks {parts} reproduce the seed-0 grid run's AUC (to 1e-4) on "
+              f"{len(same)}/{len(tt)} tuning tasks.")
 
 
 def targets_text(t: dict, env_steps: int) -> str:

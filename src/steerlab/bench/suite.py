@@ -146,7 +146,7 @@ def headline_table(tasks: dict, methods: list[str], planned_seeds: int | None = 
     return markdown_table(header, rows)
 
 
-HEADLINE_NOTE = ("Final success: the final policy on fresh evaluation episodes (50 per seed in the full budgets), sampled (as trained) "
+HEADLINE_NOTE = ("Final success: the final policy on the first 50 evaluation episodes per seed in the full budgets (the curve's evaluations use the first 20 of them: not fresh), sampled (as trained) "
                  "and integrated from ε = 0; mean over the seeds recorded. Best mode: the mode with the higher mean; "
                  "its 95% interval is over seeds and episodes (seeds resampled, each seed's rate drawn from its "
                  "episodes' Jeffreys posterior, 10,000 draws), and 'best − base best' compares it with the base's "

@@ -9,7 +9,8 @@ reports it (else null, with the reason in `nulls`; docs/results.md).
 * auc (success): the same for evaluation success, in [0, 1].
 * dip: lowest evaluation success (return, where the env has no success) after the warm-up minus the first
   evaluation (step 0, before any update): how far the policy fell below where it started (0 when it never did).
-* final success and return on `final_episodes` fresh evaluation episodes, sampled (the policy as trained) and
+* final success and return on the first `final_episodes` episodes of the evaluation split (the curve's
+  evaluations use the first `eval_episodes` of the same split: not fresh episodes), sampled (the policy as trained) and
   from ε = 0 (every chunk integrated from zero noise); success with Wilson 95% intervals, return with Student-t
   95% intervals over episodes. `final_best_mode` is the better of the two by success, or by return where the
   env has no success signal (a deployment can pick its sampler); `final_best` / `final_best_return` its score.
@@ -121,8 +122,8 @@ def curve_summary(rows: list[dict], warmup_env_steps: int = 0) -> dict:
 
 
 def final_evaluation(policy, env, episodes: int, seed: int) -> dict:
-    """The final policy on `episodes` fresh episodes of `env` (an EnvSpec, its shift included), sampled and
-    from ε = 0 (the same episodes): success (None where the env reports none), return, jerk, intervals."""
+    """The final policy on the first `episodes` evaluation-split episodes of `env` (an EnvSpec, its shift
+    included), sampled and from ε = 0 (the same episodes): success (None where the env reports none), return, jerk, intervals."""
     from steerlab.eval.rollout import evaluate
 
     out, nulls = {}, {}
