@@ -278,8 +278,9 @@ def table(results: dict) -> str:
                 f"vs bare simulator {t['sim_steps_per_s']:.0f} steps/s (ratio {t['train_env_steps_per_s'] / t['sim_steps_per_s']:.2f}).")
     w = results.get("run_wall_seconds")
     if w and w.get("mean"):
-        out += (f"\n\nWall time: {results['runs']} recorded runs took {w['total'] / 3600:.1f} core-hours of training "
-                f"({w['mean'] / 60:.0f} min per run on one core, final evaluations excluded).")
+        out += (f"\n\nWall time: {results['runs']} recorded runs took {w['total'] / 3600:.1f} hours of training "
+                f"({w['mean'] / 60:.0f} min per run, one thread each, final evaluations excluded; several runs "
+                f"shared the machine's cores, so a run alone on a core is faster).")
     out += (f"\n\nBudget: {results['env_steps']} env steps per run, up to {results['seeds']} seeds per cell; "
             "'base' is the pretrained policy (50 evaluation episodes). AUC is the mean evaluation success "
             "over the run (area under the success-vs-steps curve / steps); final success uses the first 50 evaluation episodes (the curve's are the first 20 of them). "
