@@ -142,4 +142,9 @@ def test_the_combined_sweep_picks_by_mean_auc_and_checks_the_grid_run_it_repeats
     tasks = {t: {sr.COMBINED: {"per_seed_auc": [round(parts_auc[t], 4) if t == tuning[0] else 0.99]}} for t in tuning}
     text = sr.combined_sweep_text(rec, tasks)
     assert "Picked: zprl-noise-latent_rms_ratio=1,noise_magnitude=1.5 (mean AUC 0.80)" in text
-    assert f"reproduce the seed-0 grid run's AUC (to 1e-4) on 1/{len(tuning)} tuning tasks" in text
+    assert f"reproduce the seed-0 grid run's AUC (to 1e-4) on 1/{len(tuning)} tuning tasks run so far" in text
+    incomplete = {**rec, "picked": {}, "runs": {sr.COMBINED: {
+        n: {**r, "auc": dict(list(r["auc"].items())[:1]), "complete": False} for n, r in rec["runs"][sr.COMBINED].items()}}}
+    text = sr.combined_sweep_text(incomplete, tasks)
+    assert "Picked: none yet" in text and "on 1/1 tuning tasks run so far" in text
+    assert all(line.endswith("| – |") for line in text.splitlines() if line.startswith("| zprl-noise-"))

@@ -66,10 +66,14 @@ def combined_sweep_cells(plan: Plan, tasks: list[str], bases: dict, shifts: dict
                       sampler_noise_scale=1.0) for s in COMBINED_SWEEP for t in tasks]
 
 
-def save_combined_sweep(rec: dict) -> None:
+def record_combined_sweep(plan: Plan) -> dict:
+    """tuning.json "sweep_zprl_noise" from the sweep runs recorded so far (a pick only once it is complete)."""
+    rec = sweep_record(combined_sweep_plan(), tuning_tasks(sorted(BENCHMARK_TASKS)))
     tuning = load_cell(TUNING) or {}  # re-read: other benchmarks write their own keys
+    rec["parts_setting"] = combined_setting(tuning[plan.sweep_key]["picked"])
     tuning[COMBINED_SWEEP_KEY] = rec
     atomic_write_json(TUNING, tuning)
+    return rec
 
 
 def combined_setting(picked: dict) -> dict:
@@ -240,9 +244,6 @@ def main(argv: list[str] | None = None) -> int:
             res = ft.finetune_cell(cell)
             what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
             print(f"[{i + 1}/{len(todo)}] sweep {cell['task']} {cell['name']}: {what}", flush=True)
-        rec = sweep_record(sp, tuning)
-        rec["parts_setting"] = combined_setting((load_cell(TUNING) or {})[plan.sweep_key]["picked"])
-        save_combined_sweep(rec)
     elif args.check_bases:
         from steerlab.bench.finetune_shift import base_cell_done, evaluate_base
 
@@ -259,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             mode = "own noise" if cell["method"] == COMBINED else "eps0" if modes[cell["task"]] == 0 else "sampled"
             print(f"[{i + 1}/{len(todo)}] {cell['task']} {cell['method']} ({mode}) seed {cell['seed']}: {what}",
                   flush=True)
+    if args.sweep_combined or (args.collect and COMBINED_SWEEP_ROOT.is_dir()):
+        record_combined_sweep(plan)
     out = collect(plan, tasks, modes)
     atomic_write_json(RESULTS / "finetune_shift_rule.json", out)
     print(f"-> {RESULTS / 'finetune_shift_rule.json'}")
@@ -320,19 +323,20 @@ def combined_sweep_text(sweep: dict, tasks: dict) -> str:
         return f"{r['per_seed_auc'][0]:.2f}" if r and r.get("per_seed_auc") else "–"
 
     rows = [[name, *[f"{r['auc'][t]:.2f}" if t in r["auc"] else "–" for t in tt],
-             "–" if r["mean_auc"] is None else f"{r['mean_auc']:.2f}"] for name, r in sweep["runs"][COMBINED].items()]
+             f"{r['mean_auc']:.2f}" if r["complete"] else "–"] for name, r in sweep["runs"][COMBINED].items()]
     rows += [["zprl (rule), seed 0", *[seed0(t, "zprl_rule") for t in tt], ""],
              ["dsrl (grid), seed 0", *[seed0(t, "dsrl_grid") for t in tt], ""]]
     pick = sweep["picked"].get(COMBINED)
     parts = label(COMBINED, sweep["parts_setting"])
-    same = [t for t in tt if (r := sweep["runs"][COMBINED].get(parts)) and t in r["auc"]
-            and tasks.get(t, {}).get(COMBINED) and abs(r["auc"][t] - tasks[t][COMBINED]["per_seed_auc"][0]) < 1e-4]
+    ran = [t for t in tt if t in sweep["runs"][COMBINED].get(parts, {}).get("auc", {}) and tasks.get(t, {}).get(COMBINED)]
+    same = [t for t in ran
+            if abs(sweep["runs"][COMBINED][parts]["auc"][t] - tasks[t][COMBINED]["per_seed_auc"][0]) < 1e-4]
     return ("zprl-noise's own sweep (the grid's equal budget: six settings × the tuning tasks, seed 0; "
             f"{sweep['rule']}):\n\n" + markdown_table(["setting", *[f"AUC {t}" for t in tt], "mean AUC"], rows)
             + "\n\n" + (f"Picked: {pick['name']} (mean AUC {pick['mean_auc']:.2f})" if pick else
                          "Picked: none yet (the sweep is incomplete)")
-            + f"; the parts' picks {parts} reproduce the seed-0 grid run's AUC (to 1e-4) on "
-              f"{len(same)}/{len(tt)} tuning tasks.")
+            + (f"; the parts' picks {parts} reproduce the seed-0 grid run's AUC (to 1e-4) on {len(same)}/{len(ran)} "
+               f"tuning tasks run so far." if ran else f"; the parts' picks {parts}: not run in the sweep yet."))
 
 
 def targets_text(t: dict, env_steps: int) -> str:
