@@ -99,6 +99,8 @@ def test_the_target_waits_for_every_seed_then_needs_one_task_clear_of_the_base(r
     out = pr.collect(list(TASKS), 3, modes)
     text = pr.table(out)
     assert "PandaPush-v3 zprl +0.02 [-0.10, +0.15] →" in text and "at 10k steps" in text
+    assert out["tasks"]["PandaPush-v3"]["paired"]["zprl"] == {"start": 0.3, "last": 0.9, "seeds": 3}
+    assert "PandaPush-v3 zprl 0.30 → 0.90" in text
     assert "panda target" in text and ": met;" in text and "PandaPush-v3 (seed 100, 50 episodes) ε = 0 0.24 vs sampled 0.42 → sampled" in text
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from steerlab.bench import finetune as ft
 from steerlab.bench.common import RESULTS, RUNS, load_cell
 from steerlab.bench.finetune_shift import Plan, make_cell
@@ -143,12 +145,16 @@ def collect(tasks: list[str], seeds: int, modes: dict) -> dict:
     short = load_cell(SHORT_FILE) or {"tasks": {}}
     for t in list(res["tasks"]):
         res["tasks"][t]["rule"] = modes.get(t)
+        # paired: each run's first evaluation (the frozen base) and its last, on the same episodes of its seed
+        res["tasks"][t]["paired"] = {m: {"start": float(np.mean([c["success"][0] for c in cs])),
+                                         "last": float(np.mean([c["success"][-1] for c in cs])), "seeds": len(cs)}
+                                     for m, cs in res["curves"].get(t, {}).items()}
         res["tasks"][t]["base_check"] = compare_base(t)
         # the 10k-step, one-env runs of panda_finetune.json beside them (budget or method?)
         res["tasks"][t]["short_budget"] = {m: {k: r.get(k) for k in ("auc", "final_best", "best_mode", "best_vs_base",
                                                                      "best_vs_base_ci95", "seeds")}
                                            for m, r in short["tasks"].get(t, {}).items() if m != "base"}
-    res.update({"kind": "finetune", "planned_seeds": seeds, "short_budget_env_steps": short.get("env_steps"),
+    res.update({"kind": "finetune", "planned_seeds": seeds, "eval_episodes": plan().eval_episodes, "short_budget_env_steps": short.get("env_steps"),
                 "targets": targets({t: r for t, r in res["tasks"].items()}, seeds),
                 "what": "panda-gym at the shift grid's run recipe (50k env steps, 8 envs) with its tuned settings; "
                         "zprl and action-residual in the sampler mode the rule picks ('rule'), dsrl at scale 1; "
@@ -173,6 +179,11 @@ def table(results: dict) -> str:
                             f"({c['here']['sampled']:.2f} / {c['here']['eps0']:.2f} vs recorded "
                             f"{c['recorded']['sampled']:.2f} / {c['recorded']['eps0']:.2f})"
                             for task, c in sorted(checks.items())) + ".")
+    paired = [f"{task} {m} {p['start']:.2f} → {p['last']:.2f}" for task, r in sorted(results["tasks"].items())
+              for m, p in r.get("paired", {}).items()]
+    if paired:
+        out += ("\n\nPaired, the same episodes (each seed's first evaluation, the frozen base, against its last one: "
+                f"{results.get('eval_episodes', 20)} episodes per seed, mean over seeds): " + "; ".join(paired) + ".")
     short = results.get("short_budget_env_steps")
     lines = []
     for task, r in sorted(results["tasks"].items()):
