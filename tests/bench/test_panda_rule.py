@@ -27,13 +27,14 @@ def recorded(tmp_path, monkeypatch):
     for t, (s, e) in points.items():
         (cells / f"base__{t}__mixed.json").write_text(json.dumps(
             {"episodes": 50, "sampled": {"success": s, "jerk": 1e-3}, "eps0": {"success": e, "jerk": 1e-3}}))
-    monkeypatch.setattr(pr, "CELLS", cells)
+    for mod in (panda, pr):
+        monkeypatch.setattr(mod, "CELLS", cells)
     tuning = tmp_path / "tuning.json"
     tuning.write_text(json.dumps({"sweep": {"picked": {
         "zprl": {"setting": {"latent_rms_ratio": 0.3}},
         "action-residual": {"setting": {"residual_scale": 0.05, "progressive_steps": 20000}},
         "dsrl": {"setting": {"noise_magnitude": 1.5, "target_entropy_per_dim": -0.5}}}}}))
-    monkeypatch.setattr(pr, "TUNING", tuning)
+    monkeypatch.setattr(fs, "TUNING", tuning)
     monkeypatch.setattr(fs, "noise_dim", lambda base: 16)  # DSRL's entropy target scales with the noise size
     monkeypatch.setattr(pr, "ROOT", tmp_path / "runs")
     monkeypatch.setattr(pr, "SHORT_FILE", tmp_path / "panda_finetune.json")

@@ -88,7 +88,7 @@ def test_start_check_compares_with_the_grid_run_that_started_in_the_same_mode(pl
 def test_latent_plus_noise_takes_the_parts_picks_and_keeps_its_own_noise(plan, monkeypatch):
     picked = {"zprl": {"setting": {"latent_rms_ratio": 0.3}},
               "dsrl": {"setting": {"noise_magnitude": 1.5, "target_entropy_per_dim": -0.5}}}
-    monkeypatch.setattr(sr, "load_cell", lambda path: {plan.sweep_key: {"picked": picked}})
+    monkeypatch.setattr(fs, "load_cell", lambda path: {plan.sweep_key: {"picked": picked}})
     monkeypatch.setattr(fs, "noise_dim", lambda base: 32)
     (cell,) = sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0},
                        [sr.COMBINED])

@@ -283,7 +283,8 @@ def table(results: dict) -> str:
                 f"shared the machine's cores, so a run alone on a core is faster).")
     out += (f"\n\nBudget: {results['env_steps']} env steps per run, up to {results['seeds']} seeds per cell; "
             "'base' is the pretrained policy (50 evaluation episodes). AUC is the mean evaluation success "
-            "over the run (area under the success-vs-steps curve / steps); final success uses the first 50 evaluation episodes (the curve's are the first 20 of them). "
+            "over the run (area under the success-vs-steps curve / steps); final success uses the first 50 "
+            "evaluation episodes (the curve's are the first 20 of them). "
             "'From ε = 0' samples every chunk from zero initial noise (deterministic) on the same 50 episodes; "
             "over the seeds whose run recorded it (runs that finished before that column existed lack it).")
     return out

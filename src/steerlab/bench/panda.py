@@ -219,14 +219,17 @@ def finetune_cells(seeds: int, env_steps: int, methods: list[str]) -> list[dict]
             for s in range(seeds) for t in TASKS for m in methods]
 
 
+def base_rows(tasks=TASKS) -> dict:
+    """The recorded `mixed` base rows (seed 0, 50 episodes per mode) in the form `finetune.aggregate` compares with."""
+    return {t: {"success": b["sampled"]["success"], "zero_noise_success": b["eps0"]["success"],
+                "eval_jerk": b["sampled"]["jerk"], "episodes": b["episodes"]}
+            for t in tasks if (b := load_cell(CELLS / f"base__{t}__mixed.json"))}
+
+
 def collect_finetune() -> dict:
     from steerlab.bench import finetune
 
-    pre = collect_pretrain()
-    base_rows = {t: {"success": b["sampled"]["success"], "zero_noise_success": b["eps0"]["success"],
-                     "eval_jerk": b["sampled"]["jerk"]}
-                 for t in TASKS if (b := pre["bases"].get(f"{t}__mixed"))}
-    results = finetune.aggregate(FINETUNE_ROOT, base_rows=base_rows)
+    results = finetune.aggregate(FINETUNE_ROOT, base_rows=base_rows())
     results["kind"] = "finetune"
     return results
 

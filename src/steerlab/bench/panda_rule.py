@@ -29,18 +29,18 @@ import numpy as np
 
 from steerlab.bench import finetune as ft
 from steerlab.bench.common import RESULTS, RUNS, load_cell
-from steerlab.bench.finetune_shift import Plan, make_cell
+from steerlab.bench.finetune_shift import Plan, make_cell, picked_settings
 from steerlab.bench.panda import (
     CALIBRATION_FILE,
     CELLS,
     EVAL_EPISODES,
     MAX_STEPS,
     base_checkpoint,
+    base_rows,
     checkpoint_path,
     chosen_scale,
     evaluate_both,
 )
-from steerlab.bench.shift_calibrate import TUNING
 from steerlab.bench.suite import _pm
 from steerlab.core.io import atomic_write_json
 from steerlab.envs.panda_tasks import TASKS
@@ -76,17 +76,8 @@ def rule_modes(tasks: list[str]) -> dict[str, dict]:
     return out
 
 
-def picked_settings(methods: list[str]) -> dict[str, dict]:
-    picked = (load_cell(TUNING) or {}).get("sweep", {}).get("picked", {})
-    missing = [m for m in methods if m not in picked]
-    if missing:
-        raise SystemExit(f"tuning.json has no picked setting for {', '.join(missing)}: run `steerlab bench "
-                         f"finetune_shift --stage sweep`")
-    return {m: picked[m]["setting"] for m in methods}
-
-
 def cells(p: Plan, tasks: list[str], seeds: int, methods: list[str], bases: dict, modes: dict) -> list[dict]:
-    settings = picked_settings(methods)
+    settings = picked_settings(p.sweep_key, methods)  # the grid's picks (Meta-World tuning tasks)
     return [make_cell(p, t, m, m, s, None, bases[t], settings[m], ROOT,
                       sampler_noise_scale=modes[t]["chosen"] if m in KEEPS_SAMPLER else 1.0)
             for s in range(seeds) for t in tasks for m in methods]
@@ -138,10 +129,7 @@ def targets(tasks: dict, planned_seeds: int) -> dict:
 
 
 def collect(tasks: list[str], seeds: int, modes: dict) -> dict:
-    base_rows = {t: {"success": b["sampled"]["success"], "zero_noise_success": b["eps0"]["success"],
-                     "eval_jerk": b["sampled"]["jerk"], "episodes": b["episodes"]}
-                 for t in tasks if (b := recorded_base(t))}
-    res = ft.aggregate(ROOT, base_rows=base_rows)
+    res = ft.aggregate(ROOT, base_rows=base_rows(tasks))
     short = load_cell(SHORT_FILE) or {"tasks": {}}
     for t in list(res["tasks"]):
         res["tasks"][t]["rule"] = modes.get(t)
@@ -154,8 +142,8 @@ def collect(tasks: list[str], seeds: int, modes: dict) -> dict:
         res["tasks"][t]["short_budget"] = {m: {k: r.get(k) for k in ("auc", "final_best", "best_mode", "best_vs_base",
                                                                      "best_vs_base_ci95", "seeds")}
                                            for m, r in short["tasks"].get(t, {}).items() if m != "base"}
-    res.update({"kind": "finetune", "planned_seeds": seeds, "eval_episodes": plan().eval_episodes, "short_budget_env_steps": short.get("env_steps"),
-                "targets": targets({t: r for t, r in res["tasks"].items()}, seeds),
+    res.update({"kind": "finetune", "planned_seeds": seeds, "eval_episodes": plan().eval_episodes,
+                "short_budget_env_steps": short.get("env_steps"), "targets": targets(res["tasks"], seeds),
                 "what": "panda-gym at the shift grid's run recipe (50k env steps, 8 envs) with its tuned settings; "
                         "zprl and action-residual in the sampler mode the rule picks ('rule'), dsrl at scale 1; "
                         "base rows: `steerlab bench panda base` (50 episodes per mode, seed 0); base_check: that "
@@ -169,7 +157,8 @@ def table(results: dict) -> str:
     verdict = ("not decided yet (runs missing)" if t.get("met") is None
                else "met" if t["met"]["best"] else "missed")
     out += ("\n\nSampler-mode rule (on the panda calibration's evaluation episodes): "
-            + "; ".join(f"{task} (seed {r['rule']['seed']}, {r['rule']['episodes']} episodes) ε = 0 {r['rule']['eps0']:.2f} vs sampled {r['rule']['sampled']:.2f} → "
+            + "; ".join(f"{task} (seed {r['rule']['seed']}, {r['rule']['episodes']} episodes) ε = 0 "
+                        f"{r['rule']['eps0']:.2f} vs sampled {r['rule']['sampled']:.2f} → "
                         f"{'ε = 0' if r['rule']['chosen'] == 0.0 else 'sampled'}"
                         for task, r in sorted(results["tasks"].items()) if r.get("rule")) + ".")
     checks = {task: r["base_check"] for task, r in results["tasks"].items() if r.get("base_check")}
@@ -214,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run no RL: repeat the panda base evaluation on this machine's bases (built if missing)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    modes = rule_modes(args.tasks)
+    modes = rule_modes(list(TASKS))  # the table reports every task's rule; runs use those of --tasks
     if not args.collect:
         from steerlab.bench.sweep import run_grid
 
@@ -224,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.check_bases:
             run_grid(cells(plan(), args.tasks, args.seeds, args.methods, bases, modes), ft.finetune_cell,
                      ft.is_done, use_ray=False, desc="panda runs under the rule")
-    results = collect(list(TASKS), args.seeds, rule_modes(list(TASKS)))
+    results = collect(list(TASKS), args.seeds, modes)
     atomic_write_json(RESULTS_FILE, results)
     if results["runs"]:
         from steerlab.bench.plots import plot_finetune

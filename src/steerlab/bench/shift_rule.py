@@ -27,6 +27,8 @@ from steerlab.bench.finetune_shift import (
     build_bases,
     label,
     make_cell,
+    picked_settings,
+    save_sweep,
     shifts_for,
     sweep_record,
     tuning_tasks,
@@ -57,7 +59,7 @@ COMBINED_SWEEP_KEY = "sweep_zprl_noise"
 
 def combined_sweep_plan() -> Plan:
     p = Plan(False)
-    p.sweep, p.sweep_root = {COMBINED: COMBINED_SWEEP}, COMBINED_SWEEP_ROOT
+    p.sweep, p.sweep_root, p.sweep_key = {COMBINED: COMBINED_SWEEP}, COMBINED_SWEEP_ROOT, COMBINED_SWEEP_KEY
     return p
 
 
@@ -68,34 +70,32 @@ def combined_sweep_cells(plan: Plan, tasks: list[str], bases: dict, shifts: dict
 
 def record_combined_sweep(plan: Plan) -> dict:
     """tuning.json "sweep_zprl_noise" from the sweep runs recorded so far (a pick only once it is complete)."""
-    rec = sweep_record(combined_sweep_plan(), tuning_tasks(sorted(BENCHMARK_TASKS)))
-    tuning = load_cell(TUNING) or {}  # re-read: other benchmarks write their own keys
-    rec["parts_setting"] = combined_setting(tuning[plan.sweep_key]["picked"])
-    tuning[COMBINED_SWEEP_KEY] = rec
-    atomic_write_json(TUNING, tuning)
+    sweep = combined_sweep_plan()
+    rec = sweep_record(sweep, tuning_tasks(sorted(BENCHMARK_TASKS)))
+    rec["parts_setting"] = combined_setting(picked_settings(plan.sweep_key, COMBINED_PARTS))
+    save_sweep(sweep, rec)
     return rec
 
 
-def combined_setting(picked: dict) -> dict:
-    return {"latent_rms_ratio": picked["zprl"]["setting"]["latent_rms_ratio"],
-            "noise_magnitude": picked["dsrl"]["setting"]["noise_magnitude"]}
+COMBINED_PARTS = ("zprl", "dsrl")
+
+
+def combined_setting(settings: dict[str, dict]) -> dict:
+    """zprl-noise's setting from its parts' picked settings ({method: setting})."""
+    return {"latent_rms_ratio": settings["zprl"]["latent_rms_ratio"],
+            "noise_magnitude": settings["dsrl"]["noise_magnitude"]}
 
 
 def cells(plan: Plan, tasks: list[str], seeds: int, bases: dict, shifts: dict, modes: dict,
           methods: list[str]) -> list[dict]:
-    picked = (load_cell(TUNING) or {}).get(plan.sweep_key, {}).get("picked", {})
-    needs = {m for m in methods if m != COMBINED} | ({"zprl", "dsrl"} if COMBINED in methods else set())
-    missing = sorted(needs - set(picked))
-    if missing:
-        raise SystemExit(f"tuning.json has no picked setting for {', '.join(missing)}: run `steerlab bench "
-                         f"finetune_shift --stage sweep`")
+    needs = {m for m in methods if m != COMBINED} | (set(COMBINED_PARTS) if COMBINED in methods else set())
+    settings = picked_settings(plan.sweep_key, needs)
 
     def cell(t, m, s):
         if m == COMBINED:
-            return make_cell(plan, t, m, m, s, shifts[t], bases[t], combined_setting(picked), ROOT,
+            return make_cell(plan, t, m, m, s, shifts[t], bases[t], combined_setting(settings), ROOT,
                              sampler_noise_scale=1.0)
-        return make_cell(plan, t, m, m, s, shifts[t], bases[t], picked[m]["setting"], ROOT,
-                         sampler_noise_scale=modes[t])
+        return make_cell(plan, t, m, m, s, shifts[t], bases[t], settings[m], ROOT, sampler_noise_scale=modes[t])
 
     return [cell(t, m, s) for s in range(seeds) for m in methods for t in tasks]
 
@@ -234,12 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"not benchmark tasks: {', '.join(unknown)}")
     shifts = shifts_for(tasks, False)
     modes = grid_modes(tasks, False)
-    bases = None if args.collect else build_bases(tasks, shifts, False)
+    # the sweep builds only its tuning tasks' bases; --collect builds none
+    bases = None if args.collect or args.sweep_combined else build_bases(tasks, shifts, False)
     if args.sweep_combined:
         tuning = tuning_tasks(sorted(BENCHMARK_TASKS))
-        sp = combined_sweep_plan()
-        sweep_bases = build_bases(tuning, shifts_for(tuning, False), False)
-        todo = combined_sweep_cells(sp, tuning, sweep_bases, shifts_for(tuning, False))
+        tuning_shifts = shifts_for(tuning, False)
+        todo = combined_sweep_cells(combined_sweep_plan(), tuning, build_bases(tuning, tuning_shifts, False),
+                                    tuning_shifts)
         for i, cell in enumerate(todo):
             res = ft.finetune_cell(cell)
             what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
