@@ -148,3 +148,36 @@ def test_the_combined_sweep_picks_by_mean_auc_and_checks_the_grid_run_it_repeats
     text = sr.combined_sweep_text(incomplete, tasks)
     assert "Picked: none yet" in text and "on 1/1 tuning tasks run so far" in text
     assert all(line.endswith("| – |") for line in text.splitlines() if line.startswith("| zprl-noise-"))
+
+
+def test_latent_plus_noise_at_its_own_pick_runs_under_its_own_name_and_is_counted_apart(plan, monkeypatch):
+    own = {"latent_rms_ratio": 0.1, "noise_magnitude": 1.5}
+    tuning = {plan.sweep_key: {"picked": {}}, sr.COMBINED_SWEEP_KEY: {"picked": {sr.COMBINED: {"setting": own}}}}
+    with monkeypatch.context() as m:
+        m.setattr(fs, "load_cell", lambda path: tuning)
+        m.setattr(fs, "noise_dim", lambda base: 32)
+        (cell,) = sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0},
+                           [sr.COMBINED_TUNED])
+        assert (cell["method"], cell["name"], cell["sampler_noise_scale"]) == (sr.COMBINED, sr.COMBINED_TUNED, 1.0)
+        assert cell["steering"] == own and cell["out"].endswith("hammer-v3__zprl-noise-tuned__seed0")
+        tuning[sr.COMBINED_SWEEP_KEY]["picked"] = {}
+        with pytest.raises(SystemExit, match="zprl-noise: run `steerlab bench shift_rule --sweep-combined`"):
+            sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0},
+                     [sr.COMBINED_TUNED])
+
+    task = "hammer-v3"
+    _base(plan, task, 0.4)
+    _run(sr.ROOT, task, "zprl", 0, auc=0.6, sampled=0.5, eps0=0.7, dip=0.0)
+    _run(sr.ROOT, task, "zprl-noise", 0, auc=0.3, sampled=0.4, eps0=0.4, dip=-0.3)
+    _run(sr.ROOT, task, "zprl-noise-tuned", 0, auc=0.7, sampled=0.8, eps0=0.6, dip=-0.05)
+    _run(plan.grid_root, task, "dsrl", 0, auc=0.5, sampled=0.6, eps0=0.6, dip=-0.1)
+    out = sr.collect(plan, [task], {task: 0.0})
+    row = out["tasks"][task]
+    assert (row["zprl-noise"]["auc"], row["zprl-noise-tuned"]["auc"]) == (pytest.approx(0.3), pytest.approx(0.7))
+    t = out["targets_zprl_noise_tuned"]
+    assert (t["tasks"], t["auc_ge_dsrl"], t["final_best_ge_dsrl"], t["dip_ge_dsrl"]) == (1, 1, 1, 1)
+    assert t["best_is_deployed"] is None and t["met"] is None  # the rule does not apply; 1 of 8 tasks: partial
+    assert out["targets"]["auc_ge_dsrl"] == 1 and out["targets"]["best_is_deployed"] == 1  # zprl's own count
+    text = sr.table(out)
+    assert "| hammer-v3 | 0.30 (1) | 0.40 (sampled) | -0.30 | 0.70 (1) | 0.80 (sampled) | -0.05 |" in text
+    assert "The same targets for zprl-noise at its own pick, over the 1 task with its runs (partial" in text

@@ -205,14 +205,14 @@ def sweep_record(plan: Plan, tasks: list[str]) -> dict:
             "grid": {m: [label(m, s) for s in g] for m, g in plan.sweep.items()}, "runs": runs, "picked": picked}
 
 
-def picked_settings(sweep_key: str, methods) -> dict[str, dict]:
+def picked_settings(sweep_key: str, methods, how: str = "steerlab bench finetune_shift --stage sweep"
+                    ) -> dict[str, dict]:
     """The setting the sweep recorded in tuning.json under `sweep_key` picked for each of `methods`; exits naming
-    the methods it has none for."""
+    the methods it has none for and `how` to run that sweep."""
     picked = (load_cell(TUNING) or {}).get(sweep_key, {}).get("picked", {})
     missing = sorted(set(methods) - set(picked))
     if missing:
-        raise SystemExit(f"tuning.json has no picked setting for {', '.join(missing)}: run `steerlab bench "
-                         f"finetune_shift --stage sweep`")
+        raise SystemExit(f"tuning.json has no picked setting for {', '.join(missing)}: run `{how}`")
     return {m: picked[m]["setting"] for m in methods}
 
 

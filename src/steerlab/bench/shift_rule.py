@@ -11,6 +11,7 @@ built first (deterministic: the same recipe and seed the suite used).
 
     steerlab bench shift_rule [--tasks T ...] [--seeds N]     # -> benchmarks/results/finetune_shift_rule.json
     steerlab bench shift_rule --sweep-combined               # zprl-noise's own sweep (tuning.json "sweep_zprl_noise")
+    steerlab bench shift_rule --methods zprl-noise-tuned     # zprl-noise at that sweep's pick, on the grid
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ ROOT = RUNS / "finetune_shift_rule"
 METHODS = ("zprl", "action-residual")  # the grid's methods that keep the frozen sampler (DSRL picks its own noise)
 TOL = 1e-9
 COMBINED = "zprl-noise"
-"""Latent + noise steering (issue 26, item 3), run beside them. It has no sweep of its own (an equal tuning budget
-would be six more settings on both tuning tasks): its two parts take the grid's picks of the methods they come
-from, ZPRL's λ (latent_rms_ratio) and DSRL's noise bound, everything else at the method's defaults. It chooses ε
-itself, so the sampler-mode rule does not apply (scale 1: the base's own noise in warm-up only)."""
+"""Latent + noise steering (issue 26, item 3), run beside them. Under this name its two parts take the grid's picks
+of the methods they come from, ZPRL's λ (latent_rms_ratio) and DSRL's noise bound, everything else at the method's
+defaults (its own sweep's pick runs as COMBINED_TUNED). It chooses ε itself, so the sampler-mode rule does not apply
+(scale 1: the base's own noise in warm-up only)."""
 
 
 COMBINED_SWEEP = [{"latent_rms_ratio": r, "noise_magnitude": m} for r in (0.1, 0.3, 1.0) for m in (1.5, 2.5)]
@@ -55,6 +56,10 @@ setting the zprl-noise grid runs use: its sweep run repeats the seed-0 grid run 
 configuration and seed), a determinism check the table shows."""
 COMBINED_SWEEP_ROOT = RUNS / "finetune_shift_rule_sweep"
 COMBINED_SWEEP_KEY = "sweep_zprl_noise"
+COMBINED_TUNED = "zprl-noise-tuned"
+"""The zprl-noise method at its own sweep's pick (tuning.json "sweep_zprl_noise"), run under its own name so the
+parts' runs (`zprl-noise`) stay what they are. On the tuning tasks its seed-0 run repeats the sweep's run of the
+picked setting (same configuration and seed), a second determinism check."""
 
 
 def combined_sweep_plan() -> Plan:
@@ -88,13 +93,17 @@ def combined_setting(settings: dict[str, dict]) -> dict:
 
 def cells(plan: Plan, tasks: list[str], seeds: int, bases: dict, shifts: dict, modes: dict,
           methods: list[str]) -> list[dict]:
-    needs = {m for m in methods if m != COMBINED} | (set(COMBINED_PARTS) if COMBINED in methods else set())
+    needs = ({m for m in methods if m not in (COMBINED, COMBINED_TUNED)}
+             | (set(COMBINED_PARTS) if COMBINED in methods else set()))
     settings = picked_settings(plan.sweep_key, needs)
+    if COMBINED_TUNED in methods:
+        settings[COMBINED_TUNED] = picked_settings(COMBINED_SWEEP_KEY, [COMBINED],
+                                                   "steerlab bench shift_rule --sweep-combined")[COMBINED]
 
     def cell(t, m, s):
-        if m == COMBINED:
-            return make_cell(plan, t, m, m, s, shifts[t], bases[t], combined_setting(settings), ROOT,
-                             sampler_noise_scale=1.0)
+        if m in (COMBINED, COMBINED_TUNED):
+            setting = combined_setting(settings) if m == COMBINED else settings[m]
+            return make_cell(plan, t, COMBINED, m, s, shifts[t], bases[t], setting, ROOT, sampler_noise_scale=1.0)
         return make_cell(plan, t, m, m, s, shifts[t], bases[t], settings[m], ROOT, sampler_noise_scale=modes[t])
 
     return [cell(t, m, s) for s in range(seeds) for m in methods for t in tasks]
@@ -136,16 +145,19 @@ def rows_for(root, task: str, method: str, base: dict | None) -> dict | None:
     return row
 
 
-def targets(tasks: dict, planned_seeds: int) -> dict:
+def targets(tasks: dict, planned_seeds: int, key: str = "zprl_rule") -> dict:
     """Issue 26's targets over the tasks with ZPRL (rule), DSRL and the base recorded. `met` is decided only once
-    all eight tasks have every planned seed of ZPRL under the rule (before that it is None).
+    all eight tasks have every planned seed of ZPRL under the rule (before that it is None). `key` names the
+    method's row: the targets count for ZPRL "or the latent+noise method"; the latter chooses ε itself, so its
+    deployed-mode count is None (the rule does not apply to it).
 
     * auc / final: ZPRL's AUC, and its final best mode, >= tuned DSRL's on >= 6/8;
     * best: ZPRL's best mode above the base's best on >= 6/8, the interval clear of 0 on >= 4;
     * dip: no deeper than DSRL's on >= 6/8 and >= -0.10 on every task;
     * deployed: ZPRL's best mode is the mode it was trained and deployed in on >= 7/8."""
-    done = {t: r for t, r in tasks.items() if r["zprl_rule"] and r["dsrl_grid"] and r["base"]}
-    z = {t: r["zprl_rule"] for t, r in done.items()}
+    done = {t: r for t, r in tasks.items() if r.get(key) and r["dsrl_grid"] and r["base"]}
+    z = {t: r[key] for t, r in done.items()}
+    ruled = key == "zprl_rule"
     d = {t: r["dsrl_grid"] for t, r in done.items()}
     out = {"tasks": len(done),
            "auc_ge_dsrl": sum(z[t]["auc"] >= d[t]["auc"] for t in done),
@@ -155,7 +167,7 @@ def targets(tasks: dict, planned_seeds: int) -> dict:
            # dips are differences of success rates over 20 episodes (multiples of 0.05): compared to within rounding
            "dip_ge_dsrl": sum(z[t]["dip"] >= d[t]["dip"] - TOL for t in done),
            "dip_below_-0.10": sorted(t for t in done if z[t]["dip"] < -0.10 - TOL),
-           "best_is_deployed": sum(z[t]["best_mode"] == done[t]["rule_mode"] for t in done),
+           "best_is_deployed": sum(z[t]["best_mode"] == done[t]["rule_mode"] for t in done) if ruled else None,
            "start_mismatch": sorted(t for t, r in done.items() if r["start_check"]["success_equal"] is False),
            "base_reproduced": sorted(t for t, r in done.items() if (r.get("base_check") or {}).get("success_equal")),
            "base_not_reproduced": sorted(t for t, r in done.items()
@@ -164,7 +176,7 @@ def targets(tasks: dict, planned_seeds: int) -> dict:
     out["met"] = {"auc": out["auc_ge_dsrl"] >= 6, "final": out["final_best_ge_dsrl"] >= 6,
                   "best": out["above_base"] >= 6 and out["above_base_interval_clear"] >= 4,
                   "dip": out["dip_ge_dsrl"] >= 6 and not out["dip_below_-0.10"],
-                  "deployed": out["best_is_deployed"] >= 7} if complete else None
+                  "deployed": out["best_is_deployed"] >= 7 if ruled else None} if complete else None
     return out
 
 
@@ -198,9 +210,11 @@ def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
                    **{f"{m}_rule": rows_for(ROOT, t, m, base) for m in METHODS},
                    **{f"{m}_sampled_grid": rows_for(plan.grid_root, t, m, base) for m in METHODS},
                    "dsrl_grid": rows_for(plan.grid_root, t, "dsrl", base),
-                   f"{COMBINED}": rows_for(ROOT, t, COMBINED, base),
+                   COMBINED: rows_for(ROOT, t, COMBINED, base),
+                   COMBINED_TUNED: rows_for(ROOT, t, COMBINED_TUNED, base),
                    "start_check": start_check(plan, t, mode), "base_check": base_check(plan, t)}
-    return {"what": "ZPRL and action-residual trained and evaluated in the rule's sampler mode "
+    return {"what": "ZPRL and action-residual trained and evaluated in the rule's sampler mode, and zprl-noise at its "
+                    "parts' picks and at its own sweep's pick (zprl-noise-tuned) "
                     "(runs/finetune_shift_rule), beside the shift grid's recorded DSRL and sampled-mode runs and its "
                     "base rows; rows as in finetune_shift.json (auc: mean evaluation success over the budget; "
                     "final_best: the mode with the higher mean over seeds, best_vs_base against the base's best mode "
@@ -210,6 +224,7 @@ def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
                     "base (--check-bases)",
             "env_steps": plan.env_steps, "planned_seeds": plan.seeds, "tasks": rows,
             "targets": targets(rows, plan.seeds),
+            "targets_zprl_noise_tuned": targets(rows, plan.seeds, COMBINED_TUNED),  # "or the latent+noise method"
             "combined_sweep": (load_cell(TUNING) or {}).get(COMBINED_SWEEP_KEY)}
 
 
@@ -219,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="steerlab bench shift_rule", description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=None, help="default: every task of the suite")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, COMBINED])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, COMBINED, COMBINED_TUNED])
     ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the JSON")
     ap.add_argument("--sweep-combined", action="store_true",
                     help="run zprl-noise's own sweep on the tuning tasks (seed 0) and record its pick")
@@ -298,14 +313,21 @@ def table(results: dict) -> str:
                            "base best", "best zprl (rule)", "best dsrl", "zprl − base best [95%]",
                            "dip zprl (rule)", "dip dsrl", "first eval = grid's", "base row reproduced"], rows)
     text = f"{head}\n\n{targets_text(results['targets'], results['env_steps'])}"
-    combined = [[t, auc(r[COMBINED]), best(r[COMBINED]), num(r[COMBINED], "dip", True), auc(r["zprl_rule"]),
-                 best(r["zprl_rule"]), auc(r["dsrl_grid"]), best(r["dsrl_grid"])]
-                for t, r in results["tasks"].items() if r.get(COMBINED)]
+    combined = [[t, auc(r.get(COMBINED)), best(r.get(COMBINED)), num(r.get(COMBINED), "dip", True),
+                 auc(r.get(COMBINED_TUNED)), best(r.get(COMBINED_TUNED)), num(r.get(COMBINED_TUNED), "dip", True),
+                 auc(r["zprl_rule"]), best(r["zprl_rule"]), auc(r["dsrl_grid"]), best(r["dsrl_grid"]),
+                 num(r["dsrl_grid"], "dip", True)]
+                for t, r in results["tasks"].items() if r.get(COMBINED) or r.get(COMBINED_TUNED)]
     if combined:
-        text += ("\n\nLatent + noise steering (`zprl-noise`: ZPRL's picked λ and DSRL's picked noise bound, no sweep of "
-                 "its own; ε chosen by its actor), beside ZPRL under the rule and tuned DSRL:\n\n"
-                 + markdown_table(["task", "AUC zprl-noise (seeds)", "best zprl-noise", "dip zprl-noise",
-                                   "AUC zprl (rule)", "best zprl (rule)", "AUC dsrl (grid)", "best dsrl"], combined))
+        text += ("\n\nLatent + noise steering (`zprl-noise`; ε chosen by its actor), at its parts' picks (ZPRL's λ and "
+                 "DSRL's noise bound) and at its own sweep's pick (`zprl-noise-tuned`), beside ZPRL under the rule and "
+                 "tuned DSRL:\n\n"
+                 + markdown_table(["task", "AUC zprl-noise, parts' picks (seeds)", "best", "dip",
+                                   "AUC zprl-noise, own pick (seeds)", "best", "dip", "AUC zprl (rule)",
+                                   "best zprl (rule)", "AUC dsrl (grid)", "best dsrl", "dip dsrl"], combined))
+        tuned = results.get("targets_zprl_noise_tuned")
+        if tuned and tuned["tasks"]:
+            text += "\n\n" + combined_targets_text(tuned)
     sweep = results.get("combined_sweep")
     if sweep:
         text += "\n\n" + combined_sweep_text(sweep, results["tasks"])
@@ -332,12 +354,32 @@ def combined_sweep_text(sweep: dict, tasks: dict) -> str:
     ran = [t for t in tt if t in sweep["runs"][COMBINED].get(parts, {}).get("auc", {}) and tasks.get(t, {}).get(COMBINED)]
     same = [t for t in ran
             if abs(sweep["runs"][COMBINED][parts]["auc"][t] - tasks[t][COMBINED]["per_seed_auc"][0]) < 1e-4]
+    own = pick["name"] if pick else None
+    ran_own = [t for t in tt if own and t in sweep["runs"][COMBINED].get(own, {}).get("auc", {})
+               and tasks.get(t, {}).get(COMBINED_TUNED)]
+    same_own = [t for t in ran_own
+                if abs(sweep["runs"][COMBINED][own]["auc"][t] - tasks[t][COMBINED_TUNED]["per_seed_auc"][0]) < 1e-4]
     return ("zprl-noise's own sweep (the grid's equal budget: six settings × the tuning tasks, seed 0; "
             f"{sweep['rule']}):\n\n" + markdown_table(["setting", *[f"AUC {t}" for t in tt], "mean AUC"], rows)
             + "\n\n" + (f"Picked: {pick['name']} (mean AUC {pick['mean_auc']:.2f})" if pick else
                          "Picked: none yet (the sweep is incomplete)")
             + (f"; the parts' picks {parts} reproduce the seed-0 grid run's AUC (to 1e-4) on {len(same)}/{len(ran)} "
-               f"tuning tasks run so far." if ran else f"; the parts' picks {parts}: not run in the sweep yet."))
+               f"tuning tasks run so far." if ran else f"; the parts' picks {parts}: not run in the sweep yet.")
+            + (f" The pick's sweep runs reproduce the seed-0 `zprl-noise-tuned` runs' AUC (to 1e-4) on "
+               f"{len(same_own)}/{len(ran_own)} tuning tasks." if ran_own else ""))
+
+
+def combined_targets_text(t: dict) -> str:
+    """The same targets counted for zprl-noise at its own sweep's pick (the issue's "or the latent+noise method")."""
+    n, met = t["tasks"], t["met"]
+    mark = (lambda k: " — met" if met[k] else " — **missed**") if met else (lambda k: "")
+    deep = ", ".join(t["dip_below_-0.10"]) or "none"
+    return (f"The same targets for zprl-noise at its own pick, over the {n} task{'s' if n > 1 else ''} with its runs"
+            + ("" if met else " (partial: decided once all 8 tasks have every seed)") + ": "
+            f"AUC ≥ tuned DSRL's on {t['auc_ge_dsrl']}/{n} (≥ 6/8){mark('auc')}; final best mode ≥ DSRL's on "
+            f"{t['final_best_ge_dsrl']}/{n} (≥ 6/8){mark('final')}; above the base's best on {t['above_base']}/{n}, "
+            f"interval clear of 0 on {t['above_base_interval_clear']} (≥ 6/8, ≥ 4){mark('best')}; dip no deeper than "
+            f"DSRL's on {t['dip_ge_dsrl']}/{n} (≥ 6/8), below −0.10 on: {deep} (none allowed){mark('dip')}.")
 
 
 def targets_text(t: dict, env_steps: int) -> str:
