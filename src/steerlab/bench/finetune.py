@@ -110,7 +110,7 @@ def finetune_cell(cell: dict) -> dict:
                              eval_episodes=cell["eval_episodes"], warmup_decisions=cell["warmup"],
                              checkpoint_every=cell["eval_every"] * 2, tensorboard=False, shift=cell.get("shift"),
                              final_episodes=cell["final_episodes"], max_steps=cell.get("max_steps"),
-                             n_envs=cell.get("n_envs", 1),
+                             n_envs=cell.get("n_envs", 1), device=cell.get("device", "auto"),
                              # the benchmarks compare what each method learned: no release gate (a cell may ask)
                              release_gate_episodes=cell.get("release_gate_episodes", 0),
                              sampler_noise_scale=cell.get("sampler_noise_scale", ABSENT_MEANS["sampler_noise_scale"]),

@@ -30,6 +30,7 @@ SECTIONS = {"pretrain": ("pretrain.json", "pretrain:table"), "finetune": ("finet
             "finetune_pixels": ("finetune_pixels.json", "finetune_pixels:table"),
             "release_gate": ("release_gate.json", "release_gate:table"),
             "shift_rule": ("finetune_shift_rule.json", "shift_rule:table"),
+            "critic_scale": ("critic_scale.json", "critic_scale:table"),
             "headline_zprl": ("finetune_shift.json", "headlines:zprl"),
             "headline_prop": ("privacy.json", "headlines:prop")}
 
