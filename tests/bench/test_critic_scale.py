@@ -61,6 +61,6 @@ def test_the_ranking_is_counted_under_both_critics_over_the_pairs_both_have(plan
     assert (rk["zprl_ge_dsrl_final_best_bench"], rk["zprl_ge_dsrl_final_best_variant"]) == (2, 2)
     assert out["variants"]["layernorm"]["tasks"]["assembly-v3"]["dsrl"][1]["bench"] is None
     text = cs.table(json.loads(json.dumps(out)))  # as read back from the results file (seeds become strings)
-    assert "| box-close-v3 | zprl | 0 | 0.70 | 0.50 | 0.80 | 0.60 |" in text
+    assert "| box-close-v3 | zprl | 0 | 0.700 | 0.500 | 0.80 | 0.60 |" in text
     assert "AUC 2/2 with the bench critic, 1/2 with `layernorm`" in text and "AUC box-close-v3 seed 0" in text
     assert "dsrl-paper" not in out["variants"]  # nothing run with it: not reported

@@ -154,7 +154,8 @@ def table(results: dict) -> str:
             for m, seeds in by.items():
                 for s, r in sorted(seeds.items(), key=lambda kv: int(kv[0])):
                     b, h = r["bench"], r["variant"]
-                    rows.append([t, m, str(s), "–" if not b else f"{b['auc']:.2f}", f"{h['auc']:.2f}",
+                    # AUC to 3 places: the ranking compares unrounded AUCs, which may differ in the third
+                    rows.append([t, m, str(s), "–" if not b else f"{b['auc']:.3f}", f"{h['auc']:.3f}",
                                  "–" if not b else f"{b['final_best']:.2f}", f"{h['final_best']:.2f}"])
         rk = rec["ranking"]
         n = len(rk["pairs"])
