@@ -60,7 +60,10 @@ def test_the_ranking_is_counted_under_both_critics_over_the_pairs_both_have(plan
     assert rk["ranking_changed_auc"] == ["box-close-v3 seed 0"]
     assert (rk["zprl_ge_dsrl_final_best_bench"], rk["zprl_ge_dsrl_final_best_variant"]) == (2, 2)
     assert out["variants"]["layernorm"]["tasks"]["assembly-v3"]["dsrl"][1]["bench"] is None
+    assert (rk["mean_auc_zprl_bench"], rk["mean_auc_zprl_variant"]) == (pytest.approx(0.7), pytest.approx(0.575))
+    assert (rk["mean_auc_dsrl_bench"], rk["mean_auc_dsrl_variant"]) == (pytest.approx(0.6), pytest.approx(0.575))
     text = cs.table(json.loads(json.dumps(out)))  # as read back from the results file (seeds become strings)
     assert "| box-close-v3 | zprl | 0 | 0.700 | 0.500 | 0.80 | 0.60 |" in text
     assert "AUC 2/2 with the bench critic, 1/2 with `layernorm`" in text and "AUC box-close-v3 seed 0" in text
+    assert "zprl 0.700 → 0.575, dsrl 0.600 → 0.575" in text
     assert "dsrl-paper" not in out["variants"]  # nothing run with it: not reported

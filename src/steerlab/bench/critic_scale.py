@@ -104,6 +104,10 @@ def ranking(runs: dict) -> dict:
              if by["zprl"][s]["bench"] and by["dsrl"][s]["bench"]]
     out = {"pairs": [f"{t} seed {s}" for t, s in pairs]}
     for key in ("auc", "final_best"):
+        for m in ("zprl", "dsrl"):  # means over the same pairs: the per-pair ranking is noisy at one seed each
+            for critic in ("bench", "variant"):
+                out[f"mean_{key}_{m}_{critic}"] = (round(sum(runs[t][m][s][critic][key] for t, s in pairs) / len(pairs),
+                                                         4) if pairs else None)
         for critic in ("bench", "variant"):
             out[f"zprl_ge_dsrl_{key}_{critic}"] = sum(
                 runs[t]["zprl"][s][critic][key] >= runs[t]["dsrl"][s][critic][key] for t, s in pairs)
@@ -163,7 +167,11 @@ def table(results: dict) -> str:
                 f"with the bench critic, {rk['zprl_ge_dsrl_auc_variant']}/{n} with `{v}`; final best mode "
                 f"{rk['zprl_ge_dsrl_final_best_bench']}/{n} and {rk['zprl_ge_dsrl_final_best_variant']}/{n}. Ranking "
                 f"changed on: AUC {', '.join(rk['ranking_changed_auc']) or 'none'}; final best "
-                f"{', '.join(rk['ranking_changed_final_best']) or 'none'}." if n else
+                f"{', '.join(rk['ranking_changed_final_best']) or 'none'}. Mean AUC over these pairs, bench critic → "
+                f"`{v}`: zprl {rk['mean_auc_zprl_bench']:.3f} → {rk['mean_auc_zprl_variant']:.3f}, dsrl "
+                f"{rk['mean_auc_dsrl_bench']:.3f} → {rk['mean_auc_dsrl_variant']:.3f}; mean final best: zprl "
+                f"{rk['mean_final_best_zprl_bench']:.2f} → {rk['mean_final_best_zprl_variant']:.2f}, dsrl "
+                f"{rk['mean_final_best_dsrl_bench']:.2f} → {rk['mean_final_best_dsrl_variant']:.2f}." if n else
                 "No (task, seed) pair has both ZPRL and DSRL with this critic yet.")
         text.append(f"`{v}` (SAC fields {rec['sac']} over the bench preset, every method alike):\n\n"
                     + markdown_table(["task", "method", "seed", "AUC bench critic", f"AUC {v}",
