@@ -369,32 +369,31 @@ def combined_sweep_text(sweep: dict, tasks: dict) -> str:
                f"{len(same_own)}/{len(ran_own)} tuning tasks." if ran_own else ""))
 
 
-def combined_targets_text(t: dict) -> str:
-    """The same targets counted for zprl-noise at its own sweep's pick (the issue's "or the latent+noise method")."""
+def _target_counts(t: dict, head: str, auc_subject: str):
+    """The targets shared by ZPRL and zprl-noise (AUC, final, best, dip), after `head`, and the met/missed marker."""
     n, met = t["tasks"], t["met"]
     mark = (lambda k: " — met" if met[k] else " — **missed**") if met else (lambda k: "")
     deep = ", ".join(t["dip_below_-0.10"]) or "none"
-    return (f"The same targets for zprl-noise at its own pick, over the {n} task{'s' if n > 1 else ''} with its runs"
+    return (head.format(n=n, s="s" if n > 1 else "")
             + ("" if met else " (partial: decided once all 8 tasks have every seed)") + ": "
-            f"AUC ≥ tuned DSRL's on {t['auc_ge_dsrl']}/{n} (≥ 6/8){mark('auc')}; final best mode ≥ DSRL's on "
+            f"{auc_subject}AUC ≥ tuned DSRL's on {t['auc_ge_dsrl']}/{n} (≥ 6/8){mark('auc')}; final best mode ≥ DSRL's on "
             f"{t['final_best_ge_dsrl']}/{n} (≥ 6/8){mark('final')}; above the base's best on {t['above_base']}/{n}, "
             f"interval clear of 0 on {t['above_base_interval_clear']} (≥ 6/8, ≥ 4){mark('best')}; dip no deeper than "
-            f"DSRL's on {t['dip_ge_dsrl']}/{n} (≥ 6/8), below −0.10 on: {deep} (none allowed){mark('dip')}.")
+            f"DSRL's on {t['dip_ge_dsrl']}/{n} (≥ 6/8), below −0.10 on: {deep} (none allowed){mark('dip')}"), mark
+
+
+def combined_targets_text(t: dict) -> str:
+    """The same targets counted for zprl-noise at its own sweep's pick (the issue's "or the latent+noise method")."""
+    head = "The same targets for zprl-noise at its own pick, over the {n} task{s} with its runs"
+    return _target_counts(t, head, "")[0] + "."
 
 
 def targets_text(t: dict, env_steps: int) -> str:
-    n, met = t["tasks"], t["met"]
+    n = t["tasks"]
     if not n:
         return "No task has ZPRL under the rule yet."
-    mark = (lambda k: " — met" if met[k] else " — **missed**") if met else (lambda k: "")
-    deep = ", ".join(t["dip_below_-0.10"]) or "none"
-    return (f"Targets (issue 26) over the {n} task{'s' if n > 1 else ''} with ZPRL under the rule"
-            + ("" if met else " (partial: decided once all 8 tasks have every seed)") + ": "
-            f"ZPRL's AUC ≥ tuned DSRL's on {t['auc_ge_dsrl']}/{n} (≥ 6/8){mark('auc')}; final best mode ≥ DSRL's on "
-            f"{t['final_best_ge_dsrl']}/{n} (≥ 6/8){mark('final')}; above the base's best on {t['above_base']}/{n}, "
-            f"interval clear of 0 on {t['above_base_interval_clear']} (≥ 6/8, ≥ 4){mark('best')}; dip no deeper than "
-            f"DSRL's on {t['dip_ge_dsrl']}/{n} (≥ 6/8), below −0.10 on: {deep} (none allowed){mark('dip')}; best mode "
-            f"= the deployed (rule's) mode on {t['best_is_deployed']}/{n} (≥ 7/8){mark('deployed')}. "
+    text, mark = _target_counts(t, "Targets (issue 26) over the {n} task{s} with ZPRL under the rule", "ZPRL's ")
+    return (f"{text}; best mode = the deployed (rule's) mode on {t['best_is_deployed']}/{n} (≥ 7/8){mark('deployed')}. "
             f"First evaluation's success unequal to the grid's at some seed: {', '.join(t['start_mismatch']) or 'none'}; "
             f"the grid's base row (100 episodes) reproduced on this machine's base: {len(t['base_reproduced'])}/{n} "
             f"tasks, not reproduced: {', '.join(t['base_not_reproduced']) or 'none'}. {env_steps:,} env steps per run.")
