@@ -31,6 +31,7 @@ SECTIONS = {"pretrain": ("pretrain.json", "pretrain:table"), "finetune": ("finet
             "release_gate": ("release_gate.json", "release_gate:table"),
             "shift_rule": ("finetune_shift_rule.json", "shift_rule:table"),
             "critic_scale": ("critic_scale.json", "critic_scale:table"),
+            "shift_holdout": ("finetune_shift_holdout.json", "shift_holdout:table"),
             "headline_zprl": ("finetune_shift.json", "headlines:zprl"),
             "headline_prop": ("privacy.json", "headlines:prop")}
 

@@ -128,6 +128,25 @@ def save_record(rec: dict, quick: bool) -> None:
     atomic_write_json(TUNING, tuning)
 
 
+def walk(rec: dict, task: str, family: str, grids: dict, episodes: int, quick: bool, save) -> dict:
+    """The rule for one task: evaluate the family's grid values, mildest first (recorded cells are reused), up to
+    the first whose base best mode is <= THRESHOLD; returns the choice (`reached: false`: the strongest value).
+    `save(rec)` commits the record after every evaluated cell."""
+    for shift in grids[family]:
+        key = f"{task}|{shift}"
+        cell = rec["cells"].get(key)
+        if cell is None or cell.get("episodes") != episodes:
+            cell = evaluate_cell(task, family, shift, episodes, quick)
+            rec["cells"][key] = cell
+            save(rec)  # every cell is committed as it lands
+            print(f"{task} {shift}: sampled {cell['sampled']:.2f} ε=0 {cell['eps0']:.2f} "
+                  f"({cell['seconds']:.0f} s)", flush=True)
+        if cell["best"] <= THRESHOLD:
+            return {"shift": shift, "reached": True, "sampled": cell["sampled"], "eps0": cell["eps0"]}
+    last = rec["cells"][f"{task}|{grids[family][-1]}"]
+    return {"shift": grids[family][-1], "reached": False, "sampled": last["sampled"], "eps0": last["eps0"]}
+
+
 def calibrate(tasks: list[str], quick: bool) -> dict:
     import torch
 
@@ -136,24 +155,8 @@ def calibrate(tasks: list[str], quick: bool) -> dict:
     grids = {f: g[:2] for f, g in GRIDS.items()} if quick else GRIDS
     rec = load_record(quick, BENCHMARK_TASKS, episodes, grids)
     for task in tasks:
-        family = rec["families"][task]
-        chosen = None
-        for shift in grids[family]:
-            key = f"{task}|{shift}"
-            cell = rec["cells"].get(key)
-            if cell is None or cell.get("episodes") != episodes:
-                cell = evaluate_cell(task, family, shift, episodes, quick)
-                rec["cells"][key] = cell
-                save_record(rec, quick)  # every cell is committed as it lands
-                print(f"{task} {shift}: sampled {cell['sampled']:.2f} ε=0 {cell['eps0']:.2f} "
-                      f"({cell['seconds']:.0f} s)", flush=True)
-            if cell["best"] <= THRESHOLD:
-                chosen = {"shift": shift, "reached": True, "sampled": cell["sampled"], "eps0": cell["eps0"]}
-                break
-        if chosen is None:
-            last = rec["cells"][f"{task}|{grids[family][-1]}"]
-            chosen = {"shift": grids[family][-1], "reached": False, "sampled": last["sampled"], "eps0": last["eps0"]}
-        rec["chosen"][task] = chosen
+        rec["chosen"][task] = walk(rec, task, rec["families"][task], grids, episodes, quick,
+                                   lambda r: save_record(r, quick))
         save_record(rec, quick)
     return rec
 

@@ -1,0 +1,266 @@
+"""ZPRL under the sampler-mode rule against tuned DSRL on Meta-World tasks outside the shift suite (issue 26).
+
+Issue 26 asks that the start discipline and the sampler-mode rule hold on tasks nothing was tuned on ("the rule must
+not be per task"). The suite's eight tasks were seen while the start was fixed; this check draws tasks that were
+not, by a rule fixed before any of its runs:
+
+* candidates: every Meta-World v3 task outside the suite and the sanity tasks, in the order of one permutation
+  drawn with seed DRAW_SEED; families alternate by position (coverage, actuation, coverage, ...);
+* each candidate is calibrated exactly as the suite was (steerlab.bench.shift_calibrate: the family's grid,
+  mildest first, up to the first value whose base best mode over 50 episodes is <= 0.60; default demo noise,
+  the suite's per-task demo noise scales are not carried over);
+* a candidate is kept when its chosen shift leaves the base between FLOOR and 0.60 at its best mode (a steering
+  method reweights what the base already does: a base that never succeeds gives it nothing to steer, one that
+  the grid cannot bring to 0.60 leaves little to gain); the first PER_FAMILY kept of each family are the check;
+* on each: the base row, ZPRL at the suite's pick in the rule's mode (from the calibration's 50 episodes each
+  way) and DSRL at the suite's pick, 3 seeds, the grid's budget and evaluation sizes, seed-major.
+
+Runs are claimed (several processes may share the work) and resume; the calibration is recorded cell by cell in
+tuning.json "holdout_calibration". Results: benchmarks/results/finetune_shift_holdout.json and a table in
+docs/results/finetune_shift.md.
+
+    steerlab bench shift_holdout --stage calibrate [--family coverage|actuation]
+    steerlab bench shift_holdout [--seeds N]          # calibrate if needed, then the runs
+    steerlab bench shift_holdout --collect            # rebuild the JSON from the recorded runs
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from steerlab.bench import finetune as ft
+from steerlab.bench.common import RESULTS, RUNS, load_cell
+from steerlab.bench.finetune_shift import (
+    TUNING,
+    Plan,
+    base_cell_done,
+    base_of,
+    evaluate_base,
+    make_cell,
+    picked_settings,
+)
+from steerlab.bench.shift_calibrate import FAMILY_ORDER, GRIDS, THRESHOLD, base_for, walk
+from steerlab.bench.shift_rule import rows_for, targets
+from steerlab.core.io import atomic_write_json
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS
+from steerlab.train.finetune.config import ABSENT_MEANS
+from steerlab.train.finetune.mode import choose_sampler_mode
+
+DRAW_SEED = 26
+PER_FAMILY = 2
+FLOOR = 0.10
+EPISODES = 50
+METHODS = ("zprl", "dsrl")
+KEY = "holdout_calibration"
+ROOT = RUNS / "finetune_shift_holdout"
+RESULTS_FILE = RESULTS / "finetune_shift_holdout.json"
+
+
+def candidates(tasks: list[str]) -> list[tuple[str, str]]:
+    """(task, family) in draw order: the tasks outside the suite and the sanity tasks, permuted with DRAW_SEED."""
+    pool = sorted(set(tasks) - set(BENCHMARK_TASKS) - set(SANITY_TASKS))
+    order = np.random.default_rng(DRAW_SEED).permutation(len(pool))
+    return [(pool[j], FAMILY_ORDER[i % 2]) for i, j in enumerate(order)]
+
+
+def kept(choice: dict) -> bool:
+    return choice["reached"] and max(choice["sampled"], choice["eps0"]) >= FLOOR
+
+
+def load_record() -> dict:
+    rec = (load_cell(TUNING) or {}).get(KEY) or {}
+    rec.update({"rule": (f"candidates: Meta-World v3 tasks outside the suite and the sanity tasks, permuted with seed "
+                         f"{DRAW_SEED}, families alternating by position; each calibrated as the suite "
+                         f"(shift_calibration's grid and threshold {THRESHOLD:.2f}, {EPISODES} episodes, seed 0); "
+                         f"kept when the chosen shift leaves the base's best mode in [{FLOOR:.2f}, {THRESHOLD:.2f}]; "
+                         f"the first {PER_FAMILY} kept per family; fixed before any of its runs"),
+                "draw_seed": DRAW_SEED, "floor": FLOOR, "threshold": THRESHOLD, "episodes": EPISODES,
+                "per_family": PER_FAMILY, "grid": GRIDS})
+    rec.setdefault("cells", {})
+    rec.setdefault("chosen", {})
+    return rec
+
+
+def save_record(rec: dict) -> None:
+    """Merge `rec` into tuning.json under a lock: the two families may be calibrated by two processes at once."""
+    import fcntl
+
+    RUNS.mkdir(parents=True, exist_ok=True)
+    with open(RUNS / ".holdout_calibration.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tuning = load_cell(TUNING) or {}  # re-read: the other process may have written its cells meanwhile
+        theirs = tuning.get(KEY) or {}
+        tuning[KEY] = {**rec, "cells": {**theirs.get("cells", {}), **rec["cells"]},
+                       "chosen": {**theirs.get("chosen", {}), **rec["chosen"]}}
+        atomic_write_json(TUNING, tuning)
+
+
+def calibrate(pool: list[tuple[str, str]], families: list[str]) -> dict:
+    """Walk the candidates of `families` in draw order until PER_FAMILY of each are kept."""
+    import torch
+
+    torch.set_num_threads(1)
+    rec = load_record()
+    for family in families:
+        n = 0
+        for task, fam in pool:
+            if fam != family or n >= PER_FAMILY:
+                continue
+            if task not in rec["chosen"]:
+                rec["chosen"][task] = {**walk(rec, task, fam, GRIDS, EPISODES, False, save_record), "family": fam}
+                rec["chosen"][task]["kept"] = kept(rec["chosen"][task])
+                save_record(rec)
+            print(f"{task} ({fam}): {rec['chosen'][task]['shift']} sampled {rec['chosen'][task]['sampled']:.2f} "
+                  f"ε=0 {rec['chosen'][task]['eps0']:.2f} -> {'kept' if rec['chosen'][task]['kept'] else 'not kept'}",
+                  flush=True)
+            n += rec["chosen"][task]["kept"]
+    return rec
+
+
+def selected(pool: list[tuple[str, str]], rec: dict) -> tuple[list[str], bool]:
+    """The kept tasks decided so far (up to PER_FAMILY per family, in draw order; a family's walk stops at its first
+    undecided candidate) and whether all of them are decided."""
+    out, decided = [], True
+    for family in FAMILY_ORDER:
+        n = 0
+        for task, fam in pool:
+            if fam != family or n >= PER_FAMILY:
+                continue
+            c = rec["chosen"].get(task)
+            if c is None:
+                decided = False
+                break
+            if c["kept"]:
+                out.append(task)
+                n += 1
+    return out, decided
+
+
+def run_cells(plan: Plan, tasks: list[str], rec: dict, seeds: int) -> list[dict]:
+    settings = picked_settings(plan.sweep_key, METHODS)
+    out = []
+    for s in range(seeds):
+        for t in tasks:
+            c = rec["chosen"][t]
+            base = str(base_for(t, c["family"], c["shift"], False))
+            mode = choose_sampler_mode({"success": c["eps0"]}, {"success": c["sampled"]})
+            for m in METHODS:
+                scale = mode if m == "zprl" else ABSENT_MEANS["sampler_noise_scale"]
+                out.append(make_cell(plan, t, m, m, s, c["shift"], base, settings[m], ROOT, sampler_noise_scale=scale))
+    return out
+
+
+def base_cell(plan: Plan, task: str, c: dict) -> dict:
+    return {"task": task, "name": "base", "seed": 0, "shift": c["shift"],
+            "base": str(base_for(task, c["family"], c["shift"], False)), "final_episodes": plan.final_episodes,
+            "max_steps": plan.max_steps, "out": str(ft.run_dir({"task": task, "name": "base", "seed": 0}, ROOT / "base"))}
+
+
+def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int) -> dict:
+    rows = {}
+    for t in tasks:
+        c = rec["chosen"][t]
+        b = load_cell(ROOT / "base" / f"{t}__base__seed0" / "result.json")
+        base = base_of(b) if b else None
+        mode = "eps0" if choose_sampler_mode({"success": c["eps0"]}, {"success": c["sampled"]}) == 0.0 else "sampled"
+        rows[t] = {"family": c["family"], "shift": c["shift"], "rule_mode": mode, "base": base,
+                   "zprl_rule": rows_for(ROOT, t, "zprl", base), "dsrl_grid": rows_for(ROOT, t, "dsrl", base),
+                   "start_check": {"success_equal": None}}
+    counts = targets(rows, seeds)
+    counts.pop("met"), counts.pop("start_mismatch"), counts.pop("base_reproduced"), counts.pop("base_not_reproduced")
+    complete = len(tasks) == len(FAMILY_ORDER) * PER_FAMILY and all(
+        r["zprl_rule"] and r["dsrl_grid"] and min(r["zprl_rule"]["seeds"], r["dsrl_grid"]["seeds"]) >= seeds
+        for r in rows.values())
+    return {"what": "issue 26's counts on held-out tasks (drawn and calibrated by the rule in tuning.json "
+                    f"'{KEY}'): ZPRL at the suite's pick in the rule's mode and DSRL at the suite's pick, both from "
+                    "the calibrated base; rows as in finetune_shift_rule.json",
+            "env_steps": plan.env_steps, "planned_seeds": seeds, "complete": complete,
+            "candidates_walked": {t: {k: c[k] for k in ("family", "shift", "sampled", "eps0", "reached", "kept")}
+                                  for t, c in rec["chosen"].items()},
+            "tasks": rows, "counts": counts, "settings": picked_settings(plan.sweep_key, METHODS)}
+
+
+def table(res: dict) -> str:
+    from steerlab.bench.common import markdown_table
+
+    def auc(r):
+        return "–" if not r else f"{r['auc']:.2f} ({r['seeds']})"
+
+    def best(r):
+        return "–" if not r else f"{r['final_best']:.2f} ({'ε = 0' if r['best_mode'] == 'eps0' else 'sampled'})"
+
+    def num(r, key):
+        return "–" if not r or r.get(key) is None else f"{r[key]:+.2f}"
+
+    def vs(r):
+        return "–" if not r else f"{r['best_vs_base']:+.2f} [{r['best_vs_base_ci95'][0]:+.2f}, {r['best_vs_base_ci95'][1]:+.2f}]"
+
+    rows = [[t, r["family"], r["shift"], "ε = 0" if r["rule_mode"] == "eps0" else "sampled",
+             "–" if not r["base"] else f"{r['base']['final_best']:.2f}", auc(r["zprl_rule"]), auc(r["dsrl_grid"]),
+             best(r["zprl_rule"]), best(r["dsrl_grid"]), vs(r["zprl_rule"]), vs(r["dsrl_grid"]),
+             num(r["zprl_rule"], "dip"), num(r["dsrl_grid"], "dip")] for t, r in res["tasks"].items()]
+    head = markdown_table(["task", "family", "shift", "rule's mode", "base best", "AUC zprl (rule) (seeds)",
+                           "AUC dsrl (seeds)", "best zprl", "best dsrl", "zprl − base best [95%]",
+                           "dsrl − base best [95%]", "dip zprl", "dip dsrl"], rows)
+    c, n = res["counts"], res["counts"]["tasks"]
+    walked = ", ".join(f"{t} ({v['family']}, {v['shift']}: best {max(v['sampled'], v['eps0']):.2f}"
+                       f"{'' if v['kept'] else ', not kept'})" for t, v in res["candidates_walked"].items())
+    state = "" if res["complete"] else " (partial: not every task has every planned seed yet)"
+    return (f"{head}\n\nCounts over the {n} held-out task{'s' if n != 1 else ''}{state}: ZPRL's AUC ≥ DSRL's on "
+            f"{c['auc_ge_dsrl']}/{n}; final best mode ≥ DSRL's on {c['final_best_ge_dsrl']}/{n}; above the base's best "
+            f"on {c['above_base']}/{n}, interval clear of 0 on {c['above_base_interval_clear']}; dip no deeper than "
+            f"DSRL's on {c['dip_ge_dsrl']}/{n}, below −0.10 on: {', '.join(c['dip_below_-0.10']) or 'none'}; best mode "
+            f"= the rule's mode on {c['best_is_deployed']}/{n}. The suite's bars, scaled: 3/4 for 6/8. "
+            f"{res['env_steps']:,} env steps per run. Candidates walked (draw order per family): {walked}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from steerlab.envs.metaworld_env import available_tasks
+
+    ap = argparse.ArgumentParser(prog="steerlab bench shift_holdout", description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", choices=["calibrate", "runs"], default="runs", help="run the stages up to this one")
+    ap.add_argument("--family", choices=FAMILY_ORDER, default=None, help="calibrate this family only")
+    ap.add_argument("--no-calibrate", action="store_true", help="run the tasks kept so far, calibrate nothing")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the JSON")
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(table(load_cell(RESULTS_FILE)))
+        return 0
+    torch.set_num_threads(1)
+    plan = Plan(False)
+    pool = candidates(available_tasks())
+    rec = load_record() if args.collect or args.no_calibrate else calibrate(pool, [args.family] if args.family else list(FAMILY_ORDER))
+    rec = load_record()  # both families' choices, whichever process calibrated them
+    tasks, decided = selected(pool, rec)
+    if not tasks:
+        raise SystemExit("no held-out task is decided yet: run `steerlab bench shift_holdout --stage calibrate`")
+    if not decided:
+        print(f"the calibration has not decided every held-out task yet: running those kept so far ({', '.join(tasks)})")
+    if args.stage == "runs" and not args.collect:
+        for t in tasks:
+            cell = base_cell(plan, t, rec["chosen"][t])
+            if not base_cell_done(cell) and (lock := ft.claim(Path(cell["out"]))) is not None:
+                try:  # claimed like a run, so processes started side by side evaluate each base once
+                    evaluate_base(cell)
+                finally:
+                    lock.release()
+        todo = run_cells(plan, tasks, rec, args.seeds)
+        for i, cell in enumerate(todo):
+            res = ft.finetune_cell(cell)  # skipped when finished or running in another process
+            what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
+            print(f"[{i + 1}/{len(todo)}] {cell['task']} {cell['method']} seed {cell['seed']}: {what}", flush=True)
+    res = collect(plan, tasks, rec, args.seeds)
+    atomic_write_json(RESULTS_FILE, res)
+    print(table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""`steerlab bench shift_holdout`: held-out tasks drawn and calibrated by a rule fixed in advance, kept only when
+the calibrated base leaves room to steer, and issue 26's counts made from their runs."""
+
+import json
+
+import pytest
+
+from steerlab.bench import finetune_shift as fs
+from steerlab.bench import shift_calibrate as sc
+from steerlab.bench import shift_holdout as sh
+from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS
+
+TASKS = sorted([*BENCHMARK_TASKS, *SANITY_TASKS, *(f"t{i}-v3" for i in range(10))])
+
+
+def test_candidates_are_the_tasks_outside_the_suite_in_one_fixed_draw():
+    pool = sh.candidates(TASKS)
+    assert sorted(t for t, _ in pool) == [f"t{i}-v3" for i in range(10)]
+    assert pool == sh.candidates(list(reversed(TASKS)))  # the draw does not depend on the listing's order
+    assert [f for _, f in pool] == ["coverage", "actuation"] * 5
+
+
+@pytest.fixture
+def tuning(tmp_path, monkeypatch):
+    monkeypatch.setattr(sh, "TUNING", tmp_path / "tuning.json")
+    monkeypatch.setattr(sh, "RUNS", tmp_path / "runs")
+    (tmp_path / "tuning.json").write_text(json.dumps({"shift_calibration": {"kept": True}}))
+    return tmp_path / "tuning.json"
+
+
+def test_the_first_two_kept_per_family_are_the_check_and_nothing_later_is_evaluated(tuning, monkeypatch):
+    pool = sh.candidates(TASKS)
+    cov = [t for t, f in pool if f == "coverage"]
+    act = [t for t, f in pool if f == "actuation"]
+    # coverage: the 1st never gets to <= 0.60 (not kept), the 2nd leaves the base at 0.05 (below the floor: not
+    # kept), the 3rd and 4th are kept; actuation: the first two are kept
+    best = {cov[0]: 0.9, cov[1]: 0.05, cov[2]: 0.5, cov[3]: 0.3, act[0]: 0.4, act[1]: 0.6}
+    calls = []
+
+    def fake_cell(task, family, shift, episodes, quick):
+        calls.append(task)
+        b = best[task]
+        return {"task": task, "family": family, "shift": shift, "episodes": episodes, "sampled": b - 0.05,
+                "eps0": b, "best": b, "seconds": 0.0}
+
+    monkeypatch.setattr(sc, "evaluate_cell", fake_cell)
+    assert sh.selected(pool, sh.load_record()) == ([], False)  # nothing decided yet
+    sh.calibrate(pool, ["coverage"])
+    assert sh.selected(pool, sh.load_record()) == ([cov[2], cov[3]], False)  # the actuation walk has not run
+    sh.calibrate(pool, ["actuation"])
+    rec = sh.load_record()
+    assert sh.selected(pool, rec) == ([cov[2], cov[3], act[0], act[1]], True)
+    assert not rec["chosen"][cov[0]]["kept"] and rec["chosen"][cov[0]]["reached"] is False
+    assert not rec["chosen"][cov[1]]["kept"] and rec["chosen"][cov[1]]["reached"] is True
+    assert set(calls) == set(best) and calls.count(cov[0]) == len(sc.GRIDS["coverage"])  # no later candidate
+    assert calls.count(act[0]) == 1 and calls.count(cov[2]) == 1  # mildest value already <= 0.60
+    saved = json.loads(tuning.read_text())
+    assert saved["shift_calibration"] == {"kept": True}  # other keys of tuning.json survive
+    n = len(calls)
+    sh.calibrate(pool, ["coverage", "actuation"])
+    assert len(calls) == n  # recorded cells and choices are reused
+
+
+def test_saves_from_two_processes_merge_their_cells(tuning):
+    a, b = sh.load_record(), sh.load_record()
+    a["cells"]["x|s"], a["chosen"]["x"] = {"best": 0.1}, {"kept": True}
+    b["cells"]["y|s"], b["chosen"]["y"] = {"best": 0.2}, {"kept": False}
+    sh.save_record(a)
+    sh.save_record(b)  # b never saw a's cell: it must not drop it
+    rec = sh.load_record()
+    assert set(rec["cells"]) == {"x|s", "y|s"} and set(rec["chosen"]) == {"x", "y"}
+
+
+def _run(root, task, method, seed, auc, sampled, eps0, dip):
+    d = root / f"{task}__{method}__seed{seed}"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"seed": seed, "final_episodes": 50, "final_sampled": sampled,
+                                               "final_eps0": eps0, "auc": auc, "dip": dip}))
+
+
+def test_counts_compare_zprl_in_the_rules_mode_with_dsrl_and_the_base(tmp_path, monkeypatch):
+    monkeypatch.setattr(sh, "ROOT", tmp_path / "holdout")
+    monkeypatch.setattr(sh, "picked_settings", lambda key, methods: {m: {} for m in methods})
+    tasks = ["a-v3", "b-v3", "c-v3", "d-v3"]
+    rec = {"chosen": {t: {"family": "coverage" if i % 2 == 0 else "actuation", "shift": "s", "reached": True,
+                          "kept": True, "sampled": 0.3, "eps0": 0.4 if i < 3 else 0.2} for i, t in enumerate(tasks)}}
+    for i, t in enumerate(tasks):
+        d = sh.ROOT / "base" / f"{t}__base__seed0"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"final_sampled": 0.3, "final_eps0": 0.4, "final_episodes": 50,
+                                                   "final_sampled_jerk": 1e-3, "wall_seconds": 1.0}))
+        for s in range(2 if i == 3 else 3):
+            _run(sh.ROOT, t, "zprl", s, auc=0.7 if i < 2 else 0.4, sampled=0.5, eps0=0.9, dip=-0.3 if i == 1 else 0.0)
+            _run(sh.ROOT, t, "dsrl", s, auc=0.5, sampled=0.6, eps0=0.6, dip=-0.1)
+    res = sh.collect(fs.Plan(False), tasks, rec, seeds=3)
+    c = res["counts"]
+    assert (c["tasks"], c["auc_ge_dsrl"], c["final_best_ge_dsrl"], c["above_base"]) == (4, 2, 4, 4)
+    assert c["dip_ge_dsrl"] == 3 and c["dip_below_-0.10"] == ["b-v3"]
+    # the rule's mode: ε = 0 where the base's ε = 0 was at least as good (a, b, c), sampled on d; ZPRL ended best
+    # at ε = 0 everywhere, so it was deployed in its best mode on three tasks
+    assert [r["rule_mode"] for r in res["tasks"].values()] == ["eps0", "eps0", "eps0", "sampled"]
+    assert c["best_is_deployed"] == 3
+    assert res["complete"] is False  # d has two of three seeds
+    text = sh.table(res)
+    assert "partial" in text and "b-v3" in text and "2/4" in text
