@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from steerlab.bench import finetune_shift as fs
+from steerlab.bench import shift_combined as zn
 from steerlab.bench import shift_rule as sr
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS
 
@@ -91,12 +92,12 @@ def test_latent_plus_noise_takes_the_parts_picks_and_keeps_its_own_noise(plan, m
     monkeypatch.setattr(fs, "load_cell", lambda path: {plan.sweep_key: {"picked": picked}})
     monkeypatch.setattr(fs, "noise_dim", lambda base: 32)
     (cell,) = sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0},
-                       [sr.COMBINED])
+                       [zn.COMBINED])
     assert cell["method"] == "zprl-noise" and cell["sampler_noise_scale"] == 1.0
     assert cell["steering"] == {"latent_rms_ratio": 0.3, "noise_magnitude": 1.5} and cell["sac"] == {}
     with pytest.raises(SystemExit, match="dsrl"):
         del picked["dsrl"]
-        sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0}, [sr.COMBINED])
+        sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0}, [zn.COMBINED])
 
 
 def test_base_check_compares_the_grid_base_row_with_this_machines(plan):
@@ -117,13 +118,13 @@ def test_base_check_compares_the_grid_base_row_with_this_machines(plan):
 
 
 def test_the_combined_sweep_picks_by_mean_auc_and_checks_the_grid_run_it_repeats(plan, monkeypatch, tmp_path):
-    monkeypatch.setattr(sr, "COMBINED_SWEEP_ROOT", tmp_path / "sweep")
-    sp = sr.combined_sweep_plan()
+    monkeypatch.setattr(zn, "COMBINED_SWEEP_ROOT", tmp_path / "sweep")
+    sp = zn.combined_sweep_plan()
     tuning = fs.tuning_tasks(sorted(BENCHMARK_TASKS))
     bases, shifts = {t: f"/b/{t}" for t in tuning}, {t: "s" for t in tuning}
-    todo = sr.combined_sweep_cells(sp, tuning, bases, shifts)
+    todo = zn.combined_sweep_cells(sp, tuning, bases, shifts)
     assert len(todo) == 6 * len(tuning) and {c["seed"] for c in todo} == {0}
-    assert all(c["sampler_noise_scale"] == 1.0 and c["method"] == sr.COMBINED for c in todo)
+    assert all(c["sampler_noise_scale"] == 1.0 and c["method"] == zn.COMBINED for c in todo)
     parts = {"latent_rms_ratio": 0.3, "noise_magnitude": 1.5}
     for i, c in enumerate(todo[:-1]):  # the last cell not run yet: no pick
         d = Path(c["out"])
@@ -136,34 +137,34 @@ def test_the_combined_sweep_picks_by_mean_auc_and_checks_the_grid_run_it_repeats
     d.mkdir(parents=True)
     (d / "result.json").write_text(json.dumps({"env_steps": sp.env_steps, "final_eval_success": 0.5, "auc": 0.0}))
     rec = {**fs.sweep_record(sp, tuning), "parts_setting": parts}
-    assert rec["picked"][sr.COMBINED]["setting"] == {"latent_rms_ratio": 1.0, "noise_magnitude": 1.5}
+    assert rec["picked"][zn.COMBINED]["setting"] == {"latent_rms_ratio": 1.0, "noise_magnitude": 1.5}
     # the grid's seed-0 zprl-noise run on the first tuning task has the sweep's AUC for the parts' picks
-    parts_auc = rec["runs"][sr.COMBINED][fs.label(sr.COMBINED, parts)]["auc"]
-    tasks = {t: {sr.COMBINED: {"per_seed_auc": [round(parts_auc[t], 4) if t == tuning[0] else 0.99]}} for t in tuning}
-    text = sr.combined_sweep_text(rec, tasks)
+    parts_auc = rec["runs"][zn.COMBINED][fs.label(zn.COMBINED, parts)]["auc"]
+    tasks = {t: {zn.COMBINED: {"per_seed_auc": [round(parts_auc[t], 4) if t == tuning[0] else 0.99]}} for t in tuning}
+    text = zn.combined_sweep_text(rec, tasks)
     assert "Picked: zprl-noise-latent_rms_ratio=1,noise_magnitude=1.5 (mean AUC 0.80)" in text
     assert f"reproduce the seed-0 grid run's AUC (to 1e-4) on 1/{len(tuning)} tuning tasks run so far" in text
-    incomplete = {**rec, "picked": {}, "runs": {sr.COMBINED: {
-        n: {**r, "auc": dict(list(r["auc"].items())[:1]), "complete": False} for n, r in rec["runs"][sr.COMBINED].items()}}}
-    text = sr.combined_sweep_text(incomplete, tasks)
+    incomplete = {**rec, "picked": {}, "runs": {zn.COMBINED: {
+        n: {**r, "auc": dict(list(r["auc"].items())[:1]), "complete": False} for n, r in rec["runs"][zn.COMBINED].items()}}}
+    text = zn.combined_sweep_text(incomplete, tasks)
     assert "Picked: none yet" in text and "on 1/1 tuning tasks run so far" in text
     assert all(line.endswith("| – |") for line in text.splitlines() if line.startswith("| zprl-noise-"))
 
 
 def test_latent_plus_noise_at_its_own_pick_runs_under_its_own_name_and_is_counted_apart(plan, monkeypatch):
     own = {"latent_rms_ratio": 0.1, "noise_magnitude": 1.5}
-    tuning = {plan.sweep_key: {"picked": {}}, sr.COMBINED_SWEEP_KEY: {"picked": {sr.COMBINED: {"setting": own}}}}
+    tuning = {plan.sweep_key: {"picked": {}}, zn.COMBINED_SWEEP_KEY: {"picked": {zn.COMBINED: {"setting": own}}}}
     with monkeypatch.context() as m:
         m.setattr(fs, "load_cell", lambda path: tuning)
         m.setattr(fs, "noise_dim", lambda base: 32)
         (cell,) = sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0},
-                           [sr.COMBINED_TUNED])
-        assert (cell["method"], cell["name"], cell["sampler_noise_scale"]) == (sr.COMBINED, sr.COMBINED_TUNED, 1.0)
+                           [zn.COMBINED_TUNED])
+        assert (cell["method"], cell["name"], cell["sampler_noise_scale"]) == (zn.COMBINED, zn.COMBINED_TUNED, 1.0)
         assert cell["steering"] == own and cell["out"].endswith("hammer-v3__zprl-noise-tuned__seed0")
-        tuning[sr.COMBINED_SWEEP_KEY]["picked"] = {}
+        tuning[zn.COMBINED_SWEEP_KEY]["picked"] = {}
         with pytest.raises(SystemExit, match="zprl-noise: run `steerlab bench shift_rule --sweep-combined`"):
             sr.cells(plan, ["hammer-v3"], 1, {"hammer-v3": "b"}, {"hammer-v3": "s"}, {"hammer-v3": 0.0},
-                     [sr.COMBINED_TUNED])
+                     [zn.COMBINED_TUNED])
 
     task = "hammer-v3"
     _base(plan, task, 0.4)

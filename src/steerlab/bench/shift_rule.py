@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from steerlab.bench import finetune as ft
+from steerlab.bench import shift_combined as zn
 from steerlab.bench.common import RESULTS, RUNS, load_cell
 from steerlab.bench.finetune_shift import (
     BENCHMARK_TASKS,
@@ -26,12 +27,9 @@ from steerlab.bench.finetune_shift import (
     Plan,
     base_of,
     build_bases,
-    label,
     make_cell,
     picked_settings,
-    save_sweep,
     shifts_for,
-    sweep_record,
     tuning_tasks,
 )
 from steerlab.bench.sampler_rule import grid_modes
@@ -41,69 +39,19 @@ from steerlab.core.io import atomic_write_json
 ROOT = RUNS / "finetune_shift_rule"
 METHODS = ("zprl", "action-residual")  # the grid's methods that keep the frozen sampler (DSRL picks its own noise)
 TOL = 1e-9
-COMBINED = "zprl-noise"
-"""Latent + noise steering (issue 26, item 3), run beside them. Under this name its two parts take the grid's picks
-of the methods they come from, ZPRL's λ (latent_rms_ratio) and DSRL's noise bound, everything else at the method's
-defaults (its own sweep's pick runs as COMBINED_TUNED). It chooses ε itself, so the sampler-mode rule does not apply
-(scale 1: the base's own noise in warm-up only)."""
-
-
-COMBINED_SWEEP = [{"latent_rms_ratio": r, "noise_magnitude": m} for r in (0.1, 0.3, 1.0) for m in (1.5, 2.5)]
-"""zprl-noise's own sweep, the grid's equal budget (six settings × the tuning tasks × seed 0, picked by the grid's
-rule: highest mean AUC, ties to the earlier setting), fixed before any of its runs: ZPRL's λ over the span of ZPRL's
-sweep (0.1 to 1.0) × DSRL's picked noise bound and the largest of DSRL's sweep. (0.3, 1.5) is the parts' picks, the
-setting the zprl-noise grid runs use: its sweep run repeats the seed-0 grid run of each tuning task (same
-configuration and seed), a determinism check the table shows."""
-COMBINED_SWEEP_ROOT = RUNS / "finetune_shift_rule_sweep"
-COMBINED_SWEEP_KEY = "sweep_zprl_noise"
-COMBINED_TUNED = "zprl-noise-tuned"
-"""The zprl-noise method at its own sweep's pick (tuning.json "sweep_zprl_noise"), run under its own name so the
-parts' runs (`zprl-noise`) stay what they are. On the tuning tasks its seed-0 run repeats the sweep's run of the
-picked setting (same configuration and seed), a second determinism check."""
-
-
-def combined_sweep_plan() -> Plan:
-    p = Plan(False)
-    p.sweep, p.sweep_root, p.sweep_key = {COMBINED: COMBINED_SWEEP}, COMBINED_SWEEP_ROOT, COMBINED_SWEEP_KEY
-    return p
-
-
-def combined_sweep_cells(plan: Plan, tasks: list[str], bases: dict, shifts: dict) -> list[dict]:
-    return [make_cell(plan, t, COMBINED, label(COMBINED, s), 0, shifts[t], bases[t], s, COMBINED_SWEEP_ROOT,
-                      sampler_noise_scale=1.0) for s in COMBINED_SWEEP for t in tasks]
-
-
-def record_combined_sweep(plan: Plan) -> dict:
-    """tuning.json "sweep_zprl_noise" from the sweep runs recorded so far (a pick only once it is complete)."""
-    sweep = combined_sweep_plan()
-    rec = sweep_record(sweep, tuning_tasks(sorted(BENCHMARK_TASKS)))
-    rec["parts_setting"] = combined_setting(picked_settings(plan.sweep_key, COMBINED_PARTS))
-    save_sweep(sweep, rec)
-    return rec
-
-
-COMBINED_PARTS = ("zprl", "dsrl")
-
-
-def combined_setting(settings: dict[str, dict]) -> dict:
-    """zprl-noise's setting from its parts' picked settings ({method: setting})."""
-    return {"latent_rms_ratio": settings["zprl"]["latent_rms_ratio"],
-            "noise_magnitude": settings["dsrl"]["noise_magnitude"]}
-
-
 def cells(plan: Plan, tasks: list[str], seeds: int, bases: dict, shifts: dict, modes: dict,
           methods: list[str]) -> list[dict]:
-    needs = ({m for m in methods if m not in (COMBINED, COMBINED_TUNED)}
-             | (set(COMBINED_PARTS) if COMBINED in methods else set()))
+    needs = ({m for m in methods if m not in (zn.COMBINED, zn.COMBINED_TUNED)}
+             | (set(zn.COMBINED_PARTS) if zn.COMBINED in methods else set()))
     settings = picked_settings(plan.sweep_key, needs)
-    if COMBINED_TUNED in methods:
-        settings[COMBINED_TUNED] = picked_settings(COMBINED_SWEEP_KEY, [COMBINED],
-                                                   "steerlab bench shift_rule --sweep-combined")[COMBINED]
+    if zn.COMBINED_TUNED in methods:
+        settings[zn.COMBINED_TUNED] = picked_settings(zn.COMBINED_SWEEP_KEY, [zn.COMBINED],
+                                                   "steerlab bench shift_rule --sweep-combined")[zn.COMBINED]
 
     def cell(t, m, s):
-        if m in (COMBINED, COMBINED_TUNED):
-            setting = combined_setting(settings) if m == COMBINED else settings[m]
-            return make_cell(plan, t, COMBINED, m, s, shifts[t], bases[t], setting, ROOT, sampler_noise_scale=1.0)
+        if m in (zn.COMBINED, zn.COMBINED_TUNED):
+            setting = zn.combined_setting(settings) if m == zn.COMBINED else settings[m]
+            return make_cell(plan, t, zn.COMBINED, m, s, shifts[t], bases[t], setting, ROOT, sampler_noise_scale=1.0)
         return make_cell(plan, t, m, m, s, shifts[t], bases[t], settings[m], ROOT, sampler_noise_scale=modes[t])
 
     return [cell(t, m, s) for s in range(seeds) for m in methods for t in tasks]
@@ -210,8 +158,8 @@ def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
                    **{f"{m}_rule": rows_for(ROOT, t, m, base) for m in METHODS},
                    **{f"{m}_sampled_grid": rows_for(plan.grid_root, t, m, base) for m in METHODS},
                    "dsrl_grid": rows_for(plan.grid_root, t, "dsrl", base),
-                   COMBINED: rows_for(ROOT, t, COMBINED, base),
-                   COMBINED_TUNED: rows_for(ROOT, t, COMBINED_TUNED, base),
+                   zn.COMBINED: rows_for(ROOT, t, zn.COMBINED, base),
+                   zn.COMBINED_TUNED: rows_for(ROOT, t, zn.COMBINED_TUNED, base),
                    "start_check": start_check(plan, t, mode), "base_check": base_check(plan, t)}
     return {"what": "ZPRL and action-residual trained and evaluated in the rule's sampler mode, and zprl-noise at its "
                     "parts' picks and at its own sweep's pick (zprl-noise-tuned) "
@@ -224,8 +172,8 @@ def collect(plan: Plan, tasks: list[str], modes: dict) -> dict:
                     "base (--check-bases)",
             "env_steps": plan.env_steps, "planned_seeds": plan.seeds, "tasks": rows,
             "targets": targets(rows, plan.seeds),
-            "targets_zprl_noise_tuned": targets(rows, plan.seeds, COMBINED_TUNED),  # "or the latent+noise method"
-            "combined_sweep": (load_cell(TUNING) or {}).get(COMBINED_SWEEP_KEY)}
+            "targets_zprl_noise_tuned": targets(rows, plan.seeds, zn.COMBINED_TUNED),  # "or the latent+noise method"
+            "combined_sweep": (load_cell(TUNING) or {}).get(zn.COMBINED_SWEEP_KEY)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="steerlab bench shift_rule", description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=None, help="default: every task of the suite")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, COMBINED, COMBINED_TUNED])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, zn.COMBINED, zn.COMBINED_TUNED])
     ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the JSON")
     ap.add_argument("--sweep-combined", action="store_true",
                     help="run zprl-noise's own sweep on the tuning tasks (seed 0) and record its pick")
@@ -254,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep_combined:
         tuning = tuning_tasks(sorted(BENCHMARK_TASKS))
         tuning_shifts = shifts_for(tuning, False)
-        todo = combined_sweep_cells(combined_sweep_plan(), tuning, build_bases(tuning, tuning_shifts, False),
+        todo = zn.combined_sweep_cells(zn.combined_sweep_plan(), tuning, build_bases(tuning, tuning_shifts, False),
                                     tuning_shifts)
         for i, cell in enumerate(todo):
             res = ft.finetune_cell(cell)
@@ -273,11 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         for i, cell in enumerate(todo):
             res = ft.finetune_cell(cell)  # skipped when finished or running in another process
             what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
-            mode = "own noise" if cell["method"] == COMBINED else "eps0" if modes[cell["task"]] == 0 else "sampled"
+            mode = "own noise" if cell["method"] == zn.COMBINED else "eps0" if modes[cell["task"]] == 0 else "sampled"
             print(f"[{i + 1}/{len(todo)}] {cell['task']} {cell['method']} ({mode}) seed {cell['seed']}: {what}",
                   flush=True)
-    if args.sweep_combined or (args.collect and COMBINED_SWEEP_ROOT.is_dir()):
-        record_combined_sweep(plan)
+    if args.sweep_combined or (args.collect and zn.COMBINED_SWEEP_ROOT.is_dir()):
+        zn.record_combined_sweep(plan)
     out = collect(plan, tasks, modes)
     atomic_write_json(RESULTS / "finetune_shift_rule.json", out)
     print(f"-> {RESULTS / 'finetune_shift_rule.json'}")
@@ -313,11 +261,11 @@ def table(results: dict) -> str:
                            "base best", "best zprl (rule)", "best dsrl", "zprl − base best [95%]",
                            "dip zprl (rule)", "dip dsrl", "first eval = grid's", "base row reproduced"], rows)
     text = f"{head}\n\n{targets_text(results['targets'], results['env_steps'])}"
-    combined = [[t, auc(r.get(COMBINED)), best(r.get(COMBINED)), num(r.get(COMBINED), "dip", True),
-                 auc(r.get(COMBINED_TUNED)), best(r.get(COMBINED_TUNED)), num(r.get(COMBINED_TUNED), "dip", True),
+    combined = [[t, auc(r.get(zn.COMBINED)), best(r.get(zn.COMBINED)), num(r.get(zn.COMBINED), "dip", True),
+                 auc(r.get(zn.COMBINED_TUNED)), best(r.get(zn.COMBINED_TUNED)), num(r.get(zn.COMBINED_TUNED), "dip", True),
                  auc(r["zprl_rule"]), best(r["zprl_rule"]), auc(r["dsrl_grid"]), best(r["dsrl_grid"]),
                  num(r["dsrl_grid"], "dip", True)]
-                for t, r in results["tasks"].items() if r.get(COMBINED) or r.get(COMBINED_TUNED)]
+                for t, r in results["tasks"].items() if r.get(zn.COMBINED) or r.get(zn.COMBINED_TUNED)]
     if combined:
         text += ("\n\nLatent + noise steering (`zprl-noise`; ε chosen by its actor), at its parts' picks (ZPRL's λ and "
                  "DSRL's noise bound) and at its own sweep's pick (`zprl-noise-tuned`), beside ZPRL under the rule and "
@@ -330,43 +278,8 @@ def table(results: dict) -> str:
             text += "\n\n" + combined_targets_text(tuned)
     sweep = results.get("combined_sweep")
     if sweep:
-        text += "\n\n" + combined_sweep_text(sweep, results["tasks"])
+        text += "\n\n" + zn.combined_sweep_text(sweep, results["tasks"])
     return text
-
-
-def combined_sweep_text(sweep: dict, tasks: dict) -> str:
-    """zprl-noise's own sweep: AUC per setting on each tuning task (seed 0), beside ZPRL (rule) and tuned DSRL at
-    seed 0 on the same tasks, and the determinism check against the grid run with the same setting."""
-    from steerlab.bench.common import markdown_table
-
-    tt = sweep["tasks"]
-
-    def seed0(task: str, key: str) -> str:
-        r = tasks.get(task, {}).get(key)
-        return f"{r['per_seed_auc'][0]:.2f}" if r and r.get("per_seed_auc") else "–"
-
-    rows = [[name, *[f"{r['auc'][t]:.2f}" if t in r["auc"] else "–" for t in tt],
-             f"{r['mean_auc']:.2f}" if r["complete"] else "–"] for name, r in sweep["runs"][COMBINED].items()]
-    rows += [["zprl (rule), seed 0", *[seed0(t, "zprl_rule") for t in tt], ""],
-             ["dsrl (grid), seed 0", *[seed0(t, "dsrl_grid") for t in tt], ""]]
-    pick = sweep["picked"].get(COMBINED)
-    parts = label(COMBINED, sweep["parts_setting"])
-    ran = [t for t in tt if t in sweep["runs"][COMBINED].get(parts, {}).get("auc", {}) and tasks.get(t, {}).get(COMBINED)]
-    same = [t for t in ran
-            if abs(sweep["runs"][COMBINED][parts]["auc"][t] - tasks[t][COMBINED]["per_seed_auc"][0]) < 1e-4]
-    own = pick["name"] if pick else None
-    ran_own = [t for t in tt if own and t in sweep["runs"][COMBINED].get(own, {}).get("auc", {})
-               and tasks.get(t, {}).get(COMBINED_TUNED)]
-    same_own = [t for t in ran_own
-                if abs(sweep["runs"][COMBINED][own]["auc"][t] - tasks[t][COMBINED_TUNED]["per_seed_auc"][0]) < 1e-4]
-    return ("zprl-noise's own sweep (the grid's equal budget: six settings × the tuning tasks, seed 0; "
-            f"{sweep['rule']}):\n\n" + markdown_table(["setting", *[f"AUC {t}" for t in tt], "mean AUC"], rows)
-            + "\n\n" + (f"Picked: {pick['name']} (mean AUC {pick['mean_auc']:.2f})" if pick else
-                         "Picked: none yet (the sweep is incomplete)")
-            + (f"; the parts' picks {parts} reproduce the seed-0 grid run's AUC (to 1e-4) on {len(same)}/{len(ran)} "
-               f"tuning tasks run so far." if ran else f"; the parts' picks {parts}: not run in the sweep yet.")
-            + (f" The pick's sweep runs reproduce the seed-0 `zprl-noise-tuned` runs' AUC (to 1e-4) on "
-               f"{len(same_own)}/{len(ran_own)} tuning tasks." if ran_own else ""))
 
 
 def _target_counts(t: dict, head: str, auc_subject: str):

@@ -10,7 +10,7 @@ import steerlab.bench as bench_pkg
 
 # library modules of the package that are not benchmarks themselves
 HELPERS = {"common", "suite", "plots", "privacy_attacks", "sweep", "shift_suite", "headlines", "calibration",
-           "quickstart", "quickstart_report"}
+           "quickstart", "quickstart_report", "shift_combined"}
 
 
 def benchmarks() -> list[str]:
