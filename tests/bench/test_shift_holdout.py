@@ -71,11 +71,12 @@ def test_saves_from_two_processes_merge_their_cells(tuning):
     assert set(rec["cells"]) == {"x|s", "y|s"} and set(rec["chosen"]) == {"x", "y"}
 
 
-def _run(root, task, method, seed, auc, sampled, eps0, dip):
+def _run(root, task, method, seed, auc, sampled, eps0, dip, start=0.4):
     d = root / f"{task}__{method}__seed{seed}"
     d.mkdir(parents=True)
     (d / "result.json").write_text(json.dumps({"seed": seed, "final_episodes": 50, "final_sampled": sampled,
                                                "final_eps0": eps0, "auc": auc, "dip": dip}))
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval_success": start, "eval_length": 150.0}) + "\n")
 
 
 def test_counts_compare_zprl_in_the_rules_mode_with_dsrl_and_the_base(tmp_path, monkeypatch):
@@ -90,7 +91,9 @@ def test_counts_compare_zprl_in_the_rules_mode_with_dsrl_and_the_base(tmp_path, 
         (d / "result.json").write_text(json.dumps({"final_sampled": 0.3, "final_eps0": 0.4, "final_episodes": 50,
                                                    "final_sampled_jerk": 1e-3, "wall_seconds": 1.0}))
         for s in range(2 if i == 3 else 3):
-            _run(sh.ROOT, t, "zprl", s, auc=0.7 if i < 2 else 0.4, sampled=0.5, eps0=0.9, dip=-0.3 if i == 1 else 0.0)
+            # c's seed 1 starts elsewhere than DSRL's although both run from ε = 0: a broken like-for-like start
+            _run(sh.ROOT, t, "zprl", s, auc=0.7 if i < 2 else 0.4, sampled=0.5, eps0=0.9, dip=-0.3 if i == 1 else 0.0,
+                 start=0.3 if (i, s) == (2, 1) else 0.4)
             _run(sh.ROOT, t, "dsrl", s, auc=0.5, sampled=0.6, eps0=0.6, dip=-0.1)
     res = sh.collect(fs.Plan(False), tasks, rec, seeds=3)
     c = res["counts"]
@@ -100,6 +103,9 @@ def test_counts_compare_zprl_in_the_rules_mode_with_dsrl_and_the_base(tmp_path, 
     # at ε = 0 everywhere, so it was deployed in its best mode on three tasks
     assert [r["rule_mode"] for r in res["tasks"].values()] == ["eps0", "eps0", "eps0", "sampled"]
     assert c["best_is_deployed"] == 3
+    assert c["start_mismatch"] == ["c-v3"]  # d runs sampled: its start is not DSRL's and is not compared
+    assert res["tasks"]["a-v3"]["start_check"] == {"seeds_compared": 3, "success_equal": True}
+    assert res["tasks"]["d-v3"]["start_check"]["success_equal"] is None
     assert res["complete"] is False  # d has two of three seeds
     text = sh.table(res)
     assert "partial" in text and "b-v3" in text and "2/4" in text

@@ -43,7 +43,7 @@ from steerlab.bench.finetune_shift import (
     picked_settings,
 )
 from steerlab.bench.shift_calibrate import FAMILY_ORDER, GRIDS, THRESHOLD, base_for, walk
-from steerlab.bench.shift_rule import rows_for, targets
+from steerlab.bench.shift_rule import first_eval, rows_for, targets
 from steerlab.core.io import atomic_write_json
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS
 from steerlab.train.finetune.config import ABSENT_MEANS
@@ -159,6 +159,18 @@ def base_cell(plan: Plan, task: str, c: dict) -> dict:
             "max_steps": plan.max_steps, "out": str(ft.run_dir({"task": task, "name": "base", "seed": 0}, ROOT / "base"))}
 
 
+def same_start(task: str) -> dict:
+    """Where ZPRL runs from ε = 0 its first evaluation is the frozen base's ε = 0 mode, as DSRL's is (its actor's
+    mean noise starts at 0): at each seed the two must then score alike on the same episodes, the like-for-like
+    start issue 26 asks for. Compared per seed where both runs have a first evaluation."""
+    pairs = []
+    for d in sorted(ROOT.glob(f"{task}__zprl__seed*")):
+        z, ds = first_eval(d), first_eval(ROOT / d.name.replace("__zprl__", "__dsrl__"))
+        if z and ds:
+            pairs.append(z["success"] == ds["success"])
+    return {"seeds_compared": len(pairs), "success_equal": all(pairs) if pairs else None}
+
+
 def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int) -> dict:
     rows = {}
     for t in tasks:
@@ -168,9 +180,9 @@ def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int) -> dict:
         mode = "eps0" if choose_sampler_mode({"success": c["eps0"]}, {"success": c["sampled"]}) == 0.0 else "sampled"
         rows[t] = {"family": c["family"], "shift": c["shift"], "rule_mode": mode, "base": base,
                    "zprl_rule": rows_for(ROOT, t, "zprl", base), "dsrl_grid": rows_for(ROOT, t, "dsrl", base),
-                   "start_check": {"success_equal": None}}
+                   "start_check": same_start(t) if mode == "eps0" else {"success_equal": None}}
     counts = targets(rows, seeds)
-    counts.pop("met"), counts.pop("start_mismatch"), counts.pop("base_reproduced"), counts.pop("base_not_reproduced")
+    counts.pop("met"), counts.pop("base_reproduced"), counts.pop("base_not_reproduced")
     complete = len(tasks) == len(FAMILY_ORDER) * PER_FAMILY and all(
         r["zprl_rule"] and r["dsrl_grid"] and min(r["zprl_rule"]["seeds"], r["dsrl_grid"]["seeds"]) >= seeds
         for r in rows.values())
@@ -195,16 +207,20 @@ def table(res: dict) -> str:
     def num(r, key):
         return "–" if not r or r.get(key) is None else f"{r[key]:+.2f}"
 
+    def start(sc):
+        return "–" if sc["success_equal"] is None else (f"yes ({sc['seeds_compared']})" if sc["success_equal"] else "**no**")
+
     def vs(r):
         return "–" if not r else f"{r['best_vs_base']:+.2f} [{r['best_vs_base_ci95'][0]:+.2f}, {r['best_vs_base_ci95'][1]:+.2f}]"
 
     rows = [[t, r["family"], r["shift"], "ε = 0" if r["rule_mode"] == "eps0" else "sampled",
              "–" if not r["base"] else f"{r['base']['final_best']:.2f}", auc(r["zprl_rule"]), auc(r["dsrl_grid"]),
              best(r["zprl_rule"]), best(r["dsrl_grid"]), vs(r["zprl_rule"]), vs(r["dsrl_grid"]),
-             num(r["zprl_rule"], "dip"), num(r["dsrl_grid"], "dip")] for t, r in res["tasks"].items()]
+             num(r["zprl_rule"], "dip"), num(r["dsrl_grid"], "dip"), start(r["start_check"])]
+            for t, r in res["tasks"].items()]
     head = markdown_table(["task", "family", "shift", "rule's mode", "base best", "AUC zprl (rule) (seeds)",
                            "AUC dsrl (seeds)", "best zprl", "best dsrl", "zprl − base best [95%]",
-                           "dsrl − base best [95%]", "dip zprl", "dip dsrl"], rows)
+                           "dsrl − base best [95%]", "dip zprl", "dip dsrl", "first eval = dsrl's (ε = 0)"], rows)
     c, n = res["counts"], res["counts"]["tasks"]
     walked = ", ".join(f"{t} ({v['family']}, {v['shift']}: best {max(v['sampled'], v['eps0']):.2f}"
                        f"{'' if v['kept'] else ', not kept'})" for t, v in res["candidates_walked"].items())
@@ -213,7 +229,8 @@ def table(res: dict) -> str:
             f"{c['auc_ge_dsrl']}/{n}; final best mode ≥ DSRL's on {c['final_best_ge_dsrl']}/{n}; above the base's best "
             f"on {c['above_base']}/{n}, interval clear of 0 on {c['above_base_interval_clear']}; dip no deeper than "
             f"DSRL's on {c['dip_ge_dsrl']}/{n}, below −0.10 on: {', '.join(c['dip_below_-0.10']) or 'none'}; best mode "
-            f"= the rule's mode on {c['best_is_deployed']}/{n}. The suite's bars, scaled: 3/4 for 6/8. "
+            f"= the rule's mode on {c['best_is_deployed']}/{n}; ZPRL's first evaluation unequal to DSRL's (both from ε = 0) "
+            f"on: {', '.join(c['start_mismatch']) or 'none'}. The suite's bars, scaled: 3/4 for 6/8. "
             f"{res['env_steps']:,} env steps per run. Candidates walked (draw order per family): {walked}.")
 
 
