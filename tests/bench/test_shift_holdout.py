@@ -95,7 +95,8 @@ def test_counts_compare_zprl_in_the_rules_mode_with_dsrl_and_the_base(tmp_path, 
             _run(sh.ROOT, t, "zprl", s, auc=0.7 if i < 2 else 0.4, sampled=0.5, eps0=0.9, dip=-0.3 if i == 1 else 0.0,
                  start=0.3 if (i, s) == (2, 1) else 0.4)
             _run(sh.ROOT, t, "dsrl", s, auc=0.5, sampled=0.6, eps0=0.6, dip=-0.1)
-    res = sh.collect(fs.Plan(False), tasks, rec, seeds=3)
+    res = sh.collect(fs.Plan(False), tasks, rec, seeds=3, pool=[(t, 'x') for t in reversed(tasks)])
+    assert list(res['candidates_walked']) == list(reversed(tasks))  # in the draw's order
     c = res["counts"]
     assert (c["tasks"], c["auc_ge_dsrl"], c["final_best_ge_dsrl"], c["above_base"]) == (4, 2, 4, 4)
     assert c["dip_ge_dsrl"] == 3 and c["dip_below_-0.10"] == ["b-v3"]

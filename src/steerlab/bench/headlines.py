@@ -32,7 +32,22 @@ def zprl(results: dict) -> str:
             f"(ZPRL and the action residual trained in the base's sampled mode); the last column is ZPRL trained "
             f"and deployed in the mode the sampler-mode rule picked before any RL run (`steerlab bench shift_rule`). "
             f"Intervals, dips and the verdicts: [docs/results/finetune_shift.md](docs/results/finetune_shift.md)."
-            + rule_verdict(rule_results.get("targets")))
+            + rule_verdict(rule_results.get("targets"))
+            + holdout_line(load_cell(RESULTS / "finetune_shift_holdout.json")))
+
+
+def holdout_line(res: dict | None) -> str:
+    """The held-out check's counts in one line (steerlab bench shift_holdout), once it has a task with both methods."""
+    if not res or not res["counts"]["tasks"]:
+        return ""
+    c, n = res["counts"], res["counts"]["tasks"]
+    seeds = sorted({r[m]["seeds"] for r in res["tasks"].values() for m in ("zprl_rule", "dsrl_grid") if r.get(m)})
+    state = "" if res["complete"] else f", partial: {'–'.join(map(str, seeds))} seed{'s' if seeds[-1] > 1 else ''}"
+    return (f"\n\nOn {n} held-out task{'s' if n > 1 else ''} drawn and calibrated by a rule fixed before their runs "
+            f"(`steerlab bench shift_holdout`{state}): ZPRL's AUC ≥ DSRL's on {c['auc_ge_dsrl']}/{n}, final best mode ≥ "
+            f"DSRL's on {c['final_best_ge_dsrl']}/{n}, above the base's best on {c['above_base']}/{n} (interval clear of "
+            f"0 on {c['above_base_interval_clear']}), dip no deeper than DSRL's on {c['dip_ge_dsrl']}/{n} and below "
+            f"−0.10 on {len(c['dip_below_-0.10'])}.")
 
 
 def rule_verdict(t: dict | None) -> str:

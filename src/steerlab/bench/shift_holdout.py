@@ -171,7 +171,7 @@ def same_start(task: str) -> dict:
     return {"seeds_compared": len(pairs), "success_equal": all(pairs) if pairs else None}
 
 
-def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int) -> dict:
+def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int, pool: list[tuple[str, str]]) -> dict:
     rows = {}
     for t in tasks:
         c = rec["chosen"][t]
@@ -190,8 +190,9 @@ def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int) -> dict:
                     f"'{KEY}'): ZPRL at the suite's pick in the rule's mode and DSRL at the suite's pick, both from "
                     "the calibrated base; rows as in finetune_shift_rule.json",
             "env_steps": plan.env_steps, "planned_seeds": seeds, "complete": complete,
-            "candidates_walked": {t: {k: c[k] for k in ("family", "shift", "sampled", "eps0", "reached", "kept")}
-                                  for t, c in rec["chosen"].items()},
+            "candidates_walked": {t: {k: rec["chosen"][t][k] for k in ("family", "shift", "sampled", "eps0", "reached",
+                                                                       "kept")}
+                                  for t, _ in pool if t in rec["chosen"]},  # in draw order
             "tasks": rows, "counts": counts, "settings": picked_settings(plan.sweep_key, METHODS)}
 
 
@@ -231,7 +232,7 @@ def table(res: dict) -> str:
             f"DSRL's on {c['dip_ge_dsrl']}/{n}, below −0.10 on: {', '.join(c['dip_below_-0.10']) or 'none'}; best mode "
             f"= the rule's mode on {c['best_is_deployed']}/{n}; ZPRL's first evaluation unequal to DSRL's (both from ε = 0) "
             f"on: {', '.join(c['start_mismatch']) or 'none'}. The suite's bars, scaled: 3/4 for 6/8. "
-            f"{res['env_steps']:,} env steps per run. Candidates walked (draw order per family): {walked}.")
+            f"{res['env_steps']:,} env steps per run. Candidates walked, in draw order: {walked}.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             res = ft.finetune_cell(cell)  # skipped when finished or running in another process
             what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
             print(f"[{i + 1}/{len(todo)}] {cell['task']} {cell['method']} seed {cell['seed']}: {what}", flush=True)
-    res = collect(plan, tasks, rec, args.seeds)
+    res = collect(plan, tasks, rec, args.seeds, pool)
     atomic_write_json(RESULTS_FILE, res)
     print(table(res))
     return 0
