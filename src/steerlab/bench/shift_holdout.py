@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage", choices=["calibrate", "runs"], default="runs", help="run the stages up to this one")
     ap.add_argument("--family", choices=FAMILY_ORDER, default=None, help="calibrate this family only")
     ap.add_argument("--no-calibrate", action="store_true", help="run the tasks kept so far, calibrate nothing")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per method and task (runs are seed-major)")
     ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the JSON")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args(argv)
