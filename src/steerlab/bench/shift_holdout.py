@@ -43,7 +43,8 @@ from steerlab.bench.finetune_shift import (
     picked_settings,
 )
 from steerlab.bench.shift_calibrate import FAMILY_ORDER, GRIDS, THRESHOLD, base_for, walk
-from steerlab.bench.shift_rule import first_eval, rows_for, targets
+from steerlab.bench.shift_rule import auc, best, first_eval, num, rows_for, targets
+from steerlab.bench.suite import _pm
 from steerlab.core.io import atomic_write_json
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS
 from steerlab.train.finetune.config import ABSENT_MEANS
@@ -98,45 +99,48 @@ def save_record(rec: dict) -> None:
         atomic_write_json(TUNING, tuning)
 
 
-def calibrate(pool: list[tuple[str, str]], families: list[str]) -> dict:
+def walk_order(pool: list[tuple[str, str]], family: str, chosen: dict):
+    """The family's candidates in draw order, up to its PER_FAMILY-th kept one; the walk ends after the first one
+    not decided yet (a caller deciding it before asking for the next one goes on)."""
+    n = 0
+    for task, fam in pool:
+        if fam != family:
+            continue
+        if n >= PER_FAMILY:
+            return
+        yield task
+        if task not in chosen:
+            return
+        n += chosen[task]["kept"]
+
+
+def calibrate(pool: list[tuple[str, str]], families: list[str]) -> None:
     """Walk the candidates of `families` in draw order until PER_FAMILY of each are kept."""
     import torch
 
     torch.set_num_threads(1)
     rec = load_record()
     for family in families:
-        n = 0
-        for task, fam in pool:
-            if fam != family or n >= PER_FAMILY:
-                continue
+        for task in walk_order(pool, family, rec["chosen"]):
             if task not in rec["chosen"]:
-                rec["chosen"][task] = {**walk(rec, task, fam, GRIDS, EPISODES, False, save_record), "family": fam}
-                rec["chosen"][task]["kept"] = kept(rec["chosen"][task])
+                choice = {**walk(rec, task, family, GRIDS, EPISODES, False, save_record), "family": family}
+                rec["chosen"][task] = {**choice, "kept": kept(choice)}
                 save_record(rec)
-            print(f"{task} ({fam}): {rec['chosen'][task]['shift']} sampled {rec['chosen'][task]['sampled']:.2f} "
-                  f"ε=0 {rec['chosen'][task]['eps0']:.2f} -> {'kept' if rec['chosen'][task]['kept'] else 'not kept'}",
-                  flush=True)
-            n += rec["chosen"][task]["kept"]
-    return rec
+            c = rec["chosen"][task]
+            print(f"{task} ({family}): {c['shift']} sampled {c['sampled']:.2f} ε=0 {c['eps0']:.2f} -> "
+                  f"{'kept' if c['kept'] else 'not kept'}", flush=True)
 
 
 def selected(pool: list[tuple[str, str]], rec: dict) -> tuple[list[str], bool]:
-    """The kept tasks decided so far (up to PER_FAMILY per family, in draw order; a family's walk stops at its first
-    undecided candidate) and whether all of them are decided."""
-    out, decided = [], True
-    for family in FAMILY_ORDER:
-        n = 0
-        for task, fam in pool:
-            if fam != family or n >= PER_FAMILY:
-                continue
-            c = rec["chosen"].get(task)
-            if c is None:
-                decided = False
-                break
-            if c["kept"]:
-                out.append(task)
-                n += 1
-    return out, decided
+    """The kept tasks decided so far (up to PER_FAMILY per family, in draw order) and whether all are decided."""
+    walked = [t for family in FAMILY_ORDER for t in walk_order(pool, family, rec["chosen"])]
+    return ([t for t in walked if rec["chosen"].get(t, {}).get("kept")],
+            all(t in rec["chosen"] for t in walked))
+
+
+def rule_scale(c: dict) -> float:
+    """The sampler-mode rule on the calibration's chosen cell: ZPRL's sampler noise scale on the task."""
+    return choose_sampler_mode({"success": c["eps0"]}, {"success": c["sampled"]})
 
 
 def run_cells(plan: Plan, tasks: list[str], rec: dict, seeds: int) -> list[dict]:
@@ -146,9 +150,8 @@ def run_cells(plan: Plan, tasks: list[str], rec: dict, seeds: int) -> list[dict]
         for t in tasks:
             c = rec["chosen"][t]
             base = str(base_for(t, c["family"], c["shift"], False))
-            mode = choose_sampler_mode({"success": c["eps0"]}, {"success": c["sampled"]})
             for m in METHODS:
-                scale = mode if m == "zprl" else ABSENT_MEANS["sampler_noise_scale"]
+                scale = rule_scale(c) if m == "zprl" else ABSENT_MEANS["sampler_noise_scale"]
                 out.append(make_cell(plan, t, m, m, s, c["shift"], base, settings[m], ROOT, sampler_noise_scale=scale))
     return out
 
@@ -177,7 +180,7 @@ def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int, pool: list[tupl
         c = rec["chosen"][t]
         b = load_cell(ROOT / "base" / f"{t}__base__seed0" / "result.json")
         base = base_of(b) if b else None
-        mode = "eps0" if choose_sampler_mode({"success": c["eps0"]}, {"success": c["sampled"]}) == 0.0 else "sampled"
+        mode = "eps0" if rule_scale(c) == 0.0 else "sampled"
         rows[t] = {"family": c["family"], "shift": c["shift"], "rule_mode": mode, "base": base,
                    "zprl_rule": rows_for(ROOT, t, "zprl", base), "dsrl_grid": rows_for(ROOT, t, "dsrl", base),
                    "start_check": same_start(t) if mode == "eps0" else {"success_equal": None}}
@@ -199,25 +202,16 @@ def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int, pool: list[tupl
 def table(res: dict) -> str:
     from steerlab.bench.common import markdown_table
 
-    def auc(r):
-        return "–" if not r else f"{r['auc']:.2f} ({r['seeds']})"
-
-    def best(r):
-        return "–" if not r else f"{r['final_best']:.2f} ({'ε = 0' if r['best_mode'] == 'eps0' else 'sampled'})"
-
-    def num(r, key):
-        return "–" if not r or r.get(key) is None else f"{r[key]:+.2f}"
-
     def start(sc):
         return "–" if sc["success_equal"] is None else (f"yes ({sc['seeds_compared']})" if sc["success_equal"] else "**no**")
 
     def vs(r):
-        return "–" if not r else f"{r['best_vs_base']:+.2f} [{r['best_vs_base_ci95'][0]:+.2f}, {r['best_vs_base_ci95'][1]:+.2f}]"
+        return "–" if not r else _pm(r["best_vs_base"], r["best_vs_base_ci95"], signed=True)
 
     rows = [[t, r["family"], r["shift"], "ε = 0" if r["rule_mode"] == "eps0" else "sampled",
              "–" if not r["base"] else f"{r['base']['final_best']:.2f}", auc(r["zprl_rule"]), auc(r["dsrl_grid"]),
              best(r["zprl_rule"]), best(r["dsrl_grid"]), vs(r["zprl_rule"]), vs(r["dsrl_grid"]),
-             num(r["zprl_rule"], "dip"), num(r["dsrl_grid"], "dip"), start(r["start_check"])]
+             num(r["zprl_rule"], "dip", True), num(r["dsrl_grid"], "dip", True), start(r["start_check"])]
             for t, r in res["tasks"].items()]
     head = markdown_table(["task", "family", "shift", "rule's mode", "base best", "AUC zprl (rule) (seeds)",
                            "AUC dsrl (seeds)", "best zprl", "best dsrl", "zprl − base best [95%]",
@@ -254,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     plan = Plan(False)
     pool = candidates(available_tasks())
-    rec = load_record() if args.collect or args.no_calibrate else calibrate(pool, [args.family] if args.family else list(FAMILY_ORDER))
+    if not (args.collect or args.no_calibrate):
+        calibrate(pool, [args.family] if args.family else list(FAMILY_ORDER))
     rec = load_record()  # both families' choices, whichever process calibrated them
     tasks, decided = selected(pool, rec)
     if not tasks:

@@ -232,17 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# table cells of a method row (rows_for); "–" where the row is not recorded yet
+def auc(r: dict | None) -> str:
+    return "–" if not r else f"{r['auc']:.2f} ({r['seeds']})"
+
+
+def best(r: dict | None) -> str:
+    return "–" if not r else f"{r['final_best']:.2f} ({'ε = 0' if r['best_mode'] == 'eps0' else 'sampled'})"
+
+
+def num(r: dict | None, key: str, signed: bool = False) -> str:
+    return "–" if not r or r.get(key) is None else (f"{r[key]:+.2f}" if signed else f"{r[key]:.2f}")
+
+
 def table(results: dict) -> str:
     from steerlab.bench.common import markdown_table
-
-    def auc(r):
-        return "–" if not r else f"{r['auc']:.2f} ({r['seeds']})"
-
-    def best(r):
-        return "–" if not r else f"{r['final_best']:.2f} ({'ε = 0' if r['best_mode'] == 'eps0' else 'sampled'})"
-
-    def num(r, key, signed=False):
-        return "–" if not r or r.get(key) is None else (f"{r[key]:+.2f}" if signed else f"{r[key]:.2f}")
 
     rows = []
     for t, r in results["tasks"].items():
