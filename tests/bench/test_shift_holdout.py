@@ -95,7 +95,7 @@ def test_counts_compare_zprl_in_the_rules_mode_with_dsrl_and_the_base(tmp_path, 
             _run(sh.ROOT, t, "zprl", s, auc=0.7 if i < 2 else 0.4, sampled=0.5, eps0=0.9, dip=-0.3 if i == 1 else 0.0,
                  start=0.3 if (i, s) == (2, 1) else 0.4)
             _run(sh.ROOT, t, "dsrl", s, auc=0.5, sampled=0.6, eps0=0.6, dip=-0.1)
-    res = sh.collect(fs.Plan(False), tasks, rec, seeds=3, pool=[(t, 'x') for t in reversed(tasks)])
+    res = sh.collect(fs.Plan(False), tasks, rec, seeds=3, pool=[(t, rec["chosen"][t]["family"]) for t in reversed(tasks)])
     assert list(res['candidates_walked']) == list(reversed(tasks))  # in the draw's order
     c = res["counts"]
     assert (c["tasks"], c["auc_ge_dsrl"], c["final_best_ge_dsrl"], c["above_base"]) == (4, 2, 4, 4)
@@ -110,3 +110,93 @@ def test_counts_compare_zprl_in_the_rules_mode_with_dsrl_and_the_base(tmp_path, 
     assert res["complete"] is False  # d has two of three seeds
     text = sh.table(res)
     assert "partial" in text and "b-v3" in text and "2/4" in text
+
+
+def test_the_tethered_variant_runs_after_the_check_as_zprl_in_the_rules_mode_plus_the_tether(tmp_path, monkeypatch):
+    monkeypatch.setattr(sh, "base_for", lambda task, family, shift, quick: tmp_path / task)
+    monkeypatch.setattr(sh, "picked_settings", lambda key, methods: {m: {"latent_rms_ratio": 0.3} if m == "zprl" else {}
+                                                                      for m in methods})
+    monkeypatch.setattr(fs, "noise_dim", lambda base: 4)
+    rec = {"chosen": {"a-v3": {"family": "coverage", "shift": "s", "sampled": 0.3, "eps0": 0.4},
+                      "b-v3": {"family": "actuation", "shift": "t", "sampled": 0.4, "eps0": 0.1}}}
+    cells = sh.run_cells(fs.Plan(False), ["a-v3", "b-v3"], rec, seeds=2)
+    names = [c["name"] for c in cells]
+    assert names == ["zprl", "dsrl"] * 4 + [sh.TETHERED] * 4  # the check's own runs first, every seed
+    by = {(c["task"], c["name"], c["seed"]): c for c in cells}
+    for t in ("a-v3", "b-v3"):
+        for s in range(2):
+            plain, tied = by[(t, "zprl", s)], by[(t, sh.TETHERED, s)]
+            assert tied["method"] == "zprl" and tied["sac"] == {**plain["sac"], "actor_tether": sh.TETHER}
+            assert tied["sampler_noise_scale"] == plain["sampler_noise_scale"]
+            assert tied["steering"] == plain["steering"] and tied["out"] != plain["out"]
+    assert by[("a-v3", sh.TETHERED, 0)]["sampler_noise_scale"] == 0.0  # the rule: ε = 0 at least as good
+    assert by[("b-v3", sh.TETHERED, 0)]["sampler_noise_scale"] == 1.0
+    assert "actor_tether" not in by[("a-v3", "zprl", 0)]["sac"]  # the check's ZPRL stays untethered
+
+
+def test_the_tethered_variant_is_counted_against_dsrl_and_checked_to_start_where_zprl_did(tmp_path, monkeypatch):
+    monkeypatch.setattr(sh, "ROOT", tmp_path / "holdout")
+    monkeypatch.setattr(sh, "picked_settings", lambda key, methods: {m: {} for m in methods})
+    tasks = ["a-v3", "b-v3"]
+    rec = {"chosen": {t: {"family": "coverage", "shift": "s", "reached": True, "kept": True, "sampled": 0.3,
+                          "eps0": 0.4} for t in tasks}}
+    for i, t in enumerate(tasks):
+        d = sh.ROOT / "base" / f"{t}__base__seed0"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"final_sampled": 0.3, "final_eps0": 0.4, "final_episodes": 50,
+                                                   "final_sampled_jerk": 1e-3, "wall_seconds": 1.0}))
+        for s in range(3):
+            _run(sh.ROOT, t, "zprl", s, auc=0.6, sampled=0.5, eps0=0.7, dip=-0.3)
+            _run(sh.ROOT, t, "dsrl", s, auc=0.5, sampled=0.6, eps0=0.6, dip=-0.05)
+            if (i, s) != (1, 2):  # b's third tethered seed has not run
+                # a's tether holds the dip; b's tethered seed 1 started elsewhere than the untethered run
+                _run(sh.ROOT, t, sh.TETHERED, s, auc=0.55 if i == 0 else 0.45, sampled=0.5, eps0=0.65,
+                     dip=0.0 if i == 0 else -0.2, start=0.2 if (i, s) == (1, 1) else 0.4)
+    res = sh.collect(fs.Plan(False), tasks, rec, seeds=3, pool=[(t, "coverage") for t in tasks])
+    c = res["tether"]["counts"]
+    assert res["tether"]["beta"] == sh.TETHER
+    assert (c["tasks"], c["auc_ge_dsrl"], c["dip_ge_dsrl"], c["dip_below_-0.10"]) == (2, 1, 1, ["b-v3"])
+    assert c["best_is_deployed"] == 2 and c["start_unlike_zprl"] == ["b-v3"] and c["complete"] is False
+    assert res["tasks"]["a-v3"]["tether_start_check"] == {"seeds_compared": 3, "success_equal": True}
+    assert res["tasks"]["a-v3"]["zprl_tether"]["seeds"] == 3 and res["tasks"]["b-v3"]["zprl_tether"]["seeds"] == 2
+    assert res["counts"]["dip_below_-0.10"] == ["a-v3", "b-v3"]  # the check's own counts are the untethered runs'
+    text = sh.tether_table(res)
+    assert "partial" in text and "**no**" in text and "1/2" in text
+
+
+def test_a_second_draw_walks_on_to_the_next_two_kept_per_family_and_leaves_the_first_alone(tuning, monkeypatch):
+    pool = sh.candidates(TASKS)
+    cov = [t for t, f in pool if f == "coverage"]
+    act = [t for t, f in pool if f == "actuation"]
+    # coverage: kept, kept | not kept, kept, kept; actuation: kept, kept | kept, (never reached)
+    best = {cov[0]: 0.5, cov[1]: 0.4, cov[2]: 0.02, cov[3]: 0.3, cov[4]: 0.2,
+            act[0]: 0.4, act[1]: 0.5, act[2]: 0.3, act[3]: 0.45}
+    calls = []
+
+    def fake_cell(task, family, shift, episodes, quick):
+        calls.append(task)
+        return {"task": task, "family": family, "shift": shift, "episodes": episodes, "sampled": best[task],
+                "eps0": best[task], "best": best[task], "seconds": 0.0}
+
+    monkeypatch.setattr(sc, "evaluate_cell", fake_cell)
+    sh.calibrate(pool, list(sc.FAMILY_ORDER))
+    first = sh.selected(pool, sh.load_record())
+    assert first == ([cov[0], cov[1], act[0], act[1]], True) and set(calls) == {cov[0], cov[1], act[0], act[1]}
+    assert sh.selected(pool, sh.load_record(), draw=2) == ([], False)  # the second walk has not run
+    sh.calibrate(pool, list(sc.FAMILY_ORDER), draw=2)
+    rec = sh.load_record()
+    assert sh.selected(pool, rec, draw=2) == ([cov[3], cov[4], act[2], act[3]], True)
+    assert sh.selected(pool, rec) == first  # drawing on never changes the first draw
+    assert act[4] not in calls and not rec["chosen"][cov[2]]["kept"]
+    assert sh.results_file(1) == sh.RESULTS_FILE and sh.results_file(2).name == "finetune_shift_holdout_draw2.json"
+
+
+def test_a_later_draw_runs_the_variant_and_dsrl_at_every_seed_before_the_untethered_zprl(tmp_path, monkeypatch):
+    monkeypatch.setattr(sh, "base_for", lambda task, family, shift, quick: tmp_path / task)
+    monkeypatch.setattr(sh, "picked_settings", lambda key, methods: {m: {} for m in methods})
+    rec = {"chosen": {t: {"family": "coverage", "shift": "s", "sampled": 0.3, "eps0": 0.4} for t in ("a-v3", "b-v3")}}
+    cells = sh.run_cells(fs.Plan(False), ["a-v3", "b-v3"], rec, seeds=2, draw=2)
+    assert [(c["name"], c["seed"], c["task"]) for c in cells[:8]] == [
+        (n, s, t) for s in range(2) for t in ("a-v3", "b-v3") for n in (sh.TETHERED, "dsrl")]
+    assert [c["name"] for c in cells[8:]] == ["zprl"] * 4
+    assert [c["method"] for c in cells[:2]] == ["zprl", "dsrl"] and cells[0]["sac"]["actor_tether"] == sh.TETHER

@@ -93,11 +93,12 @@ def rows_for(root, task: str, method: str, base: dict | None) -> dict | None:
     return row
 
 
-def targets(tasks: dict, planned_seeds: int, key: str = "zprl_rule") -> dict:
+def targets(tasks: dict, planned_seeds: int, key: str = "zprl_rule", ruled: bool | None = None) -> dict:
     """Issue 26's targets over the tasks with ZPRL (rule), DSRL and the base recorded. `met` is decided only once
     all eight tasks have every planned seed of ZPRL under the rule (before that it is None). `key` names the
     method's row: the targets count for ZPRL "or the latent+noise method"; the latter chooses ε itself, so its
-    deployed-mode count is None (the rule does not apply to it).
+    deployed-mode count is None (the rule does not apply to it). `ruled` says whether the row ran in the rule's
+    mode (None: only "zprl_rule" did).
 
     * auc / final: ZPRL's AUC, and its final best mode, >= tuned DSRL's on >= 6/8;
     * best: ZPRL's best mode above the base's best on >= 6/8, the interval clear of 0 on >= 4;
@@ -105,7 +106,7 @@ def targets(tasks: dict, planned_seeds: int, key: str = "zprl_rule") -> dict:
     * deployed: ZPRL's best mode is the mode it was trained and deployed in on >= 7/8."""
     done = {t: r for t, r in tasks.items() if r.get(key) and r["dsrl_grid"] and r["base"]}
     z = {t: r[key] for t, r in done.items()}
-    ruled = key == "zprl_rule"
+    ruled = key == "zprl_rule" if ruled is None else ruled
     d = {t: r["dsrl_grid"] for t, r in done.items()}
     out = {"tasks": len(done),
            "auc_ge_dsrl": sum(z[t]["auc"] >= d[t]["auc"] for t in done),
