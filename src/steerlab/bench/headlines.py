@@ -33,7 +33,8 @@ def zprl(results: dict) -> str:
             f"and deployed in the mode the sampler-mode rule picked before any RL run (`steerlab bench shift_rule`). "
             f"Intervals, dips and the verdicts: [docs/results/finetune_shift.md](docs/results/finetune_shift.md)."
             + rule_verdict(rule_results.get("targets"))
-            + holdout_line(load_cell(RESULTS / "finetune_shift_holdout.json")))
+            + holdout_line(load_cell(RESULTS / "finetune_shift_holdout.json"))
+            + tether_line(load_cell(RESULTS / "finetune_shift_holdout_draw2.json")))
 
 
 def holdout_line(res: dict | None) -> str:
@@ -48,6 +49,20 @@ def holdout_line(res: dict | None) -> str:
             f"DSRL's on {c['final_best_ge_dsrl']}/{n}, above the base's best on {c['above_base']}/{n} (interval clear of "
             f"0 on {c['above_base_interval_clear']}), dip no deeper than DSRL's on {c['dip_ge_dsrl']}/{n} and below "
             f"−0.10 on {len(c['dip_below_-0.10'])}.")
+
+
+def tether_line(res: dict | None) -> str:
+    """The second held-out draw's counts for the tethered ZPRL, in one sentence (it continues holdout_line's
+    paragraph), once a task has both the variant and DSRL."""
+    if not res or not res["tether"]["counts"]["tasks"]:
+        return ""
+    c, n = res["tether"]["counts"], res["tether"]["counts"]["tasks"]
+    seeds = sorted({r[m]["seeds"] for r in res["tasks"].values() for m in ("zprl_tether", "dsrl_grid") if r.get(m)})
+    state = "" if c["complete"] else f", partial: {'–'.join(map(str, seeds))} seed{'s' if seeds[-1] > 1 else ''}"
+    return (f" On a second draw of {n} task{'s' if n > 1 else ''}, fixed before its runs (`--draw 2`{state}), ZPRL with "
+            f"a tether β = {res['tether']['beta']} chosen before the draw: AUC ≥ DSRL's on {c['auc_ge_dsrl']}/{n}, final "
+            f"best mode ≥ DSRL's on {c['final_best_ge_dsrl']}/{n}, above the base's best on {c['above_base']}/{n}, dip "
+            f"no deeper than DSRL's on {c['dip_ge_dsrl']}/{n} and below −0.10 on {len(c['dip_below_-0.10'])}.")
 
 
 def rule_verdict(t: dict | None) -> str:

@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, cell in enumerate(todo):
             res = ft.finetune_cell(cell)  # skipped when finished or running in another process
             what = "skipped" if "skipped" in res else f"auc {res['auc']:.2f}"
-            print(f"[{i + 1}/{len(todo)}] {cell['task']} {cell['method']} seed {cell['seed']}: {what}", flush=True)
+            print(f"[{i + 1}/{len(todo)}] {cell['task']} {cell['name']} seed {cell['seed']}: {what}", flush=True)
     res = collect(plan, tasks, rec, args.seeds, pool, args.draw)
     atomic_write_json(results_file(args.draw), res)
     print(show(res))
