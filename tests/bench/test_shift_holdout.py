@@ -191,12 +191,12 @@ def test_a_second_draw_walks_on_to_the_next_two_kept_per_family_and_leaves_the_f
     assert sh.results_file(1) == sh.RESULTS_FILE and sh.results_file(2).name == "finetune_shift_holdout_draw2.json"
 
 
-def test_a_later_draw_runs_the_variant_and_dsrl_at_every_seed_before_the_untethered_zprl(tmp_path, monkeypatch):
+def test_a_later_draw_runs_the_variant_dsrl_and_zprl_seed_by_seed(tmp_path, monkeypatch):
     monkeypatch.setattr(sh, "base_for", lambda task, family, shift, quick: tmp_path / task)
     monkeypatch.setattr(sh, "picked_settings", lambda key, methods: {m: {} for m in methods})
     rec = {"chosen": {t: {"family": "coverage", "shift": "s", "sampled": 0.3, "eps0": 0.4} for t in ("a-v3", "b-v3")}}
     cells = sh.run_cells(fs.Plan(False), ["a-v3", "b-v3"], rec, seeds=2, draw=2)
-    assert [(c["name"], c["seed"], c["task"]) for c in cells[:8]] == [
-        (n, s, t) for s in range(2) for t in ("a-v3", "b-v3") for n in (sh.TETHERED, "dsrl")]
-    assert [c["name"] for c in cells[8:]] == ["zprl"] * 4
-    assert [c["method"] for c in cells[:2]] == ["zprl", "dsrl"] and cells[0]["sac"]["actor_tether"] == sh.TETHER
+    assert [(c["name"], c["seed"], c["task"]) for c in cells] == [
+        (n, s, t) for s in range(2) for t in ("a-v3", "b-v3") for n in (sh.TETHERED, "dsrl", "zprl")]
+    assert [c["method"] for c in cells[:3]] == ["zprl", "dsrl", "zprl"] and cells[0]["sac"]["actor_tether"] == sh.TETHER
+    assert "actor_tether" not in cells[2]["sac"]

@@ -25,9 +25,10 @@ its rows are a measurement of the variant on them, not a held-out validation of 
 
 A second draw (`--draw 2`, fixed before any of its runs, after the first draw's results and the variant's choice)
 is the variant's held-out validation: the same permutation walked on, the next PER_FAMILY kept per family (ranks 3
-and 4), calibrated by the same rule. On it the tethered ZPRL and DSRL run first, every seed, then the untethered
-ZPRL (context: what the tether changed there), seed-major, so a budget cut short still leaves paired seeds of the
-comparison it was drawn for.
+and 4), calibrated by the same rule. On it the tethered ZPRL, DSRL and the untethered ZPRL run seed by seed, so a
+budget cut short still leaves every method on the same seeds. (The order was first "the variant and DSRL at every
+seed, then ZPRL"; it changed before any draw-2 run, once the variant's first seed on draw 1 showed it did not
+remove bin-picking's dip: the untethered ZPRL is issue 26's own comparison and should not wait for the rest.)
 
 Runs are claimed (several processes may share the work) and resume; the calibration is recorded cell by cell in
 tuning.json "holdout_calibration". Results: benchmarks/results/finetune_shift_holdout.json and a table in
@@ -171,8 +172,8 @@ def rule_scale(c: dict) -> float:
 
 
 def run_cells(plan: Plan, tasks: list[str], rec: dict, seeds: int, draw: int = 1) -> list[dict]:
-    """Draw 1: the check (ZPRL, DSRL) at every seed, then the tethered variant. Later draws: the variant and DSRL
-    at every seed, then the untethered ZPRL. Seed-major within each pass."""
+    """Draw 1: the check (ZPRL, DSRL) at every seed, then the tethered variant. Later draws: the variant, DSRL and
+    ZPRL seed by seed. Seed-major within each pass."""
     settings = picked_settings(plan.sweep_key, METHODS)
 
     def cell(t: str, name: str, s: int) -> dict:
@@ -185,7 +186,7 @@ def run_cells(plan: Plan, tasks: list[str], rec: dict, seeds: int, draw: int = 1
             out["sac"] = {**out["sac"], "actor_tether": TETHER}
         return out
 
-    passes = [("zprl", "dsrl"), (TETHERED,)] if draw == 1 else [(TETHERED, "dsrl"), ("zprl",)]
+    passes = [("zprl", "dsrl"), (TETHERED,)] if draw == 1 else [(TETHERED, "dsrl", "zprl")]
     return [cell(t, name, s) for names in passes for s in range(seeds) for t in tasks for name in names]
 
 
