@@ -162,6 +162,8 @@ def test_the_tethered_variant_is_counted_against_dsrl_and_checked_to_start_where
     assert res["counts"]["dip_below_-0.10"] == ["a-v3", "b-v3"]  # the check's own counts are the untethered runs'
     text = sh.tether_table(res)
     assert "partial" in text and "**no**" in text and "1/2" in text
+    both = sh.draw_tables(res)  # a later draw shows the check's table, then the variant's
+    assert both.index("AUC zprl (rule)") < both.index("β = 0.1") and text in both
 
 
 def test_a_second_draw_walks_on_to_the_next_two_kept_per_family_and_leaves_the_first_alone(tuning, monkeypatch):

@@ -59,10 +59,13 @@ def tether_line(res: dict | None) -> str:
     c, n = res["tether"]["counts"], res["tether"]["counts"]["tasks"]
     seeds = sorted({r[m]["seeds"] for r in res["tasks"].values() for m in ("zprl_tether", "dsrl_grid") if r.get(m)})
     state = "" if c["complete"] else f", partial: {'–'.join(map(str, seeds))} seed{'s' if seeds[-1] > 1 else ''}"
-    return (f" On a second draw of {n} task{'s' if n > 1 else ''}, fixed before its runs (`--draw 2`{state}), ZPRL with "
-            f"a tether β = {res['tether']['beta']} chosen before the draw: AUC ≥ DSRL's on {c['auc_ge_dsrl']}/{n}, final "
-            f"best mode ≥ DSRL's on {c['final_best_ge_dsrl']}/{n}, above the base's best on {c['above_base']}/{n}, dip "
-            f"no deeper than DSRL's on {c['dip_ge_dsrl']}/{n} and below −0.10 on {len(c['dip_below_-0.10'])}.")
+    z, nz = res["counts"], res["counts"]["tasks"]
+    plain = "" if not nz else (f"ZPRL's AUC ≥ DSRL's on {z['auc_ge_dsrl']}/{nz}, final best ≥ on "
+                               f"{z['final_best_ge_dsrl']}/{nz}, dip below −0.10 on {len(z['dip_below_-0.10'])}; ")
+    return (f" On a second draw of {n} task{'s' if n > 1 else ''}, fixed before its runs (`--draw 2`{state}): {plain}ZPRL "
+            f"with a tether β = {res['tether']['beta']} chosen before the draw: AUC ≥ DSRL's on {c['auc_ge_dsrl']}/{n}, "
+            f"final best mode ≥ DSRL's on {c['final_best_ge_dsrl']}/{n}, above the base's best on {c['above_base']}/{n}, "
+            f"dip no deeper than DSRL's on {c['dip_ge_dsrl']}/{n} and below −0.10 on {len(c['dip_below_-0.10'])}.")
 
 
 def rule_verdict(t: dict | None) -> str:

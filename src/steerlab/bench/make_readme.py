@@ -33,7 +33,7 @@ SECTIONS = {"pretrain": ("pretrain.json", "pretrain:table"), "finetune": ("finet
             "critic_scale": ("critic_scale.json", "critic_scale:table"),
             "shift_holdout": ("finetune_shift_holdout.json", "shift_holdout:table"),
             "shift_holdout_tether": ("finetune_shift_holdout.json", "shift_holdout:tether_table"),
-            "shift_holdout_draw2": ("finetune_shift_holdout_draw2.json", "shift_holdout:tether_table"),
+            "shift_holdout_draw2": ("finetune_shift_holdout_draw2.json", "shift_holdout:draw_tables"),
             "headline_zprl": ("finetune_shift.json", "headlines:zprl"),
             "headline_prop": ("privacy.json", "headlines:prop")}
 

@@ -319,15 +319,12 @@ def tether_table(res: dict) -> str:
             f"on {c['above_base']}/{n}, interval clear of 0 on {c['above_base_interval_clear']}; dip no deeper than "
             f"DSRL's on {c['dip_ge_dsrl']}/{n}, below −0.10 on: {', '.join(c['dip_below_-0.10']) or 'none'}; best mode "
             f"= the rule's mode on {c['best_is_deployed']}/{n}; first evaluation unequal to the untethered run's on: "
-            f"{', '.join(c['start_unlike_zprl']) or 'none'}." + _walked_line(res))
+            f"{', '.join(c['start_unlike_zprl']) or 'none'}.")
 
 
-def _walked_line(res: dict) -> str:
-    if res.get("draw", 1) == 1:
-        return ""  # the check's table lists its walk
-    walked = ", ".join(f"{t} ({v['family']}, {v['shift']}: best {max(v['sampled'], v['eps0']):.2f}"
-                       f"{'' if v['kept'] else ', not kept'})" for t, v in res["candidates_walked"].items())
-    return f" {res['env_steps']:,} env steps per run. Candidates walked up to draw {res['draw']}, in draw order: {walked}."
+def draw_tables(res: dict) -> str:
+    """A later draw: the check's table (ZPRL under the rule against DSRL, the walk so far), then the variant's."""
+    return f"{table(res)}\n\n{tether_table(res)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.draw < 1:
         raise SystemExit(f"--draw must be >= 1, got {args.draw}")
-    show = table if args.draw == 1 else tether_table
+    show = table if args.draw == 1 else draw_tables
     if args.table:
         res = load_cell(results_file(args.draw))
         if res is None:
