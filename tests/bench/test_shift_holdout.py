@@ -8,6 +8,7 @@ import pytest
 from steerlab.bench import finetune_shift as fs
 from steerlab.bench import shift_calibrate as sc
 from steerlab.bench import shift_holdout as sh
+from steerlab.core.io import atomic_write_json
 from steerlab.envs.metaworld_env import BENCHMARK_TASKS, SANITY_TASKS
 
 TASKS = sorted([*BENCHMARK_TASKS, *SANITY_TASKS, *(f"t{i}-v3" for i in range(10))])
@@ -96,7 +97,10 @@ def test_counts_compare_zprl_in_the_rules_mode_with_dsrl_and_the_base(tmp_path, 
                  start=0.3 if (i, s) == (2, 1) else 0.4)
             _run(sh.ROOT, t, "dsrl", s, auc=0.5, sampled=0.6, eps0=0.6, dip=-0.1)
     res = sh.collect(fs.Plan(False), tasks, rec, seeds=3, pool=[(t, rec["chosen"][t]["family"]) for t in reversed(tasks)])
-    assert list(res['candidates_walked']) == list(reversed(tasks))  # in the draw's order
+    assert [c["task"] for c in res["candidates_walked"]] == list(reversed(tasks))  # in the draw's order
+    saved = tmp_path / "res.json"
+    atomic_write_json(saved, res)  # and so they stay once written and read back
+    assert [c["task"] for c in json.loads(saved.read_text())["candidates_walked"]] == list(reversed(tasks))
     c = res["counts"]
     assert (c["tasks"], c["auc_ge_dsrl"], c["final_best_ge_dsrl"], c["above_base"]) == (4, 2, 4, 4)
     assert c["dip_ge_dsrl"] == 3 and c["dip_below_-0.10"] == ["b-v3"]

@@ -250,9 +250,10 @@ def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int, pool: list[tupl
                     f"'{KEY}'): ZPRL at the suite's pick in the rule's mode and DSRL at the suite's pick, both from "
                     "the calibrated base; rows as in finetune_shift_rule.json",
             "env_steps": plan.env_steps, "planned_seeds": seeds, "complete": complete,
-            "candidates_walked": {t: {k: rec["chosen"][t][k] for k in ("family", "shift", "sampled", "eps0", "reached",
-                                                                       "kept")}
-                                  for t, _ in pool if t in rec["chosen"] and t in walked},  # in draw order
+            # a list, in draw order (a JSON object's keys come back sorted from the results file)
+            "candidates_walked": [{"task": t, **{k: rec["chosen"][t][k] for k in ("family", "shift", "sampled", "eps0",
+                                                                                   "reached", "kept")}}
+                                  for t, _ in pool if t in rec["chosen"] and t in walked],
             "tasks": rows, "counts": counts, "settings": picked_settings(plan.sweep_key, METHODS),
             "tether": {"beta": TETHER, "what": f"ZPRL as zprl_rule plus actor_tether = {TETHER}, counted against DSRL "
                                               "as zprl_rule is; chosen before its runs, on tasks seen before it",
@@ -278,7 +279,7 @@ def table(res: dict) -> str:
                            "dsrl − base best [95%]", "dip zprl", "dip dsrl", "first eval = dsrl's (ε = 0)"], rows)
     c, n = res["counts"], res["counts"]["tasks"]
     walked = ", ".join(f"{t} ({v['family']}, {v['shift']}: best {max(v['sampled'], v['eps0']):.2f}"
-                       f"{'' if v['kept'] else ', not kept'})" for t, v in res["candidates_walked"].items())
+                       f"{'' if v['kept'] else ', not kept'})" for v in res["candidates_walked"] for t in [v["task"]])
     state = "" if res["complete"] else " (partial: not every task has every planned seed yet)"
     return (f"{head}\n\nCounts over the {n} held-out task{'s' if n != 1 else ''}{state}: ZPRL's AUC ≥ DSRL's on "
             f"{c['auc_ge_dsrl']}/{n}; final best mode ≥ DSRL's on {c['final_best_ge_dsrl']}/{n}; above the base's best "
