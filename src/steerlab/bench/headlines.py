@@ -63,7 +63,7 @@ def tether_line(res: dict | None) -> str:
     plain = "" if not nz else (f"ZPRL's AUC ≥ DSRL's on {z['auc_ge_dsrl']}/{nz}, final best ≥ on "
                                f"{z['final_best_ge_dsrl']}/{nz}, dip below −0.10 on {len(z['dip_below_-0.10'])}; ")
     return (f" On a second draw of {n} task{'s' if n > 1 else ''}, fixed before its runs (`--draw 2`{state}): {plain}ZPRL "
-            f"with a tether β = {res['tether']['beta']} chosen before the draw: AUC ≥ DSRL's on {c['auc_ge_dsrl']}/{n}, "
+            f"with a tether β = {res['tether']['beta']}, a start fix chosen before the draw: AUC ≥ DSRL's on {c['auc_ge_dsrl']}/{n}, "
             f"final best mode ≥ DSRL's on {c['final_best_ge_dsrl']}/{n}, above the base's best on {c['above_base']}/{n}, "
             f"dip no deeper than DSRL's on {c['dip_ge_dsrl']}/{n} and below −0.10 on {len(c['dip_below_-0.10'])}.")
 
