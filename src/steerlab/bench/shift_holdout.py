@@ -21,7 +21,8 @@ one unseen-task failure, a dip at the first evaluation after warm-up on bin-pick
 rose; β = 0.1 is the value the start diagnosis measured on push-wall (docs/zprl.md: it holds λ·|Δz| near the
 paper's 0.1·RMS(z), where β = 1 froze the actor), not a value tried on these tasks. It runs on every held-out
 task, so its cost where ZPRL did not dip is measured too. These tasks were seen when the variant was chosen:
-its rows are a measurement of the variant on them, not a held-out validation of it.
+its rows are a measurement of the variant on them, not a held-out validation of it. (Measured: it left the dip
+in place and lowered the AUC; not adopted, docs/zprl.md.)
 
 A second draw (`--draw 2`, fixed before any of its runs, after the first draw's results and the variant's choice)
 is the variant's held-out validation: the same permutation walked on, the next PER_FAMILY kept per family (ranks 3
