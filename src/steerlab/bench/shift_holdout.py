@@ -197,28 +197,34 @@ def base_cell(plan: Plan, task: str, c: dict) -> dict:
             "max_steps": plan.max_steps, "out": str(ft.run_dir({"task": task, "name": "base", "seed": 0}, ROOT / "base"))}
 
 
+def first_evals_equal(task: str, name: str, twin: str) -> dict:
+    """Whether run `name`'s first evaluation scores as run `twin`'s at every seed where both have one."""
+    pairs = []
+    for d in sorted(ROOT.glob(f"{task}__{name}__seed*")):
+        mine, theirs = first_eval(d), first_eval(ROOT / d.name.replace(f"__{name}__", f"__{twin}__"))
+        if mine and theirs:
+            pairs.append(mine["success"] == theirs["success"])
+    return {"seeds_compared": len(pairs), "success_equal": all(pairs) if pairs else None}
+
+
 def same_start(task: str) -> dict:
     """Where ZPRL runs from ε = 0 its first evaluation is the frozen base's ε = 0 mode, as DSRL's is (its actor's
     mean noise starts at 0): at each seed the two must then score alike on the same episodes, the like-for-like
-    start issue 26 asks for. Compared per seed where both runs have a first evaluation."""
-    pairs = []
-    for d in sorted(ROOT.glob(f"{task}__zprl__seed*")):
-        z, ds = first_eval(d), first_eval(ROOT / d.name.replace("__zprl__", "__dsrl__"))
-        if z and ds:
-            pairs.append(z["success"] == ds["success"])
-    return {"seeds_compared": len(pairs), "success_equal": all(pairs) if pairs else None}
+    start issue 26 asks for."""
+    return first_evals_equal(task, "zprl", "dsrl")
 
 
 def tether_start(task: str) -> dict:
     """The tethered run starts where the untethered one did: at each seed the first evaluation (the frozen base in
     the same mode, Δz = 0, the same episodes) must score alike. Unequal success means the base was rebuilt
     differently from the one the check's runs used, and the rows are then not comparable."""
-    pairs = []
-    for d in sorted(ROOT.glob(f"{task}__{TETHERED}__seed*")):
-        mine, theirs = first_eval(d), first_eval(ROOT / d.name.replace(f"__{TETHERED}__", "__zprl__"))
-        if mine and theirs:
-            pairs.append(mine["success"] == theirs["success"])
-    return {"seeds_compared": len(pairs), "success_equal": all(pairs) if pairs else None}
+    return first_evals_equal(task, TETHERED, "zprl")
+
+
+def all_seeds(rows: dict, keys: tuple[str, ...], seeds: int) -> bool:
+    """Every task of a full draw (PER_FAMILY per family) has every planned seed of each row in `keys`."""
+    return len(rows) == len(FAMILY_ORDER) * PER_FAMILY and all(
+        r[k] and r[k]["seeds"] >= seeds for r in rows.values() for k in keys)
 
 
 def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int, pool: list[tuple[str, str]], draw: int = 1) -> dict:
@@ -241,11 +247,8 @@ def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int, pool: list[tupl
             k: round(r["zprl_tether"][k] - r["zprl_rule"][k], 4) for k in ("auc", "final_best", "dip")}
     tether.pop("met"), tether.pop("base_reproduced"), tether.pop("base_not_reproduced"), tether.pop("start_mismatch")
     tether["start_unlike_zprl"] = sorted(t for t, r in rows.items() if r["tether_start_check"]["success_equal"] is False)
-    tether["complete"] = len(tasks) == len(FAMILY_ORDER) * PER_FAMILY and all(
-        r["zprl_tether"] and r["zprl_tether"]["seeds"] >= seeds for r in rows.values())
-    complete = len(tasks) == len(FAMILY_ORDER) * PER_FAMILY and all(
-        r["zprl_rule"] and r["dsrl_grid"] and min(r["zprl_rule"]["seeds"], r["dsrl_grid"]["seeds"]) >= seeds
-        for r in rows.values())
+    tether["complete"] = all_seeds(rows, ("zprl_tether",), seeds)
+    complete = all_seeds(rows, ("zprl_rule", "dsrl_grid"), seeds)
     return {"draw": draw,
             "what": "issue 26's counts on held-out tasks (drawn and calibrated by the rule in tuning.json "
                     f"'{KEY}'): ZPRL at the suite's pick in the rule's mode and DSRL at the suite's pick, both from "
@@ -261,19 +264,21 @@ def collect(plan: Plan, tasks: list[str], rec: dict, seeds: int, pool: list[tupl
                        "counts": tether}}
 
 
+def _start(sc: dict) -> str:
+    return "–" if sc["success_equal"] is None else (f"yes ({sc['seeds_compared']})" if sc["success_equal"] else "**no**")
+
+
+def _vs(r: dict | None) -> str:
+    return "–" if not r else _pm(r["best_vs_base"], r["best_vs_base_ci95"], signed=True)
+
+
 def table(res: dict) -> str:
     from steerlab.bench.common import markdown_table
 
-    def start(sc):
-        return "–" if sc["success_equal"] is None else (f"yes ({sc['seeds_compared']})" if sc["success_equal"] else "**no**")
-
-    def vs(r):
-        return "–" if not r else _pm(r["best_vs_base"], r["best_vs_base_ci95"], signed=True)
-
     rows = [[t, r["family"], r["shift"], "ε = 0" if r["rule_mode"] == "eps0" else "sampled",
              "–" if not r["base"] else f"{r['base']['final_best']:.2f}", auc(r["zprl_rule"]), auc(r["dsrl_grid"]),
-             best(r["zprl_rule"]), best(r["dsrl_grid"]), vs(r["zprl_rule"]), vs(r["dsrl_grid"]),
-             num(r["zprl_rule"], "dip", True), num(r["dsrl_grid"], "dip", True), start(r["start_check"])]
+             best(r["zprl_rule"]), best(r["dsrl_grid"]), _vs(r["zprl_rule"]), _vs(r["dsrl_grid"]),
+             num(r["zprl_rule"], "dip", True), num(r["dsrl_grid"], "dip", True), _start(r["start_check"])]
             for t, r in res["tasks"].items()]
     head = markdown_table(["task", "family", "shift", "rule's mode", "base best", "AUC zprl (rule) (seeds)",
                            "AUC dsrl (seeds)", "best zprl", "best dsrl", "zprl − base best [95%]",
@@ -301,14 +306,8 @@ def tether_table(res: dict) -> str:
     def three(r, f):
         return " / ".join(f(r[k]) for k in ("zprl_rule", "zprl_tether", "dsrl_grid"))
 
-    def vs(r):
-        return "–" if not r else _pm(r["best_vs_base"], r["best_vs_base_ci95"], signed=True)
-
-    def start(sc):
-        return "–" if sc["success_equal"] is None else (f"yes ({sc['seeds_compared']})" if sc["success_equal"] else "**no**")
-
-    rows = [[t, three(r, auc), three(r, best), vs(r["zprl_tether"]), three(r, lambda x: num(x, "dip", True)),
-             start(r["tether_start_check"])] for t, r in res["tasks"].items()]
+    rows = [[t, three(r, auc), three(r, best), _vs(r["zprl_tether"]), three(r, lambda x: num(x, "dip", True)),
+             _start(r["tether_start_check"])] for t, r in res["tasks"].items()]
     head = markdown_table(["task", f"AUC zprl / β = {res['tether']['beta']} / dsrl (seeds)", "best zprl / β / dsrl",
                            "β − base best [95%]", "dip zprl / β / dsrl", "first eval = zprl's"], rows)
     c = res["tether"]["counts"]
